@@ -1,0 +1,1 @@
+"""The engine: processes, sampling, cgroups, kernel log, correlation, CLI. Never imports Qt."""

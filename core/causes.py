@@ -1,0 +1,76 @@
+"""Why a worker died: the cause table of DESIGN.md, from what the engine knows at exit."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+OOM_KILL, HEAP_OOM, TERMINATED, SIGNAL, EXIT, UNKNOWN = (
+    "oom-kill",
+    "heap-oom",
+    "terminated",
+    "signal",
+    "exit",
+    "unknown",
+)
+CAUSES = (OOM_KILL, HEAP_OOM, TERMINATED, SIGNAL, EXIT, UNKNOWN)
+
+# What V8 prints when the heap is exhausted (main thread: then abort(); worker thread: the
+# Worker's 'error' event carries ERR_WORKER_OUT_OF_MEMORY).
+_HEAP_OOM_MARKERS = (
+    "JavaScript heap out of memory",
+    "ERR_WORKER_OUT_OF_MEMORY",
+    "Worker terminated due to reaching memory limit",
+)
+
+
+def signal_name(signum: int | None) -> str | None:
+    if signum is None:
+        return None
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"SIG{signum}"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    cause: str
+    exit_code: int | None
+    signal: str | None
+    by: str | None
+    evidence: tuple[str, ...]
+
+
+def classify(
+    *,
+    returncode: int | None,
+    terminated_by: str | None,
+    last_signal_sent: int | None,
+    cgroup_oom_kills_rose: bool,
+    stderr_tail: Iterable[str],
+) -> Verdict:
+    """The cause of one exit.
+
+    ``returncode`` is Popen's (negative: killed by that signal) for launched workers and None
+    for attached ones, whose status only their real parent can read.
+    """
+    sig = -returncode if returncode is not None and returncode < 0 else None
+    code = returncode if returncode is not None and returncode >= 0 else None
+    if terminated_by is not None:
+        ended_by = sig if sig is not None else (last_signal_sent if code is None else None)
+        evidence = ("oomscope sent " + (signal_name(last_signal_sent) or "a signal"),)
+        return Verdict(TERMINATED, code, signal_name(ended_by), terminated_by, evidence)
+    killed = sig == signal.SIGKILL
+    if cgroup_oom_kills_rose and (killed or returncode is None):
+        return Verdict(OOM_KILL, code, signal_name(sig), None, ("cgroup oom_kill counter rose",))
+    if sig == signal.SIGABRT or code == 134:
+        for line in stderr_tail:
+            if any(marker in line for marker in _HEAP_OOM_MARKERS):
+                return Verdict(HEAP_OOM, code, signal_name(sig), None, ("stderr: " + line.strip(),))
+    if sig is not None:
+        return Verdict(SIGNAL, None, signal_name(sig), None, ())
+    if code is not None:
+        return Verdict(EXIT, code, None, None, ())
+    return Verdict(UNKNOWN, None, None, None, ("attached process vanished; no exit status",))

@@ -1,0 +1,857 @@
+"""Memory cgroups: read the one a process is in, and make one with a hard limit for a launched worker.
+
+Reading (:class:`MemoryCgroup`, :func:`cgroup_of`) runs on every sampling tick, so the files are
+opened once and read with ``os.pread`` at offset 0: cgroupfs regenerates the text on every read
+from offset 0, and a removed cgroup answers ``ENODEV`` instead of stale numbers.
+
+Limiting (:func:`create_limited_cgroup`) tries, in order, cgroup v2, ``systemd-run --user
+--scope`` and cgroup v1 (DESIGN.md "Memory limits for launched workers"). The worker enters its
+cgroup through a ``/bin/sh`` wrapper that writes its own PID and then ``exec``s the real command,
+so the PID the engine holds is the worker's PID and the worker never runs a single instruction
+outside the limit. A ``preexec_fn`` would do the same without the shell, but the engine spawns
+from a thread, where ``preexec_fn`` is unsafe.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import itertools
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+from .errors import BadInput, CgroupUnavailable, Error, NotPermitted
+
+__all__ = [
+    "LimitedCgroup",
+    "MemoryCgroup",
+    "cgroup_of",
+    "create_limited_cgroup",
+    "describe_cgroup_support",
+]
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+# cgroup v1 spells "no limit" as PAGE_COUNTER_MAX pages, i.e. LONG_MAX rounded down to the page
+# size (9223372036854771712 with 4 KiB pages, less with 64 KiB pages). No real limit is this big.
+_V1_UNLIMITED_FROM = 1 << 62
+
+# Files are a few hundred bytes; memory.stat is the largest we read (a few KiB on big NUMA boxes).
+_READ_SIZE = 1 << 16
+
+# Bounded wait for the kernel to finish detaching a reaped task from its cgroup: rmdir answers
+# EBUSY until then, and the kernel offers no event to wait for.
+_RMDIR_RETRY_S = 1.0
+
+_SYSTEMD_PROBE_TIMEOUT_S = 5.0
+_SYSTEMD_PROBE_LIMIT_BYTES = 64 << 20
+
+# Distinguishes cgroups created by one oomscope process; the PID distinguishes processes.
+_serial = itertools.count(1)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+class MemoryCgroup:
+    """A memory cgroup opened for reading; values through fds kept open and ``os.pread`` at 0.
+
+    Every reader returns ``None`` once the cgroup is gone (or the value is not there), never
+    raises: a cgroup that vanishes with its worker is an ordinary case on the sampling path.
+    """
+
+    version: int
+    path: str
+    directory: str
+
+    def __init__(self, directory: str, version: int, path: str, *, mount_point: str | None = None) -> None:
+        """Open the cgroup at ``directory``; raises ``OSError`` if it is not a readable memory cgroup.
+
+        ``mount_point`` bounds the walk over ancestors for :meth:`effective_limit_bytes` (v2).
+        """
+        if version not in (1, 2):
+            raise ValueError(f"cgroup version must be 1 or 2, not {version!r}")
+        self.version = version
+        self.path = path
+        self.directory = directory
+        self._fds: list[int] = []
+        self._ancestor_max_fds: list[int] = []
+        self._usage_fd: int | None = None
+        self._limit_fd: int | None = None
+        self._oom_fd: int | None = None
+        self._stat_fd: int | None = None
+        try:
+            if version == 1:
+                self._usage_fd = self._open("memory.usage_in_bytes")
+                self._limit_fd = self._open("memory.limit_in_bytes")
+                self._oom_fd = self._open_optional("memory.oom_control")
+                self._stat_fd = self._open_optional("memory.stat")
+            else:
+                self._usage_fd = self._open("memory.current")
+                # The root cgroup has memory.current but no memory.max.
+                self._limit_fd = self._open_optional("memory.max")
+                self._oom_fd = self._open_optional("memory.events")
+                self._open_v2_ancestors(mount_point)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, name: str) -> int:
+        fd = os.open(os.path.join(self.directory, name), os.O_RDONLY | os.O_CLOEXEC)
+        self._fds.append(fd)
+        return fd
+
+    def _open_optional(self, name: str) -> int | None:
+        try:
+            return self._open(name)
+        except FileNotFoundError:
+            return None
+
+    def _open_v2_ancestors(self, mount_point: str | None) -> None:
+        # A container's limit often sits on a parent (the pod), not on the leaf the process is in.
+        if mount_point is None:
+            return
+        top = os.path.normpath(mount_point)
+        here = os.path.normpath(self.directory)
+        while here != top and here.startswith(top + os.sep):
+            here = os.path.dirname(here)
+            try:
+                fd = os.open(os.path.join(here, "memory.max"), os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+            self._fds.append(fd)
+            self._ancestor_max_fds.append(fd)
+
+    def __repr__(self) -> str:
+        return f"MemoryCgroup(version={self.version}, path={self.path!r}, directory={self.directory!r})"
+
+    def __enter__(self) -> MemoryCgroup:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Safety net only: the engine closes readers explicitly, but a leaked fd on a removed
+        # cgroup would pin kernel memory for as long as oomscope runs.
+        fds = getattr(self, "_fds", None)
+        if fds:
+            self.close()
+
+    @staticmethod
+    def _read(fd: int | None) -> str | None:
+        if fd is None:
+            return None
+        try:
+            return os.pread(fd, _READ_SIZE, 0).decode("ascii", "replace")
+        except OSError:
+            # ENODEV after rmdir, EBADF after close: both mean "no value any more".
+            return None
+
+    def usage_bytes(self) -> int | None:
+        """Memory charged to the cgroup now (v1 ``memory.usage_in_bytes``, v2 ``memory.current``)."""
+        return _parse_int(self._read(self._usage_fd))
+
+    def limit_bytes(self) -> int | None:
+        """The cgroup's own hard limit; ``None`` when unlimited or gone."""
+        return _parse_limit(self._read(self._limit_fd))
+
+    def effective_limit_bytes(self) -> int | None:
+        """The smallest hard limit on the cgroup or its ancestors: what the kernel enforces.
+
+        v1 reports it in ``memory.stat`` (``hierarchical_memory_limit``); on v2 the ancestors'
+        ``memory.max`` up to the mount point are read. ``None`` when nothing limits it.
+        """
+        if self.version == 1:
+            stat = self._read(self._stat_fd)
+            if stat is not None:
+                value = _parse_keyed(stat, "hierarchical_memory_limit")
+                if value is not None:
+                    return None if value >= _V1_UNLIMITED_FROM else value
+            return self.limit_bytes()
+        limits = [self.limit_bytes()]
+        limits.extend(_parse_limit(self._read(fd)) for fd in self._ancestor_max_fds)
+        present = [value for value in limits if value is not None]
+        return min(present) if present else None
+
+    def oom_kill_count(self) -> int | None:
+        """How many processes the OOM killer has killed in this cgroup (``oom_kill`` counter).
+
+        ``None`` when the cgroup is gone, or on v1 kernels older than 4.13, which lack the line.
+        """
+        text = self._read(self._oom_fd)
+        if text is None:
+            return None
+        return _parse_keyed(text, "oom_kill")
+
+    def close(self) -> None:
+        """Close the file descriptors; idempotent. Readers return ``None`` afterwards."""
+        fds, self._fds = self._fds, []
+        self._ancestor_max_fds = []
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._usage_fd = None
+        self._limit_fd = None
+        self._oom_fd = None
+        self._stat_fd = None
+
+
+def _parse_int(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+def _parse_limit(text: str | None) -> int | None:
+    if text is None:
+        return None
+    text = text.strip()
+    if text == "max":
+        return None
+    value = _parse_int(text)
+    if value is None or value >= _V1_UNLIMITED_FROM:
+        return None
+    return value
+
+
+def _parse_keyed(text: str, key: str) -> int | None:
+    """The value of ``key N`` in a flat-keyed cgroup file (memory.events, memory.oom_control, memory.stat)."""
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return _parse_int(value)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Where the hierarchies are mounted
+
+
+@dataclass(frozen=True)
+class _Mount:
+    root: str  # the cgroup path that appears at mount_point (not "/" inside a container)
+    mount_point: str
+    fstype: str
+    super_options: frozenset[str]
+
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape_mountinfo(field: str) -> str:
+    # The kernel escapes space, tab, newline and backslash in mountinfo as \ooo.
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _cgroup_mounts(proc_root: str) -> list[_Mount]:
+    try:
+        with open(os.path.join(proc_root, "self", "mountinfo"), encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    mounts: list[_Mount] = []
+    for line in lines:
+        # id parent major:minor root mount-point options [optional fields...] - fstype source super-options
+        fields = line.split(" ")
+        try:
+            sep = fields.index("-", 6)
+        except ValueError:
+            continue
+        if len(fields) < sep + 4 or len(fields) < 5:
+            continue
+        fstype = fields[sep + 1]
+        if fstype not in ("cgroup", "cgroup2"):
+            continue
+        mounts.append(
+            _Mount(
+                root=_unescape_mountinfo(fields[3]),
+                mount_point=_unescape_mountinfo(fields[4]),
+                fstype=fstype,
+                super_options=frozenset(fields[sep + 3].split(",")),
+            )
+        )
+    return mounts
+
+
+def _v1_memory_mounts(proc_root: str, v1_root: str | None) -> list[_Mount]:
+    if v1_root is not None:
+        return [_Mount("/", v1_root, "cgroup", frozenset({"memory"}))]
+    return [m for m in _cgroup_mounts(proc_root) if m.fstype == "cgroup" and "memory" in m.super_options]
+
+
+def _v2_mounts(proc_root: str, v2_root: str | None) -> list[_Mount]:
+    if v2_root is not None:
+        return [_Mount("/", v2_root, "cgroup2", frozenset())]
+    return [m for m in _cgroup_mounts(proc_root) if m.fstype == "cgroup2"]
+
+
+def _directory_in(mount: _Mount, cgroup_path: str) -> str | None:
+    """Where ``cgroup_path`` (as /proc/PID/cgroup names it) lives under ``mount``, if visible there."""
+    parts = [p for p in cgroup_path.split("/") if p]
+    if ".." in parts:
+        # Outside our cgroup namespace: the kernel shows the way up, and nothing of it is mounted.
+        return None
+    root_parts = [p for p in mount.root.split("/") if p]
+    if parts[: len(root_parts)] != root_parts:
+        return None
+    return os.path.join(mount.mount_point, *parts[len(root_parts) :])
+
+
+def _hierarchy_path(mount: _Mount, *relative: str) -> str:
+    return "/" + "/".join([p for p in mount.root.split("/") if p] + list(relative))
+
+
+# --------------------------------------------------------------------------------------------
+# Which cgroup a process is in
+
+
+def _read_proc_cgroup(pid: int, proc_root: str) -> list[tuple[str, list[str], str]] | None:
+    try:
+        with open(os.path.join(proc_root, str(pid), "cgroup"), encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+    except OSError:
+        # ENOENT/ESRCH: the process is gone; EACCES: not ours to read. Both mean "no cgroup".
+        return None
+    entries: list[tuple[str, list[str], str]] = []
+    for line in text.splitlines():
+        hierarchy_id, sep1, rest = line.partition(":")
+        controllers, sep2, path = rest.partition(":")
+        if not sep1 or not sep2:
+            continue
+        entries.append((hierarchy_id, controllers.split(",") if controllers else [], path))
+    return entries
+
+
+def cgroup_of(
+    pid: int,
+    *,
+    proc_root: str = "/proc",
+    v1_root: str | None = None,
+    v2_root: str | None = None,
+) -> MemoryCgroup | None:
+    """The memory cgroup a running process is in, opened for reading; ``None`` if it has none we can read.
+
+    ``/proc/PID/cgroup`` names the cgroup (``N:memory:/path`` on v1, ``0::/path`` on v2); the mount
+    points come from ``/proc/self/mountinfo`` unless ``v1_root``/``v2_root`` name them (then taken
+    as mounts of the hierarchy's root). v2 is used only when that cgroup has ``memory.current``:
+    on a hybrid machine the unified hierarchy exists without the memory controller.
+    """
+    entries = _read_proc_cgroup(pid, proc_root)
+    if not entries:
+        return None
+    for hierarchy_id, controllers, path in entries:
+        if hierarchy_id == "0" and not controllers:
+            for mount in _v2_mounts(proc_root, v2_root):
+                directory = _directory_in(mount, path)
+                if directory is None or not os.path.exists(os.path.join(directory, "memory.current")):
+                    continue
+                try:
+                    return MemoryCgroup(directory, 2, path, mount_point=mount.mount_point)
+                except OSError:
+                    continue
+    for hierarchy_id, controllers, path in entries:
+        if "memory" in controllers:
+            for mount in _v1_memory_mounts(proc_root, v1_root):
+                directory = _directory_in(mount, path)
+                if directory is None:
+                    continue
+                try:
+                    return MemoryCgroup(directory, 1, path)
+                except OSError:
+                    continue
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Making a limited cgroup
+
+
+_BACKENDS = ("cgroup2", "systemd-run", "cgroup1")
+
+
+class LimitedCgroup:
+    """A memory cgroup oomscope creates for one launched worker, with a hard limit.
+
+    ``limit_bytes`` is the limit the kernel applies: the request rounded down to whole pages.
+    For ``systemd-run``, ``path`` is ``None`` until :meth:`reader` has seen the worker in its scope.
+    """
+
+    backend: str
+    limit_bytes: int
+    path: str | None
+
+    def __init__(
+        self,
+        backend: str,
+        limit_bytes: int,
+        path: str | None,
+        *,
+        directory: str | None = None,
+        unit: str | None = None,
+        mount_point: str | None = None,
+    ) -> None:
+        if backend not in _BACKENDS:
+            raise ValueError(f"unknown cgroup backend {backend!r}")
+        if backend == "systemd-run" and unit is None:
+            raise ValueError("a systemd-run cgroup needs its unit name")
+        if backend != "systemd-run" and directory is None:
+            raise ValueError(f"a {backend} cgroup needs its directory")
+        self.backend = backend
+        self.limit_bytes = limit_bytes
+        self.path = path
+        self.directory = directory
+        self.unit = unit
+        self._mount_point = mount_point
+        self._removed = False
+
+    def __repr__(self) -> str:
+        where = self.unit if self.backend == "systemd-run" else self.directory
+        return f"LimitedCgroup({self.backend}, {self.limit_bytes} bytes, {where})"
+
+    def wrap_command(self, argv: list[str]) -> list[str]:
+        """An argv that runs ``argv`` inside this cgroup under the same PID.
+
+        The wrapper enters the cgroup first and only then ``exec``s; if it cannot enter, the
+        command does not run at all (exit status 125) rather than run without its limit.
+        """
+        if not argv:
+            raise BadInput("empty command: nothing to run under a memory limit")
+        if self.backend == "systemd-run":
+            # --scope makes systemd-run register the scope and exec in place: same PID, same
+            # cwd and environment. MemorySwapMax=0 so swap cannot hide the growth.
+            assert self.unit is not None
+            return [
+                "systemd-run", "--user", "--scope", "--quiet", "--collect",
+                f"--unit={self.unit}",
+                "-p", f"MemoryMax={self.limit_bytes}",
+                "-p", "MemorySwapMax=0",
+                "--", *argv,
+            ]  # fmt: skip
+        assert self.directory is not None
+        procs = shlex.quote(os.path.join(self.directory, "cgroup.procs"))
+        script = f'echo $$ > {procs} || exit 125; exec "$@"'
+        return ["/bin/sh", "-c", script, "oomscope-cgroup", *argv]
+
+    def reader(
+        self,
+        pid: int | None = None,
+        *,
+        proc_root: str = "/proc",
+        v2_root: str | None = None,
+    ) -> MemoryCgroup | None:
+        """Open the cgroup for sampling; ``None`` if it is gone (or, for systemd-run, not there yet).
+
+        systemd-run needs the worker's ``pid`` (without it: ``None``). The scope exists only once
+        systemd-run has registered it, just before it execs the command, so a ``None`` right
+        after the spawn means "ask again next tick"; a cgroup that is not the scope is never
+        returned in its place. ``proc_root`` and ``v2_root`` as for :func:`cgroup_of`.
+        """
+        if self._removed:
+            return None
+        if self.backend != "systemd-run":
+            assert self.directory is not None and self.path is not None
+            version = 2 if self.backend == "cgroup2" else 1
+            try:
+                return MemoryCgroup(self.directory, version, self.path, mount_point=self._mount_point)
+            except OSError:
+                return None
+        if pid is None:
+            return None
+        found = cgroup_of(pid, proc_root=proc_root, v2_root=v2_root)
+        if found is None:
+            return None
+        # Until systemd-run has moved itself into the scope, the pid is still in oomscope's cgroup.
+        if found.path.rsplit("/", 1)[-1] != f"{self.unit}.scope":
+            found.close()
+            return None
+        self.path = found.path
+        self.directory = found.directory
+        return found
+
+    def remove(self) -> None:
+        """Remove the cgroup once its worker is gone; idempotent.
+
+        Raises :class:`~oomscope.core.errors.Error` only if processes still hold the cgroup (a
+        worker's daemonised child, say), and :class:`NotPermitted` if the system refuses.
+        systemd removes a scope by itself when its last process exits.
+        """
+        if self._removed:
+            return
+        if self.backend == "systemd-run":
+            self._removed = True
+            return
+        assert self.directory is not None
+        _rmdir_cgroup(self.directory)
+        self._removed = True
+        # The parent is shared with other workers, and with other oomscope processes; rmdir is
+        # atomic and refuses a cgroup with children, so trying is safe.
+        parent = os.path.dirname(self.directory)
+        try:
+            os.rmdir(parent)
+        except OSError:
+            pass
+
+
+def _rmdir_cgroup(directory: str) -> None:
+    deadline = time.monotonic() + _RMDIR_RETRY_S
+    pause_s = 0.002
+    while True:
+        try:
+            os.rmdir(directory)
+            return
+        except FileNotFoundError:
+            return
+        except PermissionError as e:
+            raise NotPermitted(f"cannot remove cgroup {directory}: {e.strerror}; run oomscope as root") from e
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise Error(f"cannot remove cgroup {directory}: {e.strerror}") from e
+            if time.monotonic() >= deadline:
+                pids = _cgroup_pids(directory)
+                raise Error(
+                    f"cgroup {directory} still holds processes ({', '.join(pids) or 'none listed'}); "
+                    "it was left in place. Stop them, then remove it with rmdir."
+                ) from e
+        time.sleep(pause_s)
+        pause_s = min(pause_s * 2, 0.05)
+
+
+def _cgroup_pids(directory: str) -> list[str]:
+    try:
+        with open(os.path.join(directory, "cgroup.procs"), encoding="ascii") as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+def _write(path: str, text: str) -> None:
+    # The flags of the shell's "echo N > file": cgroupfs takes the whole value in one write(2).
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, text.encode("ascii"))
+    finally:
+        os.close(fd)
+
+
+def _read_words(path: str) -> set[str] | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return set(f.read().split())
+    except OSError:
+        return None
+
+
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _leaf_names(name: str) -> list[str]:
+    """A few candidate names: one process rarely meets a leftover with its own PID, but may."""
+    safe = _NAME_UNSAFE.sub("_", name).strip("._") or "worker"
+    return [f"{safe}-{os.getpid()}-{next(_serial)}" for _ in range(5)]
+
+
+def _describe_oserror(e: OSError, what: str) -> str:
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return f"{what}: permission denied (run oomscope as root)"
+    if e.errno == errno.EROFS:
+        return f"{what}: the cgroup filesystem is mounted read-only (in a container: give it a writable cgroup)"
+    return f"{what}: {e.strerror or e}"
+
+
+class _Refused(Exception):
+    """One backend cannot be used; the message says why and, where one exists, the fix."""
+
+
+def _page_floor(limit_bytes: int) -> int:
+    return limit_bytes - limit_bytes % _PAGE_SIZE
+
+
+def _make_child(parent_dir: str, name: str) -> tuple[str, str]:
+    """mkdir a fresh child under ``parent_dir`` (created if missing); returns (leaf, directory)."""
+    last_error: OSError | None = None
+    for leaf in _leaf_names(name):
+        directory = os.path.join(parent_dir, leaf)
+        try:
+            os.makedirs(parent_dir, exist_ok=True)
+            os.mkdir(directory)
+            return leaf, directory
+        except FileExistsError as e:
+            last_error = e
+        except FileNotFoundError as e:
+            # Another oomscope removed the shared parent between our two mkdirs: take it again.
+            last_error = e
+        except OSError as e:
+            raise _Refused(_describe_oserror(e, f"cannot create {directory}")) from e
+    assert last_error is not None
+    raise _Refused(_describe_oserror(last_error, f"cannot create a cgroup under {parent_dir}"))
+
+
+def _discard(directory: str) -> None:
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass
+
+
+def _try_cgroup2(limit_bytes: int, name: str, parent: str, v2_root: str | None) -> LimitedCgroup:
+    mounts = _v2_mounts("/proc", v2_root)
+    if not mounts:
+        raise _Refused("no cgroup2 filesystem is mounted")
+    mount = mounts[0]
+    root = mount.mount_point
+    if not os.path.isdir(root):
+        raise _Refused(f"{root} does not exist")
+    controllers = _read_words(os.path.join(root, "cgroup.controllers"))
+    if controllers is None:
+        raise _Refused(f"{root} is not a cgroup2 hierarchy (no cgroup.controllers)")
+    if "memory" not in controllers:
+        raise _Refused(
+            f"the memory controller is not available in {root} (it is bound to cgroup v1 here, or "
+            "disabled: boot with systemd.unified_cgroup_hierarchy=1 to move it to cgroup v2)"
+        )
+    subtree = _read_words(os.path.join(root, "cgroup.subtree_control")) or set()
+    if "memory" not in subtree:
+        raise _Refused(
+            f"the memory controller is not enabled for children of {root}; "
+            f"enable it with: echo +memory > {os.path.join(root, 'cgroup.subtree_control')}"
+        )
+    parent_dir = os.path.join(root, parent)
+    leaf, directory = _make_child(parent_dir, name)
+    try:
+        try:
+            # Our parent holds no processes, so the no-internal-process rule lets it delegate.
+            _write(os.path.join(parent_dir, "cgroup.subtree_control"), "+memory")
+        except OSError as e:
+            raise _Refused(
+                _describe_oserror(e, f"cannot enable the memory controller in {parent_dir}/cgroup.subtree_control")
+            ) from e
+        applied = _page_floor(limit_bytes)
+        try:
+            _write(os.path.join(directory, "memory.max"), str(applied))
+            if os.path.exists(os.path.join(directory, "memory.swap.max")):
+                _write(os.path.join(directory, "memory.swap.max"), "0")
+        except OSError as e:
+            raise _Refused(_describe_oserror(e, f"cannot set the limit in {directory}")) from e
+        _verify_limit(os.path.join(directory, "memory.max"), applied)
+    except _Refused:
+        _discard(directory)
+        _discard(parent_dir)
+        raise
+    return LimitedCgroup(
+        "cgroup2",
+        applied,
+        _hierarchy_path(mount, parent, leaf),
+        directory=directory,
+        mount_point=mount.mount_point,
+    )
+
+
+def _try_cgroup1(limit_bytes: int, name: str, parent: str, v1_root: str | None) -> LimitedCgroup:
+    mounts = _v1_memory_mounts("/proc", v1_root)
+    if not mounts:
+        raise _Refused("no cgroup v1 memory hierarchy is mounted")
+    mount = mounts[0]
+    root = mount.mount_point
+    if not os.path.isdir(root):
+        raise _Refused(f"{root} does not exist")
+    if not os.path.exists(os.path.join(root, "memory.limit_in_bytes")):
+        raise _Refused(f"{root} is not a cgroup v1 memory hierarchy (no memory.limit_in_bytes)")
+    parent_dir = os.path.join(root, parent)
+    leaf, directory = _make_child(parent_dir, name)
+    applied = _page_floor(limit_bytes)
+    try:
+        try:
+            # memory first: memsw may never be below it, and both start unlimited.
+            _write(os.path.join(directory, "memory.limit_in_bytes"), str(applied))
+            memsw = os.path.join(directory, "memory.memsw.limit_in_bytes")
+            if os.path.exists(memsw):
+                # Without this, the worker's pages would go to swap and the limit would never bite.
+                _write(memsw, str(applied))
+        except OSError as e:
+            raise _Refused(_describe_oserror(e, f"cannot set the limit in {directory}")) from e
+        _verify_limit(os.path.join(directory, "memory.limit_in_bytes"), applied)
+        _enable_v1_oom_killer(directory)
+    except _Refused:
+        _discard(directory)
+        _discard(parent_dir)
+        raise
+    return LimitedCgroup("cgroup1", applied, _hierarchy_path(mount, parent, leaf), directory=directory)
+
+
+def _enable_v1_oom_killer(directory: str) -> None:
+    # v1 children inherit oom_kill_disable; with it set, a worker at its limit hangs forever
+    # instead of being killed, which is the very event oomscope is there to show.
+    control = os.path.join(directory, "memory.oom_control")
+    try:
+        with open(control, encoding="ascii") as f:
+            disabled = _parse_keyed(f.read(), "oom_kill_disable")
+    except OSError:
+        return
+    if disabled:
+        try:
+            _write(control, "0")
+        except OSError as e:
+            raise _Refused(_describe_oserror(e, f"cannot re-enable the OOM killer in {control}")) from e
+
+
+def _verify_limit(path: str, expected: int) -> None:
+    try:
+        with open(path, encoding="ascii") as f:
+            got = _parse_limit(f.read())
+    except OSError as e:
+        raise _Refused(_describe_oserror(e, f"cannot read back {path}")) from e
+    if got != expected:
+        raise _Refused(f"{path} reads {got if got is not None else 'unlimited'} after writing {expected}")
+
+
+def _systemd_unit_name(name: str) -> str:
+    return f"oomscope-{_leaf_names(name)[0]}"
+
+
+def _probe_systemd_run(v2_root: str | None) -> str | None:
+    """``None`` if ``systemd-run --user --scope`` can enforce MemoryMax here, else why not.
+
+    Asking systemd-run to accept the property is not enough: without the memory controller
+    delegated to the user manager, it accepts MemoryMax and silently enforces nothing. So the
+    probe runs a shell in a real scope that reads back its own cgroup's memory.max.
+    """
+    executable = shutil.which("systemd-run")
+    if executable is None:
+        return "systemd-run is not installed"
+    mounts = _v2_mounts("/proc", v2_root)
+    if not mounts:
+        return "no cgroup2 filesystem is mounted, so systemd cannot set MemoryMax"
+    mount = mounts[0]
+    root_parts = [p for p in mount.root.split("/") if p]
+    # Strip the mount's root from the path the scope sees, as _directory_in does.
+    strip = "/" + "/".join(root_parts) if root_parts else ""
+    script = (
+        "while IFS= read -r line; do case $line in 0::*) p=${line#0::};; esac; done < /proc/self/cgroup; "
+        f'p=${{p#{shlex.quote(strip)}}}; read -r v < {shlex.quote(mount.mount_point)}"$p/memory.max" && echo "$v"'
+    )
+    command = [
+        executable, "--user", "--scope", "--quiet", "--collect",
+        "-p", f"MemoryMax={_SYSTEMD_PROBE_LIMIT_BYTES}",
+        "--", "/bin/sh", "-c", script,
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=_SYSTEMD_PROBE_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return f"systemd-run did not answer within {_SYSTEMD_PROBE_TIMEOUT_S:g} s"
+    except OSError as e:
+        return f"systemd-run cannot be started: {e.strerror or e}"
+    if done.returncode != 0 and not done.stdout.strip():
+        detail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit status {done.returncode}"
+        return (
+            f"systemd-run --user --scope failed ({detail}); it needs a running systemd user session: "
+            "log in through systemd-logind or run 'loginctl enable-linger $USER', and make sure "
+            "XDG_RUNTIME_DIR and DBUS_SESSION_BUS_ADDRESS are set"
+        )
+    if done.stdout.strip() != str(_SYSTEMD_PROBE_LIMIT_BYTES):
+        return (
+            "systemd-run accepts MemoryMax but does not enforce it: the memory controller is not "
+            "delegated to the systemd user manager (needs cgroup v2 and Delegate=memory on user@.service)"
+        )
+    return None
+
+
+@functools.cache
+def _systemd_run_refusal(v2_root: str | None) -> str | None:
+    return _probe_systemd_run(v2_root)
+
+
+def create_limited_cgroup(
+    limit_bytes: int,
+    name: str,
+    *,
+    v2_root: str | None = None,
+    v1_root: str | None = None,
+    allow_systemd_run: bool = True,
+    parent: str = "oomscope",
+) -> LimitedCgroup:
+    """A new memory cgroup for one worker, limited to ``limit_bytes`` (rounded down to pages).
+
+    Tries cgroup v2, then ``systemd-run --user --scope``, then cgroup v1; v1 and v2 cgroups go
+    under ``parent`` at the hierarchy's top. ``v2_root``/``v1_root`` name the mount points
+    (default: from /proc/self/mountinfo). Raises :class:`CgroupUnavailable` listing every backend
+    and why it could not be used.
+    """
+    if isinstance(limit_bytes, bool) or not isinstance(limit_bytes, int) or limit_bytes < _PAGE_SIZE:
+        raise BadInput(f"memory limit must be at least one page ({_PAGE_SIZE} bytes), not {limit_bytes!r}")
+    if not parent or "/" in parent or parent in (".", ".."):
+        raise BadInput(f"cgroup parent must be a single directory name, not {parent!r}")
+    reasons: list[str] = []
+    try:
+        return _try_cgroup2(limit_bytes, name, parent, v2_root)
+    except _Refused as e:
+        reasons.append(f"cgroup v2: {e}")
+    if allow_systemd_run:
+        refusal = _systemd_run_refusal(v2_root)
+        if refusal is None:
+            return LimitedCgroup("systemd-run", _page_floor(limit_bytes), None, unit=_systemd_unit_name(name))
+        reasons.append(f"systemd-run: {refusal}")
+    else:
+        reasons.append("systemd-run: not tried (disabled)")
+    try:
+        return _try_cgroup1(limit_bytes, name, parent, v1_root)
+    except _Refused as e:
+        reasons.append(f"cgroup v1: {e}")
+    raise CgroupUnavailable("cannot run the worker under a memory limit:\n" + "\n".join(f"  - {r}" for r in reasons))
+
+
+@functools.cache
+def _support_note(v2_root: str | None, v1_root: str | None, allow_systemd_run: bool) -> str | None:
+    try:
+        probe = create_limited_cgroup(
+            _SYSTEMD_PROBE_LIMIT_BYTES,
+            "probe",
+            v2_root=v2_root,
+            v1_root=v1_root,
+            allow_systemd_run=allow_systemd_run,
+        )
+    except CgroupUnavailable as e:
+        return str(e)
+    try:
+        probe.remove()
+    except Error:
+        pass
+    return None
+
+
+def describe_cgroup_support(
+    *,
+    v2_root: str | None = None,
+    v1_root: str | None = None,
+    allow_systemd_run: bool = True,
+) -> str | None:
+    """For the launch dialog: ``None`` if a memory limit can be set, else why not and what to do.
+
+    The answer comes from making (and removing) a real cgroup once; later calls reuse it.
+    """
+    return _support_note(v2_root, v1_root, allow_systemd_run)

@@ -1,0 +1,625 @@
+"""The engine: one thread, one ``selectors`` loop, events out on a queue.
+
+The loop waits on the pidfd of every worker (an exit is seen the moment it happens, no
+polling), on launched workers' output pipes, on a wake-up pipe for commands from other
+threads, and on a deadline for the next sampling tick or timer. Everything it learns
+becomes an immutable event on ``Engine.events``. Only the engine thread touches worker
+state; other threads call the public methods, which run as commands on the engine thread and
+answer through a :class:`concurrent.futures.Future`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import queue
+import re
+import selectors
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from . import procfs
+from .causes import classify
+from .cgroups import create_limited_cgroup, cgroup_of
+from .errors import BadInput, Error, Refused, WorkerGone
+from .events import (
+    Event,
+    Notice,
+    Output,
+    Sample,
+    Samples,
+    Stopped,
+    Terminate,
+    Threshold,
+    WorkerAttached,
+    WorkerExited,
+    WorkerRef,
+    WorkerStarted,
+)
+from .launch import LaunchSpec, spawn
+from .pidfd import ProcessHandle
+from .thresholds import CRITICAL, NORMAL, ThresholdConfig, level_of
+from .worker import Worker
+
+T = TypeVar("T")
+MIN_INTERVAL_S = 0.05
+_PF_KTHREAD = 0x00200000
+_SWAP_PERIOD_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    interval_s: float = 1.0
+    thresholds: ThresholdConfig = field(default_factory=ThresholdConfig)
+    grace_s: float = 3.0
+    rescan_s: float = 0.5
+    output_lines: int = 200
+    emit_output: bool = True
+    terminate_launched_on_stop: bool = True
+
+    def __post_init__(self) -> None:
+        if not (self.interval_s >= MIN_INTERVAL_S):
+            raise BadInput(
+                f"interval {self.interval_s:g} s is too short: the minimum is {MIN_INTERVAL_S} s"
+            )
+        if not (self.grace_s >= 0):
+            raise BadInput(f"grace period {self.grace_s:g} s must not be negative")
+
+
+class Engine:
+    """Launch, attach, sample, terminate; report everything as events."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
+        self._workers: dict[str, Worker] = {}
+        self._by_identity: dict[tuple[int, int], Worker] = {}
+        self._ids = itertools.count(1)
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timer_seq = itertools.count()
+        self._parents: dict[int, ProcessHandle] = {}
+        self._patterns: list[re.Pattern[str]] = []
+        self._thresholds = self.config.thresholds
+        self._swap_enabled = procfs.swap_total_bytes() > 0
+        self._next_swap = 0.0
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._stopped = threading.Event()
+        self.sampling_cpu_s = 0.0
+        self.worker_samples = 0
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> Engine:
+        self._thread = threading.Thread(target=self._run, name="oomscope-engine", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop the loop; launched workers get SIGTERM, a grace period, then SIGKILL."""
+        if self._thread is None or self._stopped.is_set():
+            return
+        self._call_soon(self._begin_stop)
+        wait = timeout_s if timeout_s is not None else self.config.grace_s + 5.0
+        self._thread.join(wait)
+
+    def __enter__(self) -> Engine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    # ----------------------------------------------------- commands (any thread)
+
+    def launch(self, spec: LaunchSpec) -> Future[WorkerRef]:
+        return self._submit(lambda: self._launch(spec))
+
+    def attach(self, pid: int, *, parent_pid: int | None = None) -> Future[WorkerRef]:
+        return self._submit(lambda: self._attach(pid, parent_pid=parent_pid))
+
+    def watch_children(self, pid: int) -> Future[list[WorkerRef]]:
+        return self._submit(lambda: self._watch_children(pid))
+
+    def watch_matching(self, pattern: str) -> Future[list[WorkerRef]]:
+        try:
+            compiled = re.compile(pattern)
+        except re.error as e:
+            raise BadInput(f"invalid regular expression {pattern!r}: {e}") from None
+        return self._submit(lambda: self._watch_matching(compiled))
+
+    def terminate(
+        self,
+        worker_id: str,
+        *,
+        by: str = "user",
+        kill_now: bool = False,
+        grace_s: float | None = None,
+        reason: str | None = None,
+    ) -> Future[None]:
+        return self._submit(
+            lambda: self._terminate(self._get(worker_id), by, kill_now, grace_s, reason)
+        )
+
+    def set_thresholds(self, config: ThresholdConfig) -> Future[None]:
+        return self._submit(lambda: self._set_thresholds(config))
+
+    def workers(self) -> Future[list[WorkerRef]]:
+        return self._submit(lambda: [w.ref for w in self._workers.values() if not w.exited])
+
+    # ------------------------------------------------------------ loop internals
+
+    def _submit(self, fn: Callable[[], T]) -> Future[T]:
+        fut: Future[T] = Future()
+
+        def run() -> None:
+            if not fut.set_running_or_notify_cancel():
+                return
+            try:
+                fut.set_result(fn())
+            except Error as e:
+                fut.set_exception(e)
+            except Exception as e:  # a bug: keep the engine alive and tell the caller
+                self._emit(Notice(time.time(), "error", "internal error: " + traceback.format_exc()))
+                fut.set_exception(e)
+
+        if self._stopped.is_set() or self._stopping:
+            fut.set_exception(Error("the engine has stopped"))
+            return fut
+        self._call_soon(run)
+        return fut
+
+    def _call_soon(self, fn: Callable[[], None]) -> None:
+        self._commands.put(fn)
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already: the loop will drain the commands
+
+    def _on_wake(self, _mask: int) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                fn = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            fn()
+
+    def _emit(self, event: Event) -> None:
+        self.events.put(event)
+
+    def _at(self, when: float, fn: Callable[[], None]) -> None:
+        heapq.heappush(self._timers, (when, next(self._timer_seq), fn))
+
+    def _run(self) -> None:
+        interval = self.config.interval_s
+        next_sample = time.monotonic()
+        next_rescan = next_sample + self.config.rescan_s
+        try:
+            while True:
+                now = time.monotonic()
+                deadline = min(next_sample, next_rescan)
+                if self._timers:
+                    deadline = min(deadline, self._timers[0][0])
+                for key, mask in self._selector.select(max(0.0, deadline - now)):
+                    self._guard(key.data, mask)
+                if self._stopping and not self._launched_alive():
+                    break
+                now = time.monotonic()
+                while self._timers and self._timers[0][0] <= now:
+                    _, _, fn = heapq.heappop(self._timers)
+                    self._guard(lambda _m, fn=fn: fn(), 0)
+                if now >= next_sample:
+                    self._guard(lambda _m: self._sample(), 0)
+                    next_sample += interval
+                    if next_sample <= now:  # fell behind (suspend, overload): skip, don't burst
+                        next_sample = now + interval
+                if now >= next_rescan:
+                    self._guard(lambda _m: self._rescan(), 0)
+                    next_rescan = now + self.config.rescan_s
+        finally:
+            self._shutdown()
+
+    def _guard(self, fn: Callable[[int], None], mask: int) -> None:
+        try:
+            fn(mask)
+        except Exception:
+            self._emit(Notice(time.time(), "error", "internal error: " + traceback.format_exc()))
+
+    def _launched_alive(self) -> bool:
+        return any(w.launched and not w.exited for w in self._workers.values())
+
+    def _begin_stop(self) -> None:
+        self._stopping = True
+        if not self.config.terminate_launched_on_stop:
+            return
+        for w in list(self._workers.values()):
+            if w.launched and not w.exited and w.terminating_by is None:
+                try:
+                    self._terminate(w, "oomscope-exit", False, None, "oomscope is stopping")
+                except Error:
+                    pass
+
+    def _shutdown(self) -> None:
+        for w in list(self._workers.values()):
+            if not w.exited:
+                w.close()
+        for h in self._parents.values():
+            h.close()
+        self._parents.clear()
+        self._selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self._stopped.set()
+        self._emit(Stopped(time.time()))
+        # Commands that raced with the stop must not leave their callers waiting forever.
+        while True:
+            try:
+                fn = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            fn()
+
+    # ---------------------------------------------------------------- workers
+
+    def _get(self, worker_id: str) -> Worker:
+        w = self._workers.get(worker_id)
+        if w is None:
+            raise BadInput(f"no worker with id {worker_id!r}")
+        return w
+
+    def _new_id(self) -> str:
+        return f"w{next(self._ids)}"
+
+    def _register(self, w: Worker) -> None:
+        self._workers[w.ref.id] = w
+        self._by_identity[(w.ref.pid, w.handle.start_ticks)] = w
+        self._selector.register(w.handle.fd, selectors.EVENT_READ, lambda _m: self._on_exit(w))
+        for fd, stream in w.output_fds():
+            self._selector.register(fd, selectors.EVENT_READ, lambda _m, fd=fd, s=stream: self._on_output(w, fd, s))
+        w.refresh_levels(self._thresholds)
+
+    def _launch(self, spec: LaunchSpec) -> WorkerRef:
+        argv = spec.argv()
+        wid = self._new_id()
+        limited = None
+        if spec.mem_limit_bytes is not None:
+            limited = create_limited_cgroup(spec.mem_limit_bytes, wid)
+            argv = limited.wrap_command(argv)
+        try:
+            popen = spawn(spec, argv)
+        except Exception:
+            if limited is not None:
+                limited.remove()
+            raise
+        # Our own child cannot be reaped (nor its PID reused) before we wait for it, so this
+        # pidfd is certain to be the process just started.
+        fd = os.pidfd_open(popen.pid)
+        ticks = procfs.start_ticks(popen.pid) or 0
+        handle = ProcessHandle(popen.pid, ticks, fd)
+        ref = WorkerRef(
+            id=wid,
+            pid=popen.pid,
+            start_time=procfs.ticks_to_wall(ticks),
+            name=spec.display_name(),
+            cmd=spec.display_cmd(),
+            launched=True,
+        )
+        w = Worker(ref, handle, popen=popen, limited=limited, output_lines=self.config.output_lines)
+        w.open_readers(cgroup_of)
+        self._register(w)
+        self._emit(
+            WorkerStarted(
+                time.time(),
+                ref,
+                cgroup=w.cgroup.path if w.cgroup is not None else None,
+                cgroup_limit=w.cgroup_limit,
+            )
+        )
+        return ref
+
+    def _attach(self, pid: int, *, parent_pid: int | None = None) -> WorkerRef:
+        if pid == 1:
+            raise Refused(
+                "PID 1 is the init process: oomscope never attaches to it (terminating it "
+                "would take the whole machine or container down)"
+            )
+        if pid == os.getpid():
+            raise Refused(f"PID {pid} is oomscope itself: attach to the workers instead")
+        fields = procfs.stat_fields(pid)
+        if fields is None:
+            raise WorkerGone(f"no process with PID {pid}: check the number (ps -p {pid})")
+        if fields[0] in ("Z", "X"):
+            raise Refused(
+                f"PID {pid} is a zombie: it has already exited and waits for its parent "
+                f"(PID {fields[1]}) to collect its status; there is nothing left to watch"
+            )
+        if int(fields[6]) & _PF_KTHREAD:
+            raise Refused(f"PID {pid} is a kernel thread: it has no user memory to watch")
+        existing = self._by_identity.get((pid, int(fields[19])))
+        if existing is not None and not existing.exited:
+            return existing.ref
+        handle = ProcessHandle.open(pid, int(fields[19]))
+        try:
+            handle.send_signal(0)  # NotPermitted names the owner and what to do
+            name = procfs.comm(pid) or "?"
+            cmd = procfs.cmdline(pid) or ()
+            ref = WorkerRef(
+                id=self._new_id(),
+                pid=pid,
+                start_time=procfs.ticks_to_wall(handle.start_ticks),
+                name=name,
+                cmd=cmd,
+                launched=False,
+            )
+            w = Worker(ref, handle, parent_pid=parent_pid, output_lines=self.config.output_lines)
+            w.open_readers(cgroup_of)
+        except BaseException:
+            handle.close()
+            raise
+        self._register(w)
+        self._emit(
+            WorkerAttached(
+                time.time(),
+                ref,
+                parent_pid=parent_pid,
+                cgroup=w.cgroup.path if w.cgroup is not None else None,
+                cgroup_limit=w.cgroup_limit,
+            )
+        )
+        return ref
+
+    def _watch_children(self, pid: int) -> list[WorkerRef]:
+        if pid in self._parents:
+            return []
+        if pid == os.getpid():
+            raise Refused(f"PID {pid} is oomscope itself: its children are launched workers already")
+        handle = ProcessHandle.open(pid)
+        self._parents[pid] = handle
+        self._selector.register(handle.fd, selectors.EVENT_READ, lambda _m: self._on_parent_exit(pid))
+        return self._attach_children(pid)
+
+    def _attach_children(self, pid: int) -> list[WorkerRef]:
+        refs = []
+        known = {w.ref.pid for w in self._workers.values() if not w.exited}
+        for child in sorted(procfs.children(pid) - known):
+            ref = self._try_attach(child, parent_pid=pid)
+            if ref is not None:
+                refs.append(ref)
+        return refs
+
+    def _try_attach(self, pid: int, *, parent_pid: int | None = None) -> WorkerRef | None:
+        """Attach found processes; short-lived ones vanishing first are ordinary."""
+        try:
+            return self._attach(pid, parent_pid=parent_pid)
+        except (WorkerGone, Refused):
+            return None
+        except Error as e:
+            self._emit(Notice(time.time(), "warning", f"cannot watch PID {pid}: {e}"))
+            return None
+
+    def _on_parent_exit(self, pid: int) -> None:
+        handle = self._parents.pop(pid, None)
+        if handle is None:
+            return
+        self._selector.unregister(handle.fd)
+        handle.close()
+        self._emit(
+            Notice(time.time(), "warning", f"parent PID {pid} has exited: no new children will be picked up")
+        )
+
+    def _watch_matching(self, pattern: re.Pattern[str]) -> list[WorkerRef]:
+        self._patterns.append(pattern)
+        return self._attach_matching()
+
+    def _attach_matching(self) -> list[WorkerRef]:
+        refs: list[WorkerRef] = []
+        if not self._patterns:
+            return refs
+        me = os.getpid()
+        known = {w.ref.pid for w in self._workers.values() if not w.exited}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            if pid in known or pid == me or pid == 1:
+                continue
+            name = procfs.comm(pid)
+            if name is None:
+                continue
+            line = " ".join(procfs.cmdline(pid) or ())
+            if not any(p.search(name) or p.search(line) for p in self._patterns):
+                continue
+            if procfs.state_of(pid) in ("Z", "X", None):
+                continue
+            fields = procfs.stat_fields(pid)
+            if fields is None or int(fields[6]) & _PF_KTHREAD:
+                continue
+            ref = self._try_attach(pid)
+            if ref is not None:
+                refs.append(ref)
+        return refs
+
+    def _rescan(self) -> None:
+        for pid in list(self._parents):
+            self._attach_children(pid)
+        self._attach_matching()
+
+    # ----------------------------------------------------------------- output
+
+    def _on_output(self, w: Worker, fd: int, stream: str) -> None:
+        lines, eof = w.read_output(fd, stream)
+        if eof:
+            self._selector.unregister(fd)
+            w.close_output(fd)
+        if self.config.emit_output:
+            now = time.time()
+            for line in lines:
+                self._emit(Output(now, w.ref, stream, line))
+
+    # --------------------------------------------------------------- sampling
+
+    def _sample(self) -> None:
+        cpu0 = time.thread_time()
+        now = time.time()
+        read_swap = False
+        if self._swap_enabled:
+            mono = time.monotonic()
+            if mono >= self._next_swap:
+                read_swap = True
+                self._next_swap = mono + _SWAP_PERIOD_S
+        samples: list[Sample] = []
+        append = samples.append
+        crit_hits: list[tuple[Worker, int, int | None]] = []
+        for w in self._workers.values():
+            statm = w.statm
+            if statm is None:
+                continue
+            reading = statm.read()
+            if reading is None:
+                continue  # exiting: its pidfd will tell the loop in a moment
+            rss, anon = reading
+            if read_swap:
+                w.swap = statm.read_swap()
+            cg = w.cgroup
+            if cg is None:
+                append(Sample(w.ref, rss, anon, w.swap))
+            else:
+                limit = cg.limit_bytes()
+                if limit != w.cgroup_limit:
+                    w.cgroup_limit = limit
+                    w.refresh_levels(self._thresholds)
+                append(Sample(w.ref, rss, anon, w.swap, cg.usage_bytes(), limit))
+            if w.warn_bytes is not None or w.crit_bytes is not None:
+                value = rss if self._thresholds.metric == "rss" else anon
+                level = level_of(value, w.warn_bytes, w.crit_bytes)
+                if level != w.level:
+                    limit_b = w.crit_bytes if level == CRITICAL else w.warn_bytes
+                    self._emit(
+                        Threshold(now, w.ref, level, self._thresholds.metric, value,
+                                  limit_b if level != NORMAL else None, previous=w.level)
+                    )
+                    w.level = level
+                    if level == CRITICAL:
+                        crit_hits.append((w, value, w.crit_bytes))
+        if samples:
+            self._emit(Samples(now, tuple(samples)))
+        self.worker_samples += len(samples)
+        self.sampling_cpu_s += time.thread_time() - cpu0
+        if self._thresholds.on_crit == "terminate":
+            for w, value, crit in crit_hits:
+                if w.terminating_by is None:
+                    reason = (
+                        f"{self._thresholds.metric} {value} B at or above critical "
+                        f"{self._thresholds.crit} ({crit} B)"
+                    )
+                    try:
+                        self._terminate(w, "policy", False, None, reason)
+                    except Error as e:
+                        self._emit(Notice(now, "warning", f"policy could not terminate {w.ref.name} (PID {w.ref.pid}): {e}", w.ref))
+
+    def _set_thresholds(self, config: ThresholdConfig) -> None:
+        self._thresholds = config
+        for w in self._workers.values():
+            w.refresh_levels(config)
+
+    # ------------------------------------------------------------ terminating
+
+    def _terminate(
+        self, w: Worker, by: str, kill_now: bool, grace_s: float | None, reason: str | None
+    ) -> None:
+        if w.exited:
+            raise WorkerGone(
+                f"worker {w.ref.id} ({w.ref.name}, PID {w.ref.pid}) has already exited; "
+                "nothing was signalled"
+            )
+        if w.ref.pid in (1, os.getpid()):  # attach refuses these; a second line of defence
+            raise Refused(f"oomscope never signals PID {w.ref.pid}")
+        sig = signal.SIGKILL if kill_now else signal.SIGTERM
+        if w.terminating_by is not None and not kill_now:
+            return  # already on its way: a second click must not restart the grace period
+        w.handle.send_signal(sig)
+        w.terminating_by = w.terminating_by or by
+        w.last_signal = sig
+        self._emit(Terminate(time.time(), w.ref, by, sig.name, reason))
+        if not kill_now:
+            grace = self.config.grace_s if grace_s is None else grace_s
+            self._at(time.monotonic() + grace, lambda: self._escalate(w, by))
+
+    def _escalate(self, w: Worker, by: str) -> None:
+        if w.exited:
+            return
+        try:
+            w.handle.send_signal(signal.SIGKILL)
+        except WorkerGone:
+            return
+        w.last_signal = signal.SIGKILL
+        self._emit(Terminate(time.time(), w.ref, by, "SIGKILL", "still running after the grace period"))
+
+    # ------------------------------------------------------------------ exits
+
+    def _on_exit(self, w: Worker) -> None:
+        self._selector.unregister(w.handle.fd)
+        returncode = None
+        if w.popen is not None:
+            # The pidfd said it exited: this wait does not block.
+            returncode = w.popen.wait()
+            for fd, stream in list(w.output_fds()):
+                lines, _ = w.read_output(fd, stream, final=True)
+                if self.config.emit_output:
+                    now = time.time()
+                    for line in lines:
+                        self._emit(Output(now, w.ref, stream, line))
+                self._selector.unregister(fd)
+                w.close_output(fd)
+        oom_rose = w.cgroup_oom_kills_rose()
+        verdict = classify(
+            returncode=returncode,
+            terminated_by=w.terminating_by,
+            last_signal_sent=w.last_signal,
+            cgroup_oom_kills_rose=oom_rose,
+            stderr_tail=list(w.stderr_lines)[-20:],
+        )
+        w.exited = True
+        tail = tuple(list(w.stderr_lines)[-20:])
+        self._emit(
+            WorkerExited(
+                time.time(),
+                w.ref,
+                cause=verdict.cause,
+                exit_code=verdict.exit_code,
+                signal=verdict.signal,
+                by=verdict.by,
+                evidence=verdict.evidence,
+                stderr_tail=tail,
+            )
+        )
+        w.close()
+        self._by_identity.pop((w.ref.pid, w.handle.start_ticks), None)
+        problem = w.remove_cgroup()
+        if problem:
+            self._emit(Notice(time.time(), "warning", problem, w.ref))
+
+    # ------------------------------------------------------------ introspection
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for benchmarks and the status bar (read from any thread; approximate)."""
+        return {"worker_samples": self.worker_samples, "sampling_cpu_s": self.sampling_cpu_s}

@@ -1,0 +1,232 @@
+"""Events: immutable records of what the engine learned, in the order it learned them.
+
+Each event knows its JSON form (the ``oomscope watch --json`` contract in DESIGN.md and
+README.md): ``{"t": <unix seconds>, "event": <name>, "worker": {...}, ...}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRef:
+    """Who a worker is. Identity is ``(pid, start_time)``; ``id`` is the engine's short handle."""
+
+    id: str
+    pid: int
+    start_time: float
+    name: str
+    cmd: tuple[str, ...]
+    launched: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "pid": self.pid,
+            "name": self.name,
+            "cmd": list(self.cmd),
+            "start_time": self.start_time,
+            "launched": self.launched,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base: wall-clock time of the event (Unix seconds)."""
+
+    kind: ClassVar[str] = "event"
+    t: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"t": round(self.t, 6), "event": self.kind}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerEvent(Event):
+    worker: WorkerRef
+
+    def to_json(self) -> dict[str, Any]:
+        d = Event.to_json(self)
+        d["worker"] = self.worker.to_json()
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStarted(WorkerEvent):
+    """A worker oomscope launched; ``cgroup`` names its own memory cgroup where it has one."""
+
+    kind: ClassVar[str] = "worker_started"
+    cgroup: str | None = None
+    cgroup_limit: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = WorkerEvent.to_json(self)
+        d["cgroup"] = self.cgroup
+        d["cgroup_limit"] = self.cgroup_limit
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerAttached(WorkerEvent):
+    """A running process oomscope now watches; ``parent_pid`` where found by ``--children-of``."""
+
+    kind: ClassVar[str] = "worker_attached"
+    parent_pid: int | None = None
+    cgroup: str | None = None
+    cgroup_limit: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = WorkerEvent.to_json(self)
+        d["parent_pid"] = self.parent_pid
+        d["cgroup"] = self.cgroup
+        d["cgroup_limit"] = self.cgroup_limit
+        return d
+
+
+class Sample(NamedTuple):
+    """One memory reading of one worker. Sizes in bytes; None where not known.
+
+    A tuple rather than a dataclass: the engine makes one per worker per tick, and tuple
+    construction is the cheapest immutable record Python has.
+    """
+
+    worker: WorkerRef
+    rss: int
+    anon: int
+    swap: int | None = None
+    cgroup_usage: int | None = None
+    cgroup_limit: int | None = None
+    heap_used: int | None = None
+    heap_total: int | None = None
+    heap_limit: int | None = None
+
+    def to_json(self, t: float) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "t": round(t, 6),
+            "event": "sample",
+            "worker": self.worker.to_json(),
+            "rss": self.rss,
+            "anon": self.anon,
+            "swap": self.swap,
+        }
+        for key in ("cgroup_usage", "cgroup_limit", "heap_used", "heap_total", "heap_limit"):
+            value = getattr(self, key)
+            if value is not None:
+                d[key] = value
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Samples(Event):
+    """All samples of one sampling tick; the JSON contract prints one ``sample`` line each."""
+
+    kind: ClassVar[str] = "samples"
+    samples: tuple[Sample, ...] = ()
+
+    def to_json_lines(self) -> list[dict[str, Any]]:
+        return [s.to_json(self.t) for s in self.samples]
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold(WorkerEvent):
+    """The worker's level changed (``warning``, ``critical`` or back to ``normal``)."""
+
+    kind: ClassVar[str] = "threshold"
+    level: str
+    metric: str
+    value: int
+    limit: int | None
+    previous: str = "normal"
+
+    def to_json(self) -> dict[str, Any]:
+        d = WorkerEvent.to_json(self)
+        d.update(level=self.level, metric=self.metric, value=self.value, limit=self.limit,
+                 previous=self.previous)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Terminate(WorkerEvent):
+    """oomscope sent ``signal`` to the worker, asked by ``by`` (``user`` or ``policy``)."""
+
+    kind: ClassVar[str] = "terminate"
+    by: str
+    signal: str
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = WorkerEvent.to_json(self)
+        d.update(by=self.by, signal=self.signal, reason=self.reason)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerExited(WorkerEvent):
+    """The worker is gone, with its cause (DESIGN.md "Correlation and causes").
+
+    ``exit_code``/``signal`` come from the wait status for launched workers. For attached
+    processes the kernel gives no status to a non-parent: both are None, except that
+    ``signal`` names oomscope's own last signal when the cause is ``terminated``.
+    """
+
+    kind: ClassVar[str] = "worker_exited"
+    cause: str
+    exit_code: int | None
+    signal: str | None
+    by: str | None = None
+    oom: dict[str, Any] | None = None
+    evidence: tuple[str, ...] = ()
+    stderr_tail: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        d = WorkerEvent.to_json(self)
+        d.update(cause=self.cause, exit_code=self.exit_code, signal=self.signal)
+        if self.by is not None:
+            d["by"] = self.by
+        if self.oom is not None:
+            d["oom"] = self.oom
+        d["evidence"] = list(self.evidence)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Output(WorkerEvent):
+    """A line a launched worker wrote on ``stream`` (``stdout`` or ``stderr``)."""
+
+    kind: ClassVar[str] = "output"
+    stream: str
+    line: str
+
+    def to_json(self) -> dict[str, Any]:
+        d = WorkerEvent.to_json(self)
+        d.update(stream=self.stream, line=self.line)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Notice(Event):
+    """Something the user should know that is not about one worker's memory.
+
+    ``level`` is ``info``, ``warning`` or ``error``; ``worker`` may be None.
+    """
+
+    kind: ClassVar[str] = "notice"
+    level: str
+    message: str
+    worker: WorkerRef | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = Event.to_json(self)
+        d.update(level=self.level, message=self.message)
+        if self.worker is not None:
+            d["worker"] = self.worker.to_json()
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped(Event):
+    """The engine has stopped; nothing follows."""
+
+    kind: ClassVar[str] = "stopped"

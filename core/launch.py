@@ -1,0 +1,79 @@
+"""What to launch, and how a launched worker is spawned (optionally inside a memory cgroup)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .errors import BadInput
+
+
+@dataclass(frozen=True, slots=True)
+class LaunchSpec:
+    """A command as a list (run as is) or a string (run by ``/bin/sh -c``)."""
+
+    command: tuple[str, ...] | str
+    cwd: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    mem_limit_bytes: int | None = None
+    name: str | None = None
+
+    def argv(self) -> list[str]:
+        if isinstance(self.command, str):
+            if not self.command.strip():
+                raise BadInput("empty command: give the program to run, e.g. --run 'node app.js'")
+            return ["/bin/sh", "-c", self.command]
+        if not self.command or not self.command[0].strip():
+            raise BadInput("empty command: give the program to run, e.g. --run 'node app.js'")
+        return list(self.command)
+
+    def display_name(self) -> str:
+        """The program's name as the user wrote it (the PID may show ``sh`` until it execs)."""
+        if self.name:
+            return self.name
+        if isinstance(self.command, str):
+            try:
+                words = shlex.split(self.command)
+            except ValueError:
+                words = self.command.split()
+            # Skip leading VAR=value assignments of a shell command line.
+            words = [w for w in words if not ("=" in w and w.split("=", 1)[0].isidentifier())]
+            return os.path.basename(words[0]) if words else "sh"
+        return os.path.basename(self.command[0])
+
+    def display_cmd(self) -> tuple[str, ...]:
+        if isinstance(self.command, str):
+            return (self.command,)
+        return tuple(self.command)
+
+
+def spawn(spec: LaunchSpec, argv: list[str]) -> subprocess.Popen[bytes]:
+    """Start the process with piped output, in a session of its own.
+
+    Its own session keeps a terminal's Ctrl-C away from workers: oomscope decides how they
+    stop (SIGTERM, grace, SIGKILL) when it is interrupted.
+    """
+    if spec.cwd is not None and not os.path.isdir(spec.cwd):
+        raise BadInput(f"working directory {spec.cwd!r} does not exist")
+    env = dict(os.environ)
+    env.update(spec.env)
+    try:
+        return subprocess.Popen(
+            argv,
+            cwd=spec.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except FileNotFoundError:
+        raise BadInput(
+            f"command not found: {argv[0]!r} (check the spelling, or give the full path)"
+        ) from None
+    except PermissionError:
+        raise BadInput(f"cannot execute {argv[0]!r}: permission denied") from None

@@ -1,0 +1,108 @@
+"""Sizes and percentages as users type them: ``400MiB``, ``1.5G``, ``75%``."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from .errors import BadInput
+
+_UNITS: dict[str, int] = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "t": 1024**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+}
+# Bare K/M/G follow the kernel and `free`: powers of 1024. KB/MB/GB are SI, as written.
+_SIZE_RE = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``"400MiB"``, ``"1.5G"``, ``"4096"``; raises :class:`BadInput` with advice."""
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise BadInput(
+            f"invalid size {text!r}: write a positive number with an optional unit, "
+            "e.g. 400MiB, 1.5G, 512M or 1048576"
+        )
+    number, unit = m.group(1), m.group(2).lower()
+    if unit not in _UNITS:
+        raise BadInput(
+            f"invalid size {text!r}: unknown unit {m.group(2)!r} (use B, KiB, MiB, GiB, TiB, "
+            "K, M, G, T, KB, MB, GB or TB)"
+        )
+    value = float(number) * _UNITS[unit]
+    if not math.isfinite(value) or value <= 0:
+        raise BadInput(f"invalid size {text!r}: a size must be greater than zero")
+    if value < 1:
+        raise BadInput(f"invalid size {text!r}: that is less than one byte")
+    return int(value)
+
+
+def parse_percent(text: str) -> float:
+    """Fraction in (0, 1] from ``"75%"``; raises :class:`BadInput` with advice."""
+    body = text.strip()
+    if not body.endswith("%"):
+        raise BadInput(f"invalid percentage {text!r}: write it like 75%")
+    try:
+        value = float(body[:-1])
+    except ValueError:
+        raise BadInput(f"invalid percentage {text!r}: write it like 75%") from None
+    if not math.isfinite(value) or value <= 0 or value > 100:
+        raise BadInput(
+            f"invalid percentage {text!r}: a percent of a limit must be above 0% and at most 100%"
+        )
+    return value / 100.0
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """A threshold level: an absolute size in bytes, or a fraction of the worker's limit."""
+
+    bytes: int | None = None
+    fraction: float | None = None
+
+    def resolve(self, limit_bytes: int | None) -> int | None:
+        """The level in bytes for a worker with this limit; None where a percent has no limit."""
+        if self.bytes is not None:
+            return self.bytes
+        if self.fraction is not None and limit_bytes:
+            return int(self.fraction * limit_bytes)
+        return None
+
+    def __str__(self) -> str:
+        if self.bytes is not None:
+            return format_size(self.bytes)
+        return f"{(self.fraction or 0) * 100:g}%"
+
+
+def parse_level(text: str) -> Level:
+    """A size (``400MiB``) or a percent of the limit (``75%``)."""
+    if text.strip().endswith("%"):
+        return Level(fraction=parse_percent(text))
+    return Level(bytes=parse_size(text))
+
+
+def format_size(n: int | float | None) -> str:
+    """Human size with binary units: ``1.5 GiB``; ``-`` for None."""
+    if n is None:
+        return "-"
+    value = float(n)
+    if abs(value) < 1024:
+        return f"{int(value)} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if abs(value) < 1024:
+            break
+    return f"{value:.1f} {unit}"

@@ -1,0 +1,71 @@
+"""Warning and critical levels on one memory metric, and the level a worker is at.
+
+This is the basic form: a level is entered as soon as a sample is at or above it and left
+as soon as one is below it. (Sustain time and hysteresis come with the policy work.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import BadInput
+from .sizes import Level
+
+METRICS = ("rss", "anon")
+ON_CRIT_ACTIONS = ("none", "terminate")
+NORMAL, WARNING, CRITICAL = "normal", "warning", "critical"
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdConfig:
+    warn: Level | None = None
+    crit: Level | None = None
+    metric: str = "rss"
+    on_crit: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.metric not in METRICS:
+            raise BadInput(f"unknown metric {self.metric!r}: choose one of {', '.join(METRICS)}")
+        if self.on_crit not in ON_CRIT_ACTIONS:
+            raise BadInput(
+                f"unknown --on-crit action {self.on_crit!r}: choose one of "
+                f"{', '.join(ON_CRIT_ACTIONS)}"
+            )
+        if (
+            self.warn is not None
+            and self.crit is not None
+            and self.warn.bytes is not None
+            and self.crit.bytes is not None
+            and self.warn.bytes >= self.crit.bytes
+        ):
+            raise BadInput(
+                f"warning level {self.warn} must be below critical level {self.crit}"
+            )
+        if (
+            self.warn is not None
+            and self.crit is not None
+            and self.warn.fraction is not None
+            and self.crit.fraction is not None
+            and self.warn.fraction >= self.crit.fraction
+        ):
+            raise BadInput(
+                f"warning level {self.warn} must be below critical level {self.crit}"
+            )
+
+    def levels_for(self, limit_bytes: int | None) -> tuple[int | None, int | None]:
+        """Warning and critical in bytes for a worker with this limit (None where inactive)."""
+        warn = self.warn.resolve(limit_bytes) if self.warn else None
+        crit = self.crit.resolve(limit_bytes) if self.crit else None
+        return warn, crit
+
+    @property
+    def needs_limit(self) -> bool:
+        return any(lv is not None and lv.fraction is not None for lv in (self.warn, self.crit))
+
+
+def level_of(value: int, warn_bytes: int | None, crit_bytes: int | None) -> str:
+    if crit_bytes is not None and value >= crit_bytes:
+        return CRITICAL
+    if warn_bytes is not None and value >= warn_bytes:
+        return WARNING
+    return NORMAL

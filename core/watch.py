@@ -1,0 +1,286 @@
+"""``oomscope watch``: the engine without a window; JSON lines or readable lines on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, TextIO
+
+from .causes import OOM_KILL
+from .engine import MIN_INTERVAL_S, Engine, EngineConfig
+from .errors import BadInput, Error
+from .events import (
+    Event,
+    Notice,
+    Output,
+    Samples,
+    Stopped,
+    Terminate,
+    Threshold,
+    WorkerAttached,
+    WorkerEvent,
+    WorkerExited,
+    WorkerStarted,
+)
+from .launch import LaunchSpec
+from .sizes import format_size, parse_level, parse_size
+from .thresholds import METRICS, ON_CRIT_ACTIONS, ThresholdConfig
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    what = p.add_argument_group("what to watch")
+    what.add_argument("--run", metavar="CMD", action="append", default=[],
+                      help="launch CMD (a shell command line) as a worker; repeatable")
+    what.add_argument("--attach", metavar="PID", action="append", default=[], type=_pid,
+                      help="watch a running process; repeatable")
+    what.add_argument("--children-of", metavar="PID", action="append", default=[], type=_pid,
+                      help="watch every child of PID, including children it starts later")
+    what.add_argument("--match", metavar="REGEX", action="append", default=[],
+                      help="watch processes whose name or command line matches REGEX")
+    what.add_argument("command", nargs=argparse.REMAINDER,
+                      help="after --: a command (argv, no shell) to launch as a worker")
+    lim = p.add_argument_group("limits and thresholds")
+    lim.add_argument("--mem-limit", metavar="SIZE",
+                     help="run launched workers in their own memory cgroup with this limit")
+    lim.add_argument("--warn", metavar="X", help="warning level: a size (400MiB) or a percent of the cgroup limit (75%%)")
+    lim.add_argument("--crit", metavar="X", help="critical level: a size or a percent of the cgroup limit")
+    lim.add_argument("--metric", default="rss", choices=[*METRICS, "heap"],
+                     help="what the levels apply to (default rss)")
+    lim.add_argument("--on-crit", default="none", choices=ON_CRIT_ACTIONS,
+                     help="what to do at critical (terminate: SIGTERM, grace, SIGKILL)")
+    lim.add_argument("--grace", metavar="S", type=float, default=3.0,
+                     help="seconds between SIGTERM and SIGKILL (default 3)")
+    run = p.add_argument_group("how")
+    run.add_argument("--interval", metavar="S", type=float, default=1.0,
+                     help=f"sampling interval in seconds (default 1, minimum {MIN_INTERVAL_S})")
+    run.add_argument("--duration", metavar="S", type=float,
+                     help="stop after S seconds (launched workers are terminated)")
+    run.add_argument("--json", action="store_true", help="one JSON event per line")
+    later = p.add_argument_group("not yet available")
+    later.add_argument("--restart", metavar="N", type=int, help=argparse.SUPPRESS)
+    later.add_argument("--record", metavar="FILE", help=argparse.SUPPRESS)
+    later.add_argument("--metrics-port", metavar="N", type=int, help=argparse.SUPPRESS)
+
+
+def _pid(text: str) -> int:
+    try:
+        pid = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a PID (a positive whole number)") from None
+    if pid <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a PID (a positive whole number)")
+    return pid
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise _Interrupted(signum)
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[LaunchSpec]]:
+    """Everything the user typed, checked before anything starts."""
+    for option in ("restart", "record", "metrics_port"):
+        if getattr(args, option) is not None:
+            flag = "--" + option.replace("_", "-")
+            raise BadInput(f"{flag} is not available yet in this version of oomscope")
+    if args.metric == "heap":
+        raise BadInput("--metric heap is not available yet (heap reports are not built): use rss or anon")
+    thresholds = ThresholdConfig(
+        warn=parse_level(args.warn) if args.warn else None,
+        crit=parse_level(args.crit) if args.crit else None,
+        metric=args.metric,
+        on_crit=args.on_crit,
+    )
+    if args.on_crit == "terminate" and thresholds.crit is None:
+        raise BadInput("--on-crit terminate needs a critical level: add --crit SIZE or --crit PERCENT%")
+    if args.duration is not None and not args.duration > 0:
+        raise BadInput(f"--duration {args.duration:g}: give a number of seconds above 0")
+    config = EngineConfig(interval_s=args.interval, thresholds=thresholds, grace_s=args.grace)
+    mem_limit = parse_size(args.mem_limit) if args.mem_limit else None
+    specs = [LaunchSpec(cmd, mem_limit_bytes=mem_limit) for cmd in args.run]
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if args.command:
+        if not command:
+            raise BadInput("empty command after --: give the program to run")
+        specs.append(LaunchSpec(tuple(command), mem_limit_bytes=mem_limit))
+    if mem_limit is not None and not specs:
+        raise BadInput("--mem-limit applies to launched workers: add --run CMD or -- CMD")
+    if not (specs or args.attach or args.children_of or args.match):
+        raise BadInput("nothing to watch: give --run CMD, --attach PID, --children-of PID, --match REGEX or -- CMD")
+    return config, specs
+
+
+def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+    try:
+        config, specs = config_from_args(args)
+    except Error as e:
+        print(f"oomscope watch: {e}", file=stderr)
+        return 2
+    printer = JsonPrinter(stdout, stderr) if args.json else TextPrinter(stdout)
+    engine = Engine(config).start()
+    old_handlers = _install_signal_handlers()
+    try:
+        try:
+            for pid in args.attach:
+                engine.attach(pid).result()
+            for pid in args.children_of:
+                engine.watch_children(pid).result()
+            for pattern in args.match:
+                engine.watch_matching(pattern).result()
+            for spec in specs:
+                engine.launch(spec).result()
+        except Error as e:
+            print(f"oomscope watch: {e}", file=stderr)
+            engine.stop()
+            _drain(engine, printer)
+            return 2
+        follows_more = bool(args.children_of or args.match)
+        deadline = time.monotonic() + args.duration if args.duration else None
+        _follow(engine, printer, deadline, follows_more)
+    except _Interrupted:
+        pass
+    finally:
+        _restore_signal_handlers(old_handlers)
+        engine.stop()
+        _drain(engine, printer)
+    return 0
+
+
+def _follow(engine: Engine, printer: Printer, deadline: float | None, follows_more: bool) -> None:
+    live: set[str] = set()
+    while True:
+        timeout = None if deadline is None else deadline - time.monotonic()
+        if timeout is not None and timeout <= 0:
+            return
+        try:
+            event = engine.events.get(timeout=timeout)
+        except queue.Empty:
+            return
+        printer(event)
+        if isinstance(event, (WorkerStarted, WorkerAttached)):
+            live.add(event.worker.id)
+        elif isinstance(event, WorkerExited):
+            live.discard(event.worker.id)
+            if not live and not follows_more:
+                return
+        elif isinstance(event, Stopped):
+            return
+
+
+def _drain(engine: Engine, printer: Printer) -> None:
+    while True:
+        try:
+            event = engine.events.get(timeout=1.0 if not engine.stopped else 0.05)
+        except queue.Empty:
+            return
+        if isinstance(event, Stopped):
+            return
+        printer(event)
+
+
+def _install_signal_handlers() -> dict[int, Any]:
+    if threading.current_thread() is threading.main_thread():
+        return {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    return {}
+
+
+def _restore_signal_handlers(old: dict[int, Any]) -> None:
+    for sig, handler in old.items():
+        signal.signal(sig, handler)
+
+
+Printer = Callable[[Event], None]
+
+
+class JsonPrinter:
+    """The ``--json`` contract: one event per line on stdout, flushed per line.
+
+    Worker output is passed through on stderr, prefixed, so stdout stays pure JSON.
+    """
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out = out
+        self.err = err
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Output):
+            self.err.write(f"[{event.worker.id} {event.worker.name} {event.stream}] {event.line}\n")
+            self.err.flush()
+            return
+        if isinstance(event, Samples):
+            lines = event.to_json_lines()
+        elif isinstance(event, Stopped):
+            return
+        else:
+            lines = [event.to_json()]
+        for obj in lines:
+            self.out.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        self.out.flush()
+
+
+class TextPrinter:
+    """One readable line per state change; samples are left out."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def __call__(self, event: Event) -> None:
+        text = describe(event)
+        if text is not None:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+
+def describe(event: Event) -> str | None:
+    stamp = time.strftime("%H:%M:%S", time.localtime(event.t))
+    if isinstance(event, (Samples, Stopped)):
+        return None
+    if isinstance(event, Notice):
+        target = f" {event.worker.id} {event.worker.name}[{event.worker.pid}]" if event.worker else ""
+        return f"{stamp}{target} {event.level}: {event.message}"
+    if not isinstance(event, WorkerEvent):
+        return f"{stamp} {event.kind}"
+    w = event.worker
+    who = f"{w.id} {w.name}[{w.pid}]"
+    if isinstance(event, WorkerStarted):
+        cg = f" in cgroup {event.cgroup} (limit {format_size(event.cgroup_limit)})" if event.cgroup_limit else ""
+        return f"{stamp} {who} started{cg}: {' '.join(w.cmd)}"
+    if isinstance(event, WorkerAttached):
+        parent = f" (child of {event.parent_pid})" if event.parent_pid else ""
+        cg = f", cgroup limit {format_size(event.cgroup_limit)}" if event.cgroup_limit else ""
+        return f"{stamp} {who} attached{parent}{cg}"
+    if isinstance(event, Threshold):
+        if event.level == "normal":
+            return f"{stamp} {who} back to normal: {event.metric} {format_size(event.value)}"
+        return (f"{stamp} {who} {event.level.upper()}: {event.metric} {format_size(event.value)}"
+                f" >= {format_size(event.limit)}")
+    if isinstance(event, Terminate):
+        why = f" ({event.reason})" if event.reason else ""
+        return f"{stamp} {who} {event.signal} sent by {event.by}{why}"
+    if isinstance(event, WorkerExited):
+        detail = []
+        if event.signal:
+            detail.append(event.signal)
+        if event.exit_code is not None:
+            detail.append(f"exit code {event.exit_code}")
+        if event.by:
+            detail.append(f"by {event.by}")
+        detail.extend(event.evidence)
+        cause = "KILLED BY THE OOM KILLER" if event.cause == OOM_KILL else event.cause
+        return f"{stamp} {who} exited: {cause}" + (f" ({'; '.join(detail)})" if detail else "")
+    if isinstance(event, Output):
+        return f"[{w.id} {w.name} {event.stream}] {event.line}"
+    return f"{stamp} {who} {event.kind}"
+

@@ -1,0 +1,159 @@
+"""The engine's mutable state for one worker. Only the engine thread touches it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections import deque
+from collections.abc import Callable
+from typing import IO
+
+from .cgroups import LimitedCgroup, MemoryCgroup
+from .errors import WorkerGone
+from .events import WorkerRef
+from .pidfd import ProcessHandle
+from .procfs import StatmReader
+from .thresholds import NORMAL, ThresholdConfig
+
+_MAX_LINE_BYTES = 64 * 1024  # a worker printing one endless line must not grow us without bound
+
+
+class Worker:
+    __slots__ = (
+        "ref", "handle", "popen", "limited", "parent_pid", "statm", "cgroup", "cgroup_limit",
+        "oom_kills_at_start", "swap", "level", "warn_bytes", "crit_bytes", "terminating_by",
+        "last_signal", "exited", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
+    )
+
+    def __init__(
+        self,
+        ref: WorkerRef,
+        handle: ProcessHandle,
+        *,
+        popen: subprocess.Popen[bytes] | None = None,
+        limited: LimitedCgroup | None = None,
+        parent_pid: int | None = None,
+        output_lines: int = 200,
+    ) -> None:
+        self.ref = ref
+        self.handle = handle
+        self.popen = popen
+        self.limited = limited
+        self.parent_pid = parent_pid
+        self.statm: StatmReader | None = None
+        self.cgroup: MemoryCgroup | None = None
+        self.cgroup_limit: int | None = None
+        self.oom_kills_at_start: int | None = None
+        self.swap: int | None = None
+        self.level = NORMAL
+        self.warn_bytes: int | None = None
+        self.crit_bytes: int | None = None
+        self.terminating_by: str | None = None
+        self.last_signal: int | None = None
+        self.exited = False
+        self.stdout_lines: deque[str] = deque(maxlen=output_lines)
+        self.stderr_lines: deque[str] = deque(maxlen=output_lines)
+        self._partial: dict[int, bytes] = {}
+        self._out_fds: dict[int, str] = {}
+        # The pipes stay owned by their file objects (closing the raw fd behind Popen's back
+        # would let a later close hit a reused descriptor).
+        self._out_files: dict[int, IO[bytes]] = {}
+        if popen is not None:
+            for pipe, stream in ((popen.stdout, "stdout"), (popen.stderr, "stderr")):
+                if pipe is not None:
+                    fd = pipe.fileno()
+                    os.set_blocking(fd, False)
+                    self._out_fds[fd] = stream
+                    self._out_files[fd] = pipe
+                    self._partial[fd] = b""
+
+    @property
+    def launched(self) -> bool:
+        return self.popen is not None
+
+    def open_readers(self, cgroup_of: Callable[[int], MemoryCgroup | None]) -> None:
+        """Open the kept descriptors sampling reads from; a worker that already exited is fine."""
+        try:
+            self.statm = StatmReader(self.ref.pid)
+        except WorkerGone:
+            self.statm = None
+        cg = self.limited.reader() if self.limited is not None else None
+        self.cgroup = cg if cg is not None else cgroup_of(self.ref.pid)
+        if self.cgroup is not None:
+            self.cgroup_limit = self.cgroup.limit_bytes()
+            self.oom_kills_at_start = self.cgroup.oom_kill_count()
+
+    def refresh_levels(self, config: ThresholdConfig) -> None:
+        self.warn_bytes, self.crit_bytes = config.levels_for(self.cgroup_limit)
+
+    def cgroup_oom_kills_rose(self) -> bool:
+        """The cgroup's oom_kill counter went up while we watched: corroborates an OOM kill."""
+        if self.cgroup is None or self.oom_kills_at_start is None:
+            return False
+        now = self.cgroup.oom_kill_count()
+        return now is not None and now > self.oom_kills_at_start
+
+    # ------------------------------------------------------------------ output
+
+    def output_fds(self) -> list[tuple[int, str]]:
+        return list(self._out_fds.items())
+
+    def read_output(self, fd: int, stream: str, final: bool = False) -> tuple[list[str], bool]:
+        """Whole lines now available on fd, and whether the pipe reached EOF."""
+        chunks: list[bytes] = []
+        eof = False
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                break
+            except OSError as e:
+                if e.errno == errno.EBADF:
+                    eof = True
+                    break
+                raise
+            if not data:
+                eof = True
+                break
+            chunks.append(data)
+            if len(chunks) >= 16:  # let the loop breathe when a worker floods its output
+                break
+        buf = self._partial.get(fd, b"") + b"".join(chunks)
+        parts = buf.split(b"\n")
+        rest = parts.pop()
+        if len(rest) > _MAX_LINE_BYTES or ((eof or final) and rest):
+            parts.append(rest)
+            rest = b""
+        self._partial[fd] = rest
+        lines = [p.rstrip(b"\r").decode("utf-8", "replace") for p in parts]
+        target = self.stdout_lines if stream == "stdout" else self.stderr_lines
+        target.extend(lines)
+        return lines, eof
+
+    def close_output(self, fd: int) -> None:
+        if self._out_fds.pop(fd, None) is not None:
+            self._partial.pop(fd, None)
+            self._out_files.pop(fd).close()
+
+    # ------------------------------------------------------------------- close
+
+    def close(self) -> None:
+        if self.statm is not None:
+            self.statm.close()
+            self.statm = None
+        self.handle.close()
+        for fd in list(self._out_fds):
+            self.close_output(fd)
+
+    def remove_cgroup(self) -> str | None:
+        """Remove the worker's own cgroup; a message when it could not be removed."""
+        if self.cgroup is not None:
+            self.cgroup.close()
+        if self.limited is None:
+            return None
+        try:
+            self.limited.remove()
+        except OSError as e:
+            return f"could not remove cgroup {self.limited.path}: {e.strerror} (remove it by hand)"
+        return None

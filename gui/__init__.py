@@ -1,0 +1,1 @@
+"""Thin Qt layer over oomscope.core."""

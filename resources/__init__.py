@@ -1,0 +1,1 @@
+"""Data that ships with oomscope: the Node.js heap reporter, demo workers, icons."""

@@ -1,0 +1,124 @@
+"""Shared fixtures: real engines, real child processes, and waiting on events (not on time)."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oomscope.core.engine import Engine, EngineConfig
+from oomscope.core.events import Event, Samples
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PY = sys.executable
+
+
+class EventLog:
+    """Everything an engine emitted, and a way to wait for the event a test needs."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.events: list[Event] = []
+
+    def wait_for(self, pred: Callable[[Event], bool], timeout: float = 15.0) -> Event:
+        for ev in self.events:
+            if pred(ev):
+                return ev
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                kinds = [e.kind for e in self.events[-30:]]
+                raise AssertionError(f"event not seen within {timeout} s; last events: {kinds}")
+            try:
+                ev = self.engine.events.get(timeout=left)
+            except queue.Empty:
+                continue
+            self.events.append(ev)
+            if pred(ev):
+                return ev
+
+    def of(self, kind: str, worker_id: str | None = None) -> list[Any]:
+        out = [e for e in self.events if e.kind == kind]
+        if worker_id is not None:
+            out = [e for e in out if getattr(e, "worker", None) and e.worker.id == worker_id]
+        return out
+
+    def samples_of(self, worker_id: str) -> list[Any]:
+        return [s for e in self.events if isinstance(e, Samples) for s in e.samples
+                if s.worker.id == worker_id]
+
+    def wait_exit(self, worker_id: str, timeout: float = 15.0) -> Any:
+        return self.wait_for(lambda e: e.kind == "worker_exited" and e.worker.id == worker_id, timeout)
+
+    def wait_samples(self, worker_id: str, n: int = 1, timeout: float = 15.0) -> list[Any]:
+        self.wait_for(lambda e: len(self.samples_of(worker_id)) >= n, timeout)
+        return self.samples_of(worker_id)
+
+
+@pytest.fixture
+def make_engine() -> Iterator[Callable[..., tuple[Engine, EventLog]]]:
+    engines: list[Engine] = []
+
+    def make(**kw: Any) -> tuple[Engine, EventLog]:
+        kw.setdefault("interval_s", 0.1)
+        eng = Engine(EngineConfig(**kw)).start()
+        engines.append(eng)
+        return eng, EventLog(eng)
+
+    yield make
+    for eng in engines:
+        eng.stop()
+
+
+@pytest.fixture
+def children() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Processes the test starts itself; killed and reaped at teardown, also on failure."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(args: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+        p = subprocess.Popen(args, **kw)
+        procs.append(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            try:
+                p.send_signal(signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        p.wait(timeout=10)
+        for pipe in (p.stdin, p.stdout, p.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def sleeper_code(seconds: float = 60) -> list[str]:
+    return [PY, "-c", f"import time; time.sleep({seconds})"]
+
+
+def ready_child(start: Callable[..., subprocess.Popen[bytes]], code: str) -> subprocess.Popen[bytes]:
+    """A python child that prints 'ready' once its set-up is done; returns after that line."""
+    p = start([PY, "-u", "-c", code], stdout=subprocess.PIPE)
+    assert p.stdout is not None
+    line = p.stdout.readline()
+    assert line.strip() == b"ready", line
+    return p
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def v1_memory_writable() -> bool:
+    return is_root() and os.access("/sys/fs/cgroup/memory", os.W_OK)
