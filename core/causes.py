@@ -65,12 +65,21 @@ def classify(
     killed = sig == signal.SIGKILL
     if cgroup_oom_kills_rose and (killed or returncode is None):
         return Verdict(OOM_KILL, code, signal_name(sig), None, ("cgroup oom_kill counter rose",))
+    if cgroup_oom_kills_rose and code == 128 + signal.SIGKILL:
+        # A shell worker (`sh -c "…"`) reports its SIGKILLed child as exit code 137.
+        return Verdict(OOM_KILL, code, None, None, (
+            "cgroup oom_kill counter rose",
+            "exit code 137: a process the worker waited for was SIGKILLed",
+        ))
     if sig == signal.SIGABRT or code == 134:
         for line in stderr_tail:
             if any(marker in line for marker in _HEAP_OOM_MARKERS):
                 return Verdict(HEAP_OOM, code, signal_name(sig), None, ("stderr: " + line.strip(),))
+    aside: tuple[str, ...] = ()
+    if cgroup_oom_kills_rose:
+        aside = ("another process in the worker's cgroup was OOM-killed (cgroup oom_kill counter rose)",)
     if sig is not None:
-        return Verdict(SIGNAL, None, signal_name(sig), None, ())
+        return Verdict(SIGNAL, None, signal_name(sig), None, aside)
     if code is not None:
-        return Verdict(EXIT, code, None, None, ())
+        return Verdict(EXIT, code, None, None, aside)
     return Verdict(UNKNOWN, None, None, None, ("attached process vanished; no exit status",))

@@ -23,6 +23,7 @@ import shlex
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -562,10 +563,11 @@ def _read_words(path: str) -> set[str] | None:
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
-def _leaf_names(name: str) -> list[str]:
+def _leaf_names(name: str) -> Iterator[str]:
     """A few candidate names: one process rarely meets a leftover with its own PID, but may."""
     safe = _NAME_UNSAFE.sub("_", name).strip("._") or "worker"
-    return [f"{safe}-{os.getpid()}-{next(_serial)}" for _ in range(5)]
+    for _ in range(5):
+        yield f"{safe}-{os.getpid()}-{next(_serial)}"
 
 
 def _describe_oserror(e: OSError, what: str) -> str:
@@ -723,7 +725,7 @@ def _verify_limit(path: str, expected: int) -> None:
 
 
 def _systemd_unit_name(name: str) -> str:
-    return f"oomscope-{_leaf_names(name)[0]}"
+    return f"oomscope-{next(_leaf_names(name))}"
 
 
 def _probe_systemd_run(v2_root: str | None) -> str | None:

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from . import procfs
+from .procfs import PAGE_SIZE
 from .causes import classify
-from .cgroups import create_limited_cgroup, cgroup_of
+from .cgroups import MemoryCgroup, cgroup_of, create_limited_cgroup
 from .errors import BadInput, Error, Refused, WorkerGone
 from .events import (
     Event,
@@ -44,6 +45,7 @@ from .events import (
     WorkerStarted,
 )
 from .launch import LaunchSpec, spawn
+from .sizes import format_size
 from .pidfd import ProcessHandle
 from .thresholds import CRITICAL, NORMAL, ThresholdConfig, level_of
 from .worker import Worker
@@ -51,7 +53,7 @@ from .worker import Worker
 T = TypeVar("T")
 MIN_INTERVAL_S = 0.05
 _PF_KTHREAD = 0x00200000
-_SWAP_PERIOD_S = 1.0
+_SLOW_PERIOD_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +94,9 @@ class Engine:
         self._patterns: list[re.Pattern[str]] = []
         self._thresholds = self.config.thresholds
         self._swap_enabled = procfs.swap_total_bytes() > 0
-        self._next_swap = 0.0
+        self._next_slow = 0.0
+        self._live: list[Worker] = []
+        self._cgroups: dict[str, tuple[MemoryCgroup, int]] = {}
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._stopped = threading.Event()
@@ -286,11 +290,41 @@ class Engine:
             raise BadInput(f"no worker with id {worker_id!r}")
         return w
 
+    def _acquire_cgroup(self, pid: int) -> MemoryCgroup | None:
+        """The memory cgroup of PID, one reader shared by every worker in that cgroup."""
+        cg = cgroup_of(pid)
+        if cg is None:
+            return None
+        shared = self._cgroups.get(cg.directory)
+        if shared is not None:
+            cg.close()
+            self._cgroups[cg.directory] = (shared[0], shared[1] + 1)
+            return shared[0]
+        self._cgroups[cg.directory] = (cg, 1)
+        return cg
+
+    def _adopt_cgroup(self, cg: MemoryCgroup) -> MemoryCgroup:
+        """Register a reader made elsewhere (a launched worker's own cgroup)."""
+        self._cgroups[cg.directory] = (cg, 1)
+        return cg
+
+    def _release_cgroup(self, cg: MemoryCgroup) -> None:
+        entry = self._cgroups.get(cg.directory)
+        if entry is None or entry[0] is not cg:
+            cg.close()
+            return
+        if entry[1] <= 1:
+            del self._cgroups[cg.directory]
+            cg.close()
+        else:
+            self._cgroups[cg.directory] = (cg, entry[1] - 1)
+
     def _new_id(self) -> str:
         return f"w{next(self._ids)}"
 
     def _register(self, w: Worker) -> None:
         self._workers[w.ref.id] = w
+        self._live.append(w)
         self._by_identity[(w.ref.pid, w.handle.start_ticks)] = w
         self._selector.register(w.handle.fd, selectors.EVENT_READ, lambda _m: self._on_exit(w))
         for fd, stream in w.output_fds():
@@ -324,7 +358,14 @@ class Engine:
             launched=True,
         )
         w = Worker(ref, handle, popen=popen, limited=limited, output_lines=self.config.output_lines)
-        w.open_readers(cgroup_of)
+        if limited is not None:
+            # systemd-run moves the worker into its scope a moment after the spawn: until the
+            # scope is there, the reader is None and the slow tick asks again (never falling
+            # back to oomscope's own cgroup, which would mislabel its usage and limit).
+            own = limited.reader(popen.pid)
+            w.open_readers(lambda _pid: self._adopt_cgroup(own) if own is not None else None)
+        else:
+            w.open_readers(self._acquire_cgroup)
         self._register(w)
         self._emit(
             WorkerStarted(
@@ -371,7 +412,7 @@ class Engine:
                 launched=False,
             )
             w = Worker(ref, handle, parent_pid=parent_pid, output_lines=self.config.output_lines)
-            w.open_readers(cgroup_of)
+            w.open_readers(self._acquire_cgroup)
         except BaseException:
             handle.close()
             raise
@@ -480,36 +521,44 @@ class Engine:
     def _sample(self) -> None:
         cpu0 = time.thread_time()
         now = time.time()
-        read_swap = False
-        if self._swap_enabled:
-            mono = time.monotonic()
-            if mono >= self._next_swap:
-                read_swap = True
-                self._next_swap = mono + _SWAP_PERIOD_S
+        mono = time.monotonic()
+        slow_tick = mono >= self._next_slow
+        if slow_tick:
+            # Swap (from the costlier status file) and cgroup limits (which rarely change)
+            # are read at most once a second; statm and cgroup usage every tick.
+            self._next_slow = mono + _SLOW_PERIOD_S
+            self._refresh_cgroup_limits()
+        read_swap = slow_tick and self._swap_enabled
+        usage_now: dict[MemoryCgroup, int | None] = {}
         samples: list[Sample] = []
         append = samples.append
         crit_hits: list[tuple[Worker, int, int | None]] = []
-        for w in self._workers.values():
-            statm = w.statm
-            if statm is None:
-                continue
-            reading = statm.read()
-            if reading is None:
+        metric_is_rss = self._thresholds.metric == "rss"
+        pread = os.pread
+        for w in self._live:
+            # The statm read is inlined (see procfs.StatmReader.read): this loop is the
+            # engine's hot path, and a method call per worker costs a third of it.
+            try:
+                fields = pread(w.statm_fd, 96, 0).split(b" ", 3)
+                resident = int(fields[1])
+            except (OSError, IndexError, ValueError):
                 continue  # exiting: its pidfd will tell the loop in a moment
-            rss, anon = reading
-            if read_swap:
-                w.swap = statm.read_swap()
+            rss = resident * PAGE_SIZE
+            anon = (resident - int(fields[2])) * PAGE_SIZE
+            if read_swap and w.statm is not None:
+                w.swap = w.statm.read_swap()
             cg = w.cgroup
             if cg is None:
                 append(Sample(w.ref, rss, anon, w.swap))
             else:
-                limit = cg.limit_bytes()
-                if limit != w.cgroup_limit:
-                    w.cgroup_limit = limit
-                    w.refresh_levels(self._thresholds)
-                append(Sample(w.ref, rss, anon, w.swap, cg.usage_bytes(), limit))
+                # Workers sharing a cgroup (a pool, a container) share one read per tick.
+                if cg in usage_now:
+                    usage = usage_now[cg]
+                else:
+                    usage = usage_now[cg] = cg.usage_bytes()
+                append(Sample(w.ref, rss, anon, w.swap, usage, w.cgroup_limit))
             if w.warn_bytes is not None or w.crit_bytes is not None:
-                value = rss if self._thresholds.metric == "rss" else anon
+                value = rss if metric_is_rss else anon
                 level = level_of(value, w.warn_bytes, w.crit_bytes)
                 if level != w.level:
                     limit_b = w.crit_bytes if level == CRITICAL else w.warn_bytes
@@ -526,15 +575,37 @@ class Engine:
         self.sampling_cpu_s += time.thread_time() - cpu0
         if self._thresholds.on_crit == "terminate":
             for w, value, crit in crit_hits:
-                if w.terminating_by is None:
-                    reason = (
-                        f"{self._thresholds.metric} {value} B at or above critical "
-                        f"{self._thresholds.crit} ({crit} B)"
-                    )
-                    try:
-                        self._terminate(w, "policy", False, None, reason)
-                    except Error as e:
-                        self._emit(Notice(now, "warning", f"policy could not terminate {w.ref.name} (PID {w.ref.pid}): {e}", w.ref))
+                self._policy_terminate(w, value, crit)
+
+    def _refresh_cgroup_limits(self) -> None:
+        limits: dict[MemoryCgroup, int | None] = {}
+        for w in self._live:
+            cg = w.cgroup
+            if cg is None and w.limited is not None:
+                own = w.limited.reader(w.ref.pid)
+                if own is not None:
+                    cg = w.cgroup = self._adopt_cgroup(own)
+                    w.oom_kills_at_start = cg.oom_kill_count()
+            if cg is None:
+                continue
+            if cg not in limits:
+                limits[cg] = cg.effective_limit_bytes()
+            if limits[cg] != w.cgroup_limit:
+                w.cgroup_limit = limits[cg]
+                w.refresh_levels(self._thresholds)
+
+    def _policy_terminate(self, w: Worker, value: int, crit: int | None) -> None:
+        if w.terminating_by is not None:
+            return
+        reason = (
+            f"{self._thresholds.metric} {format_size(value)} at or above critical "
+            f"{self._thresholds.crit} ({format_size(crit)})"
+        )
+        try:
+            self._terminate(w, "policy", False, None, reason)
+        except Error as e:
+            self._emit(Notice(time.time(), "warning",
+                              f"policy could not terminate {w.ref.name} (PID {w.ref.pid}): {e}", w.ref))
 
     def _set_thresholds(self, config: ThresholdConfig) -> None:
         self._thresholds = config
@@ -613,7 +684,11 @@ class Engine:
             )
         )
         w.close()
+        self._live.remove(w)
         self._by_identity.pop((w.ref.pid, w.handle.start_ticks), None)
+        if w.cgroup is not None:
+            self._release_cgroup(w.cgroup)
+            w.cgroup = None
         problem = w.remove_cgroup()
         if problem:
             self._emit(Notice(time.time(), "warning", problem, w.ref))

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import IO
 
 from .cgroups import LimitedCgroup, MemoryCgroup
-from .errors import WorkerGone
+from .errors import Error, WorkerGone
 from .events import WorkerRef
 from .pidfd import ProcessHandle
 from .procfs import StatmReader
@@ -21,7 +21,7 @@ _MAX_LINE_BYTES = 64 * 1024  # a worker printing one endless line must not grow 
 
 class Worker:
     __slots__ = (
-        "ref", "handle", "popen", "limited", "parent_pid", "statm", "cgroup", "cgroup_limit",
+        "ref", "handle", "popen", "limited", "parent_pid", "statm", "statm_fd", "cgroup", "cgroup_limit",
         "oom_kills_at_start", "swap", "level", "warn_bytes", "crit_bytes", "terminating_by",
         "last_signal", "exited", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
     )
@@ -42,6 +42,7 @@ class Worker:
         self.limited = limited
         self.parent_pid = parent_pid
         self.statm: StatmReader | None = None
+        self.statm_fd = -1
         self.cgroup: MemoryCgroup | None = None
         self.cgroup_limit: int | None = None
         self.oom_kills_at_start: int | None = None
@@ -72,16 +73,20 @@ class Worker:
     def launched(self) -> bool:
         return self.popen is not None
 
-    def open_readers(self, cgroup_of: Callable[[int], MemoryCgroup | None]) -> None:
-        """Open the kept descriptors sampling reads from; a worker that already exited is fine."""
+    def open_readers(self, acquire_cgroup: Callable[[int], MemoryCgroup | None]) -> None:
+        """Open the kept descriptors sampling reads from; a worker that already exited is fine.
+
+        ``acquire_cgroup`` gives the (shared) reader of the cgroup the process is in; for a
+        launched worker with a limit that is its own cgroup.
+        """
         try:
             self.statm = StatmReader(self.ref.pid)
+            self.statm_fd = self.statm.fd
         except WorkerGone:
             self.statm = None
-        cg = self.limited.reader() if self.limited is not None else None
-        self.cgroup = cg if cg is not None else cgroup_of(self.ref.pid)
+        self.cgroup = acquire_cgroup(self.ref.pid)
         if self.cgroup is not None:
-            self.cgroup_limit = self.cgroup.limit_bytes()
+            self.cgroup_limit = self.cgroup.effective_limit_bytes()
             self.oom_kills_at_start = self.cgroup.oom_kill_count()
 
     def refresh_levels(self, config: ThresholdConfig) -> None:
@@ -140,6 +145,7 @@ class Worker:
 
     def close(self) -> None:
         if self.statm is not None:
+            self.statm_fd = -1
             self.statm.close()
             self.statm = None
         self.handle.close()
@@ -148,12 +154,10 @@ class Worker:
 
     def remove_cgroup(self) -> str | None:
         """Remove the worker's own cgroup; a message when it could not be removed."""
-        if self.cgroup is not None:
-            self.cgroup.close()
         if self.limited is None:
             return None
         try:
             self.limited.remove()
-        except OSError as e:
-            return f"could not remove cgroup {self.limited.path}: {e.strerror} (remove it by hand)"
+        except (OSError, Error) as e:
+            return f"could not remove cgroup {self.limited.path}: {e} (remove it by hand: rmdir)"
         return None
