@@ -194,7 +194,7 @@ class Engine:
         except BlockingIOError:
             pass  # the pipe is full of wake-ups already: the loop will drain the commands
 
-    def _on_wake(self, _mask: int) -> None:
+    def _on_wake(self) -> None:
         try:
             while os.read(self._wake_r, 4096):
                 pass
@@ -223,28 +223,28 @@ class Engine:
                 deadline = min(next_sample, next_rescan)
                 if self._timers:
                     deadline = min(deadline, self._timers[0][0])
-                for key, mask in self._selector.select(max(0.0, deadline - now)):
-                    self._guard(key.data, mask)
+                for key, _mask in self._selector.select(max(0.0, deadline - now)):
+                    self._guard(key.data)
                 if self._stopping and not self._launched_alive():
                     break
                 now = time.monotonic()
                 while self._timers and self._timers[0][0] <= now:
                     _, _, fn = heapq.heappop(self._timers)
-                    self._guard(lambda _m, fn=fn: fn(), 0)
+                    self._guard(fn)
                 if now >= next_sample:
-                    self._guard(lambda _m: self._sample(), 0)
+                    self._guard(self._sample)
                     next_sample += interval
                     if next_sample <= now:  # fell behind (suspend, overload): skip, don't burst
                         next_sample = now + interval
                 if now >= next_rescan:
-                    self._guard(lambda _m: self._rescan(), 0)
+                    self._guard(self._rescan)
                     next_rescan = now + self.config.rescan_s
         finally:
             self._shutdown()
 
-    def _guard(self, fn: Callable[[int], None], mask: int) -> None:
+    def _guard(self, fn: Callable[[], None]) -> None:
         try:
-            fn(mask)
+            fn()
         except Exception:
             self._emit(Notice(time.time(), "error", "internal error: " + traceback.format_exc()))
 
@@ -326,9 +326,11 @@ class Engine:
         self._workers[w.ref.id] = w
         self._live.append(w)
         self._by_identity[(w.ref.pid, w.handle.start_ticks)] = w
-        self._selector.register(w.handle.fd, selectors.EVENT_READ, lambda _m: self._on_exit(w))
+        self._selector.register(w.handle.fd, selectors.EVENT_READ, lambda: self._on_exit(w))
         for fd, stream in w.output_fds():
-            self._selector.register(fd, selectors.EVENT_READ, lambda _m, fd=fd, s=stream: self._on_output(w, fd, s))
+            self._selector.register(
+                fd, selectors.EVENT_READ, lambda fd=fd, s=stream: self._on_output(w, fd, s)
+            )
         w.refresh_levels(self._thresholds)
 
     def _launch(self, spec: LaunchSpec) -> WorkerRef:
@@ -435,7 +437,7 @@ class Engine:
             raise Refused(f"PID {pid} is oomscope itself: its children are launched workers already")
         handle = ProcessHandle.open(pid)
         self._parents[pid] = handle
-        self._selector.register(handle.fd, selectors.EVENT_READ, lambda _m: self._on_parent_exit(pid))
+        self._selector.register(handle.fd, selectors.EVENT_READ, lambda: self._on_parent_exit(pid))
         return self._attach_children(pid)
 
     def _attach_children(self, pid: int) -> list[WorkerRef]:

@@ -230,3 +230,71 @@ class Stopped(Event):
     """The engine has stopped; nothing follows."""
 
     kind: ClassVar[str] = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState(Event):
+    """State of the kernel log source: ``ok``, or why not and what would fix it."""
+
+    kind: ClassVar[str] = "source"
+    source: str
+    ok: bool
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = Event.to_json(self)
+        d.update(source=self.source, ok=self.ok, reason=self.reason)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class KernelLine(Event):
+    """One kernel log line; ``oom`` marks lines that belong to an OOM report.
+
+    Not part of the JSON contract (``watch`` does not print it): the GUI's kernel log pane
+    and the recorder consume it.
+    """
+
+    kind: ClassVar[str] = "kernel_line"
+    text: str
+    oom: bool = False
+    history: bool = False
+    kernel_time_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = Event.to_json(self)
+        d.update(text=self.text, oom=self.oom, history=self.history, kernel_time_s=self.kernel_time_s)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class KernelOom(Event):
+    """A kill record (the ``oom-log --json`` contract) that matched no worker."""
+
+    kind: ClassVar[str] = "kernel_oom"
+    record: dict[str, Any]
+    history: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        d = Event.to_json(self)
+        d.update(oom=self.record, history=self.history)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class CauseUpdated(WorkerEvent):
+    """A later finding changes an exited worker's cause (a kernel record arriving late).
+
+    Follows the worker's ``worker_exited``; ``previous`` is the cause that event gave.
+    """
+
+    kind: ClassVar[str] = "cause_updated"
+    cause: str
+    previous: str
+    oom: dict[str, Any] | None = None
+    evidence: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        d = WorkerEvent.to_json(self)
+        d.update(cause=self.cause, previous=self.previous, oom=self.oom, evidence=list(self.evidence))
+        return d

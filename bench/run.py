@@ -1,0 +1,23 @@
+"""`make bench`: every benchmark of oomscope, one after another, figures on stdout."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_engine  # noqa: E402
+import bench_parse  # noqa: E402
+
+
+def main() -> None:
+    print(f"oomscope benchmarks on {platform.node()} ({platform.machine()}, Linux {platform.release()}, "
+          f"Python {platform.python_version()})")
+    bench_engine.main()
+    bench_parse.main()
+
+
+if __name__ == "__main__":
+    main()

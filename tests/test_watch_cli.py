@@ -1,0 +1,219 @@
+"""`oomscope watch` as a user runs it: a real subprocess, real workers, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import PY, REPO, ready_child, v1_memory_writable
+
+OOMSCOPE = [PY, "-m", "oomscope"]
+LEAKER = "import time\nchunks = []\nwhile True:\n    chunks.append(bytearray(1 << 20)); time.sleep(0.004)\n"
+
+
+def watch(*args: str, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*OOMSCOPE, "watch", *args], capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def events(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_json_events_for_a_worker_that_exits() -> None:
+    code = "import time; b = bytearray(20 << 20); print('working'); time.sleep(0.5)"
+    r = watch("--json", "--interval", "0.1", "--duration", "30", "--", PY, "-c", code)
+    assert r.returncode == 0, r.stderr
+    evs = events(r.stdout)
+    kinds = [e["event"] for e in evs]
+    assert kinds[0] == "worker_started" and kinds[-1] == "worker_exited"
+    assert "sample" in kinds
+    for e in evs:
+        assert isinstance(e["t"], float)
+        assert set(e["worker"]) >= {"id", "pid", "name", "cmd"}
+    sample = next(e for e in evs if e["event"] == "sample")
+    assert sample["rss"] >= sample["anon"] > 0 and "swap" in sample
+    exited = evs[-1]
+    assert (exited["cause"], exited["exit_code"], exited["signal"]) == ("exit", 0, None)
+    assert "[w1 python" in r.stderr and "stdout] working" in r.stderr  # passed through
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(PY).parent / "oomscope"
+    assert script.exists()
+    r = subprocess.run([str(script), "watch", "--run", "exit 3"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "exited: exit (exit code 3)" in r.stdout
+    assert " started: exit 3" in r.stdout
+
+
+def test_human_output_leaves_samples_out() -> None:
+    r = watch("--interval", "0.05", "--run", f"{PY} -c 'import time; time.sleep(0.5)'")
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2, lines  # started, exited: no sample lines
+    assert "started" in lines[0] and "exited: exit (exit code 0)" in lines[1]
+
+
+def test_duration_stops_and_terminates_launched_workers() -> None:
+    r = watch("--json", "--duration", "1", "--", "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    exited = [e for e in events(r.stdout) if e["event"] == "worker_exited"]
+    assert len(exited) == 1
+    assert (exited[0]["cause"], exited[0]["by"], exited[0]["signal"]) == ("terminated", "oomscope-exit", "SIGTERM")
+
+
+def test_sigint_stops_cleanly(children) -> None:
+    p = children([*OOMSCOPE, "watch", "--json", "--", "sleep", "60"], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    first = json.loads(p.stdout.readline())
+    assert first["event"] == "worker_started"
+    p.send_signal(signal.SIGINT)
+    rest, _ = p.communicate(timeout=30)
+    assert p.returncode == 0
+    last = events(rest)[-1]
+    assert last["event"] == "worker_exited" and last["cause"] == "terminated"
+    with pytest.raises(ProcessLookupError):
+        os.kill(first["worker"]["pid"], 0)
+
+
+def test_on_crit_terminate_from_the_command_line() -> None:
+    grow = "import time\nc = []\nfor _ in range(300):\n    c.append(bytearray(1 << 20)); time.sleep(0.01)\ntime.sleep(60)\n"
+    r = watch("--json", "--interval", "0.05", "--warn", "40MiB", "--crit", "80MiB", "--metric", "anon",
+              "--on-crit", "terminate", "--grace", "1", "--", PY, "-c", grow)
+    assert r.returncode == 0, r.stderr
+    evs = events(r.stdout)
+    levels = [e["level"] for e in evs if e["event"] == "threshold"]
+    assert levels[:2] == ["warning", "critical"]
+    term = next(e for e in evs if e["event"] == "terminate")
+    assert term["by"] == "policy" and term["signal"] == "SIGTERM"
+    assert evs[-1]["cause"] == "terminated" and evs[-1]["by"] == "policy"
+
+
+@pytest.mark.cgroup
+@pytest.mark.skipif(not v1_memory_writable(), reason="needs root and a writable cgroup v1 memory controller")
+def test_mem_limit_oom_kill_from_the_command_line() -> None:
+    r = watch("--json", "--interval", "0.05", "--mem-limit", "64MiB", "--", PY, "-c", LEAKER)
+    assert r.returncode == 0, r.stderr
+    evs = events(r.stdout)
+    started = evs[0]
+    assert started["cgroup_limit"] == 64 << 20
+    assert any(e.get("cgroup_limit") == 64 << 20 for e in evs if e["event"] == "sample")
+    assert (evs[-1]["cause"], evs[-1]["signal"]) == ("oom-kill", "SIGKILL")
+
+
+def test_children_of_from_the_command_line(children) -> None:
+    code = (
+        "import os, sys, time\n"
+        "kids = [os.fork() for _ in range(2)]\n"
+        "if 0 in kids: time.sleep(0.3); os._exit(0)\n"
+        "print('ready', flush=True)\n"
+        "for k in kids: os.waitpid(k, 0)\n"
+        "time.sleep(60)\n"
+    )
+    parent = ready_child(children, code)
+    r = watch("--json", "--children-of", str(parent.pid), "--duration", "20")
+    evs = events(r.stdout)
+    attached = [e for e in evs if e["event"] == "worker_attached"]
+    assert len(attached) == 2 and all(e["parent_pid"] == parent.pid for e in attached)
+    # Both children end; the parent lives on, so watch keeps following it until --duration.
+    assert len([e for e in evs if e["event"] == "worker_exited"]) == 2
+
+
+# ------------------------------------------------------------------ bad input
+
+@pytest.mark.parametrize("args, text", [
+    (["--attach", str(2**22 + 999)], "no process with PID"),
+    (["--attach", "1"], "init"),
+    (["--attach", "abc"], "not a PID"),
+    (["--attach", "-4"], "not a PID"),
+    (["--warn", "-5MiB", "--run", "true"], "greater than zero"),
+    (["--crit", "150%", "--run", "true"], "at most 100%"),
+    (["--warn", "abc", "--run", "true"], "invalid size 'abc'"),
+    (["--warn", "2GiB", "--crit", "1GiB", "--run", "true"], "must be below"),
+    (["--mem-limit", "-5MiB", "--run", "true"], "greater than zero"),
+    (["--run", ""], "empty command"),
+    (["--run", "true", "--interval", "0.001"], "minimum"),
+    ([], "nothing to watch"),
+    (["--on-crit", "terminate", "--run", "true"], "needs a critical level"),
+    (["--metric", "heap", "--run", "true"], "not available yet"),
+    (["--record", "x.db", "--run", "true"], "not available yet"),
+    (["--match", "(", "--run", "true"], "regular expression"),
+    (["--", "/nonexistent/program"], "command not found"),
+])
+def test_bad_input_exits_2_with_a_message(args: list[str], text: str) -> None:
+    r = watch(*args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert text in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_pid_launches_nothing() -> None:
+    """An error in --attach is found before any --run worker starts."""
+    r = watch("--json", "--attach", str(2**22 + 998), "--", "sleep", "60")
+    assert r.returncode == 2
+    assert "worker_started" not in r.stdout
+
+
+def test_own_pid_refused() -> None:
+    script = f"exec {' '.join(OOMSCOPE)} watch --attach $$"
+    r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "oomscope itself" in r.stderr
+
+
+def test_zombie_refused(children) -> None:
+    z = children([PY, "-c", "pass"])
+    os.waitid(os.P_PID, z.pid, os.WEXITED | os.WNOWAIT)  # exited, deliberately not reaped
+    r = watch("--attach", str(z.pid))
+    assert r.returncode == 2 and "zombie" in r.stderr
+
+
+def test_gui_subcommands_say_not_yet() -> None:
+    for args in (["demo"], ["open", "x.db"], []):
+        r = subprocess.run([*OOMSCOPE, *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "not available yet" in r.stderr
+
+
+# -------------------------------------------------- as an unprivileged user
+
+@pytest.fixture
+def as_nobody() -> Iterator[list[str]]:
+    """A command prefix running this checkout's oomscope as uid 65534 with the system Python."""
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"):
+        pytest.skip("needs root, setpriv and /usr/bin/python3 to run oomscope as nobody")
+    top = tempfile.mkdtemp(prefix="oomscope-nobody-")
+    try:
+        os.chmod(top, 0o755)
+        os.symlink(REPO, os.path.join(top, "oomscope"))
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                  "env", f"PYTHONPATH={top}", "/usr/bin/python3", "-m", "oomscope"]
+        probe = subprocess.run([*prefix, "--help"], capture_output=True, text=True, timeout=60)
+        if probe.returncode != 0:
+            pytest.skip(f"this checkout is not readable by nobody: {probe.stderr.strip()[-200:]}")
+        yield prefix
+    finally:
+        shutil.rmtree(top)
+
+
+def test_process_we_may_not_signal(as_nobody, children) -> None:
+    target = ready_child(children, "import time; print('ready', flush=True); time.sleep(60)")
+    r = subprocess.run([*as_nobody, "watch", "--attach", str(target.pid)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert f"not permitted to signal PID {target.pid} (owned by uid 0)" in r.stderr
+    assert target.poll() is None
+
+
+def test_mem_limit_where_no_cgroup_can_be_made(as_nobody) -> None:
+    r = subprocess.run([*as_nobody, "watch", "--mem-limit", "64MiB", "--run", "echo should-not-run"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "cgroup" in r.stderr and "should-not-run" not in r.stdout + r.stderr
