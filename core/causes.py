@@ -48,38 +48,51 @@ def classify(
     returncode: int | None,
     terminated_by: str | None,
     last_signal_sent: int | None,
+    kernel_record_line: str | None,
     cgroup_oom_kills_rose: bool,
+    kernel_log_ok: bool,
     stderr_tail: Iterable[str],
 ) -> Verdict:
     """The cause of one exit.
 
     ``returncode`` is Popen's (negative: killed by that signal) for launched workers and None
-    for attached ones, whose status only their real parent can read.
+    for attached ones, whose status only their real parent can read. ``kernel_record_line`` is
+    the kill line of a kernel record already matched to this worker (see correlate.py).
     """
     sig = -returncode if returncode is not None and returncode < 0 else None
     code = returncode if returncode is not None and returncode >= 0 else None
+    killed = sig == signal.SIGKILL
+    shell_137 = code == 128 + signal.SIGKILL
+    counter = ("cgroup oom_kill counter rose",) if cgroup_oom_kills_rose else ()
+    if kernel_record_line is not None and (killed or returncode is None or shell_137) \
+            and last_signal_sent != signal.SIGKILL:
+        evidence = ("kernel: " + kernel_record_line.strip(),) + counter
+        if terminated_by is not None:
+            evidence += ("oomscope had sent " + (signal_name(last_signal_sent) or "a signal") + " before",)
+        if shell_137:
+            evidence += ("exit code 137: a process the worker waited for was SIGKILLed",)
+        return Verdict(OOM_KILL, code, signal_name(sig), None, evidence)
     if terminated_by is not None:
         ended_by = sig if sig is not None else (last_signal_sent if code is None else None)
         evidence = ("oomscope sent " + (signal_name(last_signal_sent) or "a signal"),)
         return Verdict(TERMINATED, code, signal_name(ended_by), terminated_by, evidence)
-    killed = sig == signal.SIGKILL
-    if cgroup_oom_kills_rose and (killed or returncode is None):
-        return Verdict(OOM_KILL, code, signal_name(sig), None, ("cgroup oom_kill counter rose",))
-    if cgroup_oom_kills_rose and code == 128 + signal.SIGKILL:
-        # A shell worker (`sh -c "…"`) reports its SIGKILLed child as exit code 137.
-        return Verdict(OOM_KILL, code, None, None, (
-            "cgroup oom_kill counter rose",
-            "exit code 137: a process the worker waited for was SIGKILLed",
-        ))
+    if cgroup_oom_kills_rose and not kernel_log_ok and (killed or returncode is None or shell_137):
+        # No kernel log to name the victim: the counter of the worker's cgroup is the best
+        # evidence there is (the record stays null).
+        evidence = counter + ("kernel log unreadable: the cgroup counter is the only evidence",)
+        if shell_137:
+            evidence += ("exit code 137: a process the worker waited for was SIGKILLed",)
+        return Verdict(OOM_KILL, code, signal_name(sig), None, evidence)
     if sig == signal.SIGABRT or code == 134:
         for line in stderr_tail:
             if any(marker in line for marker in _HEAP_OOM_MARKERS):
                 return Verdict(HEAP_OOM, code, signal_name(sig), None, ("stderr: " + line.strip(),))
     aside: tuple[str, ...] = ()
     if cgroup_oom_kills_rose:
-        aside = ("another process in the worker's cgroup was OOM-killed (cgroup oom_kill counter rose)",)
+        aside = ("the worker's cgroup oom_kill counter rose, but no kernel record names this PID "
+                 "(another process in the cgroup was OOM-killed, or the record is late)",)
     if sig is not None:
         return Verdict(SIGNAL, None, signal_name(sig), None, aside)
     if code is not None:
         return Verdict(EXIT, code, None, None, aside)
-    return Verdict(UNKNOWN, None, None, None, ("attached process vanished; no exit status",))
+    return Verdict(UNKNOWN, None, None, None, ("attached process vanished; no exit status",) + aside)

@@ -23,6 +23,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watch worker processes' memory and tell why they die. "
         "Without a subcommand, opens the desktop app.",
     )
+    gui = p.add_argument_group("desktop app (no subcommand)")
+    gui.add_argument("--run", metavar="CMD", action="append", default=[],
+                     help="launch CMD (a shell command line) as a worker; repeatable")
+    gui.add_argument("--attach", metavar="PID", action="append", default=[], type=watch.parse_pid,
+                     help="watch a running process; repeatable")
+    gui.add_argument("--children-of", metavar="PID", action="append", default=[], type=watch.parse_pid,
+                     help="watch every child of PID")
+    gui.add_argument("--mem-limit", metavar="SIZE", help="memory cgroup limit for launched workers")
+    gui.add_argument("--warn", metavar="X", help="warning level: a size or a percent of the cgroup limit")
+    gui.add_argument("--crit", metavar="X", help="critical level: a size or a percent of the cgroup limit")
+    gui.add_argument("--interval", metavar="S", type=float, default=0.5, help="sampling interval (default 0.5 s)")
+    _add_screenshot_options(gui)
     sub = p.add_subparsers(dest="subcommand", metavar="COMMAND")
     w = sub.add_parser("watch", help="watch workers without a window (JSON lines with --json)",
                        description="Launch or attach to workers, sample their memory, report "
@@ -33,16 +45,51 @@ def build_parser() -> argparse.ArgumentParser:
                        "saved dmesg / journalctl -k / /dev/kmsg captures.")
     oomlog_cli.add_arguments(o)
     d = sub.add_parser("demo", help="the desktop app with bundled demo workers")
-    d.add_argument("--screenshot", metavar="FILE")
-    d.add_argument("--after", metavar="S", type=float, default=5.0)
+    _add_screenshot_options(d)
     op = sub.add_parser("open", help="open a recorded session file in the desktop app")
     op.add_argument("file", metavar="FILE.db")
     return p
 
 
+def _add_screenshot_options(p: argparse._ActionsContainer) -> None:
+    p.add_argument("--screenshot", metavar="FILE.png",
+                   help="render the window offscreen to FILE.png after --after seconds, then exit")
+    p.add_argument("--after", metavar="S", type=float, default=5.0,
+                   help="seconds to run before the screenshot (default 5)")
+
+
+_VALUE_OPTIONS = ("--warn", "--crit", "--mem-limit", "--interval", "--duration", "--grace")
+
+
+def join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--warn -5MiB`` → ``--warn=-5MiB``.
+
+    argparse takes ``-5MiB`` for an option and answers "expected one argument"; joined, the
+    value reaches the size parser, which says what is wrong with it.
+    """
+    out: list[str] = []
+    it = iter(argv)
+    for token in it:
+        if token == "--":
+            out.append(token)
+            out.extend(it)
+            break
+        if token in _VALUE_OPTIONS:
+            nxt = next(it, None)
+            if nxt is not None and nxt.startswith("-") and not nxt.startswith("--"):
+                out.append(f"{token}={nxt}")
+                continue
+            out.append(token)
+            if nxt is not None:
+                out.append(nxt)
+            continue
+        out.append(token)
+    return out
+
+
 def main(argv: Sequence[str] | None = None, gui_runner: GuiRunner | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     if args.subcommand == "watch":
         return watch.run(args)
     if args.subcommand == "oom-log":

@@ -27,15 +27,20 @@ from typing import Any, TypeVar
 
 from . import procfs
 from .procfs import PAGE_SIZE
-from .causes import classify
+from .causes import OOM_KILL, SIGNAL, UNKNOWN, classify
+from .correlate import ExitNote, RecentExits, RecentRecords, comm_matches
 from .cgroups import MemoryCgroup, cgroup_of, create_limited_cgroup
 from .errors import BadInput, Error, Refused, WorkerGone
 from .events import (
+    CauseUpdated,
     Event,
+    KernelLine,
+    KernelOom,
     Notice,
     Output,
     Sample,
     Samples,
+    SourceState,
     Stopped,
     Terminate,
     Threshold,
@@ -44,7 +49,9 @@ from .events import (
     WorkerRef,
     WorkerStarted,
 )
+from .kernelfeed import KernelFeed
 from .launch import LaunchSpec, spawn
+from .oomlog import KillRecord
 from .sizes import format_size
 from .pidfd import ProcessHandle
 from .thresholds import CRITICAL, NORMAL, ThresholdConfig, level_of
@@ -65,6 +72,7 @@ class EngineConfig:
     output_lines: int = 200
     emit_output: bool = True
     terminate_launched_on_stop: bool = True
+    kernel_log: bool = True
 
     def __post_init__(self) -> None:
         if not (self.interval_s >= MIN_INTERVAL_S):
@@ -97,6 +105,10 @@ class Engine:
         self._next_slow = 0.0
         self._live: list[Worker] = []
         self._cgroups: dict[str, tuple[MemoryCgroup, int]] = {}
+        self._kernel: KernelFeed | None = None
+        self._kernel_dirty = False
+        self._records = RecentRecords()
+        self._exits = RecentExits()
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._stopped = threading.Event()
@@ -214,6 +226,8 @@ class Engine:
         heapq.heappush(self._timers, (when, next(self._timer_seq), fn))
 
     def _run(self) -> None:
+        if self.config.kernel_log:
+            self._guard(self._open_kernel)
         interval = self.config.interval_s
         next_sample = time.monotonic()
         next_rescan = next_sample + self.config.rescan_s
@@ -269,6 +283,9 @@ class Engine:
         for h in self._parents.values():
             h.close()
         self._parents.clear()
+        if self._kernel is not None:
+            self._kernel.close()
+            self._kernel = None
         self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -281,6 +298,70 @@ class Engine:
             except queue.Empty:
                 break
             fn()
+
+    # ------------------------------------------------------------ kernel log
+
+    @property
+    def kernel_log_ok(self) -> bool:
+        return self._kernel is not None
+
+    def _open_kernel(self) -> None:
+        feed, states = KernelFeed.open()
+        now = time.time()
+        for st in states:
+            self._emit(SourceState(now, st.name, st.ok, st.reason))
+        if feed is not None:
+            self._kernel = feed
+            self._selector.register(feed.fileno(), selectors.EVENT_READ, self._read_kernel)
+            self._read_kernel()
+
+    def _read_kernel(self) -> None:
+        feed = self._kernel
+        if feed is None:
+            return
+        lines, records, ended = feed.read()
+        now = time.time()
+        for fl in lines:
+            self._emit(KernelLine(now, fl.line.raw or fl.line.message, fl.oom, fl.line.history,
+                                  fl.line.kernel_time_s))
+        if lines:
+            self._kernel_dirty = True
+        for rec in records:
+            self._on_record(rec)
+        if ended:
+            self._selector.unregister(feed.fileno())
+            feed.close()
+            self._kernel = None
+            self._emit(SourceState(now, feed.source.name, False,
+                                   "the kernel log source ended; OOM kills are now told by cgroup counters only"))
+
+    def _flush_kernel(self) -> None:
+        """A report cut short (summary line, no kill line) is complete once the log goes quiet."""
+        if self._kernel is not None and self._kernel_dirty:
+            self._kernel_dirty = False
+            for rec in self._kernel.flush():
+                self._on_record(rec)
+
+    def _on_record(self, rec: KillRecord) -> None:
+        if rec.history:
+            if rec.revision == 0:
+                self._emit(KernelOom(time.time(), rec.to_json(), history=True))
+            return
+        arrival = time.monotonic()
+        self._records.add(rec, arrival)
+        if rec.revision > 0:
+            return  # a later line of a kill already handled (reaper, unit result)
+        for w in self._live:
+            if w.ref.pid == rec.pid and comm_matches(rec.comm, w.comm, w.ref.name):
+                w.oom_record = rec  # the exit, a moment away, will carry it
+                return
+        note = self._exits.match(rec, arrival)
+        if note is not None:
+            w = self._workers[note.worker_id]
+            self._emit(CauseUpdated(time.time(), w.ref, OOM_KILL, note.cause, rec.to_json(),
+                                    ("kernel: " + kill_line(rec),)))
+            return
+        self._emit(KernelOom(time.time(), rec.to_json()))
 
     # ---------------------------------------------------------------- workers
 
@@ -530,6 +611,10 @@ class Engine:
             # are read at most once a second; statm and cgroup usage every tick.
             self._next_slow = mono + _SLOW_PERIOD_S
             self._refresh_cgroup_limits()
+            self._refresh_comms()
+            self._flush_kernel()
+            self._records.prune(mono)
+            self._exits.prune(mono)
         read_swap = slow_tick and self._swap_enabled
         usage_now: dict[MemoryCgroup, int | None] = {}
         samples: list[Sample] = []
@@ -578,6 +663,14 @@ class Engine:
         if self._thresholds.on_crit == "terminate":
             for w, value, crit in crit_hits:
                 self._policy_terminate(w, value, crit)
+
+    def _refresh_comms(self) -> None:
+        """A launched worker's comm changes when its wrapper execs the program: follow it for
+        its first seconds, so a kernel record's comm can be checked against it."""
+        for w in self._live:
+            if w.comm_checks_left > 0:
+                w.comm_checks_left -= 1
+                w.comm = procfs.comm(w.ref.pid) or w.comm
 
     def _refresh_cgroup_limits(self) -> None:
         limits: dict[MemoryCgroup, int | None] = {}
@@ -651,6 +744,9 @@ class Engine:
 
     def _on_exit(self, w: Worker) -> None:
         self._selector.unregister(w.handle.fd)
+        exit_mono = time.monotonic()
+        # The kernel logs a kill before the victim is gone: read what it has said so far.
+        self._read_kernel()
         returncode = None
         if w.popen is not None:
             # The pidfd said it exited: this wait does not block.
@@ -664,13 +760,28 @@ class Engine:
                 self._selector.unregister(fd)
                 w.close_output(fd)
         oom_rose = w.cgroup_oom_kills_rose()
+        record = w.oom_record
+        shell_137 = returncode == 137
+        own_cgroup = w.cgroup.path if (w.limited is not None and w.cgroup is not None) else None
+        if record is None and shell_137 and own_cgroup is not None:
+            record = self._records.for_cgroup(own_cgroup, exit_mono)
         verdict = classify(
             returncode=returncode,
             terminated_by=w.terminating_by,
             last_signal_sent=w.last_signal,
+            kernel_record_line=kill_line(record) if record is not None else None,
             cgroup_oom_kills_rose=oom_rose,
+            kernel_log_ok=self.kernel_log_ok,
             stderr_tail=list(w.stderr_lines)[-20:],
         )
+        oom = record.to_json() if record is not None and verdict.cause == OOM_KILL else None
+        if verdict.cause in (SIGNAL, UNKNOWN) and self.kernel_log_ok and \
+                (returncode is None or returncode == -signal.SIGKILL or shell_137):
+            self._exits.add(ExitNote(w.ref.id, w.ref.pid, w.comm, w.ref.name, own_cgroup,
+                                     exit_mono, verdict.cause, shell_137))
+        elif verdict.cause == "exit" and shell_137 and self.kernel_log_ok:
+            self._exits.add(ExitNote(w.ref.id, w.ref.pid, w.comm, w.ref.name, own_cgroup,
+                                     exit_mono, verdict.cause, shell_137))
         w.exited = True
         tail = tuple(list(w.stderr_lines)[-20:])
         self._emit(
@@ -681,6 +792,7 @@ class Engine:
                 exit_code=verdict.exit_code,
                 signal=verdict.signal,
                 by=verdict.by,
+                oom=oom,
                 evidence=verdict.evidence,
                 stderr_tail=tail,
             )
@@ -700,3 +812,12 @@ class Engine:
     def stats(self) -> dict[str, Any]:
         """Counters for benchmarks and the status bar (read from any thread; approximate)."""
         return {"worker_samples": self.worker_samples, "sampling_cpu_s": self.sampling_cpu_s}
+
+
+def kill_line(record: KillRecord) -> str:
+    """The line of a record that says who was killed (for evidence and one-line displays)."""
+    for marker in ("Killed process", "oom-kill:", "sending SIG", "Killing process", "Killed ", "killing"):
+        for line in record.lines:
+            if marker in line:
+                return line.strip()
+    return record.lines[-1].strip() if record.lines else f"{record.killer} killed PID {record.pid}"

@@ -17,10 +17,14 @@ from .causes import OOM_KILL
 from .engine import MIN_INTERVAL_S, Engine, EngineConfig
 from .errors import BadInput, Error
 from .events import (
+    CauseUpdated,
     Event,
+    KernelLine,
+    KernelOom,
     Notice,
     Output,
     Samples,
+    SourceState,
     Stopped,
     Terminate,
     Threshold,
@@ -38,9 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     what = p.add_argument_group("what to watch")
     what.add_argument("--run", metavar="CMD", action="append", default=[],
                       help="launch CMD (a shell command line) as a worker; repeatable")
-    what.add_argument("--attach", metavar="PID", action="append", default=[], type=_pid,
+    what.add_argument("--attach", metavar="PID", action="append", default=[], type=parse_pid,
                       help="watch a running process; repeatable")
-    what.add_argument("--children-of", metavar="PID", action="append", default=[], type=_pid,
+    what.add_argument("--children-of", metavar="PID", action="append", default=[], type=parse_pid,
                       help="watch every child of PID, including children it starts later")
     what.add_argument("--match", metavar="REGEX", action="append", default=[],
                       help="watch processes whose name or command line matches REGEX")
@@ -69,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     later.add_argument("--metrics-port", metavar="N", type=int, help=argparse.SUPPRESS)
 
 
-def _pid(text: str) -> int:
+def parse_pid(text: str) -> int:
     try:
         pid = int(text)
     except ValueError:
@@ -221,7 +225,7 @@ class JsonPrinter:
             return
         if isinstance(event, Samples):
             lines = event.to_json_lines()
-        elif isinstance(event, Stopped):
+        elif not printed(event):
             return
         else:
             lines = [event.to_json()]
@@ -243,10 +247,28 @@ class TextPrinter:
             self.out.flush()
 
 
+def printed(event: Event) -> bool:
+    """What ``watch`` shows: not kernel log lines (the GUI's pane), not kills from before it
+    started (replayed from the ring buffer), not its own end marker."""
+    if isinstance(event, (KernelLine, Stopped)):
+        return False
+    if isinstance(event, KernelOom) and event.history:
+        return False
+    return True
+
+
 def describe(event: Event) -> str | None:
     stamp = time.strftime("%H:%M:%S", time.localtime(event.t))
-    if isinstance(event, (Samples, Stopped)):
+    if isinstance(event, Samples) or not printed(event):
         return None
+    if isinstance(event, SourceState):
+        state = "ok" if event.ok else f"unavailable: {event.reason}"
+        return f"{stamp} kernel log source {event.source}: {state}"
+    if isinstance(event, KernelOom):
+        r = event.record
+        return (f"{stamp} kernel OOM kill of a process oomscope does not watch: PID {r.get('pid')} "
+                f"({r.get('comm')}), anon-rss {format_size((r.get('anon_rss_kb') or 0) * 1024)}, "
+                f"{r.get('killer')}" + (f" in {r['task_memcg']}" if r.get("task_memcg") else ""))
     if isinstance(event, Notice):
         target = f" {event.worker.id} {event.worker.name}[{event.worker.pid}]" if event.worker else ""
         return f"{stamp}{target} {event.level}: {event.message}"
@@ -280,6 +302,9 @@ def describe(event: Event) -> str | None:
         detail.extend(event.evidence)
         cause = "KILLED BY THE OOM KILLER" if event.cause == OOM_KILL else event.cause
         return f"{stamp} {who} exited: {cause}" + (f" ({'; '.join(detail)})" if detail else "")
+    if isinstance(event, CauseUpdated):
+        cause = "KILLED BY THE OOM KILLER" if event.cause == OOM_KILL else event.cause
+        return f"{stamp} {who} cause updated: {cause} (was {event.previous}; {'; '.join(event.evidence)})"
     if isinstance(event, Output):
         return f"[{w.id} {w.name} {event.stream}] {event.line}"
     return f"{stamp} {who} {event.kind}"

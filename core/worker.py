@@ -13,6 +13,8 @@ from .cgroups import LimitedCgroup, MemoryCgroup
 from .errors import Error, WorkerGone
 from .events import WorkerRef
 from .pidfd import ProcessHandle
+from . import procfs
+from .oomlog import KillRecord
 from .procfs import StatmReader
 from .thresholds import NORMAL, ThresholdConfig
 
@@ -23,7 +25,7 @@ class Worker:
     __slots__ = (
         "ref", "handle", "popen", "limited", "parent_pid", "statm", "statm_fd", "cgroup", "cgroup_limit",
         "oom_kills_at_start", "swap", "level", "warn_bytes", "crit_bytes", "terminating_by",
-        "last_signal", "exited", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
+        "last_signal", "exited", "comm", "comm_checks_left", "oom_record", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
     )
 
     def __init__(
@@ -53,6 +55,10 @@ class Worker:
         self.terminating_by: str | None = None
         self.last_signal: int | None = None
         self.exited = False
+        self.comm: str | None = None
+        # Launched workers may still be a wrapper shell: check their comm for a few seconds.
+        self.comm_checks_left = 5 if popen is not None else 0
+        self.oom_record: KillRecord | None = None
         self.stdout_lines: deque[str] = deque(maxlen=output_lines)
         self.stderr_lines: deque[str] = deque(maxlen=output_lines)
         self._partial: dict[int, bytes] = {}
@@ -79,6 +85,7 @@ class Worker:
         ``acquire_cgroup`` gives the (shared) reader of the cgroup the process is in; for a
         launched worker with a limit that is its own cgroup.
         """
+        self.comm = procfs.comm(self.ref.pid)
         try:
             self.statm = StatmReader(self.ref.pid)
             self.statm_fd = self.statm.fd
