@@ -71,7 +71,10 @@ def classify(
             evidence += ("oomscope had sent " + (signal_name(last_signal_sent) or "a signal") + " before",)
         if shell_137:
             evidence += ("exit code 137: a process the worker waited for was SIGKILLed",)
-        return Verdict(OOM_KILL, code, signal_name(sig), None, evidence)
+        # The kernel's OOM killer always sends SIGKILL: for an attached process, whose status
+        # we cannot read, the record says which signal ended it.
+        ended = signal_name(sig) if sig is not None else (None if shell_137 else "SIGKILL")
+        return Verdict(OOM_KILL, code, ended, None, evidence)
     if terminated_by is not None:
         ended_by = sig if sig is not None else (last_signal_sent if code is None else None)
         evidence = ("oomscope sent " + (signal_name(last_signal_sent) or "a signal"),)

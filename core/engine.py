@@ -52,6 +52,7 @@ from .events import (
 from .kernelfeed import KernelFeed
 from .launch import LaunchSpec, spawn
 from .oomlog import KillRecord
+from .oomlog import SourceState as SourceState_
 from .sizes import format_size
 from .pidfd import ProcessHandle
 from .thresholds import CRITICAL, NORMAL, ThresholdConfig, level_of
@@ -86,8 +87,15 @@ class EngineConfig:
 class Engine:
     """Launch, attach, sample, terminate; report everything as events."""
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: EngineConfig | None = None,
+        *,
+        kernel_feed: Callable[[], tuple[KernelFeed | None, list[SourceState_]]] | None = None,
+    ) -> None:
+        """``kernel_feed`` opens the kernel log (default: the first live source that works)."""
         self.config = config or EngineConfig()
+        self._kernel_feed_factory = kernel_feed or KernelFeed.open
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._selector = selectors.DefaultSelector()
@@ -306,7 +314,7 @@ class Engine:
         return self._kernel is not None
 
     def _open_kernel(self) -> None:
-        feed, states = KernelFeed.open()
+        feed, states = self._kernel_feed_factory()
         now = time.time()
         for st in states:
             self._emit(SourceState(now, st.name, st.ok, st.reason))
@@ -772,7 +780,8 @@ class Engine:
             kernel_record_line=kill_line(record) if record is not None else None,
             cgroup_oom_kills_rose=oom_rose,
             kernel_log_ok=self.kernel_log_ok,
-            stderr_tail=list(w.stderr_lines)[-20:],
+            # V8 prints "JavaScript heap out of memory" before its stack dump: search all kept lines.
+            stderr_tail=w.stderr_lines,
         )
         oom = record.to_json() if record is not None and verdict.cause == OOM_KILL else None
         if verdict.cause in (SIGNAL, UNKNOWN) and self.kernel_log_ok and \

@@ -314,9 +314,9 @@ class LineDecoder:
                     message=dm.group(3), raw=raw, fmt=fmt, monotonic_time_s=t, ident=dm.group(1),
                     ident_pid=int(dm.group(2)), caller=caller, history=history,
                 )
-        ident: str | None = None
-        if facility is not None:
-            ident = IDENT_KERNEL if facility == 0 else IDENT_USER
+        # dmesg -r prints <level> only for kernel records, <facility*8+level> for others: a
+        # facility above 0 is a user-space write; 0 proves nothing, so the parser tries all kinds.
+        ident: str | None = IDENT_USER if facility else None
         return KernelLine(
             message=msg, raw=raw, fmt=fmt, kernel_time_s=t, ident=ident, facility=facility,
             level=level, caller=caller, history=history,

@@ -134,14 +134,15 @@ class OomParser:
         self._next_id = 1
         #: Lines seen, including lines a reader skipped without decoding (it adds them here).
         self.seen = 0
+        #: True when a line without OOM wording cannot change anything (no task table being read,
+        #: nothing waiting): a reader may then skip such lines without decoding them. Kept as an
+        #: attribute, updated after every fed line, because readers test it for every line.
+        self.idle = True
         #: Lines that matched an OOM-related message (for telling a log from an unrelated file).
         self.matched = 0
 
     # --- public -------------------------------------------------------------------------------
-    @property
-    def idle(self) -> bool:
-        """True when a line without OOM wording cannot change anything (no table being read,
-        nothing waiting): a reader may then skip such lines without decoding them."""
+    def _compute_idle(self) -> bool:
         rep = self._report
         if rep is not None and (rep.table_open or rep.summary is not None):
             return False
@@ -156,6 +157,7 @@ class OomParser:
             # A mangled line that slipped past a pattern (e.g. a number too large for what it
             # feeds): drop the line, keep the parser; never let one bad line stop a live reader.
             pass
+        self.idle = self._compute_idle()
         return out
 
     def flush(self) -> list[KillRecord]:
@@ -164,6 +166,7 @@ class OomParser:
         self._close_report(out)
         for key, state in list(self._oomd.items()):
             self._oomd_emit(key, state, None, out)
+        self.idle = True
         return out
 
     # --- dispatch -----------------------------------------------------------------------------
@@ -741,7 +744,7 @@ class OomParser:
         if wall is None and self._clock is not None and line.kernel_time_s is not None:
             w = self._clock.to_wall(line.kernel_time_s)
             wall, unix, source = w.iso, w.unix, self._clock.source
-            if line.history and w.max_late_s > 0:
+            if line.history and w.max_late_s >= 0.001:
                 extra["wall_time_max_late_s"] = round(w.max_late_s, 6)
         rec = KillRecord(
             killer=killer,
