@@ -124,8 +124,8 @@ def exit_latency(trials: int = 200) -> dict[str, Any]:
             latencies_ms.append((ev.t - t_kill) * 1e3)
     finally:
         eng.stop()
-    q = statistics.quantiles(latencies_ms, n=100)
-    qd = statistics.quantiles(delivered_ms, n=100)
+    q = statistics.quantiles(latencies_ms, n=100, method="inclusive")
+    qd = statistics.quantiles(delivered_ms, n=100, method="inclusive")
     return {
         "trials": trials,
         "exit_event_median_ms": statistics.median(latencies_ms),

@@ -310,6 +310,11 @@ class Engine:
     # ------------------------------------------------------------ kernel log
 
     @property
+    def thresholds(self) -> ThresholdConfig:
+        """The thresholds in force (an immutable value: safe to read from any thread)."""
+        return self._thresholds
+
+    @property
     def kernel_log_ok(self) -> bool:
         return self._kernel is not None
 
@@ -414,6 +419,8 @@ class Engine:
     def _register(self, w: Worker) -> None:
         self._workers[w.ref.id] = w
         self._live.append(w)
+        if not self._swap_enabled:
+            w.swap = 0  # no swap configured: nothing can be swapped out
         self._by_identity[(w.ref.pid, w.handle.start_ticks)] = w
         self._selector.register(w.handle.fd, selectors.EVENT_READ, lambda: self._on_exit(w))
         for fd, stream in w.output_fds():

@@ -38,6 +38,7 @@ def test_launch_samples_and_clean_exit(make_engine) -> None:
     assert max(s.rss for s in samples) >= 30 << 20
     assert max(s.anon for s in samples) >= 30 << 20
     assert all(s.anon <= s.rss for s in samples)
+    assert all(isinstance(s.swap, int) and s.swap >= 0 for s in samples)
     out = [e.line for e in log.of("output", ref.id) if e.stream == "stdout"]
     assert out == ["hello", "bye"]
 

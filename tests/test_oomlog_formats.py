@@ -27,12 +27,12 @@ from oomscope.core.oomlog import (
 from oomscope.core.oomlog.clock import ClockOffsets
 
 
-def parse(text: str, **kw: object) -> list[KillRecord]:
-    return parse_lines(text.split("\n"), **kw)  # type: ignore[arg-type]
+def parse(text: str, reference_time: datetime | None = None) -> list[KillRecord]:
+    return parse_lines(text.split("\n"), reference_time=reference_time)
 
 
-def one(text: str, **kw: object) -> KillRecord:
-    records = parse(text, **kw)
+def one(text: str, reference_time: datetime | None = None) -> KillRecord:
+    records = parse(text, reference_time)
     assert len(records) == 1, [r.to_dict() for r in records]
     return records[0]
 
@@ -114,6 +114,20 @@ def test_kernel_5_1_to_5_3_prefix_form_and_constraint_bug() -> None:
     assert rec.shmem_rss_kb == 4
 
 
+def test_kernel_5_0_summary_names_the_chosen_parent_not_the_sacrificed_child() -> None:
+    rec = one(
+        "[ 3.0] [  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name\n"
+        "[ 3.0] [    200]  1000   200     1000      100    65536        0             0 worker\n"
+        "[ 3.1] oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/app,"
+        "task_memcg=/app,task=master,pid=100,uid=0\n"
+        "[ 3.2] Memory cgroup out of memory: Kill process 100 (master) score 900 or sacrifice child\n"
+        "[ 3.3] Killed process 200 (worker) total-vm:4000kB, anon-rss:400kB, file-rss:0kB, shmem-rss:0kB"
+    )
+    assert (rec.pid, rec.comm, rec.uid, rec.killer) == (200, "worker", 1000, "kernel-memcg")
+    assert (rec.oom_memcg, rec.task_memcg) == ("/app", "/app")
+    assert rec.extra["chosen_pid"] == 100 and rec.extra["summary_pid"] == 100
+
+
 def test_kernel_5_4_plus_uid_pgtables_adj_and_early_5_4_pgtables_in_bytes() -> None:
     rec = one(
         "[  663.895592] Out of memory: Killed process 6356 (node) total-vm:984976kB, anon-rss:64768kB, "
@@ -179,6 +193,18 @@ def test_old_report_context_does_not_leak_into_a_much_later_kill() -> None:
         "[ 90.0] Out of memory: Killed process 6 (y) total-vm:1kB, anon-rss:1kB, file-rss:1kB, shmem-rss:0kB"
     )
     assert first.extra["invoker_comm"] == "a" and "invoker_comm" not in later.extra
+
+
+def test_a_summary_after_a_kill_starts_the_next_report() -> None:
+    a, b = parse(
+        "[ 1.0] a invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0\n"
+        "[ 1.1] Out of memory: Killed process 5 (x) total-vm:1kB, anon-rss:1kB, file-rss:1kB, shmem-rss:0kB\n"
+        "[ 1.5] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/m,"
+        "task_memcg=/m,task=y,pid=6,uid=0\n"
+        "[ 1.6] Memory cgroup out of memory: Killed process 6 (y) total-vm:1kB, anon-rss:1kB, file-rss:1kB, shmem-rss:0kB"
+    )
+    assert a.extra["invoker_comm"] == "a" and "invoker_comm" not in b.extra
+    assert (b.pid, b.task_memcg, b.killer) == (6, "/m", "kernel-memcg")
 
 
 def test_summary_without_kill_line_becomes_a_record_when_the_next_report_starts() -> None:
@@ -315,6 +341,19 @@ def test_systemd_oomd_swap_wordings() -> None:
                                  "swap_used_bytes": 900}.items()
     old = one("Sep 10 14:59:49 h systemd-oomd[34]: Killed /a.scope due to swap used (900) / total (1000) being more than 90.00%")
     assert old.extra["swap_total_bytes"] == 1000
+
+
+def test_a_comm_holding_kill_wording_does_not_hide_its_line() -> None:
+    rec = one(
+        "[ 9.0] CPU: 0 PID: 5 Comm: Killed process Not tainted 6.1.0 #1\n"
+        "[ 9.1] oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,"
+        "task_memcg=/,task=Killed process,pid=5,uid=0\n"
+        "[ 9.2] Out of memory: Killed process 5 (Killed process) total-vm:1kB, anon-rss:1kB, file-rss:1kB, "
+        "shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0\n"
+        "[ 9.3] oom_reaper: reaped process 5 (Killed process), now anon-rss:0kB, file-rss:0kB, shmem-rss:0kB"
+    )
+    assert (rec.pid, rec.comm, rec.task_memcg, rec.killer) == (5, "Killed process", "/", "kernel-global")
+    assert rec.extra["oom_reaper"]["kernel_time_s_reaper"] == 9.3
 
 
 def test_other_programs_lines_are_not_kills() -> None:

@@ -112,7 +112,7 @@ _T = r"\[\s*(\d+\.\d+)\]"  # printk stamp
 _CALLER = r"(?:\[\s*([TC]\d+)\])?"  # CONFIG_PRINTK_CALLER
 _TAG = r"([^\s\[:]+)(?:\[(\d+)\])?: ?"  # journal/syslog identifier[pid]:
 
-_RE_KMSG = re.compile(r"(\d+),(\d+),(\d+),([^;,]*)[^;]*;(.*)\Z", re.S)
+_RE_KMSG = re.compile(r"(\d+),(\d+),(\d+),([^;,]*)(?:,caller=([TC]\d+))?[^;]*;(.*)\Z", re.S)
 _RE_DMESG = re.compile(_T + _CALLER + r" ?(.*)\Z", re.S)
 _RE_DMESG_RAW = re.compile(r"<(\d{1,3})>" + _T + _CALLER + r" ?(.*)\Z", re.S)
 _RE_DMESG_X = re.compile(r"([a-z]+)\s*:([a-z]+)\s*: (.*)\Z", re.S)
@@ -274,7 +274,7 @@ class LineDecoder:
             return None
         prio = int(m.group(1))
         facility = prio >> 3
-        msg = unescape_kmsg(m.group(5))
+        msg = unescape_kmsg(m.group(6))
         ident: str | None = IDENT_KERNEL if facility == 0 else IDENT_USER
         ident_pid = None
         if facility != 0:
@@ -291,6 +291,7 @@ class LineDecoder:
             facility=facility,
             level=prio & 7,
             seq=int(m.group(2)),
+            caller=m.group(5),
             history=history,
         )
 

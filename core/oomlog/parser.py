@@ -209,30 +209,25 @@ class OomParser:
 
     # --- kernel -------------------------------------------------------------------------------
     def _kernel(self, line: KernelLine, msg: str, out: list[KillRecord]) -> bool:
-        rep = self._report
+        # Lines whose kind shows at their start come first: a comm (in a summary, a reaper line,
+        # a stack header) may contain "Killed process" and must not hide its own line.
         if msg[:1] == "[":
             return self._table_line(line, msg, out)
-        if "Killed process" in msg:
-            return self._killed(line, msg, out)
         if msg.startswith("oom-kill:"):
             return self._summary(line, msg, out)
-        if "invoked oom-killer" in msg:
-            return self._invoked(line, msg, out)
-        if "ill process" in msg:
-            return self._chosen_or_sharing(line, msg, out)
         if msg.startswith("oom_reaper: "):
             return self._reaper(line, msg, out)
         if msg.startswith("Task in "):
-            m = RE_TASK_IN.match(msg)
-            if m is None:
-                return False
-            rep = rep if rep is not None and rep.table_open else self._open_report(line, out)
-            rep.task_in = (m.group(1), m.group(2))
-            rep.memcg_hint = True
-            self._key(rep, line)
-            return True
+            return self._task_in(line, msg, out)
         if msg.startswith("Tasks in "):
             return self._oom_group(line, msg, out)
+        if "Killed process" in msg and self._killed(line, msg, out):
+            return True
+        if "ill process" in msg and self._chosen_or_sharing(line, msg, out):
+            return True
+        if "invoked oom-killer" in msg:
+            return self._invoked(line, msg, out)
+        rep = self._report
         if msg.startswith("memory: usage") or msg.startswith("Memory cgroup stats for"):
             if rep is None or not rep.table_open:
                 rep = self._open_report(line, out)
@@ -248,6 +243,18 @@ class OomParser:
             self._touch(rep, line)
             return self._report_context(rep, line, msg)
         return False
+
+    def _task_in(self, line: KernelLine, msg: str, out: list[KillRecord]) -> bool:
+        m = RE_TASK_IN.match(msg)
+        if m is None:
+            return False
+        rep = self._report
+        if rep is None or not rep.table_open:
+            rep = self._open_report(line, out)
+        rep.task_in = (m.group(1), m.group(2))
+        rep.memcg_hint = True
+        self._key(rep, line)
+        return True
 
     def _report_context(self, rep: _Report, line: KernelLine, msg: str) -> bool:
         """Lines inside an open report that add context but never make a record."""
@@ -312,7 +319,9 @@ class OomParser:
         if s is None:
             return False
         rep = self._report
-        if rep is None:
+        if rep is None or rep.kills > 0:
+            # One summary per report: after a kill it starts the next report (header rate-limited
+            # away or cut from the excerpt).
             rep = self._open_report(line, out)
         else:
             self._emit_pending_summary(rep, out)
@@ -325,8 +334,8 @@ class OomParser:
         m = RE_CHOSEN.match(msg)
         if m is not None:
             rep = self._report
-            if rep is None:
-                rep = self._open_report(line, out)
+            if rep is None or rep.kills > 0:
+                rep = self._open_report(line, out)  # one "Kill process" line per report
             rep.chosen = (m.group(1), int(m.group(2)), m.group(3), int(m.group(4)), self.seen, line.raw)
             rep.memcg_hint = m.group(1).startswith("Memory cgroup")
             self._touch(rep, line)
@@ -360,7 +369,10 @@ class OomParser:
         summary: Summary | None = None
         summary_key: tuple[int, str] | None = None
         if pending is not None:
-            if pending[0].pid == k.pid:
+            chosen_pid = rep.chosen[1] if rep.chosen is not None else None
+            if pending[0].pid == k.pid or pending[0].pid == chosen_pid:
+                # 5.0 printed the summary for the chosen process and could still sacrifice a
+                # child: then the summary's memcgs describe this kill, its pid/uid do not.
                 summary, summary_key = pending[0], (pending[2], pending[1].raw)
                 rep.summary = None
             else:
@@ -411,15 +423,18 @@ class OomParser:
         row = rep.rows.get(pid) if pid is not None else None
         if row is None and pid is not None:
             row = next((r for r in rep.rows.values() if r.tgid == pid), None)
+        same = summary is not None and summary.pid == pid
+        if summary is not None and not same:
+            extra["summary_pid"] = summary.pid
         if comm is None:
-            if summary is not None and summary.comm is not None:
+            if summary is not None and same and summary.comm is not None:
                 comm = summary.comm
                 extra["comm_source"] = "oom-kill summary line"
             elif row is not None and row.name is not None:
                 comm = row.name
                 extra["comm_source"] = "task table row (Killed line is cut)"
         if uid is None:
-            if summary is not None:
+            if summary is not None and same:
                 uid = summary.uid
                 extra["uid_source"] = "oom-kill summary line"
             elif row is not None and row.uid is not None:

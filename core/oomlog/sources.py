@@ -105,17 +105,25 @@ class KmsgSource:
         return self._fd
 
     def read_available(self) -> list[KernelLine]:
-        """Replayed history first (once), then whatever new records are there. Never blocks."""
+        """Replayed history first (once), then whatever new records are there. Never blocks.
+
+        Raises ``SourceUnavailable`` if the device fails (it does not on a healthy kernel).
+        """
         out = self._backlog
         self._backlog = []
-        out.extend(self._drain(history=False))
+        try:
+            out.extend(self._drain(history=False))
+        except OSError as e:
+            raise SourceUnavailable(f"{self.path}: read failed: {e.strerror or e}") from None
         return out
 
     def _drain(self, *, history: bool) -> list[KernelLine]:
         out: list[KernelLine] = []
+        size = _READ_SIZE
         while True:
             try:
-                data = os.read(self._fd, _READ_SIZE)
+                data = os.read(self._fd, size)
+                size = _READ_SIZE
             except BlockingIOError:
                 return out
             except BrokenPipeError:
@@ -125,6 +133,11 @@ class KmsgSource:
                 continue
             except InterruptedError:
                 continue
+            except OSError as e:
+                if e.errno == errno.EINVAL and size == _READ_SIZE:
+                    size = 16 * _READ_SIZE  # a record larger than any seen: read it whole
+                    continue
+                raise
             if not data:
                 return out
             line = self._decode(data, history)
