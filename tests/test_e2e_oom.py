@@ -160,3 +160,24 @@ def test_pool_child_leaking_in_a_cgroup_only_it_is_oom_kill(make_engine, own_cgr
     eng.workers().result(5)
     assert [e.worker.id for e in log.of("worker_exited")] == [attached.worker.id]
     parent.stdin.close()
+
+
+def test_without_a_kernel_log_the_cgroup_counter_still_tells(children) -> None:
+    """No readable kernel log (dmesg_restrict, no journal): the cgroup's oom_kill counter is
+    the evidence, and the record stays null."""
+    from conftest import EventLog
+    from oomscope.core.engine import Engine, EngineConfig
+    from oomscope.core.oomlog import SourceState
+
+    unavailable = [SourceState("kmsg", False, "kernel.dmesg_restrict=1: run as root or grant CAP_SYSLOG")]
+    eng = Engine(EngineConfig(interval_s=0.1), kernel_feed=lambda: (None, unavailable)).start()
+    try:
+        log = EventLog(eng)
+        state = log.wait_for(lambda e: e.kind == "source")
+        assert (state.ok, state.reason) == (False, unavailable[0].reason)
+        ref = eng.launch(LaunchSpec((PY, "-c", PY_LEAKER), mem_limit_bytes=48 << 20)).result(10)
+        exited = log.wait_exit(ref.id, timeout=60)
+        assert (exited.cause, exited.signal, exited.oom) == ("oom-kill", "SIGKILL", None)
+        assert "cgroup oom_kill counter rose" in exited.evidence
+    finally:
+        eng.stop()

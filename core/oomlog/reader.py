@@ -181,7 +181,7 @@ def open_log(path: str | os.PathLike[str]) -> BinaryIO:
     try:
         f: BinaryIO = open(p, "rb")  # noqa: SIM115 - handed to the caller
     except FileNotFoundError:
-        raise LogFormatError(f"{p}: no such file") from None
+        raise LogFormatError(f"{p}: no such file: check the path (without a path, oom-log reads this machine's kernel log)") from None
     except IsADirectoryError:
         raise LogFormatError(f"{p}: is a directory; give a log file") from None
     except PermissionError:
