@@ -31,26 +31,12 @@ class ThresholdConfig:
                 f"unknown --on-crit action {self.on_crit!r}: choose one of "
                 f"{', '.join(ON_CRIT_ACTIONS)}"
             )
-        if (
-            self.warn is not None
-            and self.crit is not None
-            and self.warn.bytes is not None
-            and self.crit.bytes is not None
-            and self.warn.bytes >= self.crit.bytes
-        ):
-            raise BadInput(
-                f"warning level {self.warn} must be below critical level {self.crit}"
-            )
-        if (
-            self.warn is not None
-            and self.crit is not None
-            and self.warn.fraction is not None
-            and self.crit.fraction is not None
-            and self.warn.fraction >= self.crit.fraction
-        ):
-            raise BadInput(
-                f"warning level {self.warn} must be below critical level {self.crit}"
-            )
+        warn, crit = self.warn, self.crit
+        if warn is not None and crit is not None:
+            # Only levels of the same kind compare: a size against a percent depends on the limit.
+            for a, b in ((warn.bytes, crit.bytes), (warn.fraction, crit.fraction)):
+                if a is not None and b is not None and a >= b:
+                    raise BadInput(f"warning level {warn} must be below critical level {crit}")
 
     def levels_for(self, limit_bytes: int | None) -> tuple[int | None, int | None]:
         """Warning and critical in bytes for a worker with this limit (None where inactive)."""

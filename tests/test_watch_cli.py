@@ -144,6 +144,7 @@ def test_children_of_from_the_command_line(children) -> None:
     (["--crit", "150%", "--run", "true"], "at most 100%"),
     (["--warn", "abc", "--run", "true"], "invalid size 'abc'"),
     (["--warn", "2GiB", "--crit", "1GiB", "--run", "true"], "must be below"),
+    (["--warn", "90%", "--crit", "80%", "--run", "true"], "must be below"),
     (["--mem-limit", "-5MiB", "--run", "true"], "greater than zero"),
     (["--run", ""], "empty command"),
     (["--run", "true", "--interval", "0.001"], "minimum"),
