@@ -298,3 +298,67 @@ class CauseUpdated(WorkerEvent):
         d = WorkerEvent.to_json(self)
         d.update(cause=self.cause, previous=self.previous, oom=self.oom, evidence=list(self.evidence))
         return d
+
+
+@dataclass(frozen=True, slots=True)
+class Heap(WorkerEvent):
+    """One thread's V8 (or Python) heap report, from the reporter inside the worker.
+
+    ``pid`` is the reporting process (the worker, or a descendant of a shell worker);
+    ``thread_id`` 0 is the main thread. ``stale`` marks a thread that stopped reporting for
+    three intervals (blocked in a synchronous loop): its last values stand, not zero.
+    """
+
+    kind: ClassVar[str] = "heap"
+    pid: int
+    thread_id: int
+    heap_used: int
+    heap_total: int
+    heap_limit: int
+    old_space_used: int | None = None
+    old_space_limit: int | None = None
+    external: int | None = None
+    array_buffers: int | None = None
+    is_main: bool = True
+    stale: bool = False
+    runtime: str = "node"
+
+    def to_json(self) -> dict[str, Any]:
+        d = WorkerEvent.to_json(self)
+        d.update(pid=self.pid, thread_id=self.thread_id, heap_used=self.heap_used,
+                 heap_total=self.heap_total, heap_limit=self.heap_limit,
+                 old_space_used=self.old_space_used, old_space_limit=self.old_space_limit,
+                 external=self.external, array_buffers=self.array_buffers,
+                 is_main=self.is_main, stale=self.stale, runtime=self.runtime)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadExited(WorkerEvent):
+    """A worker thread ended inside a process that lives on (``cause``: ``heap-oom`` or ``exit``)."""
+
+    kind: ClassVar[str] = "thread_exited"
+    pid: int
+    thread_id: int
+    cause: str
+    message: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = WorkerEvent.to_json(self)
+        d.update(pid=self.pid, thread_id=self.thread_id, cause=self.cause, message=self.message)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Doctor(WorkerEvent):
+    """Advice about a worker's configuration, given once per worker."""
+
+    kind: ClassVar[str] = "doctor"
+    advice: str
+    reason: str
+    suggested: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = WorkerEvent.to_json(self)
+        d.update(advice=self.advice, reason=self.reason, suggested=self.suggested)
+        return d
