@@ -29,11 +29,18 @@ from . import procfs
 from .procfs import PAGE_SIZE
 from .causes import OOM_KILL, SIGNAL, UNKNOWN, classify
 from .correlate import ExitNote, RecentExits, RecentRecords, comm_matches
+from .doctor import max_old_space_mb, node_heap_advice
+from .heap.inject import inject_node, inject_python
+from .heap.messages import HeapReport, ThreadEnded, ThreadHello
+from .heap.server import Connection, HeapServer
+from .heapbook import ThreadState
 from .cgroups import MemoryCgroup, cgroup_of, create_limited_cgroup
 from .errors import BadInput, Error, Refused, WorkerGone
 from .events import (
     CauseUpdated,
+    Doctor,
     Event,
+    Heap,
     KernelLine,
     KernelOom,
     Notice,
@@ -43,6 +50,7 @@ from .events import (
     SourceState,
     Stopped,
     Terminate,
+    ThreadExited,
     Threshold,
     WorkerAttached,
     WorkerExited,
@@ -55,13 +63,14 @@ from .oomlog import KillRecord
 from .oomlog import SourceState as SourceState_
 from .sizes import format_size
 from .pidfd import ProcessHandle
-from .thresholds import CRITICAL, NORMAL, ThresholdConfig, level_of
+from .thresholds import CRITICAL, NORMAL, ThresholdConfig, heap_level, level_of
 from .worker import Worker
 
 T = TypeVar("T")
 MIN_INTERVAL_S = 0.05
 _PF_KTHREAD = 0x00200000
 _SLOW_PERIOD_S = 1.0
+_THREAD_END_SETTLE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +83,8 @@ class EngineConfig:
     emit_output: bool = True
     terminate_launched_on_stop: bool = True
     kernel_log: bool = True
+    heap_reports: bool = True
+    heap_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not (self.interval_s >= MIN_INTERVAL_S):
@@ -114,6 +125,10 @@ class Engine:
         self._live: list[Worker] = []
         self._cgroups: dict[str, tuple[MemoryCgroup, int]] = {}
         self._kernel: KernelFeed | None = None
+        self._heap: HeapServer | None = None
+        self._live_by_pid: dict[int, Worker] = {}
+        self._thread_deaths: set[tuple[int, int]] = set()
+        self._refused_peers: set[int] = set()
         self._kernel_dirty = False
         self._records = RecentRecords()
         self._exits = RecentExits()
@@ -236,6 +251,8 @@ class Engine:
     def _run(self) -> None:
         if self.config.kernel_log:
             self._guard(self._open_kernel)
+        if self.config.heap_reports:
+            self._guard(self._open_heap)
         interval = self.config.interval_s
         next_sample = time.monotonic()
         next_rescan = next_sample + self.config.rescan_s
@@ -294,6 +311,9 @@ class Engine:
         if self._kernel is not None:
             self._kernel.close()
             self._kernel = None
+        if self._heap is not None:
+            self._heap.close()
+            self._heap = None
         self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -376,6 +396,116 @@ class Engine:
             return
         self._emit(KernelOom(time.time(), rec.to_json()))
 
+    # ------------------------------------------------------------ heap reports
+
+    def _open_heap(self) -> None:
+        try:
+            self._heap = HeapServer(is_allowed=self._heap_allowed)
+        except Error as e:
+            self._emit(Notice(time.time(), "warning", f"heap reports unavailable: {e}"))
+            return
+        self._selector.register(self._heap.fileno(), selectors.EVENT_READ, self._on_heap_accept)
+
+    def _owner_of(self, pid: int) -> Worker | None:
+        """The live worker that is PID or its nearest ancestor (a shell worker's node)."""
+        for _ in range(32):
+            w = self._live_by_pid.get(pid)
+            if w is not None:
+                return w
+            fields = procfs.stat_fields(pid)
+            if fields is None:
+                return None
+            pid = int(fields[1])
+            if pid <= 1:
+                return None
+        return None
+
+    def _heap_allowed(self, pid: int, uid: int) -> bool:
+        # Only our own workers (or their descendants), running as the user we run as.
+        return uid == os.geteuid() and self._owner_of(pid) is not None
+
+    def _on_heap_accept(self) -> None:
+        heap = self._heap
+        if heap is None:
+            return
+        for conn in heap.accept():
+            w = self._owner_of(conn.pid)
+            if w is None:  # the worker exited between the check and now
+                conn.close()
+                continue
+            self._selector.register(conn.fileno(), selectors.EVENT_READ,
+                                    lambda c=conn, w=w: self._on_heap_conn(c, w))
+        for peer in heap.take_refused():
+            if peer.pid not in self._refused_peers:  # say it once per peer, not per attempt
+                self._refused_peers.add(peer.pid)
+                self._emit(Notice(time.time(), "warning",
+                                  f"refused a heap report connection from PID {peer.pid} "
+                                  f"(uid {peer.uid}): {peer.reason}"))
+
+    def _on_heap_conn(self, conn: Connection, w: Worker) -> None:
+        messages, eof = conn.read()
+        mono = time.monotonic()
+        for msg in messages:
+            if isinstance(msg, HeapReport):
+                st = w.heap.report(msg, mono)
+                self._emit(self._heap_event(w, st, msg))
+                if self._thresholds.metric == "heap":
+                    w.refresh_levels(self._thresholds)
+                if not w.heap.advised:
+                    self._advise(w)
+            elif isinstance(msg, ThreadHello):
+                w.heap.hello(msg, mono)
+            elif isinstance(msg, ThreadEnded):
+                self._on_thread_end(w, msg)
+        if eof:
+            self._selector.unregister(conn.fileno())
+            conn.close()
+
+    def _heap_event(self, w: Worker, st: ThreadState, r: HeapReport, stale: bool = False) -> Heap:
+        return Heap(time.time(), w.ref, r.pid, r.thread_id, r.heap_used, r.heap_total, r.heap_limit,
+                    r.old_space_used, r.old_space_limit, r.external, r.array_buffers,
+                    is_main=st.is_main, stale=stale, runtime=st.runtime)
+
+    def _on_thread_end(self, w: Worker, msg: ThreadEnded) -> None:
+        key = (msg.pid, msg.thread_id)
+        st = w.heap.end(msg.pid, msg.thread_id)
+        if msg.thread_id == 0 or (st is not None and st.is_main):
+            return  # the process itself is ending: its pidfd tells the rest
+        if key in self._thread_deaths:
+            return
+        if msg.cause is not None:
+            self._thread_deaths.add(key)
+            self._emit(ThreadExited(time.time(), w.ref, msg.pid, msg.thread_id, msg.cause, msg.message))
+            return
+        # The connection's end comes first; the creating thread's word on *why* (a worker's
+        # ERR_WORKER_OUT_OF_MEMORY) arrives a moment later on another connection.
+        def settle() -> None:
+            if key not in self._thread_deaths:
+                self._thread_deaths.add(key)
+                self._emit(ThreadExited(time.time(), w.ref, msg.pid, msg.thread_id, "exit", None))
+        self._at(time.monotonic() + _THREAD_END_SETTLE_S, settle)
+
+    def _advise(self, w: Worker) -> None:
+        main = w.heap.main_report()
+        if main is None or w.heap.threads.get((main.pid, 0), None) is None:
+            return
+        if w.heap.threads[(main.pid, 0)].runtime != "node":
+            w.heap.advised = True
+            return
+        w.heap.advised = True
+        words = list(w.ref.cmd) + [w.node_options or ""]
+        advice = node_heap_advice(main.heap_limit, w.cgroup_limit, max_old_space_mb(words))
+        if advice is not None:
+            self._emit(Doctor(time.time(), w.ref, advice.advice, advice.reason, advice.suggested))
+
+    def _check_stale_heaps(self, mono: float) -> None:
+        for w in self._live:
+            if not w.heap.threads:
+                continue
+            for st in w.heap.newly_stale(mono, self.config.heap_interval_s):
+                if st.report is not None:
+                    self._emit(self._heap_event(w, st, st.report, stale=True))
+
     # ---------------------------------------------------------------- workers
 
     def _get(self, worker_id: str) -> Worker:
@@ -419,6 +549,7 @@ class Engine:
     def _register(self, w: Worker) -> None:
         self._workers[w.ref.id] = w
         self._live.append(w)
+        self._live_by_pid[w.ref.pid] = w
         if not self._swap_enabled:
             w.swap = 0  # no swap configured: nothing can be swapped out
         self._by_identity[(w.ref.pid, w.handle.start_ticks)] = w
@@ -432,12 +563,17 @@ class Engine:
     def _launch(self, spec: LaunchSpec) -> WorkerRef:
         argv = spec.argv()
         wid = self._new_id()
+        env = dict(os.environ)
+        env.update(spec.env)
+        if self._heap is not None and spec.heap_reports:
+            argv, env = inject_node(argv, env, self._heap.socket_path, self.config.heap_interval_s)
+            env = inject_python(env, self._heap.socket_path, self.config.heap_interval_s)
         limited = None
         if spec.mem_limit_bytes is not None:
             limited = create_limited_cgroup(spec.mem_limit_bytes, wid)
             argv = limited.wrap_command(argv)
         try:
-            popen = spawn(spec, argv)
+            popen = spawn(spec, argv, env)
         except Exception:
             if limited is not None:
                 limited.remove()
@@ -456,6 +592,7 @@ class Engine:
             launched=True,
         )
         w = Worker(ref, handle, popen=popen, limited=limited, output_lines=self.config.output_lines)
+        w.node_options = " ".join(filter(None, (os.environ.get("NODE_OPTIONS"), spec.env.get("NODE_OPTIONS"))))
         if limited is not None:
             # systemd-run moves the worker into its scope a moment after the spawn: until the
             # scope is there, the reader is None and the slow tick asks again (never falling
@@ -627,6 +764,7 @@ class Engine:
             self._next_slow = mono + _SLOW_PERIOD_S
             self._refresh_cgroup_limits()
             self._refresh_comms()
+            self._check_stale_heaps(mono)
             self._flush_kernel()
             self._records.prune(mono)
             self._exits.prune(mono)
@@ -636,6 +774,7 @@ class Engine:
         append = samples.append
         crit_hits: list[tuple[Worker, int, int | None]] = []
         metric_is_rss = self._thresholds.metric == "rss"
+        metric_is_heap = self._thresholds.metric == "heap"
         pread = os.pread
         for w in self._live:
             # The statm read is inlined (see procfs.StatmReader.read): this loop is the
@@ -650,18 +789,31 @@ class Engine:
             if read_swap and w.statm is not None:
                 w.swap = w.statm.read_swap()
             cg = w.cgroup
-            if cg is None:
+            ht = w.heap.totals
+            if cg is None and ht is None:
                 append(Sample(w.ref, rss, anon, w.swap))
             else:
-                # Workers sharing a cgroup (a pool, a container) share one read per tick.
-                if cg in usage_now:
-                    usage = usage_now[cg]
+                usage = None
+                if cg is not None:
+                    # Workers sharing a cgroup (a pool, a container) share one read per tick.
+                    if cg in usage_now:
+                        usage = usage_now[cg]
+                    else:
+                        usage = usage_now[cg] = cg.usage_bytes()
+                if ht is None:
+                    append(Sample(w.ref, rss, anon, w.swap, usage, w.cgroup_limit))
                 else:
-                    usage = usage_now[cg] = cg.usage_bytes()
-                append(Sample(w.ref, rss, anon, w.swap, usage, w.cgroup_limit))
+                    append(Sample(w.ref, rss, anon, w.swap, usage, w.cgroup_limit,
+                                  ht.used, ht.total, ht.limit))
             if w.warn_bytes is not None or w.crit_bytes is not None:
-                value = rss if metric_is_rss else anon
-                level = level_of(value, w.warn_bytes, w.crit_bytes)
+                if metric_is_heap:
+                    if ht is None:
+                        continue  # no heap report yet: no heap level either
+                    level, value = heap_level(self._thresholds, ht.used, ht.old_used,
+                                              w.warn_bytes, w.crit_bytes)
+                else:
+                    value = rss if metric_is_rss else anon
+                    level = level_of(value, w.warn_bytes, w.crit_bytes)
                 if level != w.level:
                     limit_b = w.crit_bytes if level == CRITICAL else w.warn_bytes
                     self._emit(
@@ -815,6 +967,8 @@ class Engine:
         )
         w.close()
         self._live.remove(w)
+        if self._live_by_pid.get(w.ref.pid) is w:
+            del self._live_by_pid[w.ref.pid]
         self._by_identity.pop((w.ref.pid, w.handle.start_ticks), None)
         if w.cgroup is not None:
             self._release_cgroup(w.cgroup)

@@ -20,6 +20,7 @@ class LaunchSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     mem_limit_bytes: int | None = None
     name: str | None = None
+    heap_reports: bool = True
 
     def argv(self) -> list[str]:
         if isinstance(self.command, str):
@@ -50,7 +51,7 @@ class LaunchSpec:
         return tuple(self.command)
 
 
-def spawn(spec: LaunchSpec, argv: list[str]) -> subprocess.Popen[bytes]:
+def spawn(spec: LaunchSpec, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start the process with piped output, in a session of its own.
 
     Its own session keeps a terminal's Ctrl-C away from workers: oomscope decides how they
@@ -58,8 +59,9 @@ def spawn(spec: LaunchSpec, argv: list[str]) -> subprocess.Popen[bytes]:
     """
     if spec.cwd is not None and not os.path.isdir(spec.cwd):
         raise BadInput(f"working directory {spec.cwd!r} does not exist")
-    env = dict(os.environ)
-    env.update(spec.env)
+    if env is None:
+        env = dict(os.environ)
+        env.update(spec.env)
     try:
         return subprocess.Popen(
             argv,

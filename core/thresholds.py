@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from .errors import BadInput
 from .sizes import Level
 
-METRICS = ("rss", "anon")
+METRICS = ("rss", "anon", "heap")
 ON_CRIT_ACTIONS = ("none", "terminate")
 NORMAL, WARNING, CRITICAL = "normal", "warning", "critical"
 
@@ -55,3 +55,25 @@ def level_of(value: int, warn_bytes: int | None, crit_bytes: int | None) -> str:
     if warn_bytes is not None and value >= warn_bytes:
         return WARNING
     return NORMAL
+
+
+def heap_level(
+    config: ThresholdConfig, used: int, old_used: int | None, warn_bytes: int | None, crit_bytes: int | None
+) -> tuple[str, int]:
+    """Level and compared value on the heap metric.
+
+    A percent level compares old-space used with the old-generation limit (V8's
+    ``heap_size_limit`` also counts the young generation, about 48 MiB more, which would make
+    percents read low); an absolute size compares the heap used by all threads.
+    """
+
+    def value(level: Level | None) -> int:
+        if level is not None and level.fraction is not None and old_used is not None:
+            return old_used
+        return used
+
+    if crit_bytes is not None and value(config.crit) >= crit_bytes:
+        return CRITICAL, value(config.crit)
+    if warn_bytes is not None and value(config.warn) >= warn_bytes:
+        return WARNING, value(config.warn)
+    return NORMAL, value(config.warn or config.crit)

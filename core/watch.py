@@ -18,7 +18,9 @@ from .engine import MIN_INTERVAL_S, Engine, EngineConfig
 from .errors import BadInput, Error
 from .events import (
     CauseUpdated,
+    Doctor,
     Event,
+    Heap,
     KernelLine,
     KernelOom,
     Notice,
@@ -27,6 +29,7 @@ from .events import (
     SourceState,
     Stopped,
     Terminate,
+    ThreadExited,
     Threshold,
     WorkerAttached,
     WorkerEvent,
@@ -55,8 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="run launched workers in their own memory cgroup with this limit")
     lim.add_argument("--warn", metavar="X", help="warning level: a size (400MiB) or a percent of the cgroup limit (75%%)")
     lim.add_argument("--crit", metavar="X", help="critical level: a size or a percent of the cgroup limit")
-    lim.add_argument("--metric", default="rss", choices=[*METRICS, "heap"],
-                     help="what the levels apply to (default rss)")
+    lim.add_argument("--metric", default="rss", choices=METRICS,
+                     help="what the levels apply to (default rss; heap: V8/Python heap reports of launched workers)")
     lim.add_argument("--on-crit", default="none", choices=ON_CRIT_ACTIONS,
                      help="what to do at critical (terminate: SIGTERM, grace, SIGKILL)")
     lim.add_argument("--grace", metavar="S", type=float, default=3.0,
@@ -97,8 +100,6 @@ def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[Launc
         if getattr(args, option) is not None:
             flag = "--" + option.replace("_", "-")
             raise BadInput(f"{flag} is not available yet in this version of oomscope")
-    if args.metric == "heap":
-        raise BadInput("--metric heap is not available yet (heap reports are not built): use rss or anon")
     thresholds = ThresholdConfig(
         warn=parse_level(args.warn) if args.warn else None,
         crit=parse_level(args.crit) if args.crit else None,
@@ -259,7 +260,7 @@ def printed(event: Event) -> bool:
 
 def describe(event: Event) -> str | None:
     stamp = time.strftime("%H:%M:%S", time.localtime(event.t))
-    if isinstance(event, Samples) or not printed(event):
+    if isinstance(event, (Samples, Heap)) or not printed(event):
         return None
     if isinstance(event, SourceState):
         state = "ok" if event.ok else f"unavailable: {event.reason}"
@@ -302,6 +303,12 @@ def describe(event: Event) -> str | None:
         detail.extend(event.evidence)
         cause = "KILLED BY THE OOM KILLER" if event.cause == OOM_KILL else event.cause
         return f"{stamp} {who} exited: {cause}" + (f" ({'; '.join(detail)})" if detail else "")
+    if isinstance(event, Doctor):
+        return f"{stamp} {who} doctor: {event.advice} ({event.reason})"
+    if isinstance(event, ThreadExited):
+        cause = "HEAP EXHAUSTED (heap-oom)" if event.cause == "heap-oom" else event.cause
+        why = f": {event.message}" if event.message else ""
+        return f"{stamp} {who} worker thread {event.thread_id} of PID {event.pid} ended: {cause}{why}"
     if isinstance(event, CauseUpdated):
         cause = "KILLED BY THE OOM KILLER" if event.cause == OOM_KILL else event.cause
         return f"{stamp} {who} cause updated: {cause} (was {event.previous}; {'; '.join(event.evidence)})"

@@ -12,6 +12,7 @@ from typing import IO
 from .cgroups import LimitedCgroup, MemoryCgroup
 from .errors import Error, WorkerGone
 from .events import WorkerRef
+from .heapbook import HeapBook
 from .pidfd import ProcessHandle
 from . import procfs
 from .oomlog import KillRecord
@@ -25,7 +26,7 @@ class Worker:
     __slots__ = (
         "ref", "handle", "popen", "limited", "parent_pid", "statm", "statm_fd", "cgroup", "cgroup_limit",
         "oom_kills_at_start", "swap", "level", "warn_bytes", "crit_bytes", "terminating_by",
-        "last_signal", "exited", "comm", "comm_checks_left", "oom_record", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
+        "last_signal", "exited", "comm", "comm_checks_left", "oom_record", "heap", "node_options", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
     )
 
     def __init__(
@@ -59,6 +60,8 @@ class Worker:
         # Launched workers may still be a wrapper shell: check their comm for a few seconds.
         self.comm_checks_left = 5 if popen is not None else 0
         self.oom_record: KillRecord | None = None
+        self.heap = HeapBook()
+        self.node_options: str | None = None
         self.stdout_lines: deque[str] = deque(maxlen=output_lines)
         self.stderr_lines: deque[str] = deque(maxlen=output_lines)
         self._partial: dict[int, bytes] = {}
@@ -97,7 +100,14 @@ class Worker:
             self.oom_kills_at_start = self.cgroup.oom_kill_count()
 
     def refresh_levels(self, config: ThresholdConfig) -> None:
-        self.warn_bytes, self.crit_bytes = config.levels_for(self.cgroup_limit)
+        """Resolve percent levels against this worker's limit: the cgroup's for RSS and anon,
+        the old-generation limit (all threads) for the heap metric."""
+        if config.metric == "heap":
+            t = self.heap.totals
+            limit = None if t is None else (t.old_limit if t.old_limit is not None else t.limit)
+        else:
+            limit = self.cgroup_limit
+        self.warn_bytes, self.crit_bytes = config.levels_for(limit)
 
     def cgroup_oom_kills_rose(self) -> bool:
         """The cgroup's oom_kill counter went up while we watched: corroborates an OOM kill."""
