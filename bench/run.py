@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_engine  # noqa: E402
+import bench_gui  # noqa: E402
 import bench_oom_latency  # noqa: E402
 import bench_parse  # noqa: E402
 
@@ -18,6 +19,7 @@ def main() -> None:
           f"Python {platform.python_version()})")
     bench_engine.main()
     bench_parse.main()
+    bench_gui.main()
     bench_oom_latency.main()
 
 

@@ -384,8 +384,12 @@ class Engine:
         self._records.add(rec, arrival)
         if rec.revision > 0:
             return  # a later line of a kill already handled (reaper, unit result)
-        for w in self._live:
-            if w.ref.pid == rec.pid and comm_matches(rec.comm, w.comm, w.ref.name):
+        w = self._live_by_pid.get(rec.pid) if rec.pid is not None else None
+        if w is not None:
+            # A launched worker may have exec'd its program since we last read its comm (the
+            # cgroup wrapper shell); it is not reaped yet, so its comm is still readable.
+            w.comm = procfs.comm(w.ref.pid) or w.comm
+            if comm_matches(rec.comm, w.comm, w.ref.name):
                 w.oom_record = rec  # the exit, a moment away, will carry it
                 return
         note = self._exits.match(rec, arrival)
@@ -916,6 +920,7 @@ class Engine:
         self._read_kernel()
         returncode = None
         if w.popen is not None:
+            w.comm = procfs.comm(w.ref.pid) or w.comm  # a zombie's comm, before the reap below
             # The pidfd said it exited: this wait does not block.
             returncode = w.popen.wait()
             for fd, stream in list(w.output_fds()):

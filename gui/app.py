@@ -1,16 +1,134 @@
-"""The desktop application (issue 4 builds the window; until then it says so)."""
+"""``oomscope`` (the window), ``oomscope demo``, ``oomscope open``; and ``--screenshot``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+
+from oomscope.core.engine import Engine, EngineConfig
+from oomscope.core.errors import BadInput
+from oomscope.core.launch import LaunchSpec
+from oomscope.core.sizes import Level, parse_level, parse_size
+from oomscope.core.thresholds import ThresholdConfig
+
+SETTINGS_ENV = "OOMSCOPE_SETTINGS"  # an .ini path: tests and screenshots keep the user's settings clean
+
+HEADLESS_HELP = """\
+oomscope: no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set).
+  - Without a window: oomscope watch --run 'node app.js' (add --json for machine-readable events)
+  - Render offscreen, e.g. for a screenshot: QT_QPA_PLATFORM=offscreen oomscope demo --screenshot demo.png
+"""
+
+
+def display_available(env: os._Environ[str] | dict[str, str] = os.environ) -> bool:
+    return bool(env.get("QT_QPA_PLATFORM") or env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+
+
+def _thresholds(args: argparse.Namespace) -> ThresholdConfig | None:
+    warn_text, crit_text = getattr(args, "warn", None), getattr(args, "crit", None)
+    if warn_text is None and crit_text is None:
+        return None
+    warn: Level | None = parse_level(warn_text) if warn_text else None
+    crit: Level | None = parse_level(crit_text) if crit_text else None
+    return ThresholdConfig(warn=warn, crit=crit)
 
 
 def run(args: argparse.Namespace) -> int:
-    what = {"gui": "The desktop app", "demo": "oomscope demo", "open": "oomscope open"}[args.subcommand]
-    print(
-        f"{what} is not available yet in this version of oomscope. "
-        "Use `oomscope watch` (headless, --json for machine-readable events) meanwhile.",
-        file=sys.stderr,
-    )
-    return 2
+    if args.subcommand == "open":
+        print("oomscope open: recorded sessions are not available yet in this version of oomscope "
+              "(recording comes with `oomscope watch --record`).", file=sys.stderr)
+        return 2
+    screenshot = getattr(args, "screenshot", None)
+    if screenshot and not os.environ.get("QT_QPA_PLATFORM") and not display_available():
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no screen
+    if not display_available():
+        print(HEADLESS_HELP, end="", file=sys.stderr)
+        return 2
+    try:
+        thresholds = _thresholds(args)
+        mem_limit = parse_size(args.mem_limit) if getattr(args, "mem_limit", None) else None
+        interval_s = float(getattr(args, "interval", 0.5))
+        demo = args.subcommand == "demo"
+        if demo:
+            from .demo import DEMO_INTERVAL_S, DEMO_THRESHOLDS
+            thresholds, interval_s = thresholds or DEMO_THRESHOLDS, DEMO_INTERVAL_S
+        config = EngineConfig(interval_s=interval_s, thresholds=thresholds or ThresholdConfig())
+    except BadInput as e:
+        print(f"oomscope: {e}", file=sys.stderr)
+        return 2
+    return _run_window(args, config, thresholds, mem_limit, demo, screenshot)
+
+
+def _run_window(args: argparse.Namespace, config: EngineConfig, thresholds: ThresholdConfig | None,
+                mem_limit: int | None, demo: bool, screenshot: str | None) -> int:
+    from .qt import QSettings, QTimer, QtWidgets
+    from .window import MainWindow
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["oomscope"])
+    app.setApplicationName("oomscope")
+    app.setOrganizationName("oomscope")
+    path = os.environ.get(SETTINGS_ENV)
+    scratch = None
+    if path is None and screenshot:
+        # A screenshot shows the default layout and leaves the user's settings alone.
+        scratch = tempfile.TemporaryDirectory(prefix="oomscope-shot-")
+        path = os.path.join(scratch.name, "settings.ini")
+    settings = QSettings(path, QSettings.Format.IniFormat) if path else QSettings("oomscope", "oomscope")
+    if thresholds is None:
+        thresholds = _saved_thresholds(settings)
+        if thresholds is not None:
+            config = EngineConfig(interval_s=config.interval_s, thresholds=thresholds)
+    engine = Engine(config).start()
+    window = MainWindow(engine, settings, thresholds=config.thresholds,
+                        persist_thresholds=not demo and screenshot is None)
+    window.show()
+    if screenshot:
+        window.resize(1400, 900)  # the offscreen screen is 800x800: geometry would be clamped to it
+    for command in getattr(args, "run", []) or []:
+        window.launch(LaunchSpec(command, mem_limit_bytes=mem_limit))
+    for pid in getattr(args, "attach", []) or []:
+        window.attach(pid)
+    for pid in getattr(args, "children_of", []) or []:
+        window.attach_children(pid)
+    if demo:
+        from .demo import DemoDirector
+        DemoDirector(window).start()
+    result = {"rc": 0}
+    if screenshot:
+        def shoot() -> None:
+            window.plot.redraw()
+            app.processEvents()
+            if not window.grab().save(screenshot):
+                print(f"oomscope: cannot write the screenshot to {screenshot}", file=sys.stderr)
+                result["rc"] = 1
+            window.persist_thresholds = False
+            app.quit()
+        timer = QTimer(window)
+        timer.setObjectName("screenshot")
+        timer.setSingleShot(True)
+        timer.timeout.connect(shoot)
+        timer.start(int(max(0.0, args.after) * 1000))
+    try:
+        app.exec()
+    finally:
+        if screenshot is None:
+            window.save_settings()
+        window.bridge.stop()
+        engine.stop()
+        if scratch is not None:
+            scratch.cleanup()
+    return result["rc"]
+
+
+def _saved_thresholds(settings: object) -> ThresholdConfig | None:
+    value = getattr(settings, "value")
+    try:
+        warn_text, crit_text = str(value("thresholds/warn", "") or ""), str(value("thresholds/crit", "") or "")
+        if not warn_text and not crit_text:
+            return None
+        return ThresholdConfig(warn=parse_level(warn_text) if warn_text else None,
+                               crit=parse_level(crit_text) if crit_text else None)
+    except BadInput:
+        return None  # a hand-edited settings file must not stop the app from starting

@@ -181,3 +181,14 @@ def test_without_a_kernel_log_the_cgroup_counter_still_tells(children) -> None:
         assert "cgroup oom_kill counter rose" in exited.evidence
     finally:
         eng.stop()
+
+
+def test_named_worker_killed_within_its_first_second(make_engine) -> None:
+    """The record's comm ("python") is checked against the process's comm right then, not
+    against the display name nor the cgroup wrapper's "sh" read at launch."""
+    eng, log = make_engine()
+    ref = eng.launch(LaunchSpec((PY, "-c", PY_LEAKER.replace("0.004", "0")), mem_limit_bytes=32 << 20,
+                                name="fast-leak")).result(10)
+    exited = log.wait_exit(ref.id, timeout=60)
+    assert ref.name == "fast-leak"
+    _assert_oom_kill(exited, ref, os.path.basename(PY)[:15])

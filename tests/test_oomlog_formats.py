@@ -394,3 +394,20 @@ def test_real_clock_offsets_are_sane() -> None:
     clock = KernelClock()
     now = datetime.now().timestamp()
     assert abs(clock.to_wall(KernelClock.monotonic_now_s()).unix - now) < 1.0
+
+
+def test_stamps_no_calendar_holds_do_not_stop_the_reader() -> None:
+    """Found by the fuzz test: a mutated journal stamp far outside the calendar."""
+    import json as _json
+
+    from oomscope.core.oomlog import parse_lines
+
+    killed = ("Memory cgroup out of memory: Killed process 4242 (node) total-vm:1kB, anon-rss:2kB, "
+              "file-rss:3kB, shmem-rss:0kB, UID:0 pgtables:4kB oom_score_adj:0")
+    entry = {"MESSAGE": killed, "_TRANSPORT": "kernel", "__REALTIME_TIMESTAMP": "-71795933223531911",
+             "__MONOTONIC_TIMESTAMP": "5", "_SOURCE_MONOTONIC_TIMESTAMP": "4"}
+    records = parse_lines([_json.dumps(entry)], check_format=False)
+    assert [r.pid for r in records] == [4242]
+    assert records[0].wall_time is None
+    entry["__REALTIME_TIMESTAMP"] = str(10**19)  # far past year 9999
+    assert parse_lines([_json.dumps(entry)], check_format=False)[0].wall_time is None

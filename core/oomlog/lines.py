@@ -172,8 +172,13 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _iso_from_usec(usec: int) -> tuple[str, float]:
-    dt = _JOURNAL_EPOCH + timedelta(microseconds=usec)
+def _iso_from_usec(usec: int) -> tuple[str | None, float | None]:
+    """ISO text and Unix seconds of a µs stamp; (None, None) for one no calendar holds
+    (a mangled or hostile line must not stop a reader)."""
+    try:
+        dt = _JOURNAL_EPOCH + timedelta(microseconds=usec)
+    except OverflowError:
+        return None, None
     return dt.isoformat(timespec="microseconds"), usec / 1e6
 
 

@@ -1,0 +1,140 @@
+"""The one way engine events reach Qt: a named QTimer drains ``Engine.events`` on the GUI thread.
+
+The engine thread never touches a QObject (pyqtgraph issue 1398: plot items changed off the
+GUI thread freeze the graph). Command results come back the same way: the futures the engine
+returns are polled on the same tick, so the GUI thread never waits on the engine.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from oomscope.core.engine import Engine
+from oomscope.core.events import (
+    CauseUpdated,
+    Doctor,
+    Event,
+    Heap,
+    KernelLine,
+    KernelOom,
+    Notice,
+    Output,
+    Samples,
+    SourceState,
+    Stopped,
+    Terminate,
+    ThreadExited,
+    Threshold,
+    WorkerAttached,
+    WorkerExited,
+    WorkerStarted,
+)
+
+from .qt import QObject, QTimer, Signal
+
+DRAIN_INTERVAL_MS = 40
+# A tick hands over at most this much work, so a burst (hundreds of kernel lines replayed at
+# start) cannot freeze the window; the rest waits for the next tick.
+_DRAIN_BUDGET_S = 0.015
+
+ResultFn = Callable[[Any], None]
+ErrorFn = Callable[[BaseException], None]
+
+
+class EngineBridge(QObject):
+    worker_added = Signal(object)  # WorkerStarted | WorkerAttached
+    samples_added = Signal(object)  # Samples
+    threshold_crossed = Signal(object)  # Threshold
+    terminate_sent = Signal(object)  # Terminate
+    worker_exited = Signal(object)  # WorkerExited
+    cause_updated = Signal(object)  # CauseUpdated
+    output_received = Signal(object)  # Output
+    notice_received = Signal(object)  # Notice
+    kernel_line_received = Signal(object)  # KernelLine
+    kernel_oom_received = Signal(object)  # KernelOom
+    source_changed = Signal(object)  # SourceState
+    heap_reported = Signal(object)  # Heap (one thread's heap report)
+    thread_exited = Signal(object)  # ThreadExited
+    advice_given = Signal(object)  # Doctor
+    engine_stopped = Signal()
+    drained = Signal()  # after every tick that handed over at least one event
+
+    def __init__(self, engine: Engine, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.engine = engine
+        self._pending: list[tuple[Future[Any], ResultFn | None, ErrorFn | None]] = []
+        self._timer = QTimer(self)
+        self._timer.setObjectName("engine-drain")
+        self._timer.setInterval(DRAIN_INTERVAL_MS)
+        self._timer.timeout.connect(self.drain)
+        self._dispatch: dict[type[Event], Callable[[Any], None]] = {
+            WorkerStarted: self.worker_added.emit,
+            WorkerAttached: self.worker_added.emit,
+            Samples: self.samples_added.emit,
+            Threshold: self.threshold_crossed.emit,
+            Terminate: self.terminate_sent.emit,
+            WorkerExited: self.worker_exited.emit,
+            CauseUpdated: self.cause_updated.emit,
+            Output: self.output_received.emit,
+            Notice: self.notice_received.emit,
+            KernelLine: self.kernel_line_received.emit,
+            KernelOom: self.kernel_oom_received.emit,
+            SourceState: self.source_changed.emit,
+            Heap: self.heap_reported.emit,
+            ThreadExited: self.thread_exited.emit,
+            Doctor: self.advice_given.emit,
+        }
+        self.events_handled = 0
+
+    def start(self) -> None:
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def call(self, future: Future[Any], on_result: ResultFn | None = None,
+             on_error: ErrorFn | None = None) -> None:
+        """Run ``on_result``/``on_error`` on the GUI thread once the engine answers."""
+        self._pending.append((future, on_result, on_error))
+
+    def drain(self) -> None:
+        deadline = time.monotonic() + _DRAIN_BUDGET_S
+        handled = 0
+        events = self.engine.events
+        while time.monotonic() < deadline:
+            try:
+                ev = events.get_nowait()
+            except queue.Empty:
+                break
+            handled += 1
+            if isinstance(ev, Stopped):
+                self.engine_stopped.emit()
+                continue
+            emit = self._dispatch.get(type(ev))
+            if emit is not None:
+                emit(ev)
+        self.events_handled += handled
+        # Futures after events: a launch's WorkerStarted is handled before its callback runs.
+        self._poll_futures()
+        if handled:
+            self.drained.emit()
+
+    def _poll_futures(self) -> None:
+        if not self._pending:
+            return
+        still: list[tuple[Future[Any], ResultFn | None, ErrorFn | None]] = []
+        for fut, on_result, on_error in self._pending:
+            if not fut.done():
+                still.append((fut, on_result, on_error))
+                continue
+            exc = fut.exception()
+            if exc is not None:
+                if on_error is not None:
+                    on_error(exc)
+            elif on_result is not None:
+                on_result(fut.result())
+        self._pending = still

@@ -1,0 +1,164 @@
+"""The detail pane: one worker's (or one kernel record's) story — last samples, stderr, and
+the correlated kernel lines verbatim."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from typing import Any
+
+import numpy as np
+
+from oomscope.core.sizes import format_size
+
+from .kernel_pane import display_text
+from .qt import QtGui, QtWidgets, Qt
+from .roster import Death, WorkerState
+
+_LAST_SAMPLES = 12
+_KEY_MARKERS = ("oom-kill:", "Killed process", "invoked oom-killer", "Memory cgroup out of memory",
+                "Out of memory", "oom_reaper")
+
+
+def key_kernel_lines(record: dict[str, Any]) -> list[str]:
+    """The lines that say what happened: the trigger, ``oom-kill:``, ``Killed process``, the
+    reaper, and the task-table rows for the killed PID."""
+    lines = [str(x) for x in record.get("lines") or []]
+    pid = record.get("pid")
+    row = re.compile(r"\[\s*%d\]" % pid) if isinstance(pid, int) else None
+    out = []
+    for line in lines:
+        if any(m in line for m in _KEY_MARKERS) or (row is not None and row.search(line)):
+            out.append(line)
+    return out
+
+
+def _readable(evidence: str) -> str:
+    if evidence.startswith("kernel: "):
+        return "kernel: " + display_text(evidence[len("kernel: "):])
+    return evidence
+
+
+def _mono() -> QtGui.QFont:
+    font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
+    font.setPointSizeF(max(8.0, font.pointSizeF() - 0.5))
+    return font
+
+
+class DetailPane(QtWidgets.QWidget):
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.worker: WorkerState | None = None
+        self.death: Death | None = None
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        self.header = QtWidgets.QLabel("Select a worker, or click a marker on the kill timeline.")
+        self.header.setObjectName("detail-header")
+        self.header.setWordWrap(True)
+        self.header.setTextFormat(Qt.TextFormat.RichText)
+        self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.header)
+        split = QtWidgets.QSplitter(Qt.Orientation.Horizontal)
+        self.samples = QtWidgets.QTableWidget(0, 4)
+        self.samples.setObjectName("detail-samples")
+        self.samples.setHorizontalHeaderLabels(["time", "RSS", "anon RSS", "heap used"])
+        self.samples.verticalHeader().setVisible(False)
+        self.samples.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.samples.horizontalHeader().setStretchLastSection(True)
+        self.samples.setToolTip("The worker's last samples, newest first")
+        self.samples.setMinimumHeight(120)
+        self.samples.verticalHeader().setDefaultSectionSize(20)
+        self.stderr = QtWidgets.QPlainTextEdit()
+        self.stderr.setObjectName("detail-stderr")
+        self.stderr.setReadOnly(True)
+        self.stderr.setFont(_mono())
+        self.stderr.setPlaceholderText("no stderr lines")
+        self.stderr.setToolTip("The worker's last stderr lines (launched workers only)")
+        self.kernel = QtWidgets.QPlainTextEdit()
+        self.kernel.setObjectName("detail-kernel")
+        self.kernel.setReadOnly(True)
+        self.kernel.setFont(_mono())
+        self.kernel.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
+        self.kernel.setPlaceholderText("no kernel OOM record for this worker")
+        self.kernel.setToolTip("The kernel's OOM report for this kill, verbatim: the key lines first "
+                               "(oom-kill:, Killed process, the task-table row), then the whole report")
+        self.stderr.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
+        left = QtWidgets.QSplitter(Qt.Orientation.Vertical)
+        for title, widget, target in (("Last samples", self.samples, left), ("stderr", self.stderr, left),
+                                      ("Kernel lines", self.kernel, split)):
+            if target is split and left.parent() is None:
+                split.addWidget(left)
+            box = QtWidgets.QGroupBox(title)
+            inner = QtWidgets.QVBoxLayout(box)
+            inner.setContentsMargins(4, 4, 4, 4)
+            inner.addWidget(widget)
+            target.addWidget(box)
+        split.setSizes([230, 330])
+        layout.addWidget(split, 1)
+
+    def show_worker(self, w: WorkerState, death: Death | None = None) -> None:
+        self.worker = w
+        self.death = death
+        self.refresh()
+
+    def show_death(self, death: Death) -> None:
+        self.worker = None
+        self.death = death
+        self.refresh()
+
+    def refresh(self) -> None:
+        w, death = self.worker, self.death
+        if w is None and death is None:
+            return
+        parts: list[str] = []
+        if w is not None:
+            parts.append(f"<b>{html.escape(w.ref.name)}</b> — worker {w.id}, PID {w.ref.pid}"
+                         f" — <b>{html.escape(w.state_text())}</b>")
+            parts.append("<code>" + html.escape(" ".join(w.ref.cmd))[:400] + "</code>")
+            limits = [f"cgroup limit {format_size(w.cgroup_limit)}" if w.cgroup_limit else "no memory limit"]
+            if w.cgroup:
+                limits.append(f"cgroup {html.escape(w.cgroup)}")
+            if w.last is not None:
+                limits.append(html.escape(w.memory_text()))
+            parts.append(" · ".join(limits))
+            if w.evidence:
+                parts.append("evidence: " + "; ".join(html.escape(_readable(e)) for e in w.evidence))
+        elif death is not None:
+            stamp = time.strftime("%H:%M:%S", time.localtime(death.t))
+            parts.append(f"<b>{stamp}</b> {html.escape(death.summary())}")
+        self.header.setText("<br>".join(parts))
+        self._fill_samples(w)
+        self.stderr.setPlainText("\n".join(w.stderr) if w is not None else "")
+        self.stderr.moveCursor(QtGui.QTextCursor.MoveOperation.End)
+        record = (w.oom if w is not None else None) or (death.record if death is not None else None)
+        if record:
+            key = [display_text(x) for x in key_kernel_lines(record)]
+            everything = [display_text(str(x)) for x in record.get("lines") or []]
+            text = "\n".join(key)
+            if len(everything) > len(key):
+                text += f"\n\n— the whole report ({len(everything)} lines) —\n" + "\n".join(everything)
+            self.kernel.setPlainText(text)
+        else:
+            self.kernel.setPlainText("")
+
+    def _fill_samples(self, w: WorkerState | None) -> None:
+        if w is None or not len(w.series):
+            self.samples.setRowCount(0)
+            return
+        t = w.series.times()[-_LAST_SAMPLES:][::-1]
+        cols = [w.series.values(m)[-_LAST_SAMPLES:][::-1] for m in ("rss", "anon", "heap_used")]
+        self.samples.setRowCount(len(t))
+        self.samples.setColumnHidden(3, not w.series.has_heap)
+        for row in range(len(t)):
+            stamp = time.strftime("%H:%M:%S", time.localtime(float(t[row]))) + f".{int(t[row] * 10) % 10}"
+            texts = [stamp] + ["–" if not np.isfinite(c[row]) else format_size(float(c[row])) for c in cols]
+            for col, text in enumerate(texts):
+                item = QtWidgets.QTableWidgetItem(text)
+                if col:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.samples.setItem(row, col, item)
+        self.samples.resizeColumnsToContents()
+
+    def kernel_text(self) -> str:
+        return self.kernel.toPlainText()

@@ -1,0 +1,330 @@
+"""Launch…, Attach… and the terminate confirmation.
+
+Dialogs return plain values (a LaunchSpec, PIDs); the window hands them to the engine. Their
+last-used values live in QSettings under ``dialogs/…``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from oomscope.core.cgroups import describe_cgroup_support
+from oomscope.core.errors import BadInput
+from oomscope.core.launch import LaunchSpec
+from oomscope.core.processes import ProcessInfo, list_processes
+from oomscope.core.sizes import format_size, parse_size
+
+from .qt import QAbstractItemModel, QModelIndex, QPersistentModelIndex, QSettings, QSortFilterProxyModel, Qt, \
+    QTimer, QtWidgets
+from .roster import WorkerState
+
+# describe_cgroup_support makes (and removes) a real cgroup once, possibly through systemd-run
+# with a timeout of seconds: never on the GUI thread.
+_background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oomscope-gui-probe")
+_cgroup_note: Future[str | None] | None = None
+
+
+def cgroup_note_future() -> Future[str | None]:
+    global _cgroup_note
+    if _cgroup_note is None:
+        _cgroup_note = _background.submit(describe_cgroup_support)
+    return _cgroup_note
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """``KEY=value`` lines (blank lines and ``#`` comments ignored); raises BadInput."""
+    env: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise BadInput(f"environment line {n} ({line!r}): write it as NAME=value")
+        env[key] = value
+    return env
+
+
+class LaunchDialog(QtWidgets.QDialog):
+    def __init__(self, settings: QSettings, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("launch-dialog")
+        self.setWindowTitle("Launch a worker")
+        self.settings = settings
+        self.spec: LaunchSpec | None = None
+        form = QtWidgets.QFormLayout()
+        self.command = QtWidgets.QLineEdit(str(settings.value("dialogs/launch/command", "")))
+        self.command.setPlaceholderText("node worker.js --big   (a shell command line)")
+        self.command.setToolTip("The command to run, as you would type it in a shell")
+        form.addRow("&Command:", self.command)
+        cwd_row = QtWidgets.QHBoxLayout()
+        self.cwd = QtWidgets.QLineEdit(str(settings.value("dialogs/launch/cwd", "")))
+        self.cwd.setPlaceholderText("(oomscope's working directory)")
+        self.cwd.setToolTip("Working directory of the worker; empty: oomscope's own")
+        browse = QtWidgets.QPushButton("Browse…")
+        browse.setToolTip("Choose the working directory")
+        browse.clicked.connect(self._browse)
+        cwd_row.addWidget(self.cwd, 1)
+        cwd_row.addWidget(browse)
+        form.addRow("Working directory:", cwd_row)
+        self.env = QtWidgets.QPlainTextEdit(str(settings.value("dialogs/launch/env", "")))
+        self.env.setPlaceholderText("NODE_ENV=production\nUV_THREADPOOL_SIZE=8")
+        self.env.setToolTip("Environment additions, one NAME=value per line")
+        self.env.setFixedHeight(70)
+        form.addRow("&Environment:", self.env)
+        self.mem_limit = QtWidgets.QLineEdit(str(settings.value("dialogs/launch/mem_limit", "")))
+        self.mem_limit.setPlaceholderText("e.g. 256MiB — empty: no limit")
+        self.mem_limit.setToolTip("Run the worker in a memory cgroup of its own with this hard limit, "
+                                  "as a container would (K/M/G are powers of 1024)")
+        form.addRow("&Memory limit:", self.mem_limit)
+        self.cgroup_note = QtWidgets.QLabel("checking whether this machine can set a memory limit…")
+        self.cgroup_note.setObjectName("cgroup-note")
+        self.cgroup_note.setWordWrap(True)
+        self.cgroup_note.setToolTip("Whether oomscope can make a memory cgroup here, and if not, why")
+        form.addRow("", self.cgroup_note)
+        self.restart = QtWidgets.QComboBox()
+        self.restart.addItem("never")
+        self.restart.setEnabled(False)
+        self.restart.setToolTip("Restart policies (with backoff and a retry limit) come with the policy "
+                                "work; until then a worker that exits stays exited")
+        form.addRow("&Restart:", self.restart)
+        self.error = QtWidgets.QLabel("")
+        self.error.setObjectName("launch-error")
+        self.error.setStyleSheet("color: rgb(180, 20, 20)")
+        self.error.setWordWrap(True)
+        form.addRow("", self.error)
+        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
+                                             | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
+        ok = buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok)
+        ok.setText("Launch")
+        ok.setToolTip("Start the worker and watch it")
+        buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Cancel).setToolTip("Close without launching")
+        buttons.accepted.connect(self._on_accept)
+        buttons.rejected.connect(self.reject)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+        self.resize(620, 0)
+        self._note = cgroup_note_future()
+        self._note_timer = QTimer(self)
+        self._note_timer.setObjectName("cgroup-note-poll")
+        self._note_timer.timeout.connect(self._poll_note)
+        self._note_timer.start(100)
+        self._poll_note()
+
+    def _poll_note(self) -> None:
+        if not self._note.done():
+            return
+        self._note_timer.stop()
+        try:
+            note = self._note.result()
+        except Exception as e:  # the probe itself failed: say so rather than guess
+            note = f"could not check memory cgroup support: {e}"
+        if note is None:
+            self.cgroup_note.setText("Memory limits are available on this machine.")
+        else:
+            self.cgroup_note.setText("A memory limit cannot be set here: " + note)
+            self.mem_limit.setEnabled(False)
+
+    def _browse(self) -> None:
+        path = QtWidgets.QFileDialog.getExistingDirectory(self, "Working directory", self.cwd.text())
+        if path:
+            self.cwd.setText(path)
+
+    def build_spec(self) -> LaunchSpec:
+        command = self.command.text().strip()
+        if not command:
+            raise BadInput("give the command to run, e.g. node worker.js")
+        try:
+            shlex.split(command)
+        except ValueError as e:
+            raise BadInput(f"the command does not parse as a shell command line: {e}") from None
+        limit_text = self.mem_limit.text().strip()
+        limit = parse_size(limit_text) if limit_text and self.mem_limit.isEnabled() else None
+        return LaunchSpec(command, cwd=self.cwd.text().strip() or None,
+                          env=parse_env(self.env.toPlainText()), mem_limit_bytes=limit)
+
+    def _on_accept(self) -> None:
+        try:
+            self.spec = self.build_spec()
+        except BadInput as e:
+            self.error.setText(str(e))
+            return
+        s = self.settings
+        s.setValue("dialogs/launch/command", self.command.text())
+        s.setValue("dialogs/launch/cwd", self.cwd.text())
+        s.setValue("dialogs/launch/env", self.env.toPlainText())
+        s.setValue("dialogs/launch/mem_limit", self.mem_limit.text())
+        self.accept()
+
+
+_PROCESS_COLUMNS = ("Name", "PID", "User", "RSS", "Command line")
+
+
+class ProcessTableModel(QAbstractItemModel):
+    """A flat list of ProcessInfo for the Attach dialog."""
+
+    def __init__(self, rows: Sequence[ProcessInfo] = (), parent: Any = None) -> None:
+        super().__init__(parent)
+        self.rows = list(rows)
+
+    def set_rows(self, rows: Sequence[ProcessInfo]) -> None:
+        self.beginResetModel()
+        self.rows = list(rows)
+        self.endResetModel()
+
+    def index(self, row: int, column: int, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> QModelIndex:
+        if parent.isValid() or not self.hasIndex(row, column, parent):
+            return QModelIndex()
+        return self.createIndex(row, column, 0)
+
+    def parent(self, child: QModelIndex | QPersistentModelIndex = QModelIndex()) -> QModelIndex:  # type: ignore[override]
+        return QModelIndex()
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(_PROCESS_COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return _PROCESS_COLUMNS[section]
+        return None
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        p = self.rows[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return (p.name, str(p.pid), p.user or "?", format_size(p.rss_bytes) if p.rss_bytes is not None else "?",
+                    " ".join(p.cmdline.split()) or f"[{p.name}]")[col]
+        if role == int(Qt.ItemDataRole.UserRole):
+            return (p.name.lower(), p.pid, p.user or "", p.rss_bytes or 0, p.cmdline)[col]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            kids = f"; {p.children} child processes" if p.children else ""
+            return f"{p.name} (PID {p.pid}, parent {p.ppid}){kids}\n{p.cmdline}"
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (1, 3):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class AttachChoice:
+    pids: tuple[int, ...]
+    children_of: bool
+
+
+class AttachDialog(QtWidgets.QDialog):
+    def __init__(self, settings: QSettings, parent: QtWidgets.QWidget | None = None,
+                 lister: Callable[[], list[ProcessInfo]] = list_processes) -> None:
+        super().__init__(parent)
+        self.setObjectName("attach-dialog")
+        self.setWindowTitle("Attach to running processes")
+        self.settings = settings
+        self.lister = lister
+        self.choice: AttachChoice | None = None
+        layout = QtWidgets.QVBoxLayout(self)
+        top = QtWidgets.QHBoxLayout()
+        self.search = QtWidgets.QLineEdit(str(settings.value("dialogs/attach/search", "")))
+        self.search.setPlaceholderText("Search name, PID, user or command line")
+        self.search.setToolTip("Filter the list as you type")
+        self.search.setClearButtonEnabled(True)
+        top.addWidget(self.search, 1)
+        refresh = QtWidgets.QPushButton("Refresh")
+        refresh.setToolTip("List the processes again (F5)")
+        refresh.setShortcut("F5")
+        refresh.clicked.connect(self.reload)
+        top.addWidget(refresh)
+        layout.addLayout(top)
+        self.model = ProcessTableModel()
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setFilterKeyColumn(-1)
+        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.proxy.setSortRole(int(Qt.ItemDataRole.UserRole))
+        self.search.textChanged.connect(self.proxy.setFilterFixedString)
+        self.table = QtWidgets.QTableView()
+        self.table.setObjectName("process-table")
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(3, Qt.SortOrder.DescendingOrder)
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setToolTip("Select one or more processes (Ctrl/Shift-click); double-click attaches")
+        self.table.doubleClicked.connect(lambda _i: self._on_accept())
+        layout.addWidget(self.table, 1)
+        self.children_box = QtWidgets.QCheckBox("Attach to the children of the selected process instead "
+                                                "(a pool master: gunicorn, celery, a Node cluster)")
+        self.children_box.setChecked(bool(settings.value("dialogs/attach/children", False, type=bool)))
+        self.children_box.setToolTip("Watch every child of the selected process, including children it "
+                                     "starts later (respawned workers)")
+        layout.addWidget(self.children_box)
+        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
+                                             | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
+        ok = buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok)
+        ok.setText("Attach")
+        ok.setToolTip("Watch the selected processes")
+        buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Cancel).setToolTip("Close without attaching")
+        buttons.accepted.connect(self._on_accept)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self.resize(900, 520)
+        self.reload()
+        self.proxy.setFilterFixedString(self.search.text())
+
+    def reload(self) -> None:
+        self.model.set_rows(self.lister())
+        self.table.resizeColumnsToContents()
+
+    def selected_pids(self) -> tuple[int, ...]:
+        rows = {self.proxy.mapToSource(i).row() for i in self.table.selectionModel().selectedRows()}
+        return tuple(self.model.rows[r].pid for r in sorted(rows))
+
+    def _on_accept(self) -> None:
+        pids = self.selected_pids()
+        if not pids:
+            return
+        self.choice = AttachChoice(pids, self.children_box.isChecked())
+        self.settings.setValue("dialogs/attach/search", self.search.text())
+        self.settings.setValue("dialogs/attach/children", self.children_box.isChecked())
+        self.accept()
+
+
+# The answer of a terminate confirmation: "terminate", "kill" or None (cancelled).
+ConfirmFn = Callable[[QtWidgets.QWidget, Sequence[WorkerState], bool], str | None]
+
+
+def confirm_terminate(parent: QtWidgets.QWidget, workers: Sequence[WorkerState], kill_now: bool) -> str | None:
+    """Ask before signalling: names every worker with its memory. Returns the chosen action."""
+    names = "\n".join(f"• {w.ref.name} ({w.id}, PID {w.ref.pid}) — {w.memory_text()}"
+                      + ("" if w.ref.launched else "  [attached, not launched by oomscope]")
+                      for w in workers[:20])
+    if len(workers) > 20:
+        names += f"\n… and {len(workers) - 20} more"
+    box = QtWidgets.QMessageBox(parent)
+    box.setObjectName("confirm-terminate")
+    box.setIcon(QtWidgets.QMessageBox.Icon.Warning)
+    box.setWindowTitle("Kill workers" if kill_now else "Terminate workers")
+    what = "Kill now (SIGKILL)" if kill_now else "Terminate (SIGTERM, then SIGKILL after the grace period)"
+    box.setText(f"{what} {len(workers)} worker{'s' if len(workers) != 1 else ''}?")
+    box.setInformativeText(names)
+    term = box.addButton("Kill now" if kill_now else "Terminate", QtWidgets.QMessageBox.ButtonRole.AcceptRole)
+    kill = None if kill_now else box.addButton("Kill now", QtWidgets.QMessageBox.ButtonRole.DestructiveRole)
+    box.addButton(QtWidgets.QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(QtWidgets.QMessageBox.StandardButton.Cancel)
+    box.exec()
+    clicked = box.clickedButton()
+    if clicked is term:
+        return "kill" if kill_now else "terminate"
+    if kill is not None and clicked is kill:
+        return "kill"
+    return None

@@ -1,0 +1,125 @@
+"""Kernel log pane: live OOM-related kernel lines (or all of them), lines of a worker's kill
+record highlighted and clickable."""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from typing import Any
+
+from oomscope.core.events import KernelLine
+
+from .qt import Qt, QtGui, QtWidgets, Signal
+
+_MAX_LINES = 5000
+_KMSG = re.compile(r"^(\d+),(\d+),(\d+),[^;]*;(.*)$")
+WORKER_ROLE = int(Qt.ItemDataRole.UserRole) + 10
+
+
+def display_text(raw: str) -> str:
+    """``/dev/kmsg`` records as ``dmesg`` shows them: ``[  8700.139923] message``."""
+    m = _KMSG.match(raw)
+    if m is None:
+        return raw
+    usec = int(m.group(3))
+    return f"[{usec // 1_000_000:>6}.{usec % 1_000_000:06d}] {m.group(4)}"
+
+
+class KernelLogPane(QtWidgets.QWidget):
+    worker_clicked = Signal(str)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._lines: deque[KernelLine] = deque(maxlen=_MAX_LINES)
+        self._tied: dict[str, str] = {}  # raw line -> worker id
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        bar = QtWidgets.QHBoxLayout()
+        self.source_label = QtWidgets.QLabel("kernel log: starting…")
+        self.source_label.setObjectName("kernel-source")
+        self.source_label.setToolTip("Where oomscope reads the kernel log, and why not when it cannot")
+        self.source_label.setWordWrap(True)
+        bar.addWidget(self.source_label, 1)
+        self.all_lines = QtWidgets.QCheckBox("All lines")
+        self.all_lines.setObjectName("kernel-all-lines")
+        self.all_lines.setToolTip("Show every kernel line, not only those of OOM reports")
+        self.all_lines.toggled.connect(self._rebuild)
+        bar.addWidget(self.all_lines)
+        layout.addLayout(bar)
+        self.list = QtWidgets.QListWidget()
+        self.list.setObjectName("kernel-lines")
+        self.list.setToolTip("Kernel OOM lines as they arrive; lines of a watched worker's kill are "
+                             "highlighted — click one to select that worker")
+        self.list.setUniformItemSizes(True)
+        font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
+        font.setPointSizeF(max(8.0, font.pointSizeF() - 0.5))
+        self.list.setFont(font)
+        self.list.itemClicked.connect(self._on_item_clicked)
+        layout.addWidget(self.list, 1)
+        self._tied_brush = QtGui.QBrush(QtGui.QColor(252, 215, 215))
+        self._history_brush = QtGui.QBrush(QtGui.QColor(130, 130, 130))
+
+    def set_source(self, source: str, ok: bool, reason: str | None) -> None:
+        if ok:
+            self.source_label.setText(f"kernel log: <b>{source}</b>")
+        else:
+            self.source_label.setText(f"kernel log: <b>{source}</b> unavailable — {reason or 'no reason given'}")
+
+    def add_line(self, line: KernelLine) -> None:
+        self._lines.append(line)
+        if line.oom or self.all_lines.isChecked():
+            self._append_item(line)
+            if self.list.count() > _MAX_LINES:
+                self.list.takeItem(0)
+            self.list.scrollToBottom()
+
+    def tie_record(self, record: dict[str, Any] | None, worker_id: str) -> None:
+        """Highlight the lines of ``record`` (shown now or arriving later) as ``worker_id``'s."""
+        if not record:
+            return
+        for raw in record.get("lines") or []:
+            self._tied[str(raw)] = worker_id
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            raw = item.data(Qt.ItemDataRole.UserRole)
+            if raw in self._tied:
+                self._mark(item, self._tied[raw])
+
+    def _append_item(self, line: KernelLine) -> None:
+        item = QtWidgets.QListWidgetItem(display_text(line.text))
+        item.setData(Qt.ItemDataRole.UserRole, line.text)
+        if line.history:
+            item.setForeground(self._history_brush)
+            item.setToolTip("from the kernel's buffer before oomscope started")
+        wid = self._tied.get(line.text)
+        if wid is not None:
+            self._mark(item, wid)
+        self.list.addItem(item)
+
+    def _mark(self, item: QtWidgets.QListWidgetItem, worker_id: str) -> None:
+        item.setBackground(self._tied_brush)
+        item.setData(WORKER_ROLE, worker_id)
+        item.setToolTip(f"line of the kill record of worker {worker_id} — click to select it")
+
+    def _rebuild(self) -> None:
+        self.list.clear()
+        show_all = self.all_lines.isChecked()
+        for line in self._lines:
+            if line.oom or show_all:
+                self._append_item(line)
+        self.list.scrollToBottom()
+
+    def _on_item_clicked(self, item: QtWidgets.QListWidgetItem) -> None:
+        wid = item.data(WORKER_ROLE)
+        if wid:
+            self.worker_clicked.emit(str(wid))
+
+    def tied_rows(self) -> list[tuple[str, str]]:
+        """(displayed text, worker id) of every highlighted line."""
+        out = []
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            wid = item.data(WORKER_ROLE)
+            if wid:
+                out.append((item.text(), str(wid)))
+        return out

@@ -1,0 +1,304 @@
+"""The worker table: a tree model over the roster (workers; their threads as children).
+
+A ``QAbstractItemModel`` rather than a table model because a Node process's worker threads
+belong under it once per-thread heap reports exist. Checked with pytest-qt's ``qtmodeltester``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oomscope.core.events import Heap, WorkerAttached, WorkerStarted
+from oomscope.core.sizes import format_size
+from oomscope.core.thresholds import CRITICAL, WARNING
+
+from .palette import CRITICAL_ROW_RGB, EXITED_TEXT_RGB, WARNING_ROW_RGB, worker_color
+from .qt import QAbstractItemModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, QtGui
+from .roster import Roster, ThreadState, WorkerState
+
+COLUMNS = ("Name", "PID", "State", "RSS", "Anon RSS", "Heap used / limit", "% of limit", "Trend",
+           "cgroup limit")
+COLUMN_TIPS = (
+    "Worker name (the program as launched, or the process name) and oomscope's short id",
+    "Process ID (oomscope tracks PID + start time, so a reused PID is never mistaken for it)",
+    "running, warning, critical, terminating…, or exited with its cause",
+    "Resident set size: all memory of the process currently in RAM",
+    "Anonymous RSS: heap and stacks — what the kernel's OOM killer counts",
+    "V8 heap used / heap limit (Node.js workers with the heap reporter; – where unknown)",
+    "The plotted metric as a percent of its limit (the cgroup limit; the V8 limit for heap)",
+    "Growth of the plotted metric over the last minute",
+    "The memory limit of the worker's cgroup (smallest of its cgroup and parents)",
+)
+(COL_NAME, COL_PID, COL_STATE, COL_RSS, COL_ANON, COL_HEAP, COL_PERCENT, COL_TREND,
+ COL_LIMIT) = range(len(COLUMNS))
+NUMERIC = {COL_PID, COL_RSS, COL_ANON, COL_HEAP, COL_PERCENT, COL_TREND, COL_LIMIT}
+
+SORT_ROLE = int(Qt.ItemDataRole.UserRole) + 1
+WORKER_ID_ROLE = int(Qt.ItemDataRole.UserRole) + 2
+_TOP = 0  # internalId of top-level rows; a thread row stores its worker's row + 1
+
+ModelIndex = QModelIndex | QPersistentModelIndex
+
+
+class WorkerTreeModel(QAbstractItemModel):
+    def __init__(self, roster: Roster, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.roster = roster
+        self.metric = "rss"
+        self._swatches: dict[int, QtGui.QIcon] = {}
+        self._exited_brush = QtGui.QBrush(QtGui.QColor(*EXITED_TEXT_RGB))
+        self._warn_brush = QtGui.QBrush(QtGui.QColor(*WARNING_ROW_RGB))
+        self._crit_brush = QtGui.QBrush(QtGui.QColor(*CRITICAL_ROW_RGB))
+        self._bold = QtGui.QFont()
+        self._bold.setBold(True)
+
+    # ------------------------------------------------------------- structure
+
+    def index(self, row: int, column: int, parent: ModelIndex = QModelIndex()) -> QModelIndex:
+        if not self.hasIndex(row, column, parent):
+            return QModelIndex()
+        if not parent.isValid():
+            return self.createIndex(row, column, _TOP)
+        if parent.internalId() == _TOP:
+            return self.createIndex(row, column, parent.row() + 1)
+        return QModelIndex()
+
+    def parent(self, child: ModelIndex = QModelIndex()) -> QModelIndex:  # type: ignore[override]
+        if not child.isValid() or child.internalId() == _TOP:
+            return QModelIndex()
+        return self.createIndex(child.internalId() - 1, 0, _TOP)
+
+    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:
+        if not parent.isValid():
+            return len(self.roster.workers)
+        if parent.column() != 0:
+            return 0
+        if parent.internalId() == _TOP:
+            return len(self.roster.workers[parent.row()].threads)
+        return 0
+
+    def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:
+        return len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation,
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(COLUMNS):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return COLUMN_TIPS[section]
+        return None
+
+    def flags(self, index: ModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+    # ------------------------------------------------------------------ data
+
+    def worker_at(self, index: ModelIndex) -> WorkerState | None:
+        if not index.isValid():
+            return None
+        row = index.row() if index.internalId() == _TOP else index.internalId() - 1
+        if 0 <= row < len(self.roster.workers):
+            return self.roster.workers[row]
+        return None
+
+    def row_of(self, worker_id: str) -> QModelIndex:
+        for row, w in enumerate(self.roster.workers):
+            if w.id == worker_id:
+                return self.index(row, 0)
+        return QModelIndex()
+
+    def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        if index.internalId() != _TOP:
+            w = self.worker_at(index)
+            if w is None or index.row() >= len(w.threads):
+                return None
+            return self._thread_data(w.threads[index.row()], index.column(), role)
+        w = self.roster.workers[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._text(w, col)
+        if role == SORT_ROLE:
+            return self._sort_key(w, col)
+        if role == WORKER_ID_ROLE:
+            return w.id
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            if col in NUMERIC:
+                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            return int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.BackgroundRole and w.alive:
+            if w.level == CRITICAL:
+                return self._crit_brush
+            if w.level == WARNING:
+                return self._warn_brush
+            return None
+        if role == Qt.ItemDataRole.ForegroundRole and not w.alive:
+            return self._exited_brush
+        if role == Qt.ItemDataRole.FontRole and col == COL_STATE and w.alive and w.level == CRITICAL:
+            return self._bold
+        if role == Qt.ItemDataRole.DecorationRole and col == COL_NAME:
+            return self._swatch(w.color_index)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(w)
+        return None
+
+    def _text(self, w: WorkerState, col: int) -> str:
+        s = w.last
+        if col == COL_NAME:
+            return f"{w.ref.name} ({w.id})"
+        if col == COL_PID:
+            return str(w.ref.pid)
+        if col == COL_STATE:
+            return w.state_text()
+        if col == COL_RSS:
+            return format_size(s.rss) if s is not None else "–"
+        if col == COL_ANON:
+            return format_size(s.anon) if s is not None else "–"
+        if col == COL_HEAP:
+            if s is None or s.heap_used is None:
+                return "–"
+            return f"{format_size(s.heap_used)} / {format_size(s.heap_limit)}"
+        if col == COL_PERCENT:
+            pct = self._percent(w)
+            return "–" if pct is None else f"{pct:.0f} %"
+        if col == COL_TREND:
+            if not w.alive:
+                return "–"
+            trend = w.series.trend_bytes_per_min(self.metric)
+            if trend is None:
+                return "–"
+            return ("+" if trend >= 0 else "−") + format_size(abs(trend)) + "/min"
+        if col == COL_LIMIT:
+            return format_size(w.cgroup_limit) if w.cgroup_limit else "none"
+        return ""
+
+    def _percent(self, w: WorkerState) -> float | None:
+        value, limit = w.value(self.metric), w.limit(self.metric)
+        if value is None or not limit:
+            return None
+        return 100.0 * value / limit
+
+    def _sort_key(self, w: WorkerState, col: int) -> Any:
+        s = w.last
+        if col == COL_NAME:
+            return f"{w.ref.name} {int(w.id[1:]):08d}" if w.id[1:].isdigit() else w.ref.name
+        if col == COL_PID:
+            return w.ref.pid
+        if col == COL_STATE:
+            return w.state_text()
+        if col == COL_RSS:
+            return s.rss if s is not None else -1
+        if col == COL_ANON:
+            return s.anon if s is not None else -1
+        if col == COL_HEAP:
+            return s.heap_used if s is not None and s.heap_used is not None else -1
+        if col == COL_PERCENT:
+            pct = self._percent(w)
+            return -1.0 if pct is None else pct
+        if col == COL_TREND:
+            trend = w.series.trend_bytes_per_min(self.metric) if w.alive else None
+            return -1e18 if trend is None else trend
+        if col == COL_LIMIT:
+            return w.cgroup_limit or 0
+        return None
+
+    def _tooltip(self, w: WorkerState) -> str:
+        lines = [f"{w.ref.name} — worker {w.id}, PID {w.ref.pid}",
+                 "command: " + " ".join(w.ref.cmd)]
+        if w.cgroup:
+            lines.append(f"cgroup: {w.cgroup}")
+        lines.append(w.state_text() + (f" — {w.memory_text()}" if w.last else ""))
+        lines.extend(w.evidence)
+        return "\n".join(lines)
+
+    def _thread_data(self, th: ThreadState, col: int, role: int) -> Any:
+        if role == SORT_ROLE:
+            return th.thread_id if col != COL_HEAP else (th.heap_used or 0)
+        if role == Qt.ItemDataRole.ForegroundRole and th.cause is not None:
+            return self._exited_brush
+        if role != Qt.ItemDataRole.DisplayRole:
+            return None
+        if col == COL_NAME:
+            return f"thread {th.thread_id}"
+        if col == COL_STATE:
+            return th.state_text()
+        if col == COL_HEAP and th.heap_used is not None:
+            return f"{format_size(th.heap_used)} / {format_size(th.heap_limit)}"
+        if col == COL_PERCENT and th.heap_used is not None and th.heap_limit:
+            return f"{100.0 * th.heap_used / th.heap_limit:.0f} %"
+        return ""
+
+    def threads_changed(self, w: WorkerState) -> None:
+        parent = self.row_of(w.id)
+        rows = len(w.threads)
+        if rows:
+            self.dataChanged.emit(self.index(0, 0, parent), self.index(rows - 1, len(COLUMNS) - 1, parent))
+
+    def _swatch(self, color_index: int) -> QtGui.QIcon:
+        icon = self._swatches.get(color_index)
+        if icon is None:
+            pm = QtGui.QPixmap(12, 12)
+            pm.fill(worker_color(color_index))
+            icon = self._swatches[color_index] = QtGui.QIcon(pm)
+        return icon
+
+    # --------------------------------------------------------------- updates
+
+    def add_worker(self, ev: WorkerStarted | WorkerAttached) -> WorkerState:
+        """Insert the worker an event announces (rows announced before the roster changes,
+        as Qt's contract and every proxy on top of this model expect)."""
+        known = self.roster.by_id.get(ev.worker.id)
+        if known is not None:
+            return known
+        row = len(self.roster.workers)
+        self.beginInsertRows(QModelIndex(), row, row)
+        w = self.roster.add(ev)
+        self.endInsertRows()
+        return w
+
+    def apply_heap(self, ev: Heap) -> WorkerState | None:
+        """A thread's heap report: a new child row for a thread seen for the first time."""
+        w = self.roster.by_id.get(ev.worker.id)
+        if w is None or ev.is_main:
+            return w
+        if not any(th.thread_id == ev.thread_id for th in w.threads):
+            row = len(w.threads)
+            self.beginInsertRows(self.row_of(w.id), row, row)
+            self.roster.on_heap(ev)
+            self.endInsertRows()
+        else:
+            self.roster.on_heap(ev)
+            self.threads_changed(w)
+        return w
+
+    def worker_changed(self, w: WorkerState) -> None:
+        index = self.row_of(w.id)
+        if index.isValid():
+            self.dataChanged.emit(index, index.siblingAtColumn(len(COLUMNS) - 1))
+
+    def refresh_values(self) -> None:
+        """Values changed for every row (a sampling tick): one signal for the whole block."""
+        rows = len(self.roster.workers)
+        if rows:
+            self.dataChanged.emit(self.index(0, COL_STATE), self.index(rows - 1, len(COLUMNS) - 1))
+
+    def set_metric(self, metric: str) -> None:
+        self.metric = metric
+        self.refresh_values()
+
+
+class WorkerFilterProxy(QSortFilterProxyModel):
+    """Sorts by the numeric sort role; filters on any column's text, keeping matching parents."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.setSortRole(SORT_ROLE)
+        self.setFilterKeyColumn(-1)
+        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.setRecursiveFilteringEnabled(True)
+        self.setDynamicSortFilter(True)

@@ -1,0 +1,406 @@
+"""The memory plot: one curve per worker against draggable warning and critical lines.
+
+Drawing follows pyqtgraph's scrollingPlots lesson and goes one step further for hundreds of
+workers: history lives in numpy ring buffers (history.py), each redraw asks every series only
+for min/max pairs per pixel-sized time bucket (cached, so a redraw computes just the newest
+buckets), and one graphics item paints every curve with ``drawPolyline`` from numpy-filled
+``QPolygonF`` buffers. Redraws are requested on new samples and run at most 20 times a second.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+
+import numpy as np
+
+from oomscope.core.sizes import Level, format_size
+
+from .history import METRIC_LABELS, METRICS, PeakView, bucket_width
+from .palette import CRITICAL_RGB, WARNING_RGB, worker_rgb
+from .qt import QRectF, Qt, QtCore, QtGui, QtWidgets, Signal, pg
+from .roster import Roster, WorkerState
+from .throttle import Throttle
+
+MIB = float(1 << 20)
+AXIS_WIDTH_PX = 92  # the plot's and the timeline's left axes: equal, so their time axes line up
+REDRAW_MIN_INTERVAL_S = 0.05  # at most 20 redraws a second, whatever the sampling rate
+WINDOWS: tuple[tuple[str, float | None], ...] = (
+    ("1 min", 60.0), ("5 min", 300.0), ("15 min", 900.0), ("1 h", 3600.0), ("all", None),
+)
+# One min/max pair per this many pixels: finer adds paint time, not information.
+_PIXELS_PER_BUCKET = 2
+
+
+class SizeAxis(pg.AxisItem):
+    """Left axis: values are MiB; ticks read 512 MiB, 1.5 GiB."""
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        out = []
+        for v in values:
+            if abs(v) >= 1024:
+                out.append(f"{v / 1024:g} GiB")
+            else:
+                out.append(f"{v:g} MiB")
+        return out
+
+
+class CurvesItem(pg.GraphicsObject):
+    """Every worker's curve, painted in one pass (one item instead of hundreds)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._thin: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
+        self._bold: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
+        self._rect = QRectF()
+
+    def set_curves(self, thin: list[tuple[QtGui.QPen, QtGui.QPolygonF]],
+                   bold: list[tuple[QtGui.QPen, QtGui.QPolygonF]], rect: QRectF) -> None:
+        if rect != self._rect:
+            self.prepareGeometryChange()
+            self._rect = rect
+        self._thin, self._bold = thin, bold
+        self.update()
+
+    def boundingRect(self) -> QRectF:
+        return self._rect
+
+    def paint(self, p: QtGui.QPainter, *args: object) -> None:
+        # Thin lines unantialiased: the raster engine's fastest path, and at one pixel wide
+        # antialiasing only blurs them. The emphasised curves get it: they are few.
+        p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, False)
+        for pen, poly in self._thin:
+            p.setPen(pen)
+            p.drawPolyline(poly)
+        p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, True)
+        for pen, poly in self._bold:
+            p.setPen(pen)
+            p.drawPolyline(poly)
+
+
+def _polygon(x: np.ndarray, y: np.ndarray) -> QtGui.QPolygonF:
+    poly = pg.functions.create_qpolygonf(len(x))
+    arr = pg.functions.ndarray_from_qpolygonf(poly)
+    arr[:, 0] = x
+    arr[:, 1] = y
+    return poly
+
+
+class MemoryPlot(QtWidgets.QWidget):
+    """Curves, thresholds, crosshair readout; emits ``threshold_moved`` when a drag ends."""
+
+    threshold_moved = Signal(str, int)  # level ("warning" | "critical"), bytes
+    metric_changed = Signal(str)
+
+    def __init__(self, roster: Roster, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.roster = roster
+        # Not "metric": that would shadow QPaintDevice.metric(), which Qt calls while painting.
+        self.shown_metric = "rss"
+        self.window_s: float | None = 300.0
+        self.follow = True
+        self.selected: set[str] = set()
+        self._views: dict[tuple[str, str], PeakView] = {}
+        self._pens: dict[tuple[int, bool], QtGui.QPen] = {}
+        self._levels: dict[str, Level | None] = {"warning": None, "critical": None}
+        self._reference_limit: int | None = None
+        self._y_top = 0.0
+        self.redraws = 0
+        self._build()
+        self.request_redraw = Throttle(self.redraw, REDRAW_MIN_INTERVAL_S, "plot-redraw", self)
+
+    # ------------------------------------------------------------------ build
+
+    def _build(self) -> None:
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        bar = QtWidgets.QHBoxLayout()
+        bar.setContentsMargins(6, 2, 6, 0)
+        bar.addWidget(QtWidgets.QLabel("Metric:"))
+        self.metric_box = QtWidgets.QComboBox()
+        self.metric_box.setObjectName("metric")
+        self.metric_box.setToolTip("What the curves, the table's % column and the thresholds measure "
+                                   "(heap used appears once a worker reports its V8 heap)")
+        for m in METRICS:
+            self.metric_box.addItem(METRIC_LABELS[m], m)
+        self.metric_box.currentIndexChanged.connect(self._on_metric_box_changed)
+        bar.addWidget(self.metric_box)
+        bar.addSpacing(12)
+        bar.addWidget(QtWidgets.QLabel("Window:"))
+        self.window_box = QtWidgets.QComboBox()
+        self.window_box.setObjectName("window")
+        self.window_box.setToolTip("How much history the plot shows (keys 1–5)")
+        for label, seconds in WINDOWS:
+            self.window_box.addItem(label, seconds)
+        self.window_box.setCurrentIndex(1)
+        self.window_box.currentIndexChanged.connect(self._on_window_box_changed)
+        bar.addWidget(self.window_box)
+        self.follow_button = QtWidgets.QToolButton()
+        self.follow_button.setObjectName("follow")
+        self.follow_button.setText("Follow")
+        self.follow_button.setCheckable(True)
+        self.follow_button.setChecked(True)
+        self.follow_button.setToolTip("Keep the newest samples in view (Space pauses and resumes; "
+                                      "panning or zooming with the mouse pauses)")
+        self.follow_button.toggled.connect(self.set_follow)
+        bar.addWidget(self.follow_button)
+        bar.addSpacing(12)
+        self.readout = QtWidgets.QLabel("")
+        self.readout.setObjectName("readout")
+        self.readout.setToolTip("Crosshair readout: time and value under the mouse, and the nearest worker")
+        self.readout.setTextFormat(Qt.TextFormat.RichText)
+        bar.addWidget(self.readout, 1)
+        layout.addLayout(bar)
+
+        self.date_axis = pg.DateAxisItem(orientation="bottom")
+        self.size_axis = SizeAxis(orientation="left")
+        self.size_axis.setWidth(AXIS_WIDTH_PX)
+        self.plot_widget = pg.PlotWidget(axisItems={"bottom": self.date_axis, "left": self.size_axis})
+        self.plot_widget.setObjectName("memory-plot")
+        self.plot_widget.setBackground("w")
+        self.plot_widget.setToolTip("")
+        self.plot_item = self.plot_widget.getPlotItem()
+        self.plot_item.showGrid(x=True, y=True, alpha=0.25)
+        self.plot_item.setMenuEnabled(False)
+        self.plot_item.hideButtons()
+        self.plot_item.setLabel("left", METRIC_LABELS[self.shown_metric])
+        self.view_box = self.plot_item.getViewBox()
+        self.view_box.disableAutoRange()
+        self.view_box.setMouseEnabled(x=True, y=False)
+        self.view_box.sigRangeChangedManually.connect(self._on_range_changed_manually)
+        for axis in ("left", "bottom"):
+            ax = self.plot_item.getAxis(axis)
+            ax.setPen(pg.mkPen(90, 90, 90))
+            ax.setTextPen(pg.mkPen(40, 40, 40))
+        self.curves = CurvesItem()
+        self.plot_item.addItem(self.curves)
+        self.lines: dict[str, pg.InfiniteLine] = {}
+        for level, rgb in (("warning", WARNING_RGB), ("critical", CRITICAL_RGB)):
+            line = pg.InfiniteLine(
+                angle=0, movable=True, pen=pg.mkPen(*rgb, width=2),
+                hoverPen=pg.mkPen(*rgb, width=4),
+                label=level, labelOpts={"position": 0.04, "color": rgb, "fill": (255, 255, 255, 210),
+                                        "anchors": [(0, 1), (0, 1)]},
+            )
+            line.setZValue(10)
+            line.setVisible(False)
+            line.sigPositionChangeFinished.connect(lambda ln, lv=level: self._on_line_released(lv, ln))
+            self.plot_item.addItem(line, ignoreBounds=True)
+            self.lines[level] = line
+        self.crosshair = pg.InfiniteLine(angle=90, movable=False,
+                                         pen=pg.mkPen(120, 120, 120, style=Qt.PenStyle.DashLine))
+        self.crosshair.setVisible(False)
+        self.plot_item.addItem(self.crosshair, ignoreBounds=True)
+        self.plot_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        layout.addWidget(self.plot_widget, 1)
+        self.empty_label = pg.TextItem("No workers yet — Launch… (Ctrl+L) or Attach… (Ctrl+Shift+A)",
+                                       color=(110, 110, 110), anchor=(0.5, 0.5))
+        self.plot_item.addItem(self.empty_label, ignoreBounds=True)
+        self.update_metric_choices()
+
+    # ----------------------------------------------------------------- inputs
+
+    def set_metric(self, metric: str) -> None:
+        index = self.metric_box.findData(metric)
+        if index >= 0 and index != self.metric_box.currentIndex():
+            self.metric_box.setCurrentIndex(index)
+        elif self.shown_metric != metric:
+            self._apply_metric(metric)
+
+    def _on_metric_box_changed(self, index: int) -> None:
+        self._apply_metric(str(self.metric_box.itemData(index)))
+
+    def _apply_metric(self, metric: str) -> None:
+        self.shown_metric = metric
+        self.plot_item.setLabel("left", METRIC_LABELS[metric])
+        self.metric_changed.emit(metric)
+        self.redraw()
+
+    def update_metric_choices(self) -> None:
+        """Offer heap only once samples carry heap values."""
+        has_heap = self.roster.any_heap()
+        model = self.metric_box.model()
+        item = model.item(METRICS.index("heap_used")) if isinstance(model, QtGui.QStandardItemModel) else None
+        if item is not None:
+            item.setEnabled(has_heap)
+            item.setToolTip("" if has_heap else "No worker reports its V8 heap (yet)")
+
+    def set_window(self, seconds: float | None) -> None:
+        index = self.window_box.findData(seconds)
+        if index >= 0:
+            self.window_box.setCurrentIndex(index)
+
+    def _on_window_box_changed(self, index: int) -> None:
+        data = self.window_box.itemData(index)
+        self.window_s = None if data is None else float(data)
+        self.set_follow(True)
+        self.redraw()
+
+    def set_follow(self, follow: bool) -> None:
+        self.follow = follow
+        if self.follow_button.isChecked() != follow:
+            self.follow_button.setChecked(follow)
+        if follow:
+            self.request_redraw()
+
+    def _on_range_changed_manually(self, *_: object) -> None:
+        self.set_follow(False)
+        self.request_redraw()
+
+    def set_selected(self, worker_ids: Iterable[str]) -> None:
+        self.selected = set(worker_ids)
+        self.redraw()
+
+    def set_thresholds(self, warn: Level | None, crit: Level | None) -> None:
+        self._levels = {"warning": warn, "critical": crit}
+        self._place_lines()
+
+    def _reference(self) -> int | None:
+        """The limit a percent threshold line is drawn against: the selected worker's, else the
+        first live worker's with a limit."""
+        candidates = [self.roster.by_id[i] for i in self.selected if i in self.roster.by_id]
+        candidates += [w for w in self.roster.workers if w.alive]
+        for w in candidates:
+            limit = w.limit(self.shown_metric)
+            if limit:
+                return limit
+        return None
+
+    def _place_lines(self) -> None:
+        self._reference_limit = self._reference()
+        for level, line in self.lines.items():
+            if line.moving:
+                continue  # never yank a line from under the user's mouse
+            lv = self._levels.get(level)
+            value = lv.resolve(self._reference_limit) if lv is not None else None
+            if value is None:
+                line.setVisible(False)
+                continue
+            line.setVisible(True)
+            line.setValue(value / MIB)
+            text = f"{level} {lv}"
+            if lv is not None and lv.fraction is not None:
+                text += f" ({format_size(value)})"
+            line.label.setFormat(text)
+
+    def _on_line_released(self, level: str, line: pg.InfiniteLine) -> None:
+        value = int(max(1.0, float(line.value())) * MIB)
+        self.threshold_moved.emit(level, value)
+
+    # ----------------------------------------------------------------- redraw
+
+    def x_range(self) -> tuple[float, float]:
+        latest = max((float(w.series.times()[-1]) for w in self.roster.workers if len(w.series)),
+                     default=time.time())
+        if self.roster.deaths:
+            latest = max(latest, self.roster.deaths[-1].t)  # a kill marker is never cut off
+        if not self.follow:
+            (x0, x1), _ = self.view_box.viewRange()
+            return float(x0), float(x1)
+        first = min((float(w.series.times()[0]) for w in self.roster.workers if len(w.series)),
+                    default=latest - 60.0)
+        if self.window_s is None:
+            return first, max(latest, first + 10.0)
+        if latest - first <= self.window_s:
+            # A young session grows from the left edge (over at least a minute), then slides.
+            return first, max(latest + 1.0, first + min(60.0, self.window_s))
+        return latest + 1.0 - self.window_s, latest + 1.0
+
+    def redraw(self) -> None:
+        self.redraws += 1
+        t0, t1 = self.x_range()
+        pixels = max(100, int(self.view_box.width()) or 800)
+        width_s = bucket_width(t1 - t0, pixels // _PIXELS_PER_BUCKET)
+        thin: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
+        bold: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
+        top = 0.0
+        metric = self.shown_metric
+        for w in self.roster.workers:
+            if not len(w.series):
+                continue
+            view = self._views.get((w.id, metric))
+            if view is None:
+                view = self._views[(w.id, metric)] = PeakView()
+            x, y = view.points(w.series, metric, t0, t1, width_s)
+            if len(x) == 0:
+                continue
+            if metric == "heap_used":
+                finite = np.isfinite(y)
+                if not finite.any():
+                    continue
+                x, y = x[finite], y[finite]
+            y = y / MIB
+            top = max(top, float(y.max()))
+            chosen = w.id in self.selected
+            (bold if chosen else thin).append((self._pen(w, chosen), _polygon(x, y)))
+        self.empty_label.setVisible(not self.roster.workers)
+        self._place_lines()
+        for level in ("warning", "critical"):
+            line = self.lines[level]
+            if line.isVisible():
+                top = max(top, float(line.value()))
+        self._set_ranges(t0, t1, top)
+        self.curves.set_curves(thin, bold, QRectF(t0, 0.0, t1 - t0, max(top, 1.0) * 1.1))
+        if not self.roster.workers:
+            self.empty_label.setPos((t0 + t1) / 2, self._y_top / 2)
+
+    def _set_ranges(self, t0: float, t1: float, top: float) -> None:
+        # Grow the y range in steps, and shrink it only when the data fell well below it:
+        # a range that follows every sample makes the whole plot twitch.
+        wanted = max(top * 1.12, 16.0)
+        if wanted > self._y_top or wanted < self._y_top * 0.6:
+            step = 2 ** math.floor(math.log2(wanted)) / 4
+            self._y_top = math.ceil(wanted / step) * step
+        if self.follow:
+            self.view_box.setRange(xRange=(t0, t1), yRange=(0.0, self._y_top), padding=0.0)
+        else:
+            self.view_box.setYRange(0.0, self._y_top, padding=0.0)
+
+    def _pen(self, w: WorkerState, chosen: bool) -> QtGui.QPen:
+        key = (w.color_index, chosen)
+        pen = self._pens.get(key)
+        if pen is None:
+            r, g, b = worker_rgb(w.color_index)
+            color = QtGui.QColor(r, g, b, 255 if chosen or not self.selected else 150)
+            pen = QtGui.QPen(color, 2.5 if chosen else 1.0)
+            pen.setCosmetic(True)
+            self._pens[key] = pen
+        return pen
+
+    def forget_pens(self) -> None:
+        self._pens.clear()
+
+    # -------------------------------------------------------------- crosshair
+
+    def _on_mouse_moved(self, pos: QtCore.QPointF) -> None:
+        if not self.view_box.sceneBoundingRect().contains(pos):
+            self.crosshair.setVisible(False)
+            self.readout.setText("")
+            return
+        point = self.view_box.mapSceneToView(pos)
+        t, y_mib = point.x(), point.y()
+        self.crosshair.setVisible(True)
+        self.crosshair.setValue(t)
+        best: tuple[float, WorkerState, float] | None = None
+        for w in self.roster.workers:
+            found = w.series.value_at(t, self.shown_metric)
+            if found is None or t > float(w.series.times()[-1]) + 2.0:
+                continue  # before its first sample or after its exit
+            distance = abs(found[1] / MIB - y_mib)
+            if best is None or distance < best[0]:
+                best = (distance, w, found[1])
+        stamp = time.strftime("%H:%M:%S", time.localtime(t))
+        text = f"<b>{stamp}</b> &nbsp; cursor {format_size(max(0.0, y_mib) * MIB)}"
+        if best is not None:
+            r, g, b = worker_rgb(best[1].color_index)
+            text += (f" &nbsp; <span style='color: rgb({r},{g},{b})'>■</span> "
+                     f"{best[1].ref.name} ({best[1].id}, PID {best[1].ref.pid}) "
+                     f"{METRIC_LABELS[self.shown_metric]} <b>{format_size(best[2])}</b>")
+        self.readout.setText(text)
+
+    def forget(self, worker_ids: Iterable[str]) -> None:
+        for wid in worker_ids:
+            for m in METRICS:
+                self._views.pop((wid, m), None)

@@ -1,0 +1,303 @@
+"""What the window knows about workers and deaths, built from engine events. Qt-free.
+
+The table model, the plot, the timeline and the detail pane all read this one state; the
+bridge feeds it events in the engine's order. Keeping it free of Qt lets tests drive it with
+plain event objects (qutebrowser's lesson about config objects that need a QApplication).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+from oomscope.core.causes import EXIT, HEAP_OOM, OOM_KILL, SIGNAL, TERMINATED, UNKNOWN
+from oomscope.core.events import (
+    CauseUpdated,
+    Heap,
+    KernelOom,
+    Sample,
+    Samples,
+    Terminate,
+    ThreadExited,
+    Threshold,
+    WorkerAttached,
+    WorkerExited,
+    WorkerRef,
+    WorkerStarted,
+)
+from oomscope.core.sizes import format_size
+from oomscope.core.thresholds import CRITICAL, NORMAL, WARNING
+
+from .history import Series
+
+KERNEL = "kernel-oom"  # timeline lane of kill records that matched no worker
+LANES = (OOM_KILL, HEAP_OOM, TERMINATED, SIGNAL, EXIT, KERNEL)
+LANE_LABELS = {
+    OOM_KILL: "OOM kill",
+    HEAP_OOM: "heap OOM",
+    TERMINATED: "terminated",
+    SIGNAL: "signal",
+    EXIT: "exit / unknown",
+    KERNEL: "kernel (other)",
+}
+
+
+@dataclass
+class WorkerState:
+    ref: WorkerRef
+    color_index: int
+    series: Series
+    cgroup: str | None = None
+    cgroup_limit: int | None = None
+    parent_pid: int | None = None
+    level: str = NORMAL
+    last: Sample | None = None
+    terminating: str | None = None  # the signal oomscope sent last, while the worker lives
+    requested: bool = False  # the user confirmed a terminate the engine has not reported yet
+    exit: WorkerExited | None = None
+    cause: str | None = None
+    oom: dict[str, Any] | None = None
+    evidence: tuple[str, ...] = ()
+    stderr: deque[str] = field(default_factory=lambda: deque(maxlen=200))
+    # Worker threads (Node worker_threads) arrive with per-thread heap reports; until the
+    # engine sends those, a worker has no children in the tree.
+    threads: list[ThreadState] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.ref.id
+
+    @property
+    def alive(self) -> bool:
+        return self.exit is None
+
+    def state_text(self) -> str:
+        if self.exit is not None:
+            text = f"exited: {self.cause}"
+            if self.cause == TERMINATED and self.exit.signal:
+                text += f" ({self.exit.signal}, by {self.exit.by})"
+            elif self.cause in (SIGNAL, OOM_KILL, HEAP_OOM) and self.exit.signal:
+                text += f" ({self.exit.signal})"
+            elif self.cause == EXIT and self.exit.exit_code is not None:
+                text += f" ({self.exit.exit_code})"
+            return text
+        if self.terminating is not None:
+            return f"terminating… ({self.terminating} sent)"
+        if self.requested:
+            return "terminating…"
+        return {NORMAL: "running", WARNING: "warning", CRITICAL: "critical"}.get(self.level, self.level)
+
+    def value(self, metric: str) -> int | None:
+        if self.last is None:
+            return None
+        return {"rss": self.last.rss, "anon": self.last.anon, "heap_used": self.last.heap_used}[metric]
+
+    def limit(self, metric: str) -> int | None:
+        """What ``% of limit`` divides by: the V8 heap limit for heap, else the cgroup limit."""
+        if metric == "heap_used":
+            return self.last.heap_limit if self.last is not None else None
+        return self.cgroup_limit
+
+    def memory_text(self) -> str:
+        if self.last is None:
+            return "no sample yet"
+        return f"RSS {format_size(self.last.rss)}, anon {format_size(self.last.anon)}"
+
+
+@dataclass
+class ThreadState:
+    thread_id: int
+    heap_used: int | None = None
+    heap_limit: int | None = None
+    stale: bool = False  # stopped reporting (blocked in a synchronous loop): last values stand
+    cause: str | None = None  # set when the thread ended inside a live process
+
+    def state_text(self) -> str:
+        if self.cause is not None:
+            return f"exited: {self.cause}"
+        return "not reporting" if self.stale else "running"
+
+
+@dataclass(frozen=True, slots=True)
+class Death:
+    """One marker on the kill timeline."""
+
+    t: float
+    lane: str
+    cause: str
+    worker_id: str | None
+    name: str
+    pid: int | None
+    by: str | None = None
+    signal: str | None = None
+    exit_code: int | None = None
+    anon_rss_bytes: int | None = None
+    record: dict[str, Any] | None = None
+
+    def summary(self) -> str:
+        who = f"{self.name} (PID {self.pid})" if self.pid is not None else self.name
+        what = {
+            OOM_KILL: "killed by the OOM killer",
+            HEAP_OOM: "V8 heap out of memory",
+            TERMINATED: f"terminated by {self.by or 'oomscope'}",
+            SIGNAL: "killed by a signal",
+            EXIT: "exited",
+            UNKNOWN: "vanished (cause unknown)",
+            KERNEL: "OOM-killed (not a watched worker)",
+        }.get(self.cause, self.cause)
+        extra = []
+        if self.signal:
+            extra.append(self.signal)
+        if self.exit_code is not None:
+            extra.append(f"exit code {self.exit_code}")
+        if self.anon_rss_bytes is not None:
+            extra.append(f"anon RSS at kill {format_size(self.anon_rss_bytes)}")
+        return f"{who}: {what}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+def lane_of(cause: str) -> str:
+    return EXIT if cause == UNKNOWN else cause
+
+
+class Roster:
+    """Workers in the order the engine reported them, and every death in time order."""
+
+    def __init__(self, history_capacity: int | None = None) -> None:
+        self.workers: list[WorkerState] = []
+        self.by_id: dict[str, WorkerState] = {}
+        self.deaths: list[Death] = []
+        self._capacity = history_capacity
+        self._colors = 0
+
+    def add(self, ev: WorkerStarted | WorkerAttached) -> WorkerState:
+        existing = self.by_id.get(ev.worker.id)
+        if existing is not None:
+            return existing
+        series = Series(self._capacity) if self._capacity else Series()
+        w = WorkerState(ev.worker, self._colors, series, cgroup=ev.cgroup, cgroup_limit=ev.cgroup_limit,
+                        parent_pid=ev.parent_pid if isinstance(ev, WorkerAttached) else None)
+        self._colors += 1
+        self.workers.append(w)
+        self.by_id[w.id] = w
+        return w
+
+    def on_samples(self, ev: Samples) -> None:
+        by_id = self.by_id
+        for s in ev.samples:
+            w = by_id.get(s.worker.id)
+            if w is None:
+                continue  # its started event is still in the queue behind this one
+            w.last = s
+            if s.cgroup_limit is not None:
+                w.cgroup_limit = s.cgroup_limit
+            w.series.append(ev.t, s.rss, s.anon, s.heap_used)
+
+    def on_threshold(self, ev: Threshold) -> WorkerState | None:
+        w = self.by_id.get(ev.worker.id)
+        if w is not None:
+            w.level = ev.level
+        return w
+
+    def on_terminate(self, ev: Terminate) -> WorkerState | None:
+        w = self.by_id.get(ev.worker.id)
+        if w is not None and w.alive:
+            w.terminating = ev.signal
+        return w
+
+    def on_exit(self, ev: WorkerExited) -> tuple[WorkerState | None, Death]:
+        w = self.by_id.get(ev.worker.id)
+        if w is not None:
+            w.exit = ev
+            w.cause = ev.cause
+            w.oom = ev.oom
+            w.evidence = ev.evidence
+            w.terminating = None
+            w.requested = False
+            for line in ev.stderr_tail:
+                if not w.stderr or w.stderr[-1] != line:
+                    w.stderr.append(line)
+        death = Death(ev.t, lane_of(ev.cause), ev.cause, ev.worker.id, ev.worker.name, ev.worker.pid,
+                      by=ev.by, signal=ev.signal, exit_code=ev.exit_code,
+                      anon_rss_bytes=_anon_at_kill(ev.oom, w), record=ev.oom)
+        self.deaths.append(death)
+        return w, death
+
+    def on_cause_updated(self, ev: CauseUpdated) -> tuple[WorkerState | None, Death | None]:
+        w = self.by_id.get(ev.worker.id)
+        if w is not None:
+            w.cause = ev.cause
+            w.oom = ev.oom
+            w.evidence = ev.evidence
+        for i, d in enumerate(self.deaths):
+            if d.worker_id == ev.worker.id:
+                new = Death(d.t, lane_of(ev.cause), ev.cause, d.worker_id, d.name, d.pid, by=d.by,
+                            signal=d.signal, exit_code=d.exit_code,
+                            anon_rss_bytes=_anon_at_kill(ev.oom, w) or d.anon_rss_bytes, record=ev.oom)
+                self.deaths[i] = new
+                return w, new
+        return w, None
+
+    def on_kernel_oom(self, ev: KernelOom) -> Death | None:
+        """A kill record no worker claimed; one replayed from before oomscope started is placed
+        at its own wall time (and left off the timeline when the log gave none)."""
+        rec = ev.record
+        t = ev.t
+        if ev.history:
+            wall = _iso_to_unix(rec.get("wall_time"))
+            if wall is None:
+                return None
+            t = wall
+        kb = rec.get("anon_rss_kb")
+        death = Death(t, KERNEL, KERNEL, None, rec.get("comm") or "?", rec.get("pid"),
+                      signal="SIGKILL", anon_rss_bytes=kb * 1024 if isinstance(kb, int) else None,
+                      record=rec)
+        self.deaths.append(death)
+        self.deaths.sort(key=lambda d: d.t)
+        return death
+
+    def on_heap(self, ev: Heap) -> tuple[WorkerState | None, int | None]:
+        """A thread's heap report: (worker, row of a thread seen for the first time)."""
+        w = self.by_id.get(ev.worker.id)
+        if w is None or ev.is_main:
+            return w, None  # the main thread's heap arrives in the worker's samples
+        for th in w.threads:
+            if th.thread_id == ev.thread_id:
+                th.heap_used, th.heap_limit, th.stale = ev.heap_used, ev.heap_limit, ev.stale
+                return w, None
+        w.threads.append(ThreadState(ev.thread_id, ev.heap_used, ev.heap_limit, ev.stale))
+        return w, len(w.threads) - 1
+
+    def on_thread_exit(self, ev: ThreadExited) -> WorkerState | None:
+        w = self.by_id.get(ev.worker.id)
+        if w is not None:
+            for th in w.threads:
+                if th.thread_id == ev.thread_id:
+                    th.cause = ev.cause
+        return w
+
+    def add_output(self, worker_id: str, stream: str, line: str) -> None:
+        w = self.by_id.get(worker_id)
+        if w is not None and stream == "stderr":
+            w.stderr.append(line)
+
+    def any_heap(self) -> bool:
+        return any(w.series.has_heap for w in self.workers)
+
+
+def _iso_to_unix(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def _anon_at_kill(record: dict[str, Any] | None, w: WorkerState | None) -> int | None:
+    if record is not None and isinstance(record.get("anon_rss_kb"), int):
+        return int(record["anon_rss_kb"]) * 1024
+    if w is not None and w.last is not None:
+        return w.last.anon
+    return None

@@ -1,0 +1,108 @@
+"""The kill timeline: one marker per death, in lanes by cause, x linked to the memory plot."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from oomscope.core.causes import EXIT, TERMINATED, UNKNOWN
+
+from .palette import CAUSE_STYLE
+from .plot import AXIS_WIDTH_PX
+from .qt import QtWidgets, Signal, pg
+from .roster import LANE_LABELS, LANES, Death, Roster
+
+
+def marker_style(death: Death) -> tuple[str, tuple[int, int, int], int]:
+    if death.cause == TERMINATED and death.by == "policy":
+        return CAUSE_STYLE["terminated-policy"]
+    if death.cause == EXIT and death.exit_code == 0:
+        return CAUSE_STYLE["exit-clean"]
+    if death.cause == UNKNOWN:
+        return CAUSE_STYLE[UNKNOWN]
+    return CAUSE_STYLE.get(death.cause, CAUSE_STYLE[EXIT])
+
+
+def tip_text(death: Death) -> str:
+    stamp = time.strftime("%H:%M:%S", time.localtime(death.t))
+    lines = [f"{stamp}  {death.summary()}"]
+    if death.worker_id is not None:
+        lines.append(f"worker {death.worker_id} — click for details")
+    elif death.record is not None:
+        lines.append("kernel kill record of a process oomscope does not watch — click for its lines")
+    return "\n".join(lines)
+
+
+def _lane_y(lane: str) -> int:
+    """OOM kills on the top lane, the commonest and least alarming exits at the bottom."""
+    return len(LANES) - 1 - LANES.index(lane)
+
+
+class KillTimeline(QtWidgets.QWidget):
+    death_clicked = Signal(object)  # Death
+
+    def __init__(self, roster: Roster, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.roster = roster
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.plot_widget = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+        self.plot_widget.setObjectName("kill-timeline")
+        self.plot_widget.setBackground("w")
+        self.plot_widget.setToolTip("Worker deaths by cause; hover a marker for details, click it to open "
+                                    "the worker's detail pane")
+        item = self.plot_item = self.plot_widget.getPlotItem()
+        item.setMenuEnabled(False)
+        item.hideButtons()
+        item.showGrid(x=True, y=False, alpha=0.2)
+        self.view_box = item.getViewBox()
+        self.view_box.setMouseEnabled(x=True, y=False)
+        item.setYRange(-0.6, len(LANES) - 0.4, padding=0)
+        left = item.getAxis("left")
+        left.setTicks([[(_lane_y(lane), LANE_LABELS[lane]) for lane in LANES]])
+        left.setWidth(AXIS_WIDTH_PX)
+        for axis in ("left", "bottom"):
+            ax = item.getAxis(axis)
+            ax.setPen(pg.mkPen(90, 90, 90))
+            ax.setTextPen(pg.mkPen(40, 40, 40))
+        self.scatter = pg.ScatterPlotItem(hoverable=True, tip=self._tip, hoverSize=22,
+                                          hoverPen=pg.mkPen(0, 0, 0, width=2))
+        self.scatter.sigClicked.connect(self._on_clicked)
+        item.addItem(self.scatter)
+        layout.addWidget(self.plot_widget)
+
+    def link_x(self, plot_item: Any) -> None:
+        self.plot_item.setXLink(plot_item)
+
+    def refresh(self) -> None:
+        spots = []
+        for index, death in enumerate(self.roster.deaths):
+            symbol, rgb, size = marker_style(death)
+            spots.append({
+                "pos": (death.t, _lane_y(death.lane)),
+                "symbol": symbol,
+                "size": size,
+                "brush": pg.mkBrush(*rgb),
+                "pen": pg.mkPen(40, 40, 40, width=1),
+                "data": index,
+            })
+        self.scatter.setData(spots)
+
+    def _tip(self, x: float, y: float, data: Any) -> str:
+        if isinstance(data, int) and 0 <= data < len(self.roster.deaths):
+            return tip_text(self.roster.deaths[data])
+        return ""
+
+    def _on_clicked(self, _item: Any, points: Any, *_: Any) -> None:
+        for point in list(points)[:1]:
+            index = point.data()
+            if isinstance(index, int) and 0 <= index < len(self.roster.deaths):
+                self.death_clicked.emit(self.roster.deaths[index])
+
+    def markers(self) -> list[tuple[float, str]]:
+        """(time, cause) of every marker the scatter item holds, read back from it."""
+        out = []
+        for point in self.scatter.points():
+            index = point.data()
+            out.append((float(point.pos().x()), self.roster.deaths[index].cause))
+        return out

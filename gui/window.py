@@ -1,0 +1,665 @@
+"""The main window: worker table, memory plot, kill timeline, detail pane, kernel log."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from oomscope.core.engine import Engine
+from oomscope.core.errors import BadInput, Error
+from oomscope.core.events import (
+    CauseUpdated,
+    Doctor,
+    Heap,
+    KernelLine,
+    KernelOom,
+    Notice,
+    Output,
+    Samples,
+    SourceState,
+    Terminate,
+    ThreadExited,
+    Threshold,
+    WorkerAttached,
+    WorkerExited,
+    WorkerRef,
+    WorkerStarted,
+)
+from oomscope.core.launch import LaunchSpec
+from oomscope.core.sizes import Level, format_size, parse_level
+from oomscope.core.thresholds import CRITICAL, METRICS as ENGINE_METRICS, ThresholdConfig
+
+from .bridge import EngineBridge
+from .detail import DetailPane
+from .dialogs import AttachDialog, ConfirmFn, LaunchDialog, confirm_terminate
+from .kernel_pane import KernelLogPane
+from .models import COL_ANON, COL_HEAP, COL_LIMIT, COL_NAME, COL_PERCENT, COL_PID, COL_RSS, COL_STATE, \
+    COL_TREND, WorkerFilterProxy, WorkerTreeModel
+from .plot import WINDOWS, MemoryPlot
+from .qt import QItemSelectionModel, QSettings, Qt, QTimer, QtGui, QtWidgets, Signal
+from .roster import Death, Roster, WorkerState
+from .throttle import Throttle
+from .timeline import KillTimeline
+
+_TABLE_REFRESH_S = 0.25
+_MESSAGE_MS = 15000
+
+
+def _level_text(level: Level | None) -> str:
+    """What the level fields show: ``150MiB``, ``1.5GiB``, ``75%`` — what a user would type."""
+    if level is None:
+        return ""
+    if level.bytes is None:
+        return str(level)
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if level.bytes >= size:
+            return f"{level.bytes / size:.4g}{unit}"
+    return str(level.bytes)
+
+
+class MessageBar(QtWidgets.QLabel):
+    """A line above the table for things the user must see (refusals, failures); fades by itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setObjectName("message-bar")
+        self.setWordWrap(True)
+        self.setVisible(False)
+        self.setToolTip("The last problem oomscope ran into; it disappears by itself")
+        self.history: list[str] = []
+        self._timer = QTimer(self)
+        self._timer.setObjectName("message-bar-hide")
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(lambda: self.setVisible(False))
+
+    def show_message(self, text: str, level: str = "error") -> None:
+        self.history.append(text)
+        color = "rgb(250, 220, 220)" if level == "error" else "rgb(255, 243, 205)"
+        self.setStyleSheet(f"background: {color}; padding: 4px; border-radius: 3px")
+        self.setText(text)
+        self.setVisible(True)
+        self._timer.start(_MESSAGE_MS)
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    worker_exited = Signal(object)  # WorkerExited, after the window has shown it
+
+    def __init__(self, engine: Engine, settings: QSettings, *,
+                 thresholds: ThresholdConfig | None = None,
+                 confirm: ConfirmFn = confirm_terminate,
+                 persist_thresholds: bool = True) -> None:
+        super().__init__()
+        self.setObjectName("oomscope-main")
+        self.setWindowTitle("oomscope")
+        self.engine = engine
+        self.settings = settings
+        self.confirm = confirm
+        self.persist_thresholds = persist_thresholds
+        self.thresholds = thresholds if thresholds is not None else engine.config.thresholds
+        self.roster = Roster()
+        self.bridge = EngineBridge(engine, self)
+        self.model = WorkerTreeModel(self.roster, self)
+        self.proxy = WorkerFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self._kernel_source = "starting…"
+        self._cpu_mark = (time.monotonic(), engine.sampling_cpu_s)
+        self._build_views()
+        self._build_actions()
+        self._build_status()
+        self._connect_bridge()
+        self.refresh_table = Throttle(self.model.refresh_values, _TABLE_REFRESH_S, "table-refresh", self)
+        self._status_timer = QTimer(self)
+        self._status_timer.setObjectName("status-refresh")
+        self._status_timer.timeout.connect(self._update_status)
+        self._status_timer.start(1000)
+        self._restore_settings()
+        self._show_thresholds()
+        self.bridge.start()
+
+    # ---------------------------------------------------------------- layout
+
+    def _build_views(self) -> None:
+        self.plot = MemoryPlot(self.roster)
+        self.plot.threshold_moved.connect(self._on_threshold_moved)
+        self.plot.metric_changed.connect(self._on_metric_changed)
+        self.timeline = KillTimeline(self.roster)
+        self.timeline.link_x(self.plot.plot_item)
+        self.timeline.death_clicked.connect(self._on_death_clicked)
+        split = QtWidgets.QSplitter(Qt.Orientation.Vertical)
+        split.setObjectName("plot-splitter")
+        split.addWidget(self.plot)
+        box = QtWidgets.QWidget()
+        box_layout = QtWidgets.QVBoxLayout(box)
+        box_layout.setContentsMargins(0, 0, 0, 0)
+        box_layout.setSpacing(0)
+        title = QtWidgets.QLabel("  Kill timeline")
+        title.setStyleSheet("font-weight: bold; color: rgb(60, 60, 60)")
+        title.setToolTip("One marker per worker death; shapes and colours tell the cause")
+        box_layout.addWidget(title)
+        box_layout.addWidget(self.timeline, 1)
+        split.addWidget(box)
+        split.setStretchFactor(0, 4)
+        split.setStretchFactor(1, 1)
+        split.setSizes([520, 170])
+        self.plot_splitter = split
+        self.setCentralWidget(split)
+
+        table_box = QtWidgets.QWidget()
+        table_layout = QtWidgets.QVBoxLayout(table_box)
+        table_layout.setContentsMargins(4, 4, 4, 4)
+        self.message_bar = MessageBar()
+        table_layout.addWidget(self.message_bar)
+        self.filter_edit = QtWidgets.QLineEdit()
+        self.filter_edit.setObjectName("worker-filter")
+        self.filter_edit.setPlaceholderText("Filter workers (Ctrl+F)")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.filter_edit.setToolTip("Show only workers whose name, PID or state contains this text")
+        self.filter_edit.textChanged.connect(self.proxy.setFilterFixedString)
+        table_layout.addWidget(self.filter_edit)
+        self.table = QtWidgets.QTreeView()
+        self.table.setObjectName("worker-table")
+        self.table.setModel(self.proxy)
+        self.table.setRootIsDecorated(False)
+        self.table.setUniformRowHeights(True)
+        self.table.setAlternatingRowColors(False)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._on_table_menu)
+        self.table.setToolTip("")
+        self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
+        header = self.table.header()
+        header.setStretchLastSection(False)
+        for col, width in ((COL_NAME, 124), (COL_PID, 54), (COL_STATE, 176), (COL_RSS, 76), (COL_ANON, 76),
+                           (COL_HEAP, 76), (COL_PERCENT, 64), (COL_TREND, 100), (COL_LIMIT, 84)):
+            header.resizeSection(col, width)
+        header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        header.customContextMenuRequested.connect(self._on_header_menu)
+        header.setToolTip("Click to sort; right-click to choose columns")
+        table_layout.addWidget(self.table, 1)
+        self.workers_dock = self._dock("Workers", "workers-dock", table_box, Qt.DockWidgetArea.BottomDockWidgetArea)
+
+        self.detail = DetailPane()
+        self.detail_dock = self._dock("Details", "details-dock", self.detail, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.kernel_pane = KernelLogPane()
+        self.kernel_pane.worker_clicked.connect(self.select_worker)
+        self.kernel_dock = self._dock("Kernel log", "kernel-dock", self.kernel_pane,
+                                      Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.splitDockWidget(self.workers_dock, self.detail_dock, Qt.Orientation.Horizontal)
+        self.tabifyDockWidget(self.detail_dock, self.kernel_dock)
+        self.detail_dock.raise_()
+        self.resize(1400, 900)
+        self.resizeDocks([self.workers_dock], [330], Qt.Orientation.Vertical)
+        self.resizeDocks([self.workers_dock, self.detail_dock], [840, 560], Qt.Orientation.Horizontal)
+
+    def _dock(self, title: str, name: str, widget: QtWidgets.QWidget, area: Qt.DockWidgetArea) -> QtWidgets.QDockWidget:
+        dock = QtWidgets.QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                         | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, tip: str, shortcut: str | Sequence[str] | None, slot: Any,
+                name: str) -> QtGui.QAction:
+        action = QtGui.QAction(text, self)
+        action.setObjectName(name)
+        if shortcut is not None:
+            keys = [shortcut] if isinstance(shortcut, str) else list(shortcut)
+            action.setShortcuts([QtGui.QKeySequence(k) for k in keys])
+            tip += f" ({', '.join(keys)})"
+        action.setToolTip(tip)
+        action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        self.launch_action = self._action("Launch…", "Start a command as a worker, optionally under a memory "
+                                          "limit", "Ctrl+L", self.open_launch_dialog, "launch")
+        self.attach_action = self._action("Attach…", "Watch running processes, or the children of a pool "
+                                          "master", "Ctrl+Shift+A", self.open_attach_dialog, "attach")
+        self.terminate_action = self._action("Terminate", "SIGTERM the selected workers, SIGKILL after the "
+                                             "grace period", "Delete", lambda: self.terminate_selected(False),
+                                             "terminate")
+        self.kill_action = self._action("Kill now", "SIGKILL the selected workers at once", "Shift+Delete",
+                                        lambda: self.terminate_selected(True), "kill")
+        self.terminate_critical_action = self._action(
+            "Terminate all critical", "Terminate every worker at or above the critical level",
+            "Ctrl+Shift+Delete", self.terminate_critical, "terminate-critical")
+        self._action("Follow", "Pause or resume following the newest samples", "Space",
+                     lambda: self.plot.set_follow(not self.plot.follow), "toggle-follow")
+        self._action("Filter", "Filter the worker table", "Ctrl+F", self.filter_edit.setFocus, "focus-filter")
+        self._action("Quit", "Close oomscope (launched workers are terminated)", "Ctrl+Q", self.close, "quit")
+        for n, (label, _seconds) in enumerate(WINDOWS, 1):
+            self._action(f"Window {label}", f"Show the last {label} of history", str(n),
+                         lambda _c=False, i=n - 1: self.plot.window_box.setCurrentIndex(i), f"window-{n}")
+
+        bar = QtWidgets.QToolBar("Main")
+        bar.setObjectName("main-toolbar")
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        bar.setMovable(False)
+        for action in (self.launch_action, self.attach_action):
+            bar.addAction(action)
+        bar.addSeparator()
+        for action in (self.terminate_action, self.kill_action, self.terminate_critical_action):
+            bar.addAction(action)
+        bar.addSeparator()
+        self.warn_edit = self._level_edit("warning", "Warning level: a size (400MiB, 1.5G) or a percent of "
+                                          "the worker's limit (75%); empty: none. Enter applies; or drag the "
+                                          "amber line")
+        self.crit_edit = self._level_edit("critical", "Critical level: a size (600MiB) or a percent of the "
+                                          "worker's limit (90%); empty: none. Enter applies; or drag the red line")
+        bar.addWidget(QtWidgets.QLabel(" Warning: "))
+        bar.addWidget(self.warn_edit)
+        bar.addWidget(QtWidgets.QLabel("  Critical: "))
+        bar.addWidget(self.crit_edit)
+        self.addToolBar(bar)
+        self.toolbar = bar
+        self._update_actions()
+
+    def _level_edit(self, name: str, tip: str) -> QtWidgets.QLineEdit:
+        edit = QtWidgets.QLineEdit()
+        edit.setObjectName(f"{name}-level")
+        edit.setToolTip(tip)
+        edit.setPlaceholderText("none")
+        edit.setFixedWidth(90)
+        edit.editingFinished.connect(self._on_level_edited)
+        return edit
+
+    def _build_status(self) -> None:
+        status = self.statusBar()
+        self.source_status = QtWidgets.QLabel("kernel log: starting…")
+        self.source_status.setToolTip("Kernel log source: where OOM kill records come from")
+        self.sampling_status = QtWidgets.QLabel("")
+        self.sampling_status.setToolTip("Sampling interval, and the engine's CPU time spent sampling")
+        self.workers_status = QtWidgets.QLabel("no workers")
+        self.workers_status.setToolTip("Workers watched now, and how many have exited")
+        self.recording_status = QtWidgets.QLabel("recording: off")
+        self.recording_status.setToolTip("Session recording (oomscope watch --record) is not available "
+                                         "in the desktop app yet")
+        for label in (self.source_status, self.sampling_status, self.workers_status, self.recording_status):
+            status.addPermanentWidget(label)
+        self._update_status()
+
+    def _connect_bridge(self) -> None:
+        b = self.bridge
+        b.worker_added.connect(self._on_worker_added)
+        b.samples_added.connect(self._on_samples_added)
+        b.threshold_crossed.connect(self._on_threshold_crossed)
+        b.terminate_sent.connect(self._on_terminate_sent)
+        b.worker_exited.connect(self._on_worker_exited)
+        b.cause_updated.connect(self._on_cause_updated)
+        b.output_received.connect(self._on_output_received)
+        b.notice_received.connect(self._on_notice_received)
+        b.kernel_line_received.connect(self._on_kernel_line_received)
+        b.kernel_oom_received.connect(self._on_kernel_oom_received)
+        b.source_changed.connect(self._on_source_changed)
+        b.heap_reported.connect(self._on_heap_reported)
+        b.thread_exited.connect(self._on_thread_exited)
+        b.advice_given.connect(self._on_advice_given)
+        b.engine_stopped.connect(lambda: self.statusBar().showMessage("engine stopped"))
+
+    # ----------------------------------------------------------- engine events
+
+    def _on_worker_added(self, ev: WorkerStarted | WorkerAttached) -> None:
+        self.model.add_worker(ev)
+        self._update_status()
+        self.plot.request_redraw()
+
+    def _on_samples_added(self, ev: Samples) -> None:
+        had_heap = self.roster.any_heap()
+        self.roster.on_samples(ev)
+        if not had_heap and self.roster.any_heap():
+            self.plot.update_metric_choices()
+        self.refresh_table()
+        self.plot.request_redraw()
+
+    def _on_threshold_crossed(self, ev: Threshold) -> None:
+        w = self.roster.on_threshold(ev)
+        if w is not None:
+            self.model.worker_changed(w)
+
+    def _on_terminate_sent(self, ev: Terminate) -> None:
+        w = self.roster.on_terminate(ev)
+        if w is not None:
+            self.model.worker_changed(w)
+        self.statusBar().showMessage(f"{ev.worker.name} ({ev.worker.id}): {ev.signal} sent by {ev.by}"
+                                     + (f" — {ev.reason}" if ev.reason else ""), 8000)
+
+    def _on_worker_exited(self, ev: WorkerExited) -> None:
+        w, _death = self.roster.on_exit(ev)
+        if w is not None:
+            self.model.worker_changed(w)
+        self.timeline.refresh()
+        self.kernel_pane.tie_record(ev.oom, ev.worker.id)
+        if self.detail.worker is w and w is not None:
+            self.detail.refresh()
+        self.statusBar().showMessage(f"{ev.worker.name} ({ev.worker.id}, PID {ev.worker.pid}) "
+                                     f"{w.state_text() if w else 'exited: ' + ev.cause}", 10000)
+        self._update_status()
+        self._update_actions()
+        self.plot.request_redraw()
+        self.worker_exited.emit(ev)
+
+    def _on_cause_updated(self, ev: CauseUpdated) -> None:
+        w, _death = self.roster.on_cause_updated(ev)
+        if w is not None:
+            self.model.worker_changed(w)
+            if self.detail.worker is w:
+                self.detail.refresh()
+        self.timeline.refresh()
+        self.kernel_pane.tie_record(ev.oom, ev.worker.id)
+
+    def _on_heap_reported(self, ev: Heap) -> None:
+        w = self.model.apply_heap(ev)
+        if w is not None and w.threads and not self.table.rootIsDecorated():
+            self.table.setRootIsDecorated(True)
+            self.table.expand(self.proxy.mapFromSource(self.model.row_of(w.id)))
+
+    def _on_thread_exited(self, ev: ThreadExited) -> None:
+        w = self.roster.on_thread_exit(ev)
+        if w is not None:
+            self.model.threads_changed(w)
+        self.statusBar().showMessage(f"{ev.worker.name} ({ev.worker.id}): thread {ev.thread_id} ended: "
+                                     f"{ev.cause}" + (f" — {ev.message}" if ev.message else ""), 10000)
+
+    def _on_advice_given(self, ev: Doctor) -> None:
+        text = f"{ev.worker.name} ({ev.worker.id}): {ev.advice} {ev.reason}"
+        if ev.suggested:
+            text += f" Suggested: {ev.suggested}"
+        self.message_bar.show_message(text, "warning")
+
+    def _on_output_received(self, ev: Output) -> None:
+        self.roster.add_output(ev.worker.id, ev.stream, ev.line)
+
+    def _on_notice_received(self, ev: Notice) -> None:
+        who = f"{ev.worker.name} ({ev.worker.id}): " if ev.worker is not None else ""
+        if ev.level == "info":
+            self.statusBar().showMessage(who + ev.message, 8000)
+        else:
+            self.message_bar.show_message(who + ev.message, ev.level)
+
+    def _on_kernel_line_received(self, ev: KernelLine) -> None:
+        self.kernel_pane.add_line(ev)
+
+    def _on_kernel_oom_received(self, ev: KernelOom) -> None:
+        self.roster.on_kernel_oom(ev)
+        self.timeline.refresh()
+
+    def _on_source_changed(self, ev: SourceState) -> None:
+        self.kernel_pane.set_source(ev.source, ev.ok, ev.reason)
+        if ev.ok:
+            self._kernel_source = f"{ev.source} ✓"
+            self.source_status.setToolTip(f"OOM kill records are read from {ev.source}")
+        else:
+            self._kernel_source = f"{ev.source} unavailable"
+            self.source_status.setToolTip(f"{ev.source}: {ev.reason}")
+        self._update_status()
+
+    def _update_status(self) -> None:
+        self.source_status.setText(f"kernel log: {self._kernel_source}")
+        now = time.monotonic()
+        cpu = self.engine.sampling_cpu_s
+        t0, c0 = self._cpu_mark
+        load = 100.0 * (cpu - c0) / (now - t0) if now > t0 else 0.0
+        self._cpu_mark = (now, cpu)
+        self.sampling_status.setText(f"every {self.engine.config.interval_s:g} s · engine {load:.1f} % CPU")
+        alive = sum(1 for w in self.roster.workers if w.alive)
+        gone = len(self.roster.workers) - alive
+        self.workers_status.setText(f"{alive} worker{'s' if alive != 1 else ''}"
+                                    + (f", {gone} exited" if gone else ""))
+
+    # -------------------------------------------------------------- selection
+
+    def selected_workers(self) -> list[WorkerState]:
+        out = []
+        for index in self.table.selectionModel().selectedRows():
+            w = self.model.worker_at(self.proxy.mapToSource(index))
+            if w is not None and w not in out:
+                out.append(w)
+        return out
+
+    def _on_selection_changed(self, *_: Any) -> None:
+        chosen = self.selected_workers()
+        self.plot.set_selected(w.id for w in chosen)
+        if chosen:
+            self.detail.show_worker(chosen[0])
+            self.detail_dock.raise_()
+        self._update_actions()
+
+    def _update_actions(self) -> None:
+        alive = [w for w in self.selected_workers() if w.alive] if hasattr(self, "table") else []
+        self.terminate_action.setEnabled(bool(alive))
+        self.kill_action.setEnabled(bool(alive))
+
+    def select_worker(self, worker_id: str) -> None:
+        source = self.model.row_of(worker_id)
+        if not source.isValid():
+            return
+        index = self.proxy.mapFromSource(source)
+        if not index.isValid():  # hidden by the filter: clear it so the worker can be shown
+            self.filter_edit.clear()
+            index = self.proxy.mapFromSource(source)
+        self.table.selectionModel().select(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows)
+        self.table.scrollTo(index)
+
+    def _on_death_clicked(self, death: Death) -> None:
+        self.open_death(death)
+
+    def open_death(self, death: Death) -> None:
+        """Select the dead worker and show its story in the detail pane."""
+        if death.worker_id is not None and death.worker_id in self.roster.by_id:
+            self.select_worker(death.worker_id)
+            self.detail.show_worker(self.roster.by_id[death.worker_id], death)
+        else:
+            self.detail.show_death(death)
+        self.detail_dock.show()
+        self.detail_dock.raise_()
+
+    def _on_table_menu(self, pos: Any) -> None:
+        menu = QtWidgets.QMenu(self)
+        menu.setToolTipsVisible(True)
+        menu.addAction(self.terminate_action)
+        menu.addAction(self.kill_action)
+        menu.addSeparator()
+        menu.addAction(self.terminate_critical_action)
+        chosen = self.selected_workers()
+        if chosen:
+            menu.addSeparator()
+            copy = menu.addAction("Copy command line")
+            copy.setToolTip("Copy the selected worker's command line to the clipboard")
+            copy.triggered.connect(lambda: QtGui.QGuiApplication.clipboard().setText(" ".join(chosen[0].ref.cmd)))
+        menu.popup(self.table.viewport().mapToGlobal(pos))
+
+    def _on_header_menu(self, pos: Any) -> None:
+        header = self.table.header()
+        menu = QtWidgets.QMenu(self)
+        for col in range(self.model.columnCount()):
+            title = str(self.model.headerData(col, Qt.Orientation.Horizontal))
+            action = menu.addAction(title)
+            action.setCheckable(True)
+            action.setChecked(not header.isSectionHidden(col))
+            action.setEnabled(col != COL_NAME)
+            action.toggled.connect(lambda on, c=col: header.setSectionHidden(c, not on))
+        menu.popup(header.mapToGlobal(pos))
+
+    # ------------------------------------------------------------ terminating
+
+    def terminate_selected(self, kill_now: bool) -> None:
+        self._terminate([w for w in self.selected_workers() if w.alive], kill_now)
+
+    def terminate_critical(self) -> None:
+        targets = [w for w in self.roster.workers if w.alive and w.level == CRITICAL]
+        if not targets:
+            self.statusBar().showMessage("no worker is at or above the critical level", 5000)
+            return
+        self._terminate(targets, False)
+
+    def _terminate(self, workers: list[WorkerState], kill_now: bool) -> None:
+        if not workers:
+            return
+        answer = self.confirm(self, workers, kill_now)
+        if answer is None:
+            return
+        kill = answer == "kill"
+        for w in workers:
+            w.requested = True
+            self.model.worker_changed(w)
+            self.bridge.call(self.engine.terminate(w.id, by="user", kill_now=kill),
+                             on_error=lambda e, w=w: self._on_terminate_failed(w, e))
+
+    def _on_terminate_failed(self, w: WorkerState, error: BaseException) -> None:
+        w.requested = False
+        self.model.worker_changed(w)
+        text = str(error) if isinstance(error, Error) else f"internal error: {error!r}"
+        self.message_bar.show_message(f"Cannot terminate {w.ref.name} ({w.id}, PID {w.ref.pid}): {text}")
+
+    # ------------------------------------------------------------- thresholds
+
+    def _show_thresholds(self) -> None:
+        self.warn_edit.setText(_level_text(self.thresholds.warn))
+        self.crit_edit.setText(_level_text(self.thresholds.crit))
+        for edit in (self.warn_edit, self.crit_edit):
+            edit.setStyleSheet("")
+        self.plot.set_thresholds(self.thresholds.warn, self.thresholds.crit)
+
+    def _parse_edit(self, edit: QtWidgets.QLineEdit) -> Level | None:
+        text = edit.text().strip()
+        return parse_level(text) if text else None
+
+    def _on_level_edited(self) -> None:
+        try:
+            warn, crit = self._parse_edit(self.warn_edit), self._parse_edit(self.crit_edit)
+        except BadInput as e:
+            self._reject_levels(str(e))
+            return
+        if (warn, crit) != (self.thresholds.warn, self.thresholds.crit):
+            self.set_levels(warn, crit)
+
+    def set_levels(self, warn: Level | None, crit: Level | None) -> bool:
+        """Give the engine new levels (same metric and action); False, and says why, if invalid."""
+        try:
+            config = ThresholdConfig(warn=warn, crit=crit, metric=self.thresholds.metric,
+                                     on_crit=self.thresholds.on_crit)
+        except BadInput as e:
+            self._reject_levels(str(e))
+            return False
+        self._apply_thresholds(config)
+        return True
+
+    def _apply_thresholds(self, config: ThresholdConfig) -> None:
+        self.thresholds = config
+        self._show_thresholds()
+        self.bridge.call(self.engine.set_thresholds(config),
+                         on_error=lambda e: self.message_bar.show_message(f"Thresholds not applied: {e}"))
+        if self.persist_thresholds:
+            self.settings.setValue("thresholds/warn", _level_text(config.warn))
+            self.settings.setValue("thresholds/crit", _level_text(config.crit))
+        self.statusBar().showMessage(f"thresholds: warning {config.warn or 'none'}, critical "
+                                     f"{config.crit or 'none'} on {config.metric}", 6000)
+
+    def _reject_levels(self, why: str) -> None:
+        self.message_bar.show_message(why)
+        self._show_thresholds()
+
+    def _on_threshold_moved(self, level: str, value_bytes: int) -> None:
+        current = self.thresholds.warn if level == "warning" else self.thresholds.crit
+        if current is not None and current.fraction is not None:
+            limit = self.plot._reference_limit
+            if not limit:
+                self._show_thresholds()
+                return
+            fraction = round(min(1.0, max(0.01, value_bytes / limit)), 3)
+            new = Level(fraction=fraction)
+        else:
+            new = Level(bytes=value_bytes)
+        if level == "warning":
+            self.set_levels(new, self.thresholds.crit)
+        else:
+            self.set_levels(self.thresholds.warn, new)
+
+    def _on_metric_changed(self, metric: str) -> None:
+        self.model.set_metric(metric)
+        if metric in ENGINE_METRICS and metric != self.thresholds.metric:
+            # The lines are drawn on the plotted metric: the engine must compare that one.
+            self._apply_thresholds(ThresholdConfig(warn=self.thresholds.warn, crit=self.thresholds.crit,
+                                                   metric=metric, on_crit=self.thresholds.on_crit))
+        self.settings.setValue("plot/metric", metric)
+
+    # ---------------------------------------------------------------- commands
+
+    def launch(self, spec: LaunchSpec) -> None:
+        self.bridge.call(self.engine.launch(spec), on_error=lambda e: self.message_bar.show_message(
+            f"Cannot launch {spec.display_name()}: {e}"))
+
+    def attach(self, pid: int) -> None:
+        self.bridge.call(self.engine.attach(pid), on_error=lambda e: self.message_bar.show_message(
+            f"Cannot attach to PID {pid}: {e}"))
+
+    def attach_children(self, pid: int) -> None:
+        def done(refs: list[WorkerRef]) -> None:
+            if not refs:
+                self.statusBar().showMessage(f"PID {pid} has no children yet; new ones will be picked up", 8000)
+        self.bridge.call(self.engine.watch_children(pid), on_result=done,
+                         on_error=lambda e: self.message_bar.show_message(f"Cannot watch the children of PID {pid}: {e}"))
+
+    def open_launch_dialog(self) -> None:
+        dialog = LaunchDialog(self.settings, self)
+        if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted and dialog.spec is not None:
+            self.launch(dialog.spec)
+
+    def open_attach_dialog(self) -> None:
+        dialog = AttachDialog(self.settings, self)
+        if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted and dialog.choice is not None:
+            for pid in dialog.choice.pids:
+                if dialog.choice.children_of:
+                    self.attach_children(pid)
+                else:
+                    self.attach(pid)
+
+    # --------------------------------------------------------------- settings
+
+    def _restore_settings(self) -> None:
+        s = self.settings
+        geometry = s.value("window/geometry")
+        if isinstance(geometry, (bytes, bytearray)) or hasattr(geometry, "size"):
+            self.restoreGeometry(geometry)
+        state = s.value("window/state")
+        if state is not None:
+            self.restoreState(state)
+        header = s.value("table/header")
+        if header is not None:
+            self.table.header().restoreState(header)
+        splitter = s.value("window/plot_splitter")
+        if splitter is not None:
+            self.plot_splitter.restoreState(splitter)
+        metric = s.value("plot/metric")
+        if isinstance(metric, str):
+            self.plot.set_metric(metric)
+        window = s.value("plot/window")
+        if window is not None:
+            self.plot.set_window(None if window in ("", "all", None) else float(window))
+
+    def save_settings(self) -> None:
+        s = self.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState())
+        s.setValue("table/header", self.table.header().saveState())
+        s.setValue("window/plot_splitter", self.plot_splitter.saveState())
+        s.setValue("plot/window", "all" if self.plot.window_s is None else self.plot.window_s)
+        s.setValue("plot/metric", self.plot.shown_metric)
+        s.sync()
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.save_settings()
+        self.bridge.stop()
+        super().closeEvent(event)
+
+

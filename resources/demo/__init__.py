@@ -1,0 +1,1 @@
+"""Demo workers for ``oomscope demo`` (Node.js where node exists, Python otherwise)."""

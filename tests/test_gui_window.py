@@ -1,0 +1,155 @@
+"""The main window on a real engine: terminate by click and key, refusals, thresholds typed and
+dragged, settings remembered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conftest import PY
+from gui_helpers import GUI_MARKS, HOLDER, confirmer, make_window, settings_at, worker_row_text  # noqa: F401 (fixtures)
+from oomscope.core.launch import LaunchSpec
+from oomscope.core.sizes import parse_level
+from oomscope.core.thresholds import ThresholdConfig
+
+pytestmark = GUI_MARKS
+
+
+def _launch_holder(qtbot: Any, window: Any, mib: int = 24, name: str = "holder") -> Any:
+    window.launch(LaunchSpec((PY, "-c", HOLDER.format(mib=mib)), name=name))
+    qtbot.waitUntil(lambda: any(w.ref.name == name for w in window.roster.workers), timeout=10_000)
+    w = next(w for w in window.roster.workers if w.ref.name == name)
+    qtbot.waitUntil(lambda: w.last is not None and w.last.rss > mib << 20, timeout=10_000)
+    return w
+
+
+def _select(qtbot: Any, window: Any, worker_id: str) -> None:
+    from oomscope.gui.qt import Qt
+
+    index = window.proxy.mapFromSource(window.model.row_of(worker_id))
+    rect = window.table.visualRect(index)
+    qtbot.mouseClick(window.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert [w.id for w in window.selected_workers()] == [worker_id]
+
+
+def test_clicking_terminate_ends_the_worker_and_marks_the_timeline(qtbot, make_window, confirmer) -> None:
+    from oomscope.core.causes import TERMINATED
+    from oomscope.gui.models import COL_STATE
+    from oomscope.gui.qt import Qt
+
+    window = make_window()
+    w = _launch_holder(qtbot, window)
+    _select(qtbot, window, w.id)
+    button = window.toolbar.widgetForAction(window.terminate_action)
+    assert button.isEnabled()
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    # The confirmation named the worker and its memory.
+    assert confirmer.asked == [([w.id], False)]
+    assert "holder RSS" in confirmer.texts[0][0] and "MiB" in confirmer.texts[0][0]
+    qtbot.waitUntil(lambda: worker_row_text(window, w.id, COL_STATE).startswith("exited"), timeout=10_000)
+    assert worker_row_text(window, w.id, COL_STATE) == "exited: terminated (SIGTERM, by user)"
+    qtbot.waitUntil(lambda: any(cause == TERMINATED for _t, cause in window.timeline.markers()), timeout=5_000)
+    assert not window.terminate_action.isEnabled()  # the selection holds only a dead worker now
+
+
+def test_delete_key_asks_and_cancel_leaves_the_worker_alone(qtbot, make_window, confirmer) -> None:
+    from oomscope.gui.models import COL_STATE
+    from oomscope.gui.qt import Qt
+
+    confirmer.answer = None
+    window = make_window()
+    w = _launch_holder(qtbot, window)
+    _select(qtbot, window, w.id)
+    qtbot.keyClick(window.table, Qt.Key.Key_Delete)
+    assert confirmer.asked == [([w.id], False)]
+    qtbot.keyClick(window.table, Qt.Key.Key_Delete, Qt.KeyboardModifier.ShiftModifier)
+    assert confirmer.asked[-1] == ([w.id], True)
+    window.bridge.drain()
+    assert w.alive and worker_row_text(window, w.id, COL_STATE) == "running"
+
+
+def test_refused_terminate_shows_the_engine_message(qtbot, make_window) -> None:
+    window = make_window()
+    w = _launch_holder(qtbot, window)
+    window.engine.terminate(w.id, kill_now=True).result(5)
+    qtbot.waitUntil(lambda: not w.alive, timeout=10_000)
+    # The user's click raced with the exit: the engine refuses, the window says why.
+    window._terminate([w], False)
+    qtbot.waitUntil(lambda: bool(window.message_bar.history), timeout=5_000)
+    assert "has already exited" in window.message_bar.history[-1]
+    assert window.message_bar.isVisible()
+
+
+def test_terminate_all_critical_targets_only_critical_workers(qtbot, make_window, confirmer) -> None:
+    window = make_window(ThresholdConfig(crit=parse_level("40MiB")))
+    small = _launch_holder(qtbot, window, mib=8, name="small")
+    big = _launch_holder(qtbot, window, mib=64, name="big")
+    qtbot.waitUntil(lambda: big.level == "critical", timeout=10_000)
+    window.terminate_critical_action.trigger()
+    assert confirmer.asked == [([big.id], False)]
+    qtbot.waitUntil(lambda: not big.alive, timeout=10_000)
+    assert small.alive and big.cause == "terminated"
+
+
+def test_dragging_the_critical_line_changes_the_engine_threshold(qtbot, make_window) -> None:
+    from oomscope.gui.plot import MIB
+    from oomscope.gui.qt import QPointF, Qt
+
+    window = make_window(ThresholdConfig(crit=parse_level("200MiB")))
+    w = _launch_holder(qtbot, window, mib=32)
+    window.plot.redraw()
+    line = window.plot.lines["critical"]
+    assert line.isVisible() and line.value() == 200.0
+    view = window.plot.view_box
+    (x0, x1), _ = view.viewRange()
+    x = x0 + 0.6 * (x1 - x0)
+    widget = window.plot.plot_widget
+    start = widget.mapFromScene(view.mapViewToScene(QPointF(x, line.value())))
+    end = widget.mapFromScene(view.mapViewToScene(QPointF(x, 20.0)))
+    viewport = widget.viewport()
+    with qtbot.waitSignal(window.bridge.threshold_crossed, timeout=10_000,
+                          check_params_cb=lambda ev: ev.worker.id == w.id and ev.level == "critical"
+                          ) as crossed:
+        qtbot.mousePress(viewport, Qt.MouseButton.LeftButton, pos=start)
+        for i in range(1, 11):
+            qtbot.mouseMove(viewport, start + (end - start) * (i / 10))
+        qtbot.mouseRelease(viewport, Qt.MouseButton.LeftButton, pos=end)
+    new_crit = window.thresholds.crit
+    assert new_crit is not None and new_crit.bytes is not None
+    assert abs(new_crit.bytes / MIB - 20.0) < 4.0
+    # The engine compares against the dragged level: its event names it as the limit.
+    assert crossed.args[0].limit == new_crit.bytes
+    assert window.crit_edit.text().endswith("MiB")
+
+
+def test_typed_levels_reach_the_engine_and_bad_ones_are_refused(qtbot, make_window) -> None:
+    window = make_window()
+    w = _launch_holder(qtbot, window, mib=32)
+    window.crit_edit.setText("abc")
+    window.crit_edit.editingFinished.emit()
+    assert "invalid size" in window.message_bar.history[-1]
+    assert window.crit_edit.text() == ""  # the field shows what the engine has
+    window.warn_edit.setText("90%")
+    window.crit_edit.setText("80%")
+    window.crit_edit.editingFinished.emit()
+    assert "must be below" in window.message_bar.history[-1]
+    window.warn_edit.setText("8MiB")
+    window.crit_edit.setText("1GiB")
+    with qtbot.waitSignal(window.bridge.threshold_crossed, timeout=10_000,
+                          check_params_cb=lambda ev: ev.worker.id == w.id) as crossed:
+        window.crit_edit.editingFinished.emit()
+    assert (crossed.args[0].level, crossed.args[0].limit) == ("warning", 8 << 20)
+
+
+def test_layout_thresholds_and_plot_choices_are_remembered(qtbot, make_window, tmp_path) -> None:
+    window = make_window()
+    window.crit_edit.setText("300MiB")
+    window.crit_edit.editingFinished.emit()
+    window.plot.set_window(900.0)
+    window.table.header().resizeSection(0, 222)
+    window.close()
+    settings = settings_at(tmp_path / "settings.ini")
+    assert settings.value("thresholds/crit") == "300MiB"
+    assert float(settings.value("plot/window")) == 900.0
+    again = make_window()
+    assert again.plot.window_s == 900.0
+    assert again.table.header().sectionSize(0) == 222
