@@ -125,7 +125,7 @@ def test_children_of_from_the_command_line(children) -> None:
         "time.sleep(60)\n"
     )
     parent = ready_child(children, code)
-    r = watch("--json", "--children-of", str(parent.pid), "--duration", "20")
+    r = watch("--json", "--children-of", str(parent.pid), "--duration", "3")
     evs = events(r.stdout)
     attached = [e for e in evs if e["event"] == "worker_attached"]
     assert len(attached) == 2 and all(e["parent_pid"] == parent.pid for e in attached)
