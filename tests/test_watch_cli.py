@@ -118,19 +118,40 @@ def test_mem_limit_oom_kill_from_the_command_line() -> None:
 def test_children_of_from_the_command_line(children) -> None:
     code = (
         "import os, sys, time\n"
+        "r, w = os.pipe()\n"
         "kids = [os.fork() for _ in range(2)]\n"
-        "if 0 in kids: time.sleep(0.3); os._exit(0)\n"
+        "if 0 in kids:\n"
+        "    os.read(r, 1); os._exit(0)\n"  # each child waits for its go
         "print('ready', flush=True)\n"
+        "sys.stdin.readline(); os.write(w, b'xx')\n"
         "for k in kids: os.waitpid(k, 0)\n"
         "time.sleep(60)\n"
     )
-    parent = ready_child(children, code)
-    r = watch("--json", "--children-of", str(parent.pid), "--duration", "3")
-    evs = events(r.stdout)
-    attached = [e for e in evs if e["event"] == "worker_attached"]
-    assert len(attached) == 2 and all(e["parent_pid"] == parent.pid for e in attached)
-    # Both children end; the parent lives on, so watch keeps following it until --duration.
-    assert len([e for e in evs if e["event"] == "worker_exited"]) == 2
+    parent = children([PY, "-u", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert parent.stdout is not None and parent.stdin is not None
+    assert parent.stdout.readline().strip() == b"ready"
+    w = children([*OOMSCOPE, "watch", "--json", "--children-of", str(parent.pid), "--duration", "20"],
+                 stdout=subprocess.PIPE, text=True)
+    assert w.stdout is not None
+    attached = []
+    while len(attached) < 2:
+        e = json.loads(w.stdout.readline())
+        if e["event"] == "worker_attached":
+            attached.append(e)
+    assert all(e["parent_pid"] == parent.pid for e in attached)
+    parent.stdin.write(b"go\n")
+    parent.stdin.flush()
+    exited = []
+    while len(exited) < 2:
+        e = json.loads(w.stdout.readline())
+        if e["event"] == "worker_exited":
+            exited.append(e)
+    assert sorted(e["worker"]["pid"] for e in exited) == sorted(e["worker"]["pid"] for e in attached)
+    assert all((e["cause"], e["exit_code"]) == ("unknown", None) for e in exited)
+    # The parent lives on, so watch keeps following it: stop it as a user would.
+    w.send_signal(signal.SIGINT)
+    w.communicate(timeout=30)
+    assert w.returncode == 0
 
 
 # ------------------------------------------------------------------ bad input
