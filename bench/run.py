@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_engine  # noqa: E402
 import bench_gui  # noqa: E402
+import bench_heap  # noqa: E402
 import bench_oom_latency  # noqa: E402
 import bench_parse  # noqa: E402
 
@@ -21,6 +22,7 @@ def main() -> None:
     bench_parse.main()
     bench_gui.main()
     bench_oom_latency.main()
+    bench_heap.main()
 
 
 if __name__ == "__main__":

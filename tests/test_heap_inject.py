@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_heap_support import NODE, Collector, descendant_of, needs_node, run
+from test_heap_support import NODE, Collector, descendant_of, needs_node
 
 from oomscope.core.heap import inject
 from oomscope.core.heap.inject import inject_node, inject_python, python_reporter_dir, reporter_path
@@ -76,14 +76,15 @@ def test_node_options_quoting_survives_an_awkward_path(
     shutil.copy(reporter_path(), odd / "reporter.js")
     monkeypatch.setattr(inject, "reporter_path", lambda: str(odd / "reporter.js"))
     assert NODE is not None
-    # Through a shell: only NODE_OPTIONS carries the reporter.
-    argv, env = inject_node(["/bin/sh", "-c", f"{NODE} -e 'setTimeout(() => {{}}, 300)'"],
+    # Through a shell: only NODE_OPTIONS carries the reporter. Node runs until its stdin closes.
+    argv, env = inject_node(["/bin/sh", "-c", f"{NODE} -e 'process.stdin.resume()'"],
                             {"PATH": os.environ["PATH"]}, collector.server.socket_path, 0.05)
-    p = subprocess.Popen(argv, env=env)
+    p = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         collector.wait_for(lambda c: c.reports())
+        _, err = p.communicate(b"", timeout=10)
     finally:
-        p.wait(timeout=10)
-    assert p.returncode == 0
-    r = run(argv, env)
-    assert r.stderr == b""
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert (p.returncode, err) == (0, b"")

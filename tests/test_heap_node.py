@@ -197,16 +197,45 @@ def test_bad_socket_path_leaves_the_app_unchanged(tmp_path: Path, where: str) ->
 
 def test_process_exits_as_soon_as_the_app_is_done(collector: Collector) -> None:
     # Timer and socket are unref'd: a connected reporter never keeps node (or a worker) alive.
-    code = ("const { Worker } = require('worker_threads');"
-            "new Worker('setTimeout(() => {}, 50)', { eval: true });"
-            "setTimeout(() => console.log('bye'), 200);")
+    code = r"""
+const { Worker } = require('worker_threads');
+const w = new Worker("require('worker_threads').parentPort.once('message', () => {})", { eval: true });
+process.stdin.once('data', () => { process.stdin.destroy(); w.postMessage('done'); console.log('bye'); });
+"""
     argv, env = node_cmd(code, collector.server.socket_path, interval_s=30.0)
-    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE)
+    p = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
-        collector.wait_for(lambda c: len(c.closed) >= 2 and len(c.hellos(p.pid)) >= 2)
-        out, _ = p.communicate(timeout=10)
+        collector.wait_for(lambda c: len(c.hellos(p.pid)) == 2)
+        out, _ = p.communicate(b"go\n", timeout=10)
+        collector.wait_for(lambda c: len(c.ended(p.pid)) == 2)
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
     assert (p.returncode, out) == (0, b"bye\n")
+
+
+@pytest.mark.parametrize(("flags", "old_mib", "young_mib"), [
+    (["--max-old-space-size=300"], 300, None),
+    (["--max-semi-space-size=4"], None, 12),  # three semi-spaces of 4 MiB
+    (["--max-old-space-size=100", "--max-semi-space-size=2"], 100, 6),
+])
+def test_main_thread_old_generation_limit(collector: Collector, flags: list[str],
+                                          old_mib: int | None, young_mib: int | None) -> None:
+    assert NODE is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NODE_", "OOMSCOPE_"))}
+    argv, env = inject_node([NODE, *flags, "-e", "process.stdin.resume()"], env,
+                            collector.server.socket_path, 0.05)
+    p = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE)
+    try:
+        r = collector.wait_for(lambda c: c.reports(p.pid))[-1]
+        p.communicate(b"", timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert r.old_space_limit is not None
+    if old_mib is not None:
+        assert r.old_space_limit == old_mib * MiB
+    if young_mib is not None:
+        assert r.heap_limit - r.old_space_limit == young_mib * MiB

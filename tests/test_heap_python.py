@@ -28,11 +28,12 @@ def base_env() -> dict[str, str]:
 
 def serve_until_exit(collector: Collector, argv: list[str], env: dict[str, str], pred: object,
                      tmp_path: Path) -> tuple[int, bytes, bytes]:
+    """Run a program that waits for its stdin to close; close it once ``pred`` holds."""
     with open(tmp_path / "out", "wb") as out, open(tmp_path / "err", "wb") as err:
-        p = subprocess.Popen(argv, env=env, stdout=out, stderr=err)
+        p = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err)
         try:
             collector.wait_for(pred)  # type: ignore[arg-type]
-            p.wait(timeout=20)
+            p.communicate(timeout=20)
         finally:
             if p.poll() is None:
                 p.kill()
@@ -87,9 +88,9 @@ def test_existing_sitecustomize_is_chained(collector: Collector, tmp_path: Path)
         "import os\nos.environ['THEIRS_RAN'] = os.environ.get('THEIRS_RAN', '') + 'x'\n"
         "print('their sitecustomize')\n")
     env = inject_python({**base_env(), "PYTHONPATH": str(theirs)}, collector.server.socket_path, 0.05)
-    code = ("import os, sitecustomize, time\n"
+    code = ("import os, sitecustomize, sys\n"
             "print(os.environ['THEIRS_RAN'], sitecustomize.__file__)\n"
-            "time.sleep(0.3)\n")
+            "sys.stdin.read()\n")
     rc, out, err = serve_until_exit(collector, [PY, "-c", code], env,
                                     lambda c: c.reports(), tmp_path)
     assert (rc, err) == (0, b"")

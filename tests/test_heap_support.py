@@ -91,4 +91,5 @@ def descendant_of(root: int) -> Callable[[int, int], bool]:
 
 def run(argv: list[str], env: dict[str, str], timeout: float = 30.0,
         **kw: Any) -> subprocess.CompletedProcess[bytes]:
+    kw.setdefault("stdin", subprocess.DEVNULL)
     return subprocess.run(argv, env=env, capture_output=True, timeout=timeout, **kw)

@@ -28,6 +28,9 @@ _MAX_PENDING_BYTES = 16384
 _generation = 0  # bumped at fork: a reporter of an older generation is the parent's, and stops
 _started = False
 _current = None  # this process's reporter
+# Held while the reporter creates its socket, and across os.fork(): a child must know every
+# socket of the parent's reporter to close it, also one created a moment before the fork.
+_fork_lock = _thread.allocate_lock()
 
 
 def _interval_s() -> float:
@@ -96,21 +99,20 @@ class _Reporter:
             _sleep(self.interval_s)
 
     def _connect(self) -> bool:
-        s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        with _fork_lock:
+            s = self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             s.settimeout(1.0)
             s.connect(self.path)
             s.setblocking(False)
-            hello = ('{"type":"hello","v":1,"kind":"python","pid":%d,"threadId":0,'
-                     '"isMainThread":true,"resourceLimits":null,"node":null,"python":"%d.%d.%d"}\n'
-                     % (os.getpid(), *sys.version_info[:3]))
-            self.sock = s
-            self.pending = b""
-            return self._send(hello.encode())
         except OSError:
-            s.close()
-            self.sock = None
+            self._disconnect()
             return False
+        hello = ('{"type":"hello","v":1,"kind":"python","pid":%d,"threadId":0,'
+                 '"isMainThread":true,"resourceLimits":null,"node":null,"python":"%d.%d.%d"}\n'
+                 % (os.getpid(), *sys.version_info[:3]))
+        self.pending = b""
+        return self._send(hello.encode())
 
     def _disconnect(self) -> None:
         if self.sock is not None:
@@ -181,6 +183,7 @@ def _spawn(first_delay_s: float) -> None:
 def _after_fork_in_child() -> None:
     global _generation
     _generation += 1
+    _fork_lock.release()
     # The parent's reporter thread does not exist here, but its socket does: kept open, the
     # parent's end would not reach oomscope until this child ended too.
     inherited = _current
@@ -208,4 +211,5 @@ def start() -> None:
     if not os.environ.get("OOMSCOPE_HEAP_SOCKET"):
         return
     _spawn(0.0)
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_fork_lock.acquire, after_in_parent=_fork_lock.release,
+                        after_in_child=_after_fork_in_child)
