@@ -197,6 +197,14 @@ class Engine:
     def set_thresholds(self, config: ThresholdConfig) -> Future[None]:
         return self._submit(lambda: self._set_thresholds(config))
 
+    def set_worker_thresholds(self, worker_id: str, config: ThresholdConfig | None) -> Future[None]:
+        """Override warning, critical and the critical action for one worker (None: back to the
+        global ones). The metric stays the global one: one plot, one meaning per curve."""
+        return self._submit(lambda: self._set_worker_thresholds(self._get(worker_id), config))
+
+    def worker_thresholds(self, worker_id: str) -> Future[ThresholdConfig | None]:
+        return self._submit(lambda: self._get(worker_id).override)
+
     def workers(self) -> Future[list[WorkerRef]]:
         return self._submit(lambda: [w.ref for w in self._workers.values() if not w.exited])
 
@@ -813,7 +821,7 @@ class Engine:
                 if metric_is_heap:
                     if ht is None:
                         continue  # no heap report yet: no heap level either
-                    level, value = heap_level(self._thresholds, ht.used, ht.old_used,
+                    level, value = heap_level(w.thresholds, ht.used, ht.old_used,
                                               w.warn_bytes, w.crit_bytes)
                 else:
                     value = rss if metric_is_rss else anon
@@ -831,8 +839,8 @@ class Engine:
             self._emit(Samples(now, tuple(samples)))
         self.worker_samples += len(samples)
         self.sampling_cpu_s += time.thread_time() - cpu0
-        if self._thresholds.on_crit == "terminate":
-            for w, value, crit in crit_hits:
+        for w, value, crit in crit_hits:
+            if w.thresholds.on_crit == "terminate":
                 self._policy_terminate(w, value, crit)
 
     def _refresh_comms(self) -> None:
@@ -864,14 +872,20 @@ class Engine:
         if w.terminating_by is not None:
             return
         reason = (
-            f"{self._thresholds.metric} {format_size(value)} at or above critical "
-            f"{self._thresholds.crit} ({format_size(crit)})"
+            f"{w.thresholds.metric} {format_size(value)} at or above critical "
+            f"{w.thresholds.crit} ({format_size(crit)})"
         )
         try:
             self._terminate(w, "policy", False, None, reason)
         except Error as e:
             self._emit(Notice(time.time(), "warning",
                               f"policy could not terminate {w.ref.name} (PID {w.ref.pid}): {e}", w.ref))
+
+    def _set_worker_thresholds(self, w: Worker, config: ThresholdConfig | None) -> None:
+        if w.exited:
+            raise WorkerGone(f"worker {w.ref.id} ({w.ref.name}, PID {w.ref.pid}) has already exited")
+        w.override = config
+        w.refresh_levels(self._thresholds)
 
     def _set_thresholds(self, config: ThresholdConfig) -> None:
         self._thresholds = config

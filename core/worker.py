@@ -6,6 +6,7 @@ import errno
 import os
 import subprocess
 from collections import deque
+from dataclasses import replace
 from collections.abc import Callable
 from typing import IO
 
@@ -26,7 +27,7 @@ class Worker:
     __slots__ = (
         "ref", "handle", "popen", "limited", "parent_pid", "statm", "statm_fd", "cgroup", "cgroup_limit",
         "oom_kills_at_start", "swap", "level", "warn_bytes", "crit_bytes", "terminating_by",
-        "last_signal", "exited", "comm", "comm_checks_left", "oom_record", "heap", "node_options", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
+        "last_signal", "exited", "comm", "comm_checks_left", "oom_record", "heap", "node_options", "thresholds", "override", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
     )
 
     def __init__(
@@ -61,6 +62,8 @@ class Worker:
         self.comm_checks_left = 5 if popen is not None else 0
         self.oom_record: KillRecord | None = None
         self.heap = HeapBook()
+        self.thresholds = ThresholdConfig()
+        self.override: ThresholdConfig | None = None
         self.node_options: str | None = None
         self.stdout_lines: deque[str] = deque(maxlen=output_lines)
         self.stderr_lines: deque[str] = deque(maxlen=output_lines)
@@ -100,8 +103,12 @@ class Worker:
             self.oom_kills_at_start = self.cgroup.oom_kill_count()
 
     def refresh_levels(self, config: ThresholdConfig) -> None:
-        """Resolve percent levels against this worker's limit: the cgroup's for RSS and anon,
-        the old-generation limit (all threads) for the heap metric."""
+        """Take the global thresholds (or this worker's override, on the global metric) and
+        resolve percent levels against this worker's limit: the cgroup's for RSS and anon, the
+        old-generation limit (all threads) for the heap metric."""
+        if self.override is not None:
+            config = replace(self.override, metric=config.metric)
+        self.thresholds = config
         if config.metric == "heap":
             t = self.heap.totals
             limit = None if t is None else (t.old_limit if t.old_limit is not None else t.limit)

@@ -284,3 +284,21 @@ def test_vanishing_mid_sample_is_an_ordinary_exit(make_engine) -> None:
         assert log.wait_exit(ref.id).cause == "exit"
     assert not [n for n in log.of("notice") if n.level == "error"]
 
+
+
+def test_per_worker_threshold_override(make_engine) -> None:
+    config = ThresholdConfig(warn=parse_level("1GiB"), crit=parse_level("2GiB"), metric="anon")
+    eng, log = make_engine(thresholds=config, interval_s=0.05, grace_s=1.0)
+    ref = eng.launch(LaunchSpec((PY, "-u", "-c", GROWER))).result(5)
+    other = eng.launch(LaunchSpec((PY, "-u", "-c", GROWER))).result(5)
+    override = ThresholdConfig(warn=parse_level("50MiB"), crit=parse_level("100MiB"), on_crit="terminate")
+    eng.set_worker_thresholds(ref.id, override).result(5)
+    assert eng.worker_thresholds(ref.id).result(5) == override
+    exited = log.wait_exit(ref.id, timeout=30)
+    assert (exited.cause, exited.by) == ("terminated", "policy")
+    crit = [t for t in log.of("threshold", ref.id) if t.level == "critical"][0]
+    assert crit.metric == "anon" and crit.limit == 100 << 20  # the global metric, its own levels
+    assert not log.of("threshold", other.id)  # the other worker keeps the global 1 GiB / 2 GiB
+    eng.set_worker_thresholds(other.id, None).result(5)
+    with pytest.raises(WorkerGone):
+        eng.set_worker_thresholds(ref.id, None).result(5)
