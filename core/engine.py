@@ -31,9 +31,11 @@ from .causes import OOM_KILL, SIGNAL, UNKNOWN, classify
 from .correlate import ExitNote, RecentExits, RecentRecords, comm_matches
 from .doctor import max_old_space_mb, node_heap_advice
 from .heap.inject import inject_node, inject_python
+from .heap.inspector import node_executable
 from .heap.messages import HeapReport, ThreadEnded, ThreadHello
 from .heap.server import Connection, HeapServer
 from .heapbook import ThreadState
+from .inspection import InspectionThread
 from .cgroups import MemoryCgroup, cgroup_of, create_limited_cgroup
 from .errors import BadInput, Error, Refused, WorkerGone
 from .events import (
@@ -85,6 +87,7 @@ class EngineConfig:
     kernel_log: bool = True
     heap_reports: bool = True
     heap_interval_s: float = 1.0
+    inspect_heap: bool = False
 
     def __post_init__(self) -> None:
         if not (self.interval_s >= MIN_INTERVAL_S):
@@ -129,6 +132,7 @@ class Engine:
         self._live_by_pid: dict[int, Worker] = {}
         self._thread_deaths: set[tuple[int, int]] = set()
         self._refused_peers: set[int] = set()
+        self._inspections: dict[str, InspectionThread] = {}
         self._kernel_dirty = False
         self._records = RecentRecords()
         self._exits = RecentExits()
@@ -193,6 +197,11 @@ class Engine:
         return self._submit(
             lambda: self._terminate(self._get(worker_id), by, kill_now, grace_s, reason)
         )
+
+    def inspect_heap(self, worker_id: str) -> Future[None]:
+        """Open the inspector of an attached Node.js worker for per-thread heaps (opt-in:
+        while it is open any local user can run code in that process; see INSPECTOR_WARNING)."""
+        return self._submit(lambda: self._inspect(self._get(worker_id)))
 
     def set_thresholds(self, config: ThresholdConfig) -> Future[None]:
         return self._submit(lambda: self._set_thresholds(config))
@@ -322,6 +331,9 @@ class Engine:
         if self._heap is not None:
             self._heap.close()
             self._heap = None
+        for insp in self._inspections.values():
+            insp.stop()  # closes each inspector port before we go
+        self._inspections.clear()
         self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -510,6 +522,38 @@ class Engine:
         if advice is not None:
             self._emit(Doctor(time.time(), w.ref, advice.advice, advice.reason, advice.suggested))
 
+    def _inspect(self, w: Worker) -> None:
+        if w.exited:
+            raise WorkerGone(f"worker {w.ref.id} ({w.ref.name}, PID {w.ref.pid}) has already exited")
+        if w.ref.id in self._inspections:
+            return
+        if w.launched:
+            raise BadInput(f"worker {w.ref.id} was launched by oomscope: it reports its heap already")
+        node_executable(w.ref.pid)  # Refused, with the reason, for anything but node
+
+        def reports(batch: list[HeapReport]) -> None:
+            self._call_soon(lambda: self._on_inspected(w, batch))
+
+        def problem(text: str) -> None:
+            self._call_soon(lambda: self._emit(Notice(time.time(), "warning",
+                                                      f"heap inspection: {text}", w.ref)))
+
+        self._inspections[w.ref.id] = InspectionThread(
+            w.ref.pid, w.handle.start_ticks, self.config.heap_interval_s, reports, problem).start()
+
+    def _on_inspected(self, w: Worker, batch: list[HeapReport]) -> None:
+        if w.exited:
+            return
+        mono = time.monotonic()
+        for r in batch:
+            st = w.heap.report(r, mono)
+            st.is_main = r.thread_id == 0
+            self._emit(self._heap_event(w, st, r))
+        if self._thresholds.metric == "heap":
+            w.refresh_levels(self._thresholds)
+        if not w.heap.advised:
+            self._advise(w)
+
     def _check_stale_heaps(self, mono: float) -> None:
         for w in self._live:
             if not w.heap.threads:
@@ -673,6 +717,12 @@ class Engine:
                 cgroup_limit=w.cgroup_limit,
             )
         )
+        if self.config.inspect_heap:
+            if _is_node(pid):
+                self._inspect(w)
+            else:
+                self._emit(Notice(time.time(), "info",
+                                  f"PID {pid} is not node: its heap is not inspected (anon RSS stands in)", ref))
         return ref
 
     def _watch_children(self, pid: int) -> list[WorkerRef]:
@@ -984,6 +1034,9 @@ class Engine:
                 stderr_tail=tail,
             )
         )
+        insp = self._inspections.pop(w.ref.id, None)
+        if insp is not None:
+            insp.stop(join_timeout_s=0)  # it closes the inspector by itself
         w.close()
         self._live.remove(w)
         if self._live_by_pid.get(w.ref.pid) is w:
@@ -1010,3 +1063,11 @@ def kill_line(record: KillRecord) -> str:
             if marker in line:
                 return line.strip()
     return record.lines[-1].strip() if record.lines else f"{record.killer} killed PID {record.pid}"
+
+
+def _is_node(pid: int) -> bool:
+    try:
+        node_executable(pid)
+    except Error:
+        return False
+    return True

@@ -51,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       help="watch every child of PID, including children it starts later")
     what.add_argument("--match", metavar="REGEX", action="append", default=[],
                       help="watch processes whose name or command line matches REGEX")
+    what.add_argument("--inspect-heap", action="store_true",
+                      help="per-thread V8 heaps of attached node processes through their inspector "
+                      "(opened with SIGUSR1 while attached: any local user can run code in them then)")
     what.add_argument("command", nargs=argparse.REMAINDER,
                       help="after --: a command (argv, no shell) to launch as a worker")
     lim = p.add_argument_group("limits and thresholds")
@@ -110,7 +113,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[Launc
         raise BadInput("--on-crit terminate needs a critical level: add --crit SIZE or --crit PERCENT%")
     if args.duration is not None and not args.duration > 0:
         raise BadInput(f"--duration {args.duration:g}: give a number of seconds above 0")
-    config = EngineConfig(interval_s=args.interval, thresholds=thresholds, grace_s=args.grace)
+    config = EngineConfig(interval_s=args.interval, thresholds=thresholds, grace_s=args.grace,
+                          inspect_heap=args.inspect_heap)
     mem_limit = parse_size(args.mem_limit) if args.mem_limit else None
     specs = [LaunchSpec(cmd, mem_limit_bytes=mem_limit) for cmd in args.run]
     command = list(args.command)

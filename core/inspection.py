@@ -1,0 +1,68 @@
+"""Heap of attached Node.js processes through the inspector (opt-in: ``--inspect-heap``).
+
+The probe talks a blocking protocol (opening can take seconds: SIGUSR1, then the port), so
+each inspected process gets a thread of its own that hands its reports to the engine thread;
+the engine's loop never waits on a socket it does not select on. The inspector is closed
+again when the worker goes, when inspection is stopped, and when the engine stops (Ctrl-C
+included): while it is open, any local user could run code in that process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from .errors import Error, WorkerGone
+from .heap.inspector import NodeInspector
+from .heap.messages import HeapReport
+from .pidfd import ProcessHandle
+
+ReportSink = Callable[[list[HeapReport]], None]
+ProblemSink = Callable[[str], None]
+
+
+class InspectionThread:
+    """Opens the inspector of one process, queries it every interval, closes it at the end."""
+
+    def __init__(self, pid: int, start_ticks: int, interval_s: float, on_reports: ReportSink,
+                 on_problem: ProblemSink) -> None:
+        self.pid = pid
+        self._start_ticks = start_ticks
+        self._interval_s = interval_s
+        self._on_reports = on_reports
+        self._on_problem = on_problem
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"oomscope-inspect-{pid}", daemon=True)
+
+    def start(self) -> InspectionThread:
+        self._thread.start()
+        return self
+
+    def stop(self, join_timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(join_timeout_s)
+
+    def _run(self) -> None:
+        inspector: NodeInspector | None = None
+        handle: ProcessHandle | None = None
+        try:
+            # A handle of our own: the engine's may be closed under us when the worker exits.
+            handle = ProcessHandle.open(self.pid, self._start_ticks)
+            inspector = NodeInspector.open(self.pid, handle)
+            while not self._stop.is_set():
+                self._on_reports(inspector.query())
+                self._stop.wait(self._interval_s)
+        except WorkerGone:
+            pass  # the process ended: its pidfd tells the engine, nothing to add here
+        except Error as e:
+            if not self._stop.is_set():
+                self._on_problem(str(e))
+        finally:
+            if inspector is not None:
+                try:
+                    inspector.close()
+                except Error as e:
+                    self._on_problem(f"could not close the inspector of PID {self.pid}: {e}")
+            if handle is not None:
+                handle.close()
