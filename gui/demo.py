@@ -98,7 +98,7 @@ class DemoDirector(QObject):
     def _on_worker_exited(self, ev: WorkerExited) -> None:
         if ev.worker.name != "fast-leak":
             return
-        deaths = [d for d in self.window.roster.deaths if d.worker_id == ev.worker.id]
+        deaths = [d for d in self.window.roster.deaths if d.worker_id == ev.worker.id and d.thread_id is None]
         if deaths and self.window.detail.worker is None:
             self.window.open_death(deaths[-1])  # show a newcomer what a kill looks like
         if self.restarts_left > 0:

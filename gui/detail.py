@@ -13,6 +13,7 @@ import numpy as np
 from oomscope.core.sizes import format_size
 
 from .kernel_pane import display_text
+from .palette import WARNING_ROW_RGB
 from .qt import QtGui, QtWidgets, Qt
 from .roster import Death, WorkerState
 
@@ -59,6 +60,16 @@ class DetailPane(QtWidgets.QWidget):
         self.header.setTextFormat(Qt.TextFormat.RichText)
         self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.header)
+        self.advice = QtWidgets.QLabel("")
+        self.advice.setObjectName("detail-advice")
+        self.advice.setWordWrap(True)
+        self.advice.setTextFormat(Qt.TextFormat.RichText)
+        self.advice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.advice.setStyleSheet(f"background: rgb{WARNING_ROW_RGB}; padding: 4px; border-radius: 3px")
+        self.advice.setToolTip("oomscope's doctor: advice about this worker's configuration "
+                               "(its V8 heap limit against its memory limit)")
+        self.advice.setVisible(False)
+        layout.addWidget(self.advice)
         split = QtWidgets.QSplitter(Qt.Orientation.Horizontal)
         self.samples = QtWidgets.QTableWidget(0, 4)
         self.samples.setObjectName("detail-samples")
@@ -94,7 +105,7 @@ class DetailPane(QtWidgets.QWidget):
             inner.setContentsMargins(4, 4, 4, 4)
             inner.addWidget(widget)
             target.addWidget(box)
-        split.setSizes([230, 330])
+        split.setSizes([250, 240])
         layout.addWidget(split, 1)
 
     def show_worker(self, w: WorkerState, death: Death | None = None) -> None:
@@ -122,12 +133,19 @@ class DetailPane(QtWidgets.QWidget):
             if w.last is not None:
                 limits.append(html.escape(w.memory_text()))
             parts.append(" · ".join(limits))
+            own = w.levels_text()
+            if own is not None:
+                parts.append(f"own thresholds: {html.escape(own)}")
             if w.evidence:
                 parts.append("evidence: " + "; ".join(html.escape(_readable(e)) for e in w.evidence))
+            for d in w.thread_deaths:
+                stamp = time.strftime("%H:%M:%S", time.localtime(d.t))
+                parts.append(f"<b>{stamp}</b> {html.escape(d.summary())} — the process lives on")
         elif death is not None:
             stamp = time.strftime("%H:%M:%S", time.localtime(death.t))
             parts.append(f"<b>{stamp}</b> {html.escape(death.summary())}")
         self.header.setText("<br>".join(parts))
+        self._show_advice(w)
         self._fill_samples(w)
         self.stderr.setPlainText("\n".join(w.stderr) if w is not None else "")
         self.stderr.moveCursor(QtGui.QTextCursor.MoveOperation.End)
@@ -141,6 +159,30 @@ class DetailPane(QtWidgets.QWidget):
             self.kernel.setPlainText(text)
         else:
             self.kernel.setPlainText("")
+
+    def _show_advice(self, w: WorkerState | None) -> None:
+        if w is None or not w.advice:
+            self.advice.setText("")
+            self.advice.setVisible(False)
+            return
+        rows = []
+        for a in w.advice:
+            text = f"<b>Doctor: {html.escape(a.advice)}</b> — {html.escape(a.reason)}"
+            if a.suggested and a.suggested not in a.advice:
+                text += f" Suggested: <code>{html.escape(a.suggested)}</code>"
+            rows.append(text)
+        self.advice.setText("<br>".join(rows))
+        self.advice.setVisible(True)
+
+    def text(self) -> str:
+        """Everything the pane shows as plain text: header, advice, kernel lines."""
+        doc = QtGui.QTextDocument()
+        parts = []
+        for label in (self.header, self.advice):
+            doc.setHtml(label.text())
+            parts.append(doc.toPlainText())
+        parts.append(self.kernel.toPlainText())
+        return "\n".join(p for p in parts if p)
 
     def _fill_samples(self, w: WorkerState | None) -> None:
         if w is None or not len(w.series):

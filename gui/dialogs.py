@@ -1,4 +1,4 @@
-"""Launch…, Attach… and the terminate confirmation.
+"""Launch…, Attach…, a worker's own thresholds, and the terminate confirmation.
 
 Dialogs return plain values (a LaunchSpec, PIDs); the window hands them to the engine. Their
 last-used values live in QSettings under ``dialogs/…``.
@@ -6,6 +6,7 @@ last-used values live in QSettings under ``dialogs/…``.
 
 from __future__ import annotations
 
+import html
 import shlex
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,11 +17,12 @@ from oomscope.core.cgroups import describe_cgroup_support
 from oomscope.core.errors import BadInput
 from oomscope.core.launch import LaunchSpec
 from oomscope.core.processes import ProcessInfo, list_processes
-from oomscope.core.sizes import format_size, parse_size
+from oomscope.core.sizes import Level, format_size, parse_level, parse_size
+from oomscope.core.thresholds import ThresholdConfig
 
 from .qt import QAbstractItemModel, QModelIndex, QPersistentModelIndex, QSettings, QSortFilterProxyModel, Qt, \
     QTimer, QtWidgets
-from .roster import WorkerState
+from .roster import WorkerState, describe_levels
 
 # describe_cgroup_support makes (and removes) a real cgroup once, possibly through systemd-run
 # with a timeout of seconds: never on the GUI thread.
@@ -33,6 +35,18 @@ def cgroup_note_future() -> Future[str | None]:
     if _cgroup_note is None:
         _cgroup_note = _background.submit(describe_cgroup_support)
     return _cgroup_note
+
+
+def level_text(level: Level | None) -> str:
+    """What a level field shows: ``150MiB``, ``1.5GiB``, ``75%`` — what a user would type."""
+    if level is None:
+        return ""
+    if level.bytes is None:
+        return str(level)
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if level.bytes >= size:
+            return f"{level.bytes / size:.4g}{unit}"
+    return str(level.bytes)
 
 
 def parse_env(text: str) -> dict[str, str]:
@@ -296,6 +310,89 @@ class AttachDialog(QtWidgets.QDialog):
         self.choice = AttachChoice(pids, self.children_box.isChecked())
         self.settings.setValue("dialogs/attach/search", self.search.text())
         self.settings.setValue("dialogs/attach/children", self.children_box.isChecked())
+        self.accept()
+
+
+class WorkerThresholdsDialog(QtWidgets.QDialog):
+    """One worker's own warning and critical levels and critical action.
+
+    Non-blocking (``open()``): the window applies ``config`` on ``accepted``. ``config`` None
+    after acceptance means "Use global". The metric is not offered: the engine keeps one
+    metric for every worker, so one plot has one meaning.
+    """
+
+    def __init__(self, worker: WorkerState, global_config: ThresholdConfig,
+                 parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("worker-thresholds-dialog")
+        self.setWindowTitle(f"Thresholds for {worker.ref.name} ({worker.id})")
+        self.worker_id = worker.id
+        self.global_config = global_config
+        self.config: ThresholdConfig | None = None
+        start = worker.override or global_config
+        layout = QtWidgets.QVBoxLayout(self)
+        intro = QtWidgets.QLabel(
+            f"Levels for <b>{html.escape(worker.ref.name)}</b> (worker {worker.id}, PID {worker.ref.pid}) only, on the "
+            f"plot's metric ({global_config.metric}).<br>Global: {describe_levels(global_config)}.")
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        form = QtWidgets.QFormLayout()
+        self.warn = QtWidgets.QLineEdit(level_text(start.warn))
+        self.warn.setObjectName("worker-warning-level")
+        self.warn.setPlaceholderText("none")
+        self.warn.setToolTip("A size (400MiB, 1.5G) or a percent of this worker's limit (75%); empty: none")
+        form.addRow("&Warning:", self.warn)
+        self.crit = QtWidgets.QLineEdit(level_text(start.crit))
+        self.crit.setObjectName("worker-critical-level")
+        self.crit.setPlaceholderText("none")
+        self.crit.setToolTip("A size (600MiB) or a percent of this worker's limit (90%); empty: none")
+        form.addRow("&Critical:", self.crit)
+        self.terminate = QtWidgets.QCheckBox("&Terminate at critical (SIGTERM, then SIGKILL after the grace period)")
+        self.terminate.setObjectName("worker-terminate-at-critical")
+        self.terminate.setChecked(start.on_crit == "terminate")
+        self.terminate.setToolTip("When this worker reaches its critical level, oomscope terminates it")
+        form.addRow("", self.terminate)
+        layout.addLayout(form)
+        self.error = QtWidgets.QLabel("")
+        self.error.setObjectName("worker-thresholds-error")
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: rgb(180, 0, 0)")
+        self.error.setVisible(False)
+        layout.addWidget(self.error)
+        buttons = QtWidgets.QDialogButtonBox()
+        self.apply_button = buttons.addButton("Apply", QtWidgets.QDialogButtonBox.ButtonRole.AcceptRole)
+        self.apply_button.setToolTip("Use these levels for this worker")
+        self.global_button = buttons.addButton("Use global", QtWidgets.QDialogButtonBox.ButtonRole.ResetRole)
+        self.global_button.setObjectName("use-global")
+        self.global_button.setToolTip("Drop this worker's own levels: the toolbar's levels apply again")
+        self.global_button.setEnabled(worker.override is not None)
+        cancel = buttons.addButton(QtWidgets.QDialogButtonBox.StandardButton.Cancel)
+        cancel.setToolTip("Leave this worker's levels as they are")
+        self.apply_button.clicked.connect(self._on_apply)
+        self.global_button.clicked.connect(self._on_use_global)
+        cancel.clicked.connect(self.reject)
+        layout.addWidget(buttons)
+
+    def build_config(self) -> ThresholdConfig:
+        """The levels as typed; raises BadInput with what is wrong."""
+        warn = parse_level(self.warn.text()) if self.warn.text().strip() else None
+        crit = parse_level(self.crit.text()) if self.crit.text().strip() else None
+        on_crit = "terminate" if self.terminate.isChecked() else "none"
+        if on_crit == "terminate" and crit is None:
+            raise BadInput("terminate at critical needs a critical level")
+        return ThresholdConfig(warn=warn, crit=crit, metric=self.global_config.metric, on_crit=on_crit)
+
+    def _on_apply(self) -> None:
+        try:
+            self.config = self.build_config()
+        except BadInput as e:
+            self.error.setText(str(e))
+            self.error.setVisible(True)
+            return
+        self.accept()
+
+    def _on_use_global(self) -> None:
+        self.config = None
         self.accept()
 
 

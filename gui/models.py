@@ -8,20 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from oomscope.core.events import Heap, WorkerAttached, WorkerStarted
+from oomscope.core.events import Heap, ThreadExited, WorkerAttached, WorkerStarted
 from oomscope.core.sizes import format_size
 from oomscope.core.thresholds import CRITICAL, WARNING
 
-from .palette import CRITICAL_ROW_RGB, EXITED_TEXT_RGB, WARNING_ROW_RGB, worker_color
+from .palette import CRITICAL_RGB, CRITICAL_ROW_RGB, EXITED_TEXT_RGB, WARNING_RGB, WARNING_ROW_RGB, worker_color
 from .qt import QAbstractItemModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, QtGui
-from .roster import Roster, ThreadState, WorkerState
+from .roster import Death, Roster, ThreadState, WorkerState
 
 COLUMNS = ("Name", "PID", "State", "RSS", "Anon RSS", "Heap used / limit", "% of limit", "Trend",
            "cgroup limit")
 COLUMN_TIPS = (
     "Worker name (the program as launched, or the process name) and oomscope's short id",
     "Process ID (oomscope tracks PID + start time, so a reused PID is never mistaken for it)",
-    "running, warning, critical, terminating…, or exited with its cause",
+    "running, warning, critical, terminating…, or exited with its cause; an amber/red mark: the "
+    "worker has its own thresholds (context menu)",
     "Resident set size: all memory of the process currently in RAM",
     "Anonymous RSS: heap and stacks — what the kernel's OOM killer counts",
     "V8 heap used / heap limit (Node.js workers with the heap reporter; – where unknown)",
@@ -46,6 +47,7 @@ class WorkerTreeModel(QAbstractItemModel):
         self.roster = roster
         self.metric = "rss"
         self._swatches: dict[int, QtGui.QIcon] = {}
+        self._levels_icon: QtGui.QIcon | None = None
         self._exited_brush = QtGui.QBrush(QtGui.QColor(*EXITED_TEXT_RGB))
         self._warn_brush = QtGui.QBrush(QtGui.QColor(*WARNING_ROW_RGB))
         self._crit_brush = QtGui.QBrush(QtGui.QColor(*CRITICAL_ROW_RGB))
@@ -143,6 +145,8 @@ class WorkerTreeModel(QAbstractItemModel):
             return self._bold
         if role == Qt.ItemDataRole.DecorationRole and col == COL_NAME:
             return self._swatch(w.color_index)
+        if role == Qt.ItemDataRole.DecorationRole and col == COL_STATE and w.override is not None and w.alive:
+            return self._own_levels_icon()
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(w)
         return None
@@ -213,7 +217,11 @@ class WorkerTreeModel(QAbstractItemModel):
         if w.cgroup:
             lines.append(f"cgroup: {w.cgroup}")
         lines.append(w.state_text() + (f" — {w.memory_text()}" if w.last else ""))
+        own = w.levels_text()
+        if own is not None:
+            lines.append(f"own thresholds: {own} (instead of the global ones)")
         lines.extend(w.evidence)
+        lines.extend(f"doctor: {a.advice}" for a in w.advice)
         return "\n".join(lines)
 
     def _thread_data(self, th: ThreadState, col: int, role: int) -> Any:
@@ -238,6 +246,18 @@ class WorkerTreeModel(QAbstractItemModel):
         rows = len(w.threads)
         if rows:
             self.dataChanged.emit(self.index(0, 0, parent), self.index(rows - 1, len(COLUMNS) - 1, parent))
+
+    def _own_levels_icon(self) -> QtGui.QIcon:
+        """An amber and a red bar, like the plot's two lines: "this worker has its own levels"."""
+        if self._levels_icon is None:
+            pm = QtGui.QPixmap(12, 12)
+            pm.fill(QtGui.QColor(0, 0, 0, 0))
+            p = QtGui.QPainter(pm)
+            p.fillRect(0, 2, 12, 3, QtGui.QColor(*CRITICAL_RGB))
+            p.fillRect(0, 7, 12, 3, QtGui.QColor(*WARNING_RGB))
+            p.end()
+            self._levels_icon = QtGui.QIcon(pm)
+        return self._levels_icon
 
     def _swatch(self, color_index: int) -> QtGui.QIcon:
         icon = self._swatches.get(color_index)
@@ -275,6 +295,22 @@ class WorkerTreeModel(QAbstractItemModel):
             self.roster.on_heap(ev)
             self.threads_changed(w)
         return w
+
+    def apply_thread_exit(self, ev: ThreadExited) -> tuple[WorkerState | None, Death | None]:
+        """A worker thread ended: its row says how (a row is added for a thread that died
+        before its first heap report)."""
+        w = self.roster.by_id.get(ev.worker.id)
+        if w is None:
+            return self.roster.on_thread_exit(ev)
+        if any(th.thread_id == ev.thread_id for th in w.threads):
+            result = self.roster.on_thread_exit(ev)
+            self.threads_changed(w)
+            return result
+        row = len(w.threads)
+        self.beginInsertRows(self.row_of(w.id), row, row)
+        result = self.roster.on_thread_exit(ev)
+        self.endInsertRows()
+        return result
 
     def worker_changed(self, w: WorkerState) -> None:
         index = self.row_of(w.id)

@@ -24,6 +24,9 @@ EXITED_TEXT_RGB = (120, 120, 120)
 CAUSE_STYLE: dict[str, tuple[str, tuple[int, int, int], int]] = {
     OOM_KILL: ("star", CRITICAL_RGB, 18),
     HEAP_OOM: ("d", (255, 127, 14), 15),
+    # A worker thread's heap-oom (the process lives on): the heap-OOM diamond, smaller and pale,
+    # so it reads as "a part of the worker died", not the worker.
+    "thread-heap-oom": ("d", (255, 205, 150), 11),
     TERMINATED: ("s", (31, 119, 180), 12),
     "terminated-policy": ("s", (148, 103, 189), 12),
     SIGNAL: ("t", (227, 119, 194), 13),
@@ -32,6 +35,9 @@ CAUSE_STYLE: dict[str, tuple[str, tuple[int, int, int], int]] = {
     UNKNOWN: ("h", (127, 127, 127), 12),
     KERNEL: ("x", (140, 28, 19), 14),
 }
+
+
+THREAD_PEN_RGB = (200, 90, 0)  # outline of a thread-death marker: the pale fill stays visible on white
 
 
 def worker_rgb(index: int) -> tuple[int, int, int]:

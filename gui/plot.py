@@ -53,15 +53,22 @@ class CurvesItem(pg.GraphicsObject):
         super().__init__()
         self._thin: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
         self._bold: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
+        self._limits: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
         self._rect = QRectF()
 
     def set_curves(self, thin: list[tuple[QtGui.QPen, QtGui.QPolygonF]],
-                   bold: list[tuple[QtGui.QPen, QtGui.QPolygonF]], rect: QRectF) -> None:
+                   bold: list[tuple[QtGui.QPen, QtGui.QPolygonF]], rect: QRectF,
+                   limits: list[tuple[QtGui.QPen, QtGui.QPolygonF]] | None = None) -> None:
         if rect != self._rect:
             self.prepareGeometryChange()
             self._rect = rect
         self._thin, self._bold = thin, bold
+        self._limits = limits or []
         self.update()
+
+    def limit_lines(self) -> list[tuple[QtGui.QPen, QtGui.QPolygonF]]:
+        """The faint dashed limit lines this item paints (the heap metric's V8 heap limits)."""
+        return list(self._limits)
 
     def boundingRect(self) -> QRectF:
         return self._rect
@@ -70,6 +77,9 @@ class CurvesItem(pg.GraphicsObject):
         # Thin lines unantialiased: the raster engine's fastest path, and at one pixel wide
         # antialiasing only blurs them. The emphasised curves get it: they are few.
         p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, False)
+        for pen, poly in self._limits:  # underneath: a limit is context, the curves are the data
+            p.setPen(pen)
+            p.drawPolyline(poly)
         for pen, poly in self._thin:
             p.setPen(pen)
             p.drawPolyline(poly)
@@ -104,9 +114,14 @@ class MemoryPlot(QtWidgets.QWidget):
         self._views: dict[tuple[str, str], PeakView] = {}
         self._pens: dict[tuple[int, bool], QtGui.QPen] = {}
         self._levels: dict[str, Level | None] = {"warning": None, "critical": None}
-        self._reference_limit: int | None = None
+        # The worker whose own levels the lines show (it is the only one selected); None: global.
+        self.levels_owner: str | None = None
+        self.reference_limit: int | None = None
         self._y_top = 0.0
         self.redraws = 0
+        # Heap metric: worker id -> the V8 heap limit (bytes) its dashed line was drawn at.
+        self.heap_limit_lines: dict[str, int] = {}
+        self._limit_pens: dict[int, QtGui.QPen] = {}
         self._build()
         self.request_redraw = Throttle(self.redraw, REDRAW_MIN_INTERVAL_S, "plot-redraw", self)
 
@@ -253,8 +268,11 @@ class MemoryPlot(QtWidgets.QWidget):
         self.selected = set(worker_ids)
         self.redraw()
 
-    def set_thresholds(self, warn: Level | None, crit: Level | None) -> None:
+    def set_thresholds(self, warn: Level | None, crit: Level | None, owner: str | None = None) -> None:
+        """Levels the lines show: the global ones, or ``owner``'s own (dragging then changes
+        that worker's levels, not the global ones)."""
         self._levels = {"warning": warn, "critical": crit}
+        self.levels_owner = owner
         self._place_lines()
 
     def _reference(self) -> int | None:
@@ -269,12 +287,12 @@ class MemoryPlot(QtWidgets.QWidget):
         return None
 
     def _place_lines(self) -> None:
-        self._reference_limit = self._reference()
+        self.reference_limit = self._reference()
         for level, line in self.lines.items():
             if line.moving:
                 continue  # never yank a line from under the user's mouse
             lv = self._levels.get(level)
-            value = lv.resolve(self._reference_limit) if lv is not None else None
+            value = lv.resolve(self.reference_limit) if lv is not None else None
             if value is None:
                 line.setVisible(False)
                 continue
@@ -283,6 +301,8 @@ class MemoryPlot(QtWidgets.QWidget):
             text = f"{level} {lv}"
             if lv is not None and lv.fraction is not None:
                 text += f" ({format_size(value)})"
+            if self.levels_owner is not None:
+                text += f" — {self.levels_owner}'s own"
             line.label.setFormat(text)
 
     def _on_line_released(self, level: str, line: pg.InfiniteLine) -> None:
@@ -317,6 +337,8 @@ class MemoryPlot(QtWidgets.QWidget):
         bold: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
         top = 0.0
         metric = self.shown_metric
+        limits: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
+        self.heap_limit_lines = {}
         for w in self.roster.workers:
             if not len(w.series):
                 continue
@@ -335,6 +357,10 @@ class MemoryPlot(QtWidgets.QWidget):
             top = max(top, float(y.max()))
             chosen = w.id in self.selected
             (bold if chosen else thin).append((self._pen(w, chosen), _polygon(x, y)))
+            if metric == "heap_used":
+                limit_top = self._add_heap_limit(w, t0, t1, limits)
+                if chosen and limit_top is not None:
+                    top = max(top, limit_top)  # a selected worker's limit is always in view
         self.empty_label.setVisible(not self.roster.workers)
         self._place_lines()
         for level in ("warning", "critical"):
@@ -342,9 +368,35 @@ class MemoryPlot(QtWidgets.QWidget):
             if line.isVisible():
                 top = max(top, float(line.value()))
         self._set_ranges(t0, t1, top)
-        self.curves.set_curves(thin, bold, QRectF(t0, 0.0, t1 - t0, max(top, 1.0) * 1.1))
+        self.curves.set_curves(thin, bold, QRectF(t0, 0.0, t1 - t0, max(top, 1.0) * 1.1), limits)
         if not self.roster.workers:
             self.empty_label.setPos((t0 + t1) / 2, self._y_top / 2)
+
+    def _add_heap_limit(self, w: WorkerState, t0: float, t1: float,
+                        limits: list[tuple[QtGui.QPen, QtGui.QPolygonF]]) -> float | None:
+        """A faint dashed line at the worker's V8 heap limit (all its threads' limits summed, as
+        its samples carry it) over the time it reported a heap; its height in MiB, or None."""
+        s = w.last
+        if s is None or not s.heap_limit or w.heap_since is None:
+            return None
+        x0 = max(t0, w.heap_since)
+        x1 = min(t1, float(w.series.times()[-1]))
+        if x1 <= x0:
+            return None
+        y = s.heap_limit / MIB
+        limits.append((self._limit_pen(w), _polygon(np.array((x0, x1)), np.array((y, y)))))
+        self.heap_limit_lines[w.id] = s.heap_limit
+        return y
+
+    def _limit_pen(self, w: WorkerState) -> QtGui.QPen:
+        pen = self._limit_pens.get(w.color_index)
+        if pen is None:
+            r, g, b = worker_rgb(w.color_index)
+            pen = QtGui.QPen(QtGui.QColor(r, g, b, 120), 1.0)
+            pen.setStyle(Qt.PenStyle.DashLine)
+            pen.setCosmetic(True)
+            self._limit_pens[w.color_index] = pen
+        return pen
 
     def _set_ranges(self, t0: float, t1: float, top: float) -> None:
         # Grow the y range in steps, and shrink it only when the data fell well below it:

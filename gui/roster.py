@@ -15,6 +15,7 @@ from typing import Any
 from oomscope.core.causes import EXIT, HEAP_OOM, OOM_KILL, SIGNAL, TERMINATED, UNKNOWN
 from oomscope.core.events import (
     CauseUpdated,
+    Doctor,
     Heap,
     KernelOom,
     Sample,
@@ -28,7 +29,7 @@ from oomscope.core.events import (
     WorkerStarted,
 )
 from oomscope.core.sizes import format_size
-from oomscope.core.thresholds import CRITICAL, NORMAL, WARNING
+from oomscope.core.thresholds import CRITICAL, NORMAL, WARNING, ThresholdConfig
 
 from .history import Series
 
@@ -64,6 +65,12 @@ class WorkerState:
     # Worker threads (Node worker_threads) arrive with per-thread heap reports; until the
     # engine sends those, a worker has no children in the tree.
     threads: list[ThreadState] = field(default_factory=list)
+    # This worker's own warning/critical/on-crit, as the engine last confirmed them (None: the
+    # global ones). The metric is always the global one: the engine decides that.
+    override: ThresholdConfig | None = None
+    advice: list[Doctor] = field(default_factory=list)
+    thread_deaths: list[Death] = field(default_factory=list)  # heap-oom deaths of its worker threads
+    heap_since: float | None = None  # time of its first sample with a heap value
 
     @property
     def id(self) -> str:
@@ -100,6 +107,10 @@ class WorkerState:
             return self.last.heap_limit if self.last is not None else None
         return self.cgroup_limit
 
+    def levels_text(self) -> str | None:
+        """This worker's own levels in words; None while it uses the global ones."""
+        return None if self.override is None else describe_levels(self.override)
+
     def memory_text(self) -> str:
         if self.last is None:
             return "no sample yet"
@@ -135,8 +146,15 @@ class Death:
     exit_code: int | None = None
     anon_rss_bytes: int | None = None
     record: dict[str, Any] | None = None
+    # A worker thread that died inside a process that lives on (Node worker_threads hitting
+    # their resourceLimits): the marker is the thread's, the worker is still running.
+    thread_id: int | None = None
+    message: str | None = None
 
     def summary(self) -> str:
+        if self.thread_id is not None:
+            text = f"thread {self.thread_id} of PID {self.pid}: {self.cause}"
+            return text + (f" ({self.message})" if self.message else "")
         who = f"{self.name} (PID {self.pid})" if self.pid is not None else self.name
         what = {
             OOM_KILL: "killed by the OOM killer",
@@ -155,6 +173,13 @@ class Death:
         if self.anon_rss_bytes is not None:
             extra.append(f"anon RSS at kill {format_size(self.anon_rss_bytes)}")
         return f"{who}: {what}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+def describe_levels(config: ThresholdConfig) -> str:
+    text = f"warning {config.warn or 'none'}, critical {config.crit or 'none'}"
+    if config.on_crit == "terminate":
+        text += ", terminate at critical"
+    return text
 
 
 def lane_of(cause: str) -> str:
@@ -192,6 +217,8 @@ class Roster:
             w.last = s
             if s.cgroup_limit is not None:
                 w.cgroup_limit = s.cgroup_limit
+            if s.heap_used is not None and w.heap_since is None:
+                w.heap_since = ev.t
             w.series.append(ev.t, s.rss, s.anon, s.heap_used)
 
     def on_threshold(self, ev: Threshold) -> WorkerState | None:
@@ -231,7 +258,7 @@ class Roster:
             w.oom = ev.oom
             w.evidence = ev.evidence
         for i, d in enumerate(self.deaths):
-            if d.worker_id == ev.worker.id:
+            if d.worker_id == ev.worker.id and d.thread_id is None:
                 new = Death(d.t, lane_of(ev.cause), ev.cause, d.worker_id, d.name, d.pid, by=d.by,
                             signal=d.signal, exit_code=d.exit_code,
                             anon_rss_bytes=_anon_at_kill(ev.oom, w) or d.anon_rss_bytes, record=ev.oom)
@@ -269,12 +296,31 @@ class Roster:
         w.threads.append(ThreadState(ev.thread_id, ev.heap_used, ev.heap_limit, ev.stale))
         return w, len(w.threads) - 1
 
-    def on_thread_exit(self, ev: ThreadExited) -> WorkerState | None:
+    def on_thread_exit(self, ev: ThreadExited) -> tuple[WorkerState | None, Death | None]:
+        """A worker thread ended: its row says so; a heap-oom death also gets a timeline marker
+        (a thread that simply finished its work is no death worth a marker)."""
         w = self.by_id.get(ev.worker.id)
         if w is not None:
-            for th in w.threads:
-                if th.thread_id == ev.thread_id:
-                    th.cause = ev.cause
+            th = next((th for th in w.threads if th.thread_id == ev.thread_id), None)
+            if th is None:
+                # Died before its first heap report: it still deserves a row saying how it ended.
+                th = ThreadState(ev.thread_id)
+                w.threads.append(th)
+            th.cause = ev.cause
+        if ev.cause != HEAP_OOM:
+            return w, None
+        death = Death(ev.t, HEAP_OOM, HEAP_OOM, ev.worker.id, ev.worker.name, ev.pid,
+                      thread_id=ev.thread_id, message=ev.message)
+        self.deaths.append(death)
+        self.deaths.sort(key=lambda d: d.t)
+        if w is not None:
+            w.thread_deaths.append(death)
+        return w, death
+
+    def on_doctor(self, ev: Doctor) -> WorkerState | None:
+        w = self.by_id.get(ev.worker.id)
+        if w is not None and all(a.advice != ev.advice for a in w.advice):
+            w.advice.append(ev)
         return w
 
     def add_output(self, worker_id: str, stream: str, line: str) -> None:

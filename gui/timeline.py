@@ -5,15 +5,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from oomscope.core.causes import EXIT, TERMINATED, UNKNOWN
+from oomscope.core.causes import EXIT, HEAP_OOM, TERMINATED, UNKNOWN
 
-from .palette import CAUSE_STYLE
+from .palette import CAUSE_STYLE, THREAD_PEN_RGB
 from .plot import AXIS_WIDTH_PX
-from .qt import QtWidgets, Signal, pg
+from .qt import QtGui, QtWidgets, Signal, pg
 from .roster import LANE_LABELS, LANES, Death, Roster
 
 
 def marker_style(death: Death) -> tuple[str, tuple[int, int, int], int]:
+    if death.thread_id is not None and death.cause == HEAP_OOM:
+        return CAUSE_STYLE["thread-heap-oom"]
     if death.cause == TERMINATED and death.by == "policy":
         return CAUSE_STYLE["terminated-policy"]
     if death.cause == EXIT and death.exit_code == 0:
@@ -26,7 +28,9 @@ def marker_style(death: Death) -> tuple[str, tuple[int, int, int], int]:
 def tip_text(death: Death) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(death.t))
     lines = [f"{stamp}  {death.summary()}"]
-    if death.worker_id is not None:
+    if death.thread_id is not None:
+        lines.append(f"worker {death.worker_id} ({death.name}) lives on — click for details")
+    elif death.worker_id is not None:
         lines.append(f"worker {death.worker_id} — click for details")
     elif death.record is not None:
         lines.append("kernel kill record of a process oomscope does not watch — click for its lines")
@@ -61,6 +65,11 @@ class KillTimeline(QtWidgets.QWidget):
         left = item.getAxis("left")
         left.setTicks([[(_lane_y(lane), LANE_LABELS[lane]) for lane in LANES]])
         left.setWidth(AXIS_WIDTH_PX)
+        # Six lanes in a short strip: at the default size, pyqtgraph drops tick labels that would
+        # touch, and a lane without its label is a lane nobody can read.
+        font = QtGui.QFont()
+        font.setPointSizeF(max(7.0, font.pointSizeF() - 1.5))
+        left.setStyle(tickFont=font)
         for axis in ("left", "bottom"):
             ax = item.getAxis(axis)
             ax.setPen(pg.mkPen(90, 90, 90))
@@ -83,7 +92,8 @@ class KillTimeline(QtWidgets.QWidget):
                 "symbol": symbol,
                 "size": size,
                 "brush": pg.mkBrush(*rgb),
-                "pen": pg.mkPen(40, 40, 40, width=1),
+                "pen": pg.mkPen(*THREAD_PEN_RGB, width=1.5) if death.thread_id is not None
+                else pg.mkPen(40, 40, 40, width=1),
                 "data": index,
             })
         self.scatter.setData(spots)
@@ -101,8 +111,13 @@ class KillTimeline(QtWidgets.QWidget):
 
     def markers(self) -> list[tuple[float, str]]:
         """(time, cause) of every marker the scatter item holds, read back from it."""
+        return [(t, death.cause) for t, _lane, death in self.marker_deaths()]
+
+    def marker_deaths(self) -> list[tuple[float, str, Death]]:
+        """(time, lane, death) of every marker, time and lane read back from the scatter item."""
         out = []
+        lanes = {_lane_y(lane): lane for lane in LANES}
         for point in self.scatter.points():
             index = point.data()
-            out.append((float(point.pos().x()), self.roster.deaths[index].cause))
+            out.append((float(point.pos().x()), lanes[round(point.pos().y())], self.roster.deaths[index]))
         return out

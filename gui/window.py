@@ -28,11 +28,11 @@ from oomscope.core.events import (
 )
 from oomscope.core.launch import LaunchSpec
 from oomscope.core.sizes import Level, format_size, parse_level
-from oomscope.core.thresholds import CRITICAL, METRICS as ENGINE_METRICS, ThresholdConfig
+from oomscope.core.thresholds import CRITICAL, ThresholdConfig
 
 from .bridge import EngineBridge
 from .detail import DetailPane
-from .dialogs import AttachDialog, ConfirmFn, LaunchDialog, confirm_terminate
+from .dialogs import AttachDialog, ConfirmFn, LaunchDialog, WorkerThresholdsDialog, confirm_terminate, level_text
 from .kernel_pane import KernelLogPane
 from .models import COL_ANON, COL_HEAP, COL_LIMIT, COL_NAME, COL_PERCENT, COL_PID, COL_RSS, COL_STATE, \
     COL_TREND, WorkerFilterProxy, WorkerTreeModel
@@ -44,18 +44,9 @@ from .timeline import KillTimeline
 
 _TABLE_REFRESH_S = 0.25
 _MESSAGE_MS = 15000
-
-
-def _level_text(level: Level | None) -> str:
-    """What the level fields show: ``150MiB``, ``1.5GiB``, ``75%`` — what a user would type."""
-    if level is None:
-        return ""
-    if level.bytes is None:
-        return str(level)
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if level.bytes >= size:
-            return f"{level.bytes / size:.4g}{unit}"
-    return str(level.bytes)
+# The plot's metric names and the engine's: the engine compares "heap" where the plot draws "heap used".
+_ENGINE_METRIC = {"rss": "rss", "anon": "anon", "heap_used": "heap"}
+_PLOT_METRIC = {engine: plot for plot, engine in _ENGINE_METRIC.items()}
 
 
 class MessageBar(QtWidgets.QLabel):
@@ -114,6 +105,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._status_timer.timeout.connect(self._update_status)
         self._status_timer.start(1000)
         self._restore_settings()
+        if self.thresholds.metric != "rss":
+            # A metric chosen on the command line (--metric heap) outranks the last plotted one.
+            self.plot.set_metric(_PLOT_METRIC[self.thresholds.metric])
         self._show_thresholds()
         self.bridge.start()
 
@@ -141,7 +135,7 @@ class MainWindow(QtWidgets.QMainWindow):
         split.addWidget(box)
         split.setStretchFactor(0, 4)
         split.setStretchFactor(1, 1)
-        split.setSizes([520, 170])
+        split.setSizes([500, 190])
         self.plot_splitter = split
         self.setCentralWidget(split)
 
@@ -173,8 +167,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
         header = self.table.header()
         header.setStretchLastSection(False)
-        for col, width in ((COL_NAME, 124), (COL_PID, 54), (COL_STATE, 176), (COL_RSS, 76), (COL_ANON, 76),
-                           (COL_HEAP, 76), (COL_PERCENT, 64), (COL_TREND, 100), (COL_LIMIT, 84)):
+        # Wide enough, in the default 1400 px window, for what the columns usually hold: a name
+        # with its id under the tree's indent and swatch, "exited: oom-kill (SIGKILL)",
+        # "1017.5 MiB / 4.0 GiB", "+241.2 MiB/min".
+        for col, width in ((COL_NAME, 138), (COL_PID, 48), (COL_STATE, 164), (COL_RSS, 76), (COL_ANON, 76),
+                           (COL_HEAP, 130), (COL_PERCENT, 62), (COL_TREND, 108), (COL_LIMIT, 80)):
             header.resizeSection(col, width)
         header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         header.customContextMenuRequested.connect(self._on_header_menu)
@@ -192,8 +189,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.tabifyDockWidget(self.detail_dock, self.kernel_dock)
         self.detail_dock.raise_()
         self.resize(1400, 900)
-        self.resizeDocks([self.workers_dock], [330], Qt.Orientation.Vertical)
-        self.resizeDocks([self.workers_dock, self.detail_dock], [840, 560], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.workers_dock], [345], Qt.Orientation.Vertical)
+        self.resizeDocks([self.workers_dock, self.detail_dock], [910, 490], Qt.Orientation.Horizontal)
 
     def _dock(self, title: str, name: str, widget: QtWidgets.QWidget, area: Qt.DockWidgetArea) -> QtWidgets.QDockWidget:
         dock = QtWidgets.QDockWidget(title, self)
@@ -232,6 +229,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.terminate_critical_action = self._action(
             "Terminate all critical", "Terminate every worker at or above the critical level",
             "Ctrl+Shift+Delete", self.terminate_critical, "terminate-critical")
+        self.worker_thresholds_action = self._action(
+            "Thresholds for this worker…", "Give the selected worker its own warning and critical levels "
+            "(or back to the global ones)", "Ctrl+T", self.open_worker_thresholds, "worker-thresholds")
         self._action("Follow", "Pause or resume following the newest samples", "Space",
                      lambda: self.plot.set_follow(not self.plot.follow), "toggle-follow")
         self._action("Filter", "Filter the worker table", "Ctrl+F", self.filter_edit.setFocus, "focus-filter")
@@ -344,6 +344,7 @@ class MainWindow(QtWidgets.QMainWindow):
                                      f"{w.state_text() if w else 'exited: ' + ev.cause}", 10000)
         self._update_status()
         self._update_actions()
+        self._show_plot_levels()
         self.plot.request_redraw()
         self.worker_exited.emit(ev)
 
@@ -363,13 +364,23 @@ class MainWindow(QtWidgets.QMainWindow):
             self.table.expand(self.proxy.mapFromSource(self.model.row_of(w.id)))
 
     def _on_thread_exited(self, ev: ThreadExited) -> None:
-        w = self.roster.on_thread_exit(ev)
-        if w is not None:
-            self.model.threads_changed(w)
+        w, death = self.model.apply_thread_exit(ev)
+        if w is not None and w.threads and not self.table.rootIsDecorated():
+            self.table.setRootIsDecorated(True)
+        if death is not None:
+            self.timeline.refresh()
+            self.plot.request_redraw()  # the x range reaches every marker
+        if w is not None and self.detail.worker is w:
+            self.detail.refresh()
         self.statusBar().showMessage(f"{ev.worker.name} ({ev.worker.id}): thread {ev.thread_id} ended: "
                                      f"{ev.cause}" + (f" — {ev.message}" if ev.message else ""), 10000)
 
     def _on_advice_given(self, ev: Doctor) -> None:
+        w = self.roster.on_doctor(ev)
+        if w is not None:
+            self.model.worker_changed(w)
+            if self.detail.worker is w:
+                self.detail.refresh()
         text = f"{ev.worker.name} ({ev.worker.id}): {ev.advice} {ev.reason}"
         if ev.suggested:
             text += f" Suggested: {ev.suggested}"
@@ -427,6 +438,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_selection_changed(self, *_: Any) -> None:
         chosen = self.selected_workers()
+        self._show_plot_levels()
         self.plot.set_selected(w.id for w in chosen)
         if chosen:
             self.detail.show_worker(chosen[0])
@@ -437,6 +449,7 @@ class MainWindow(QtWidgets.QMainWindow):
         alive = [w for w in self.selected_workers() if w.alive] if hasattr(self, "table") else []
         self.terminate_action.setEnabled(bool(alive))
         self.kill_action.setEnabled(bool(alive))
+        self.worker_thresholds_action.setEnabled(len(alive) == 1)
 
     def select_worker(self, worker_id: str) -> None:
         source = self.model.row_of(worker_id)
@@ -464,7 +477,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.detail_dock.raise_()
 
     def _on_table_menu(self, pos: Any) -> None:
+        self.table_menu().popup(self.table.viewport().mapToGlobal(pos))
+
+    def table_menu(self) -> QtWidgets.QMenu:
+        """The worker table's context menu for the current selection."""
         menu = QtWidgets.QMenu(self)
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         menu.setToolTipsVisible(True)
         menu.addAction(self.terminate_action)
         menu.addAction(self.kill_action)
@@ -473,10 +491,11 @@ class MainWindow(QtWidgets.QMainWindow):
         chosen = self.selected_workers()
         if chosen:
             menu.addSeparator()
+            menu.addAction(self.worker_thresholds_action)
             copy = menu.addAction("Copy command line")
             copy.setToolTip("Copy the selected worker's command line to the clipboard")
             copy.triggered.connect(lambda: QtGui.QGuiApplication.clipboard().setText(" ".join(chosen[0].ref.cmd)))
-        menu.popup(self.table.viewport().mapToGlobal(pos))
+        return menu
 
     def _on_header_menu(self, pos: Any) -> None:
         header = self.table.header()
@@ -524,11 +543,62 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------- thresholds
 
     def _show_thresholds(self) -> None:
-        self.warn_edit.setText(_level_text(self.thresholds.warn))
-        self.crit_edit.setText(_level_text(self.thresholds.crit))
+        self.warn_edit.setText(level_text(self.thresholds.warn))
+        self.crit_edit.setText(level_text(self.thresholds.crit))
         for edit in (self.warn_edit, self.crit_edit):
             edit.setStyleSheet("")
-        self.plot.set_thresholds(self.thresholds.warn, self.thresholds.crit)
+        self._show_plot_levels()
+
+    def _levels_shown_for(self) -> WorkerState | None:
+        """The worker whose own levels the plot's lines show: the only selected one, if it has them."""
+        chosen = self.selected_workers()
+        if len(chosen) == 1 and chosen[0].override is not None and chosen[0].alive:
+            return chosen[0]
+        return None
+
+    def _show_plot_levels(self) -> None:
+        owner = self._levels_shown_for()
+        if owner is not None and owner.override is not None:
+            self.plot.set_thresholds(owner.override.warn, owner.override.crit, owner.id)
+        else:
+            self.plot.set_thresholds(self.thresholds.warn, self.thresholds.crit)
+
+    def open_worker_thresholds(self, *_: Any) -> WorkerThresholdsDialog | None:
+        """The selected worker's own levels, in a dialog that does not block the window (samples
+        keep arriving while the user types)."""
+        alive = [w for w in self.selected_workers() if w.alive]
+        if len(alive) != 1:
+            self.statusBar().showMessage("select one running worker to give it its own thresholds", 5000)
+            return None
+        dialog = WorkerThresholdsDialog(alive[0], self.thresholds, self)
+        dialog.accepted.connect(lambda: self.set_worker_levels(dialog.worker_id, dialog.config))
+        dialog.finished.connect(dialog.deleteLater)
+        self.worker_thresholds_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def set_worker_levels(self, worker_id: str, config: ThresholdConfig | None) -> None:
+        """Give one worker its own levels (None: the global ones again); shown once the engine
+        has them, so the table never claims levels the engine does not apply."""
+        w = self.roster.by_id.get(worker_id)
+        if w is None:
+            return
+
+        def done(_: object) -> None:
+            w.override = config
+            self.model.worker_changed(w)
+            self._show_plot_levels()
+            self.plot.request_redraw()
+            if self.detail.worker is w:
+                self.detail.refresh()
+            what = f"own thresholds: {w.levels_text()}" if config is not None else "global thresholds again"
+            self.statusBar().showMessage(f"{w.ref.name} ({w.id}): {what}", 6000)
+
+        def failed(error: BaseException) -> None:
+            self.message_bar.show_message(f"Thresholds for {w.ref.name} ({w.id}) not applied: {error}")
+            self._show_plot_levels()  # a dragged line goes back to what the engine has
+
+        self.bridge.call(self.engine.set_worker_thresholds(worker_id, config), on_result=done, on_error=failed)
 
     def _parse_edit(self, edit: QtWidgets.QLineEdit) -> Level | None:
         text = edit.text().strip()
@@ -560,8 +630,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.bridge.call(self.engine.set_thresholds(config),
                          on_error=lambda e: self.message_bar.show_message(f"Thresholds not applied: {e}"))
         if self.persist_thresholds:
-            self.settings.setValue("thresholds/warn", _level_text(config.warn))
-            self.settings.setValue("thresholds/crit", _level_text(config.crit))
+            self.settings.setValue("thresholds/warn", level_text(config.warn))
+            self.settings.setValue("thresholds/crit", level_text(config.crit))
         self.statusBar().showMessage(f"thresholds: warning {config.warn or 'none'}, critical "
                                      f"{config.crit or 'none'} on {config.metric}", 6000)
 
@@ -570,9 +640,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self._show_thresholds()
 
     def _on_threshold_moved(self, level: str, value_bytes: int) -> None:
-        current = self.thresholds.warn if level == "warning" else self.thresholds.crit
+        owner = self.roster.by_id.get(self.plot.levels_owner or "")
+        config = owner.override if owner is not None and owner.override is not None else self.thresholds
+        current = config.warn if level == "warning" else config.crit
         if current is not None and current.fraction is not None:
-            limit = self.plot._reference_limit
+            limit = self.plot.reference_limit
             if not limit:
                 self._show_thresholds()
                 return
@@ -580,17 +652,25 @@ class MainWindow(QtWidgets.QMainWindow):
             new = Level(fraction=fraction)
         else:
             new = Level(bytes=value_bytes)
-        if level == "warning":
-            self.set_levels(new, self.thresholds.crit)
-        else:
-            self.set_levels(self.thresholds.warn, new)
+        warn, crit = (new, config.crit) if level == "warning" else (config.warn, new)
+        if owner is None or owner.override is None:
+            self.set_levels(warn, crit)
+            return
+        # The lines showed this worker's own levels: the drag changes those, not the global ones.
+        try:
+            changed = ThresholdConfig(warn=warn, crit=crit, metric=config.metric, on_crit=config.on_crit)
+        except BadInput as e:
+            self._reject_levels(str(e))
+            return
+        self.set_worker_levels(owner.id, changed)
 
     def _on_metric_changed(self, metric: str) -> None:
         self.model.set_metric(metric)
-        if metric in ENGINE_METRICS and metric != self.thresholds.metric:
+        engine_metric = _ENGINE_METRIC.get(metric)
+        if engine_metric is not None and engine_metric != self.thresholds.metric:
             # The lines are drawn on the plotted metric: the engine must compare that one.
             self._apply_thresholds(ThresholdConfig(warn=self.thresholds.warn, crit=self.thresholds.crit,
-                                                   metric=metric, on_crit=self.thresholds.on_crit))
+                                                   metric=engine_metric, on_crit=self.thresholds.on_crit))
         self.settings.setValue("plot/metric", metric)
 
     # ---------------------------------------------------------------- commands

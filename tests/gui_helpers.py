@@ -61,9 +61,9 @@ def make_window(qtbot: Any, tmp_path: Path, confirmer: Confirmer) -> Iterator[Ca
 
     engines: list[Engine] = []
 
-    def make(thresholds: ThresholdConfig | None = None, interval_s: float = 0.1) -> Any:
+    def make(thresholds: ThresholdConfig | None = None, interval_s: float = 0.1, **config: Any) -> Any:
         engine = Engine(EngineConfig(interval_s=interval_s, grace_s=2.0,
-                                     thresholds=thresholds or ThresholdConfig())).start()
+                                     thresholds=thresholds or ThresholdConfig(), **config)).start()
         engines.append(engine)
         window = MainWindow(engine, settings_at(tmp_path / "settings.ini"), confirm=confirmer)
         qtbot.addWidget(window)

@@ -1,0 +1,98 @@
+"""Heap in the window, with real node workers: a worker thread's heap-oom on the kill timeline,
+the doctor's advice in the detail pane, and the V8 heap limit on the heap metric."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import pytest
+
+from conftest import v1_memory_writable
+from gui_helpers import GUI_MARKS, confirmer, make_window  # noqa: F401 (fixtures)
+from oomscope.core.launch import LaunchSpec
+from test_engine_heap import THREAD_HEAP_OOM, script
+
+NODE = shutil.which("node")
+pytestmark = GUI_MARKS + [pytest.mark.skipif(NODE is None, reason="node is not installed")]
+
+
+def test_thread_heap_oom_is_a_thread_marker_on_the_heap_oom_lane(qtbot, make_window, tmp_path) -> None:
+    from oomscope.core.causes import HEAP_OOM
+    from oomscope.gui.models import COL_STATE
+    from oomscope.gui.timeline import marker_style, tip_text
+
+    window = make_window(heap_interval_s=0.2)
+    ended: list[Any] = []
+    window.bridge.thread_exited.connect(ended.append)
+    window.launch(LaunchSpec((NODE, script(tmp_path, THREAD_HEAP_OOM))))
+    qtbot.waitUntil(lambda: len(window.roster.workers) == 1, timeout=10_000)
+    w = window.roster.workers[0]
+    qtbot.waitUntil(lambda: bool(ended), timeout=60_000)
+    ev = ended[0]
+    assert ev.cause == HEAP_OOM
+    # (Other markers may be there: the kernel log replays earlier kills of other processes.)
+    [(t, lane, death)] = [m for m in window.timeline.marker_deaths() if m[2].worker_id == w.id]
+    assert lane == HEAP_OOM and t == pytest.approx(ev.t)
+    assert (death.thread_id, death.pid, death.worker_id) == (ev.thread_id, w.ref.pid, w.id)
+    assert f"thread {ev.thread_id} of PID {w.ref.pid}: heap-oom" in tip_text(death)
+    # Told apart from a whole worker's heap-oom: another marker style on the same lane.
+    from oomscope.gui.roster import Death
+
+    process_death = Death(t, HEAP_OOM, HEAP_OOM, w.id, w.ref.name, w.ref.pid)
+    assert marker_style(death) != marker_style(process_death)
+    # The thread's row says it exited; the worker itself still runs.
+    parent = window.model.row_of(w.id)
+    model = window.model
+    rows = {model.data(model.index(r, 0, parent)): model.data(model.index(r, COL_STATE, parent))
+            for r in range(model.rowCount(parent))}
+    assert rows[f"thread {ev.thread_id}"] == "exited: heap-oom"
+    assert w.alive and window.model.data(parent.siblingAtColumn(COL_STATE)) == "running"
+    assert window.table.rootIsDecorated()
+    # Clicking the marker opens the worker, whose pane tells of the thread's death.
+    window.open_death(death)
+    assert window.detail.worker is w
+    assert f"thread {ev.thread_id} of PID {w.ref.pid}: heap-oom" in window.detail.text()
+
+
+@pytest.mark.cgroup
+@pytest.mark.skipif(not v1_memory_writable(), reason="needs root and a writable cgroup v1 memory controller")
+def test_doctor_advice_is_on_the_workers_detail_pane(qtbot, make_window) -> None:
+    from oomscope.gui.qt import Qt
+
+    window = make_window(heap_interval_s=0.2)
+    given: list[Any] = []
+    window.bridge.advice_given.connect(given.append)
+    window.launch(LaunchSpec((NODE, "-e", "setInterval(() => {}, 1000)"), mem_limit_bytes=256 << 20))
+    qtbot.waitUntil(lambda: bool(given), timeout=30_000)
+    w = window.roster.by_id[given[0].worker.id]
+    assert w.advice == given
+    window.select_worker(w.id)
+    assert window.detail.worker is w and window.detail.advice.isVisible()
+    text = window.detail.text()
+    assert "Doctor:" in text and "--max-old-space-size=192" in text
+    assert "kernel will kill this worker before V8" in text
+    tip = window.model.data(window.model.row_of(w.id), Qt.ItemDataRole.ToolTipRole)
+    assert "doctor:" in tip
+
+
+def test_heap_metric_draws_each_workers_heap_limit(qtbot, make_window) -> None:
+    window = make_window(heap_interval_s=0.2)
+    window.launch(LaunchSpec((NODE, "-e", "setInterval(() => {}, 1000)")))
+    qtbot.waitUntil(lambda: len(window.roster.workers) == 1, timeout=10_000)
+    w = window.roster.workers[0]
+    qtbot.waitUntil(lambda: w.last is not None and bool(w.last.heap_limit), timeout=30_000)
+    # Two samples with a heap: a line needs a length.
+    qtbot.waitUntil(lambda: w.heap_since is not None and float(w.series.times()[-1]) > w.heap_since, timeout=10_000)
+    window.plot.set_metric("heap_used")
+    # The engine's levels follow the plotted metric.
+    qtbot.waitUntil(lambda: window.engine.thresholds.metric == "heap", timeout=5_000)
+    window.plot.redraw()
+    assert window.plot.heap_limit_lines == {w.id: w.last.heap_limit}
+    [(pen, poly)] = window.plot.curves.limit_lines()
+    assert poly.at(0).y() == pytest.approx(w.last.heap_limit / (1 << 20))
+    assert pen.style() == pen.style().DashLine
+    assert pen.color().alpha() < 255  # faint
+    window.plot.set_metric("rss")
+    window.plot.redraw()
+    assert window.plot.heap_limit_lines == {} and window.plot.curves.limit_lines() == []
