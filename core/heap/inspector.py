@@ -19,10 +19,17 @@ change while the thread lives). Old space, external, array buffers and RSS are N
 asks only what the protocol answers without running code on every sample.
 
 While the inspector is open any local user can run code in the process (:data:`INSPECTOR_WARNING`).
-The engine calls :meth:`NodeInspector.close` on detach, on oomscope's exit and on Ctrl-C; it
-evaluates ``require('inspector').close()`` in the process, which closes the port, and then checks
-in /proc that the process no longer listens there. An inspector that was already open before
-``open()`` (node started with ``--inspect``) is left open: it is the user's, not oomscope's.
+The engine calls :meth:`NodeInspector.close` on detach, on oomscope's exit and on Ctrl-C (also a
+context manager); it evaluates ``require('inspector').close()`` in the process, which closes the
+port, and then checks in /proc that the process no longer listens there. An inspector that was
+already open before ``open()`` (node started with ``--inspect``) is left open: it is the user's.
+
+What the process notices: node prints "Debugger listening on ws://…" and "Debugger attached." on
+its own stderr (node does that for every SIGUSR1 and connection; nothing can suppress it). And
+node does not exit while a client is connected ("Waiting for the debugger to disconnect..."): the
+probe lets go as soon as node says it is waiting, which it reads at the next :meth:`query` or, if
+the engine selects on :meth:`NodeInspector.fileno`, at once through
+:meth:`NodeInspector.handle_events`. A process killed by a signal is not held at all.
 
 Not thread-safe: one thread (the engine's) opens, queries and closes an inspector.
 
@@ -30,8 +37,8 @@ Run ``python -m oomscope.core.heap.inspector [PID]`` for the per-thread heaps of
 PID for a latency figure on a node with two worker threads that the program starts itself::
 
     main + 2 workers, 200 queries each
-      TCP_QUICKACK on : median 0.62 ms, p90 0.80 ms per query()
-      TCP_QUICKACK off: median 40.41 ms, p90 44.03 ms per query()
+      TCP_QUICKACK on : median 0.23 ms, p90 0.31 ms per query()
+      TCP_QUICKACK off: median 44.00 ms, p90 44.08 ms per query()
 """
 
 from __future__ import annotations
@@ -50,12 +57,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
+from .. import procfs
 from ..errors import Error, NotPermitted, Refused, WorkerGone
 from ..pidfd import ProcessHandle
 from .messages import HeapReport
@@ -82,8 +90,12 @@ _WS_GUID: Final = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _LISTEN: Final = "0A"
 # Addresses a listener on node's 127.0.0.1:PORT would collide with (``::`` is dual-stack unless
 # IPV6_V6ONLY, which /proc does not show; assume the collision).
-_CLASHING_HOSTS: Final = frozenset({"127.0.0.1", "0.0.0.0", "::", "::ffff:127.0.0.1", "::ffff:0.0.0.0"})
-_PORT_FLAGS: Final = ("--inspect-port", "--debug-port", "--inspect", "--inspect-brk", "--inspect-wait")
+_CLASHING_HOSTS: Final = frozenset(
+    {"127.0.0.1", "0.0.0.0", "::", "::ffff:127.0.0.1", "::ffff:0.0.0.0"}
+)
+_PORT_FLAGS: Final = (
+    "--inspect-port", "--debug-port", "--inspect", "--inspect-brk", "--inspect-wait"
+)
 
 # getBuiltinModule (node >= 20.16) works in every context; older nodes get ``require`` from the
 # command-line API, which is why every evaluate asks for includeCommandLineAPI.
@@ -138,7 +150,8 @@ def _gone_or_denied(pid: int, what: str, e: OSError) -> Error:
     if isinstance(e, (FileNotFoundError, ProcessLookupError)) or e.errno == errno.ESRCH:
         return WorkerGone(f"process {pid} exited")
     if isinstance(e, PermissionError):
-        return NotPermitted(f"not permitted to read {what} of PID {pid}: run oomscope as its user or root")
+        return NotPermitted(f"not permitted to read {what} of PID {pid}: "
+                            "run oomscope as its user or as root")
     return Error(f"cannot read {what} of PID {pid}: {e.strerror or e}")
 
 
@@ -214,16 +227,24 @@ def own_listeners(pid: int) -> list[Listener]:
 def _socket_owner(inode: int) -> int | None:
     """A PID holding the socket, for the message only (processes we may not read are skipped)."""
     needle = f"socket:[{inode}]"
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            for fd in os.scandir(f"/proc/{entry.name}/fd"):
-                if os.readlink(fd.path) == needle:
-                    return int(entry.name)
-        except OSError:
-            continue
+    with os.scandir("/proc") as procs:
+        for proc in procs:
+            if not proc.name.isdigit():
+                continue
+            try:
+                with os.scandir(f"{proc.path}/fd") as fds:
+                    if any(_readlink(fd.path) == needle for fd in fds):
+                        return int(proc.name)
+            except OSError:
+                continue  # gone, or not ours to read
     return None
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None  # the fd was closed meanwhile
 
 
 def _port_holder(pid: int, port: int) -> int | None:
@@ -290,10 +311,11 @@ def _same_netns(pid: int) -> None:
 class _Connection:
     """A minimal RFC 6455 client: masked text frames out; text, continuation, ping, close in."""
 
-    def __init__(self, sock: socket.socket, pid: int, quickack: bool) -> None:
+    def __init__(self, sock: socket.socket, pid: int, quickack: bool, timeout_s: float) -> None:
         self.sock = sock
         self.pid = pid
         self.quickack = quickack
+        self.timeout_s = timeout_s
         self.buf = bytearray()
         self.fragments: list[bytes] = []
         self.closed = False
@@ -304,6 +326,7 @@ class _Connection:
                 quickack: bool) -> _Connection:
         sock = _tcp(host, port, timeout_s)
         try:
+            # Each query is one small write; Nagle would hold it until node ACKs the last one.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             key = base64.b64encode(os.urandom(16)).decode("ascii")
             sock.sendall(
@@ -315,11 +338,16 @@ class _Connection:
             status, headers = _parse_head(head)
             accept = base64.b64encode(hashlib.sha1((key + _WS_GUID).encode("ascii")).digest())
             if status != 101 or headers.get("sec-websocket-accept", "").encode("ascii") != accept:
-                raise Error(f"the inspector of PID {pid} refused the WebSocket upgrade (HTTP {status})")
+                raise Error(f"the inspector of PID {pid} refused the WebSocket upgrade "
+                            f"(HTTP {status})")
+        except OSError as e:
+            sock.close()
+            raise Error(f"the WebSocket handshake with the inspector of PID {pid} failed: "
+                        f"{e.strerror or e}") from None
         except BaseException:
             sock.close()
             raise
-        conn = cls(sock, pid, quickack)
+        conn = cls(sock, pid, quickack, timeout_s)
         conn.buf += rest
         return conn
 
@@ -335,6 +363,8 @@ class _Connection:
 
     def _send(self, data: bytes) -> None:
         try:
+            # receive() may have left the socket non-blocking; a send must not stop half-way.
+            self.sock.settimeout(self.timeout_s)
             self.sock.sendall(data)
         except OSError as e:
             raise self._lost(e) from None
@@ -368,7 +398,8 @@ class _Connection:
                 return None
             fin, opcode = b[0] & 0x80, b[0] & 0x0F
             if b[1] & 0x80:
-                raise Error(f"the inspector of PID {self.pid} sent a masked frame (RFC 6455 forbids it)")
+                raise Error(f"the inspector of PID {self.pid} sent a masked frame "
+                            "(RFC 6455 forbids it)")
             length, pos = b[1] & 0x7F, 2
             if length == 126:
                 if len(b) < 4:
@@ -391,6 +422,7 @@ class _Connection:
                 self.closed = True
                 # Echo the close as RFC 6455 asks; the peer may already be gone.
                 try:
+                    self.sock.settimeout(self.timeout_s)
                     self.sock.sendall(_frame(0x8, payload[:2]))
                 except OSError:
                     pass
@@ -412,6 +444,7 @@ class _Connection:
         if not self.closed:
             self.closed = True
             try:
+                self.sock.settimeout(self.timeout_s)
                 self.sock.sendall(_frame(0x8, (1000).to_bytes(2, "big")))
             except OSError:
                 pass
@@ -484,7 +517,8 @@ def _debugger_path(host: str, port: int, pid: int, timeout_s: float) -> str:
                      "Connection: close\r\n\r\n".encode("ascii"))
         head, body = _read_head(sock)
         status, headers = _parse_head(head)
-        want = int(headers.get("content-length", "-1"))
+        length = headers.get("content-length", "")
+        want = int(length) if length.isdigit() else -1
         while len(body) < want or want < 0:
             chunk = sock.recv(65536)
             if not chunk:
@@ -493,7 +527,8 @@ def _debugger_path(host: str, port: int, pid: int, timeout_s: float) -> str:
             if len(body) > _MAX_MESSAGE_BYTES:
                 break
     except OSError as e:
-        raise Error(f"cannot read the inspector target list of PID {pid}: {e.strerror or e}") from None
+        raise Error(f"cannot read the inspector target list of PID {pid}: "
+                    f"{e.strerror or e}") from None
     finally:
         sock.close()
     try:
@@ -548,12 +583,7 @@ class NodeInspector:
         node_executable(pid)
         # The pidfd was opened for one process; /proc/PID must still be that one, or the exe we
         # just checked belongs to a newcomer with a reused PID.
-        stat = Path(f"/proc/{pid}/stat")
-        try:
-            ticks = int(stat.read_text().rpartition(")")[2].split()[19])
-        except (OSError, IndexError, ValueError):
-            raise WorkerGone(f"process {pid} exited") from None
-        if ticks != handle.start_ticks or not handle.is_alive():
+        if procfs.start_ticks(pid) != handle.start_ticks or not handle.is_alive():
             raise WorkerGone(f"process {pid} exited (its PID now belongs to another process)")
         _same_netns(pid)
         port = configured_port(pid)
@@ -586,17 +616,20 @@ class NodeInspector:
         return probe
 
     def _start(self, deadline: float) -> None:
+        # A node whose inspector was opened by a signal does not exit while a client is
+        # connected ("Waiting for the debugger to disconnect..."): this event is the cue to let
+        # go at once, so the process ends as it would have without oomscope.
+        self._call("NodeRuntime.notifyWhenWaitingForDisconnect", {"enabled": True}, deadline)
         # Attach events for workers that already run come before enable's answer (node sends
         # them while handling enable), so after this call every existing worker is known.
-        self._call(None, "NodeWorker.enable", {"waitForDebuggerOnStart": False}, deadline)
-        answer = self._call(None, "Runtime.evaluate", _evaluate(_THREAD_INFO_JS), deadline)
+        self._call("NodeWorker.enable", {"waitForDebuggerOnStart": False}, deadline)
+        answer = self._call("Runtime.evaluate", _evaluate(_THREAD_INFO_JS), deadline)
         info = _thread_info(answer)
         if info is not None:
             self._main.heap_limit = info[1]
 
-    def _call(self, session: str | None, method: str, params: dict[str, Any],
-              deadline: float) -> dict[str, Any]:
-        """One command on the main session, waited for (only used while opening and closing)."""
+    def _call(self, method: str, params: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """One command on the main session, waited for (only used while opening)."""
         conn = self._connection()
         mid = self._id()
         conn.send_texts([json.dumps({"id": mid, "method": method, "params": params})])
@@ -614,23 +647,23 @@ class NodeInspector:
 
     # -- querying
 
-    def query(self) -> list[HeapReport]:
-        """One report per thread that answered within ``timeout_s``: main first, then workers.
+    def query(self, timeout_s: float | None = None) -> list[HeapReport]:
+        """One report per thread that answered within ``timeout_s`` (default: the one given to
+        :meth:`open`), sorted by thread id, main thread (0) first.
 
         A thread that does not answer in time (blocked outside JavaScript) is left out, so the
         engine shows it as stale; its late answer is discarded. :class:`WorkerGone` when the
         process has exited, :class:`InspectorClosed` when it closed its inspector.
         """
         conn = self._connection()
-        deadline = time.monotonic() + self.timeout_s
+        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
         # Answers still owed by the previous query are dropped with their keys: a late one is
         # then ignored instead of being taken for this query's.
         self._pending = _Pending()
         self._relayed.clear()
         # Attach events that came in since the last query are read first, so a worker started
         # after open() is asked in this very query.
-        while self._receive(conn, time.monotonic()) is not None:
-            pass
+        self.handle_events()
         threads = [self._main, *self._workers.values()]
         for t in threads:
             t.usage = None
@@ -669,13 +702,22 @@ class NodeInspector:
         try:
             text = conn.receive(deadline)
         except _ConnectionLost as e:
+            conn.close()
+            self._conn = None
             raise self._why_lost(e) from None
         if text is None:
             return None
         msg = _json(text)
         method = msg.get("method")
-        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
-        assert isinstance(params, dict)
+        params = msg.get("params")
+        if not isinstance(params, dict):
+            params = {}
+        if method == "NodeRuntime.waitingForDisconnect":
+            conn.close()
+            self._conn = None
+            if _wait_exit(self.handle, _EXIT_GRACE_S):
+                raise WorkerGone(f"node process {self.pid} exited while attached")
+            raise WorkerGone(f"node process {self.pid} is exiting; oomscope let go of it")
         if method == "NodeWorker.attachedToWorker":
             session = params.get("sessionId")
             if isinstance(session, str) and session not in self._workers:
@@ -729,6 +771,22 @@ class NodeInspector:
         for mid in [m for m, s in self._relayed.items() if s == session]:
             del self._relayed[mid]
 
+    def fileno(self) -> int:
+        """The connection's socket for the engine's selector: when readable, call
+        :meth:`handle_events`."""
+        return self._connection().sock.fileno()
+
+    def handle_events(self) -> None:
+        """Act on what node sent between queries, without blocking.
+
+        Node holds its exit until every client has disconnected; an engine that selects on
+        :meth:`fileno` and calls this when it is readable lets go of an exiting process at once
+        (:class:`WorkerGone`) instead of at its next :meth:`query`.
+        """
+        conn = self._connection()
+        while self._receive(conn, time.monotonic()) is not None:
+            pass
+
     def _report_if_ready(self, thread: _Thread, answered: dict[int, HeapReport] | None) -> None:
         if answered is None or thread.usage is None or thread.thread_id is None:
             return
@@ -752,19 +810,20 @@ class NodeInspector:
         if conn is None:
             return
         port = self.listener.port
+        # One deadline for the whole close: on Ctrl-C the user waits for it.
+        deadline = time.monotonic() + self.timeout_s
         try:
             if self.opened_by_us and not conn.closed:
                 try:
                     # inspector.close() tears down every connection, ours included, before
                     # evaluate could answer: the end of the connection is the normal outcome.
-                    self._call_on(conn, _CLOSE_JS, time.monotonic() + self.timeout_s)
+                    self._call_on(conn, _CLOSE_JS, deadline)
                 except Error:
                     pass
         finally:
             conn.close()
-        if not self.opened_by_us or not self.handle.is_alive():
+        if not self.opened_by_us or self.handle.fd < 0 or not self.handle.is_alive():
             return
-        deadline = time.monotonic() + self.timeout_s
         while True:
             try:
                 still = [s for s in own_listeners(self.pid) if s.inode == self.listener.inode]
@@ -787,7 +846,11 @@ class NodeInspector:
                                      "params": _evaluate(expression)})])
         while True:
             text = conn.receive(deadline)
-            if text is None or _json(text).get("id") == mid:
+            if text is None:
+                return
+            msg = _json(text)
+            # An exiting process waits for us to let go: no answer will come.
+            if msg.get("id") == mid or msg.get("method") == "NodeRuntime.waitingForDisconnect":
                 return
 
     def __enter__(self) -> NodeInspector:
@@ -888,3 +951,106 @@ def _await_listener(pid: int, handle: ProcessHandle, before: list[Listener], por
                         "itself?); the process was not otherwise touched")
         if _wait_exit(handle, min(_POLL_INTERVAL_S, left)):
             raise WorkerGone(f"node process {pid} exited while its inspector was being opened")
+
+
+# ------------------------------------------------------------------------------------- program
+
+_DEMO_MAIN: Final = r"""
+const { Worker } = require('worker_threads');
+let online = 0;
+for (const mb of [8, 32]) {
+  new Worker(require('path').join(__dirname, 'worker.js'), { workerData: mb })
+    .on('message', () => { if (++online === 2) console.log('ready'); });
+}
+process.stdin.on('end', () => process.exit(0)).resume();
+"""
+_DEMO_WORKER: Final = r"""
+const { parentPort, workerData } = require('worker_threads');
+// Doubles, 8 bytes each: workerData MiB that stay alive for the thread's life.
+globalThis.keep = Array.from({ length: workerData * 131072 }, (_, i) => i + 0.5);
+parentPort.postMessage('ready');
+setInterval(() => {}, 1000);
+"""
+
+
+def _timed(probe: NodeInspector, n: int) -> list[float]:
+    times = []
+    for _ in range(n):
+        t0 = time.monotonic()
+        probe.query()
+        times.append(time.monotonic() - t0)
+    return times
+
+
+def _print_latency(label: str, times: list[float]) -> None:
+    p90 = statistics.quantiles(times, n=10)[-1] if len(times) > 1 else times[0]
+    print(f"  TCP_QUICKACK {label}: median {statistics.median(times) * 1e3:.2f} ms, "
+          f"p90 {p90 * 1e3:.2f} ms per query()")
+
+
+def _demo(n: int) -> int:
+    """Latency of query() for main + 2 workers, with and without TCP_QUICKACK."""
+    with tempfile.TemporaryDirectory(prefix="oomscope-inspector-") as tmp:
+        Path(tmp, "main.js").write_text(_DEMO_MAIN)
+        Path(tmp, "worker.js").write_text(_DEMO_WORKER)
+        env = {k: v for k, v in os.environ.items() if k != "NODE_OPTIONS"}
+        with subprocess.Popen(["node", str(Path(tmp, "main.js"))], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env) as node:
+            assert node.stdin is not None and node.stdout is not None
+            try:
+                if node.stdout.readline().strip() != b"ready":
+                    print("the demo node did not start", file=sys.stderr)
+                    return 1
+                handle = ProcessHandle.open(node.pid)
+                try:
+                    print(f"main + 2 workers, {n} queries each")
+                    for quickack, label in ((True, "on "), (False, "off")):
+                        with NodeInspector.open(node.pid, handle, quickack=quickack) as probe:
+                            if len(probe.query()) != 3:
+                                print("the demo node did not report 3 threads", file=sys.stderr)
+                                return 1
+                            _print_latency(label, _timed(probe, n))
+                finally:
+                    handle.close()
+            finally:
+                # End of stdin is the demo's cue to exit: no signal needed.
+                node.stdin.close()
+                node.wait(timeout=10)
+    return 0
+
+
+def _show(pid: int) -> int:
+    print(INSPECTOR_WARNING, file=sys.stderr)
+    handle = ProcessHandle.open(pid)
+    try:
+        with NodeInspector.open(pid, handle) as probe:
+            t0 = time.monotonic()
+            reports = probe.query()
+            took = time.monotonic() - t0
+            for r in reports:
+                limit = f"{r.heap_limit / 2**20:8.1f}" if r.heap_limit else "       ?"
+                print(f"thread {r.thread_id:3d}  used {r.heap_used / 2**20:8.1f} MiB  "
+                      f"total {r.heap_total / 2**20:8.1f} MiB  limit {limit} MiB")
+            print(f"query() took {took * 1e3:.2f} ms for {len(reports)} threads")
+    finally:
+        handle.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``inspector [PID] [-n N]``: heaps of PID's threads, or the latency demo without a PID."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    n = 200
+    if "-n" in args:
+        i = args.index("-n")
+        n = int(args[i + 1])
+        del args[i:i + 2]
+    try:
+        return _show(int(args[0])) if args else _demo(n)
+    except Error as e:
+        print(f"oomscope: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
