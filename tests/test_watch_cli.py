@@ -119,9 +119,12 @@ def test_children_of_from_the_command_line(children) -> None:
     code = (
         "import os, sys, time\n"
         "r, w = os.pipe()\n"
-        "kids = [os.fork() for _ in range(2)]\n"
-        "if 0 in kids:\n"
-        "    os.read(r, 1); os._exit(0)\n"  # each child waits for its go
+        "kids = []\n"
+        "for _ in range(2):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        os.read(r, 1); os._exit(0)\n"  # each child waits for its go
+        "    kids.append(pid)\n"
         "print('ready', flush=True)\n"
         "sys.stdin.readline(); os.write(w, b'xx')\n"
         "for k in kids: os.waitpid(k, 0)\n"
