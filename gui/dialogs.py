@@ -15,6 +15,7 @@ from typing import Any
 
 from oomscope.core.cgroups import describe_cgroup_support
 from oomscope.core.errors import BadInput
+from oomscope.core.heap.inspector import INSPECTOR_WARNING
 from oomscope.core.launch import LaunchSpec
 from oomscope.core.processes import ProcessInfo, list_processes
 from oomscope.core.sizes import Level, format_size, parse_level, parse_size
@@ -233,6 +234,7 @@ class ProcessTableModel(QAbstractItemModel):
 class AttachChoice:
     pids: tuple[int, ...]
     children_of: bool
+    inspect_heap: bool = False
 
 
 class AttachDialog(QtWidgets.QDialog):
@@ -282,6 +284,18 @@ class AttachDialog(QtWidgets.QDialog):
         self.children_box.setToolTip("Watch every child of the selected process, including children it "
                                      "starts later (respawned workers)")
         layout.addWidget(self.children_box)
+        # Opt-in and never remembered: the inspector lets any local user run code in the process.
+        self.inspect_box = QtWidgets.QCheckBox("Inspect the V8 heap of each thread (Node.js only)")
+        self.inspect_box.setObjectName("inspect-heap")
+        self.inspect_box.setToolTip(INSPECTOR_WARNING)
+        layout.addWidget(self.inspect_box)
+        self.inspect_warning = QtWidgets.QLabel(INSPECTOR_WARNING)
+        self.inspect_warning.setObjectName("inspect-warning")
+        self.inspect_warning.setWordWrap(True)
+        self.inspect_warning.setStyleSheet("color: #8a4b00;")
+        self.inspect_warning.setVisible(False)
+        self.inspect_box.toggled.connect(self.inspect_warning.setVisible)
+        layout.addWidget(self.inspect_warning)
         buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
                                              | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
         ok = buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok)
@@ -307,7 +321,7 @@ class AttachDialog(QtWidgets.QDialog):
         pids = self.selected_pids()
         if not pids:
             return
-        self.choice = AttachChoice(pids, self.children_box.isChecked())
+        self.choice = AttachChoice(pids, self.children_box.isChecked(), self.inspect_box.isChecked())
         self.settings.setValue("dialogs/attach/search", self.search.text())
         self.settings.setValue("dialogs/attach/children", self.children_box.isChecked())
         self.accept()

@@ -679,8 +679,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.bridge.call(self.engine.launch(spec), on_error=lambda e: self.message_bar.show_message(
             f"Cannot launch {spec.display_name()}: {e}"))
 
-    def attach(self, pid: int) -> None:
-        self.bridge.call(self.engine.attach(pid), on_error=lambda e: self.message_bar.show_message(
+    def attach(self, pid: int, inspect_heap: bool = False) -> None:
+        def attached(ref: WorkerRef) -> None:
+            if inspect_heap:
+                self.bridge.call(self.engine.inspect_heap(ref.id), on_error=lambda e: self.message_bar.show_message(
+                    f"No heap inspection for {ref.name} (PID {ref.pid}): {e}"))
+        self.bridge.call(self.engine.attach(pid), on_result=attached, on_error=lambda e: self.message_bar.show_message(
             f"Cannot attach to PID {pid}: {e}"))
 
     def attach_children(self, pid: int) -> None:
@@ -702,7 +706,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 if dialog.choice.children_of:
                     self.attach_children(pid)
                 else:
-                    self.attach(pid)
+                    self.attach(pid, inspect_heap=dialog.choice.inspect_heap)
 
     # --------------------------------------------------------------- settings
 

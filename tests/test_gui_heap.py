@@ -96,3 +96,33 @@ def test_heap_metric_draws_each_workers_heap_limit(qtbot, make_window) -> None:
     window.plot.set_metric("rss")
     window.plot.redraw()
     assert window.plot.heap_limit_lines == {} and window.plot.curves.limit_lines() == []
+
+
+def test_attach_with_heap_inspection_shows_the_threads(qtbot, make_window, tmp_path, children) -> None:
+    """The attach dialog's opt-in: the warning shows before enabling; attached node threads then
+    appear under their process, and stopping the engine closes the inspector port."""
+    import subprocess
+
+    from oomscope.core.heap.inspector import INSPECTOR_WARNING, own_listeners
+    from oomscope.gui.dialogs import AttachDialog
+    from test_engine_inspect import APP
+
+    app = tmp_path / "app.js"
+    app.write_text(APP)
+    node = children([NODE, str(app)], stdout=subprocess.PIPE)
+    assert node.stdout is not None and node.stdout.readline().strip() == b"ready"
+    window = make_window(heap_interval_s=0.2)
+    dialog = AttachDialog(window.settings, window, lister=lambda: [])
+    qtbot.addWidget(dialog)
+    assert not dialog.inspect_box.isChecked() and not dialog.inspect_warning.isVisibleTo(dialog)
+    dialog.inspect_box.setChecked(True)
+    assert dialog.inspect_warning.isVisibleTo(dialog) and dialog.inspect_warning.text() == INSPECTOR_WARNING
+    window.attach(node.pid, inspect_heap=True)
+    qtbot.waitUntil(lambda: len(window.roster.workers) == 1, timeout=10_000)
+    w = window.roster.workers[0]
+    parent = window.model.row_of(w.id)
+    qtbot.waitUntil(lambda: window.model.rowCount(parent) == 2, timeout=30_000)  # its 2 worker threads
+    assert own_listeners(node.pid)
+    window.engine.stop()
+    assert not own_listeners(node.pid)
+    assert node.poll() is None
