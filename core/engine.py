@@ -868,11 +868,12 @@ class Engine:
                     append(Sample(w.ref, rss, anon, w.swap, usage, w.cgroup_limit,
                                   ht.used, ht.total, ht.limit))
             if w.warn_bytes is not None or w.crit_bytes is not None:
-                if metric_is_heap:
-                    if ht is None:
-                        continue  # no heap report yet: no heap level either
+                if metric_is_heap and ht is not None:
                     level, value = heap_level(w.thresholds, ht.used, ht.old_used,
                                               w.warn_bytes, w.crit_bytes)
+                elif metric_is_heap:  # no reporter: anonymous RSS stands in for the heap
+                    value = anon
+                    level = level_of(value, w.warn_bytes, w.crit_bytes)
                 else:
                     value = rss if metric_is_rss else anon
                     level = level_of(value, w.warn_bytes, w.crit_bytes)

@@ -115,6 +115,8 @@ class Sample(NamedTuple):
             value = getattr(self, key)
             if value is not None:
                 d[key] = value
+        # Where no reporter speaks, anonymous RSS is the heap's stand-in: say which it is.
+        d["heap_source"] = "reported" if self.heap_used is not None else "anon"
         return d
 
 

@@ -109,10 +109,10 @@ class Worker:
         if self.override is not None:
             config = replace(self.override, metric=config.metric)
         self.thresholds = config
-        if config.metric == "heap":
+        if config.metric == "heap" and self.heap.totals is not None:
             t = self.heap.totals
-            limit = None if t is None else (t.old_limit if t.old_limit is not None else t.limit)
-        else:
+            limit = t.old_limit if t.old_limit is not None else t.limit
+        else:  # RSS, anon, and heap where no reporter speaks (anon stands in)
             limit = self.cgroup_limit
         self.warn_bytes, self.crit_bytes = config.levels_for(limit)
 

@@ -164,8 +164,11 @@ class WorkerTreeModel(QAbstractItemModel):
         if col == COL_ANON:
             return format_size(s.anon) if s is not None else "–"
         if col == COL_HEAP:
-            if s is None or s.heap_used is None:
+            if s is None:
                 return "–"
+            if s.heap_used is None:
+                # No reporter speaks for this process: anonymous RSS stands in, and says so.
+                return f"{format_size(s.anon)} (anon)"
             return f"{format_size(s.heap_used)} / {format_size(s.heap_limit)}"
         if col == COL_PERCENT:
             pct = self._percent(w)

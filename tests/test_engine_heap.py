@@ -118,3 +118,17 @@ def test_python_worker_reports_too(make_engine) -> None:
     ref = eng.launch(LaunchSpec((PY, "-c", "import time; b = bytearray(30 << 20); time.sleep(5)"))).result(10)
     h = log.wait_for(lambda e: e.kind == "heap" and e.worker.id == ref.id and e.heap_used > 30 << 20, timeout=30)
     assert h.runtime == "python" and h.thread_id == 0
+
+
+def test_anon_stands_in_for_the_heap_where_no_reporter_speaks(make_engine, children) -> None:
+    from conftest import ready_child
+
+    config = ThresholdConfig(warn=parse_level("20MiB"), metric="heap")
+    eng, log = make_engine(thresholds=config)
+    holder = ready_child(children, "import time; b = bytearray(40 << 20); print('ready', flush=True); time.sleep(60)")
+    ref = eng.attach(holder.pid).result(10)  # attached: no reporter inside it
+    warn = log.wait_for(lambda e: e.kind == "threshold" and e.worker.id == ref.id)
+    assert (warn.level, warn.metric) == ("warning", "heap") and warn.value >= 40 << 20
+    sample = log.wait_samples(ref.id)[-1]
+    assert sample.heap_used is None and warn.value <= sample.rss
+    assert sample.to_json(0.0)["heap_source"] == "anon"
