@@ -109,6 +109,7 @@ class Worker:
         if self.override is not None:
             config = replace(self.override, metric=config.metric)
         self.thresholds = config
+        limit: int | None
         if config.metric == "heap" and self.heap.totals is not None:
             t = self.heap.totals
             limit = t.old_limit if t.old_limit is not None else t.limit
