@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
@@ -199,6 +199,25 @@ def _frac_us(frac: str | None) -> int:
     if not frac:
         return 0
     return int((frac + "000000")[:6])
+
+
+def _date(year: int | str, month: int | str | None, clock: Sequence[str | Any],
+          tz: timezone | None = None) -> datetime | None:
+    """The moment a printed stamp names (``clock``: day, hour, minute, second and an optional
+    fraction, as printed); None where its numbers make no date (a mangled line must not stop a
+    reader)."""
+    if month is None:
+        return None
+    day, hour, minute, second, *frac = clock
+    try:
+        return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                        _frac_us(frac[0] if frac else None), tzinfo=tz)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _stamp_iso(dt: datetime | None, has_fraction: bool) -> tuple[str | None, float | None]:
+    return (None, None) if dt is None else _local_iso(dt, has_fraction)
 
 
 def _local_iso(dt: datetime, has_fraction: bool) -> tuple[str, float | None]:
@@ -372,16 +391,7 @@ class LineDecoder:
         m = _RE_DMESG_T.match(raw)
         if m is None:
             return None
-        month = month_number(m.group(3))
-        iso: str | None = None
-        unix: float | None = None
-        if month is not None:
-            try:
-                dt = datetime(int(m.group(8)), month, int(m.group(4)), int(m.group(5)),
-                              int(m.group(6)), int(m.group(7)))
-                iso, unix = _local_iso(dt, False)
-            except ValueError:
-                pass
+        iso, unix = _stamp_iso(_date(m.group(8), month_number(m.group(3)), m.group(4, 5, 6, 7)), False)
         return KernelLine(
             message=m.group(10), raw=raw, fmt="dmesg-T", wall_time_text=m.group(1), wall_time=iso,
             wall_time_unix=unix, wall_time_source=_SRC_DMESG_T, caller=m.group(9), history=history,
@@ -393,16 +403,7 @@ class LineDecoder:
         m = _RE_DMESG_ISO.match(raw)
         if m is None:
             return None
-        iso: str | None = None
-        unix: float | None = None
-        try:
-            dt = datetime(
-                int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)),
-                int(m.group(6)), int(m.group(7)), _frac_us(m.group(8)), tzinfo=_tz(m.group(9)),
-            )
-            iso, unix = _local_iso(dt, True)
-        except ValueError:
-            pass
+        iso, unix = _stamp_iso(_date(m.group(2), m.group(3), m.group(4, 5, 6, 7, 8), _tz(m.group(9))), True)
         return KernelLine(
             message=m.group(10), raw=raw, fmt="dmesg-iso", wall_time_text=m.group(1), wall_time=iso,
             wall_time_unix=unix, wall_time_source=_SRC_DMESG_ISO, ident=None, history=history,
@@ -440,18 +441,11 @@ class LineDecoder:
         m = _RE_SHORT.match(raw)
         if m is None:
             return None
-        month = month_number(m.group(2))
-        iso: str | None = None
-        unix: float | None = None
-        if month is not None:
-            try:
-                dt = datetime(self._ref.year, month, int(m.group(3)), int(m.group(4)),
-                              int(m.group(5)), int(m.group(6)), _frac_us(m.group(7)))
-                if dt > self._ref + timedelta(days=1):
-                    dt = dt.replace(year=dt.year - 1)
-                iso, unix = _local_iso(dt, m.group(7) is not None)
-            except ValueError:
-                pass
+        dt = _date(self._ref.year, month_number(m.group(2)), m.group(3, 4, 5, 6, 7))
+        if dt is not None and dt > self._ref + timedelta(days=1):
+            # No year in the stamp: the latest year that does not put it in the future.
+            dt = _date(self._ref.year - 1, dt.month, m.group(3, 4, 5, 6, 7))
+        iso, unix = _stamp_iso(dt, m.group(7) is not None)
         return self._tagged("journal-short", raw, m.group(1), iso, unix, m.group(9), m.group(10),
                             m.group(11), history)
 
@@ -461,16 +455,8 @@ class LineDecoder:
         m = _RE_SHORT_ISO.match(raw)
         if m is None:
             return None
-        iso: str | None = None
-        unix: float | None = None
-        try:
-            dt = datetime(
-                int(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)), int(m.group(6)),
-                int(m.group(7)), _frac_us(m.group(8)), tzinfo=_tz(m.group(9)),
-            )
-            iso, unix = _local_iso(dt, m.group(8) is not None)
-        except ValueError:
-            pass
+        iso, unix = _stamp_iso(_date(m.group(2), m.group(3), m.group(4, 5, 6, 7, 8), _tz(m.group(9))),
+                               m.group(8) is not None)
         return self._tagged("journal-short-iso", raw, m.group(1), iso, unix, m.group(11),
                             m.group(12), m.group(13), history)
 
@@ -480,14 +466,7 @@ class LineDecoder:
         m = _RE_SHORT_FULL.match(raw)
         if m is None:
             return None
-        iso: str | None = None
-        unix: float | None = None
-        try:
-            dt = datetime(int(m.group(3)), int(m.group(4)), int(m.group(5)), int(m.group(6)),
-                          int(m.group(7)), int(m.group(8)), _frac_us(m.group(9)))
-            iso, unix = _local_iso(dt, m.group(9) is not None)
-        except ValueError:
-            pass
+        iso, unix = _stamp_iso(_date(m.group(3), m.group(4), m.group(5, 6, 7, 8, 9)), m.group(9) is not None)
         return self._tagged("journal-short-full", raw, m.group(1), iso, unix, m.group(11),
                             m.group(12), m.group(13), history)
 
