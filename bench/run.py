@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_engine  # noqa: E402
 import bench_gui  # noqa: E402
 import bench_heap  # noqa: E402
+import bench_inspect  # noqa: E402
 import bench_oom_latency  # noqa: E402
 import bench_parse  # noqa: E402
 
@@ -23,6 +24,7 @@ def main() -> None:
     bench_gui.main()
     bench_oom_latency.main()
     bench_heap.main()
+    bench_inspect.main()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,20 @@
+"""Attach-time heap inspection: latency of one query (main thread + 2 worker threads) through
+node's inspector, with and without TCP_QUICKACK on oomscope's socket."""
+
+from __future__ import annotations
+
+import shutil
+
+from oomscope.core.heap import inspector
+
+
+def main() -> None:
+    if shutil.which("node") is None:
+        print("inspector: skipped, node is not installed")
+        return
+    print("inspector query latency (--inspect-heap), TCP_QUICKACK on and off:")
+    inspector._demo(200)
+
+
+if __name__ == "__main__":
+    main()
