@@ -96,6 +96,9 @@ class EngineConfig:
             )
         if not (self.grace_s >= 0):
             raise BadInput(f"grace period {self.grace_s:g} s must not be negative")
+        if not (self.heap_interval_s >= MIN_INTERVAL_S):
+            raise BadInput(f"heap interval {self.heap_interval_s:g} s is too short: the minimum is "
+                           f"{MIN_INTERVAL_S} s")
 
 
 class Engine:

@@ -70,6 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     run = p.add_argument_group("how")
     run.add_argument("--interval", metavar="S", type=float, default=1.0,
                      help=f"sampling interval in seconds (default 1, minimum {MIN_INTERVAL_S})")
+    run.add_argument("--heap-interval", metavar="S", type=float, default=1.0,
+                     help="how often launched workers' heap reporters report (default 1 s, minimum 0.05)")
     run.add_argument("--duration", metavar="S", type=float,
                      help="stop after S seconds (launched workers are terminated)")
     run.add_argument("--json", action="store_true", help="one JSON event per line")
@@ -114,7 +116,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[Launc
     if args.duration is not None and not args.duration > 0:
         raise BadInput(f"--duration {args.duration:g}: give a number of seconds above 0")
     config = EngineConfig(interval_s=args.interval, thresholds=thresholds, grace_s=args.grace,
-                          inspect_heap=args.inspect_heap)
+                          inspect_heap=args.inspect_heap, heap_interval_s=args.heap_interval)
     mem_limit = parse_size(args.mem_limit) if args.mem_limit else None
     specs = [LaunchSpec(cmd, mem_limit_bytes=mem_limit) for cmd in args.run]
     command = list(args.command)

@@ -172,6 +172,7 @@ def test_children_of_from_the_command_line(children) -> None:
     (["--mem-limit", "-5MiB", "--run", "true"], "greater than zero"),
     (["--run", ""], "empty command"),
     (["--run", "true", "--interval", "0.001"], "minimum"),
+    (["--run", "true", "--heap-interval", "-1"], "heap interval"),
     ([], "nothing to watch"),
     (["--on-crit", "terminate", "--run", "true"], "needs a critical level"),
     (["--metric", "bytes", "--run", "true"], "invalid choice"),
@@ -246,3 +247,14 @@ def test_mem_limit_where_no_cgroup_can_be_made(as_nobody) -> None:
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r.stderr
     assert "cgroup" in r.stderr and "should-not-run" not in r.stdout + r.stderr
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_heap_events_at_the_asked_rate(tmp_path) -> None:
+    r = watch("--json", "--heap-interval", "0.1", "--duration", "1.5", "--", "node", "-e", "setInterval(() => {}, 1000)")
+    assert r.returncode == 0, r.stderr
+    heaps = [e for e in events(r.stdout) if e["event"] == "heap"]
+    assert len(heaps) >= 8, len(heaps)  # about 10 a second, not 1
+    assert all(e["thread_id"] == 0 and e["runtime"] == "node" for e in heaps)
+    samples = [e for e in events(r.stdout) if e["event"] == "sample"]
+    assert samples[-1]["heap_source"] == "reported" and samples[-1]["heap_used"] > 0
