@@ -26,23 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from . import procfs
-from .procfs import PAGE_SIZE
 from .causes import OOM_KILL, SIGNAL, UNKNOWN, classify
-from .correlate import ExitNote, RecentExits, RecentRecords, comm_matches
-from .doctor import max_old_space_mb, node_heap_advice
-from .heap.inject import inject_node, inject_python
-from .heap.inspector import node_executable
-from .heap.messages import HeapReport, ThreadEnded, ThreadHello
-from .heap.server import Connection, HeapServer
-from .heapbook import ThreadState
-from .inspection import InspectionThread
 from .cgroups import MemoryCgroup, cgroup_of, create_limited_cgroup
+from .correlate import ExitNote, RecentExits, RecentRecords, comm_matches
 from .errors import BadInput, Error, Refused, WorkerGone
 from .events import (
     CauseUpdated,
-    Doctor,
     Event,
-    Heap,
     KernelLine,
     KernelOom,
     Notice,
@@ -52,19 +42,22 @@ from .events import (
     SourceState,
     Stopped,
     Terminate,
-    ThreadExited,
     Threshold,
     WorkerAttached,
     WorkerExited,
     WorkerRef,
     WorkerStarted,
 )
+from .heap.inject import inject_node, inject_python
+from .heap.inspector import node_executable
+from .heapdesk import HeapDesk
 from .kernelfeed import KernelFeed
 from .launch import LaunchSpec, spawn
 from .oomlog import KillRecord
 from .oomlog import SourceState as SourceState_
-from .sizes import format_size
 from .pidfd import ProcessHandle
+from .procfs import PAGE_SIZE
+from .sizes import format_size
 from .thresholds import CRITICAL, NORMAL, ThresholdConfig, heap_level, level_of
 from .worker import Worker
 
@@ -72,7 +65,6 @@ T = TypeVar("T")
 MIN_INTERVAL_S = 0.05
 _PF_KTHREAD = 0x00200000
 _SLOW_PERIOD_S = 1.0
-_THREAD_END_SETTLE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,11 +123,11 @@ class Engine:
         self._live: list[Worker] = []
         self._cgroups: dict[str, tuple[MemoryCgroup, int]] = {}
         self._kernel: KernelFeed | None = None
-        self._heap: HeapServer | None = None
+        self._heap = HeapDesk(selector=self._selector, emit=self._emit, at=self._at,
+                              call_soon=self._call_soon, owner_of=self._owner_of,
+                              thresholds=lambda: self._thresholds,
+                              interval_s=self.config.heap_interval_s)
         self._live_by_pid: dict[int, Worker] = {}
-        self._thread_deaths: set[tuple[int, int]] = set()
-        self._refused_peers: set[int] = set()
-        self._inspections: dict[str, InspectionThread] = {}
         self._kernel_dirty = False
         self._records = RecentRecords()
         self._exits = RecentExits()
@@ -204,7 +196,7 @@ class Engine:
     def inspect_heap(self, worker_id: str) -> Future[None]:
         """Open the inspector of an attached Node.js worker for per-thread heaps (opt-in:
         while it is open any local user can run code in that process; see INSPECTOR_WARNING)."""
-        return self._submit(lambda: self._inspect(self._get(worker_id)))
+        return self._submit(lambda: self._heap.inspect(self._get(worker_id)))
 
     def set_thresholds(self, config: ThresholdConfig) -> Future[None]:
         return self._submit(lambda: self._set_thresholds(config))
@@ -272,7 +264,7 @@ class Engine:
         if self.config.kernel_log:
             self._guard(self._open_kernel)
         if self.config.heap_reports:
-            self._guard(self._open_heap)
+            self._guard(self._heap.open)
         interval = self.config.interval_s
         next_sample = time.monotonic()
         next_rescan = next_sample + self.config.rescan_s
@@ -331,12 +323,7 @@ class Engine:
         if self._kernel is not None:
             self._kernel.close()
             self._kernel = None
-        if self._heap is not None:
-            self._heap.close()
-            self._heap = None
-        for insp in self._inspections.values():
-            insp.stop()  # closes each inspector port before we go
-        self._inspections.clear()
+        self._heap.close()
         self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -425,14 +412,6 @@ class Engine:
 
     # ------------------------------------------------------------ heap reports
 
-    def _open_heap(self) -> None:
-        try:
-            self._heap = HeapServer(is_allowed=self._heap_allowed)
-        except Error as e:
-            self._emit(Notice(time.time(), "warning", f"heap reports unavailable: {e}"))
-            return
-        self._selector.register(self._heap.fileno(), selectors.EVENT_READ, self._on_heap_accept)
-
     def _owner_of(self, pid: int) -> Worker | None:
         """The live worker that is PID or its nearest ancestor (a shell worker's node)."""
         for _ in range(32):
@@ -446,124 +425,6 @@ class Engine:
             if pid <= 1:
                 return None
         return None
-
-    def _heap_allowed(self, pid: int, uid: int) -> bool:
-        # Only our own workers (or their descendants), running as the user we run as.
-        return uid == os.geteuid() and self._owner_of(pid) is not None
-
-    def _on_heap_accept(self) -> None:
-        heap = self._heap
-        if heap is None:
-            return
-        for conn in heap.accept():
-            w = self._owner_of(conn.pid)
-            if w is None:  # the worker exited between the check and now
-                conn.close()
-                continue
-            self._selector.register(conn.fileno(), selectors.EVENT_READ,
-                                    lambda c=conn, w=w: self._on_heap_conn(c, w))
-        for peer in heap.take_refused():
-            if peer.pid not in self._refused_peers:  # say it once per peer, not per attempt
-                self._refused_peers.add(peer.pid)
-                self._emit(Notice(time.time(), "warning",
-                                  f"refused a heap report connection from PID {peer.pid} "
-                                  f"(uid {peer.uid}): {peer.reason}"))
-
-    def _on_heap_conn(self, conn: Connection, w: Worker) -> None:
-        messages, eof = conn.read()
-        mono = time.monotonic()
-        for msg in messages:
-            if isinstance(msg, HeapReport):
-                st = w.heap.report(msg, mono)
-                self._emit(self._heap_event(w, st, msg))
-                if self._thresholds.metric == "heap":
-                    w.refresh_levels(self._thresholds)
-                if not w.heap.advised:
-                    self._advise(w)
-            elif isinstance(msg, ThreadHello):
-                w.heap.hello(msg, mono)
-            elif isinstance(msg, ThreadEnded):
-                self._on_thread_end(w, msg)
-        if eof:
-            self._selector.unregister(conn.fileno())
-            conn.close()
-
-    def _heap_event(self, w: Worker, st: ThreadState, r: HeapReport, stale: bool = False) -> Heap:
-        return Heap(time.time(), w.ref, r.pid, r.thread_id, r.heap_used, r.heap_total, r.heap_limit,
-                    r.old_space_used, r.old_space_limit, r.external, r.array_buffers,
-                    is_main=st.is_main, stale=stale, runtime=st.runtime)
-
-    def _on_thread_end(self, w: Worker, msg: ThreadEnded) -> None:
-        key = (msg.pid, msg.thread_id)
-        st = w.heap.end(msg.pid, msg.thread_id)
-        if msg.thread_id == 0 or (st is not None and st.is_main):
-            return  # the process itself is ending: its pidfd tells the rest
-        if key in self._thread_deaths:
-            return
-        if msg.cause is not None:
-            self._thread_deaths.add(key)
-            self._emit(ThreadExited(time.time(), w.ref, msg.pid, msg.thread_id, msg.cause, msg.message))
-            return
-        # The connection's end comes first; the creating thread's word on *why* (a worker's
-        # ERR_WORKER_OUT_OF_MEMORY) arrives a moment later on another connection.
-        def settle() -> None:
-            if key not in self._thread_deaths:
-                self._thread_deaths.add(key)
-                self._emit(ThreadExited(time.time(), w.ref, msg.pid, msg.thread_id, "exit", None))
-        self._at(time.monotonic() + _THREAD_END_SETTLE_S, settle)
-
-    def _advise(self, w: Worker) -> None:
-        main = w.heap.main_report()
-        if main is None or w.heap.threads.get((main.pid, 0), None) is None:
-            return
-        if w.heap.threads[(main.pid, 0)].runtime != "node":
-            w.heap.advised = True
-            return
-        w.heap.advised = True
-        words = list(w.ref.cmd) + [w.node_options or ""]
-        advice = node_heap_advice(main.heap_limit, w.cgroup_limit, max_old_space_mb(words))
-        if advice is not None:
-            self._emit(Doctor(time.time(), w.ref, advice.advice, advice.reason, advice.suggested))
-
-    def _inspect(self, w: Worker) -> None:
-        if w.exited:
-            raise WorkerGone(f"worker {w.ref.id} ({w.ref.name}, PID {w.ref.pid}) has already exited")
-        if w.ref.id in self._inspections:
-            return
-        if w.launched:
-            raise BadInput(f"worker {w.ref.id} was launched by oomscope: it reports its heap already")
-        node_executable(w.ref.pid)  # Refused, with the reason, for anything but node
-
-        def reports(batch: list[HeapReport]) -> None:
-            self._call_soon(lambda: self._on_inspected(w, batch))
-
-        def problem(text: str) -> None:
-            self._call_soon(lambda: self._emit(Notice(time.time(), "warning",
-                                                      f"heap inspection: {text}", w.ref)))
-
-        self._inspections[w.ref.id] = InspectionThread(
-            w.ref.pid, w.handle.start_ticks, self.config.heap_interval_s, reports, problem).start()
-
-    def _on_inspected(self, w: Worker, batch: list[HeapReport]) -> None:
-        if w.exited:
-            return
-        mono = time.monotonic()
-        for r in batch:
-            st = w.heap.report(r, mono)
-            st.is_main = r.thread_id == 0
-            self._emit(self._heap_event(w, st, r))
-        if self._thresholds.metric == "heap":
-            w.refresh_levels(self._thresholds)
-        if not w.heap.advised:
-            self._advise(w)
-
-    def _check_stale_heaps(self, mono: float) -> None:
-        for w in self._live:
-            if not w.heap.threads:
-                continue
-            for st in w.heap.newly_stale(mono, self.config.heap_interval_s):
-                if st.report is not None:
-                    self._emit(self._heap_event(w, st, st.report, stale=True))
 
     # ---------------------------------------------------------------- workers
 
@@ -624,9 +485,10 @@ class Engine:
         wid = self._new_id()
         env = dict(os.environ)
         env.update(spec.env)
-        if self._heap is not None and spec.heap_reports:
-            argv, env = inject_node(argv, env, self._heap.socket_path, self.config.heap_interval_s)
-            env = inject_python(env, self._heap.socket_path, self.config.heap_interval_s)
+        socket_path = self._heap.socket_path
+        if socket_path is not None and spec.heap_reports:
+            argv, env = inject_node(argv, env, socket_path, self.config.heap_interval_s)
+            env = inject_python(env, socket_path, self.config.heap_interval_s)
         limited = None
         if spec.mem_limit_bytes is not None:
             limited = create_limited_cgroup(spec.mem_limit_bytes, wid)
@@ -722,7 +584,7 @@ class Engine:
         )
         if self.config.inspect_heap:
             if _is_node(pid):
-                self._inspect(w)
+                self._heap.inspect(w)
             else:
                 self._emit(Notice(time.time(), "info",
                                   f"PID {pid} is not node: its heap is not inspected (anon RSS stands in)", ref))
@@ -829,7 +691,7 @@ class Engine:
             self._next_slow = mono + _SLOW_PERIOD_S
             self._refresh_cgroup_limits()
             self._refresh_comms()
-            self._check_stale_heaps(mono)
+            self._heap.check_stale(self._live, mono)
             self._flush_kernel()
             self._records.prune(mono)
             self._exits.prune(mono)
@@ -1038,9 +900,7 @@ class Engine:
                 stderr_tail=tail,
             )
         )
-        insp = self._inspections.pop(w.ref.id, None)
-        if insp is not None:
-            insp.stop(join_timeout_s=0)  # it closes the inspector by itself
+        self._heap.worker_exited(w)
         w.close()
         self._live.remove(w)
         if self._live_by_pid.get(w.ref.pid) is w:
