@@ -288,6 +288,7 @@ class WorkerTreeModel(QAbstractItemModel):
         """A thread's heap report: a new child row for a thread seen for the first time."""
         w = self.roster.by_id.get(ev.worker.id)
         if w is None or ev.is_main:
+            self.roster.on_heap(ev)  # no row, but the plot's per-thread curve needs the main thread too
             return w
         if not any(th.thread_id == ev.thread_id for th in w.threads):
             row = len(w.threads)

@@ -31,6 +31,17 @@ WINDOWS: tuple[tuple[str, float | None], ...] = (
 )
 # One min/max pair per this many pixels: finer adds paint time, not information.
 _PIXELS_PER_BUCKET = 2
+# A worker's threads share its colour: the main thread solid, each worker thread (in the order
+# it first reported) another dash pattern in a lighter shade, so they read as one worker's parts.
+_THREAD_DASHES = (Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine,
+                  Qt.PenStyle.DashDotDotLine)
+_THREAD_LIGHTEN = (0.0, 0.3, 0.45)  # share of white mixed in, cycled with the dashes
+
+
+def thread_curve_name(w: WorkerState, pid: int, thread_id: int) -> str:
+    """How the crosshair readout names one thread's heap curve: "w3 thread 2"."""
+    where = w.id if pid == w.ref.pid else f"{w.id} PID {pid}"
+    return f"{where} main thread" if thread_id == 0 else f"{where} thread {thread_id}"
 
 
 class SizeAxis(pg.AxisItem):
@@ -65,6 +76,10 @@ class CurvesItem(pg.GraphicsObject):
         self._thin, self._bold = thin, bold
         self._limits = limits or []
         self.update()
+
+    def curve_lines(self) -> list[tuple[QtGui.QPen, QtGui.QPolygonF]]:
+        """Every curve this item paints, thin ones first."""
+        return self._thin + self._bold
 
     def limit_lines(self) -> list[tuple[QtGui.QPen, QtGui.QPolygonF]]:
         """The faint dashed limit lines this item paints (the heap metric's V8 heap limits)."""
@@ -112,7 +127,11 @@ class MemoryPlot(QtWidgets.QWidget):
         self.follow = True
         self.selected: set[str] = set()
         self._views: dict[tuple[str, str], PeakView] = {}
+        self._thread_views: dict[tuple[str, int, int], PeakView] = {}
         self._pens: dict[tuple[int, bool], QtGui.QPen] = {}
+        self._thread_pens: dict[tuple[int, bool, int], QtGui.QPen] = {}
+        # Worker id -> (curve name, points) of every curve the last redraw drew for it.
+        self.drawn_curves: dict[str, list[tuple[str, int]]] = {}
         self._levels: dict[str, Level | None] = {"warning": None, "critical": None}
         # The worker whose own levels the lines show (it is the only one selected); None: global.
         self.levels_owner: str | None = None
@@ -339,8 +358,16 @@ class MemoryPlot(QtWidgets.QWidget):
         metric = self.shown_metric
         limits: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
         self.heap_limit_lines = {}
+        self.drawn_curves = {}
         for w in self.roster.workers:
             if not len(w.series):
+                continue
+            chosen = w.id in self.selected
+            if metric == "heap_used" and w.has_thread_heaps():
+                top = max(top, self._add_thread_curves(w, t0, t1, width_s, bold if chosen else thin))
+                limit_top = self._add_heap_limit(w, t0, t1, limits)
+                if chosen and limit_top is not None:
+                    top = max(top, limit_top)
                 continue
             view = self._views.get((w.id, metric))
             if view is None:
@@ -355,8 +382,8 @@ class MemoryPlot(QtWidgets.QWidget):
                 x, y = x[finite], y[finite]
             y = y / MIB
             top = max(top, float(y.max()))
-            chosen = w.id in self.selected
             (bold if chosen else thin).append((self._pen(w, chosen), _polygon(x, y)))
+            self.drawn_curves[w.id] = [(w.id, len(x))]
             if metric == "heap_used":
                 limit_top = self._add_heap_limit(w, t0, t1, limits)
                 if chosen and limit_top is not None:
@@ -371,6 +398,55 @@ class MemoryPlot(QtWidgets.QWidget):
         self.curves.set_curves(thin, bold, QRectF(t0, 0.0, t1 - t0, max(top, 1.0) * 1.1), limits)
         if not self.roster.workers:
             self.empty_label.setPos((t0 + t1) / 2, self._y_top / 2)
+
+    def _add_thread_curves(self, w: WorkerState, t0: float, t1: float, width_s: float,
+                           out: list[tuple[QtGui.QPen, QtGui.QPolygonF]]) -> float:
+        """One heap curve per thread of ``w`` (instead of its summed heap); their top in MiB.
+
+        A thread that ended simply gets no more samples: its curve stops, its history stays."""
+        top = 0.0
+        chosen = w.id in self.selected
+        drawn: list[tuple[str, int]] = []
+        slot = 0
+        for (pid, tid), series in w.heap_threads.items():
+            style = 0
+            if tid != 0:
+                slot += 1
+                style = slot
+            if not len(series):
+                continue
+            view = self._thread_views.get((w.id, pid, tid))
+            if view is None:
+                view = self._thread_views[(w.id, pid, tid)] = PeakView()
+            x, y = view.points(series, "heap_used", t0, t1, width_s)
+            finite = np.isfinite(y)
+            if not finite.any():
+                continue
+            x, y = x[finite], y[finite] / MIB
+            top = max(top, float(y.max()))
+            out.append((self._thread_pen(w, chosen, style), _polygon(x, y)))
+            drawn.append((thread_curve_name(w, pid, tid), len(x)))
+        if drawn:
+            self.drawn_curves[w.id] = drawn
+        return top
+
+    def _thread_pen(self, w: WorkerState, chosen: bool, style: int) -> QtGui.QPen:
+        """Style 0 is the main thread (the worker's own pen); 1, 2, … its worker threads."""
+        if style == 0:
+            return self._pen(w, chosen)
+        key = (w.color_index, chosen, style)
+        pen = self._thread_pens.get(key)
+        if pen is None:
+            r, g, b = worker_rgb(w.color_index)
+            mix = _THREAD_LIGHTEN[(style - 1) % len(_THREAD_LIGHTEN)]
+            color = QtGui.QColor(int(r + (255 - r) * mix), int(g + (255 - g) * mix), int(b + (255 - b) * mix),
+                                 255 if chosen or not self.selected else 150)
+            # A dotted one-pixel line all but vanishes on white: worker threads get a pixel more.
+            pen = QtGui.QPen(color, 3.0 if chosen else 2.0)
+            pen.setStyle(_THREAD_DASHES[(style - 1) % len(_THREAD_DASHES)])
+            pen.setCosmetic(True)
+            self._thread_pens[key] = pen
+        return pen
 
     def _add_heap_limit(self, w: WorkerState, t0: float, t1: float,
                         limits: list[tuple[QtGui.QPen, QtGui.QPolygonF]]) -> float | None:
@@ -423,6 +499,7 @@ class MemoryPlot(QtWidgets.QWidget):
 
     def forget_pens(self) -> None:
         self._pens.clear()
+        self._thread_pens.clear()
 
     # -------------------------------------------------------------- crosshair
 
@@ -435,20 +512,26 @@ class MemoryPlot(QtWidgets.QWidget):
         t, y_mib = point.x(), point.y()
         self.crosshair.setVisible(True)
         self.crosshair.setValue(t)
-        best: tuple[float, WorkerState, float] | None = None
+        best: tuple[float, WorkerState, float, str] | None = None
         for w in self.roster.workers:
-            found = w.series.value_at(t, self.shown_metric)
-            if found is None or t > float(w.series.times()[-1]) + 2.0:
-                continue  # before its first sample or after its exit
-            distance = abs(found[1] / MIB - y_mib)
-            if best is None or distance < best[0]:
-                best = (distance, w, found[1])
+            if self.shown_metric == "heap_used" and w.has_thread_heaps():
+                candidates = [(thread_curve_name(w, pid, tid), series)
+                              for (pid, tid), series in w.heap_threads.items() if len(series)]
+            else:
+                candidates = [(w.id, w.series)]
+            for name, series in candidates:
+                found = series.value_at(t, self.shown_metric)
+                if found is None or t > float(series.times()[-1]) + 2.0:
+                    continue  # before its first sample or after its exit
+                distance = abs(found[1] / MIB - y_mib)
+                if best is None or distance < best[0]:
+                    best = (distance, w, found[1], name)
         stamp = time.strftime("%H:%M:%S", time.localtime(t))
         text = f"<b>{stamp}</b> &nbsp; cursor {format_size(max(0.0, y_mib) * MIB)}"
         if best is not None:
             r, g, b = worker_rgb(best[1].color_index)
             text += (f" &nbsp; <span style='color: rgb({r},{g},{b})'>■</span> "
-                     f"{best[1].ref.name} ({best[1].id}, PID {best[1].ref.pid}) "
+                     f"{best[1].ref.name} ({best[3]}, PID {best[1].ref.pid}) "
                      f"{METRIC_LABELS[self.shown_metric]} <b>{format_size(best[2])}</b>")
         self.readout.setText(text)
 
@@ -456,3 +539,5 @@ class MemoryPlot(QtWidgets.QWidget):
         for wid in worker_ids:
             for m in METRICS:
                 self._views.pop((wid, m), None)
+            for key in [k for k in self._thread_views if k[0] == wid]:
+                del self._thread_views[key]

@@ -7,6 +7,7 @@ plain event objects (qutebrowser's lesson about config objects that need a QAppl
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from datetime import datetime
 from dataclasses import dataclass, field
@@ -71,6 +72,11 @@ class WorkerState:
     advice: list[Doctor] = field(default_factory=list)
     thread_deaths: list[Death] = field(default_factory=list)  # heap-oom deaths of its worker threads
     heap_since: float | None = None  # time of its first sample with a heap value
+    # Each reporting thread's own heap history, (pid, thread_id) -> series (only its heap_used
+    # column is filled), in the order threads first reported: the plot draws one curve per
+    # thread once a process has worker threads. Keyed by pid too, because a shell worker's
+    # descendants each have their own main thread 0.
+    heap_threads: dict[tuple[int, int], Series] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -100,6 +106,10 @@ class WorkerState:
         if self.last is None:
             return None
         return {"rss": self.last.rss, "anon": self.last.anon, "heap_used": self.last.heap_used}[metric]
+
+    def has_thread_heaps(self) -> bool:
+        """Whether any worker thread (not only main threads) ever reported its own heap."""
+        return any(tid != 0 for _pid, tid in self.heap_threads)
 
     def limit(self, metric: str) -> int | None:
         """What ``% of limit`` divides by: the V8 heap limit for heap, else the cgroup limit."""
@@ -287,8 +297,16 @@ class Roster:
     def on_heap(self, ev: Heap) -> tuple[WorkerState | None, int | None]:
         """A thread's heap report: (worker, row of a thread seen for the first time)."""
         w = self.by_id.get(ev.worker.id)
-        if w is None or ev.is_main:
-            return w, None  # the main thread's heap arrives in the worker's samples
+        if w is None:
+            return w, None
+        key = (ev.pid, ev.thread_id)
+        series = w.heap_threads.get(key)
+        if series is None:
+            series = w.heap_threads[key] = Series(self._capacity) if self._capacity else Series()
+        if not len(series) or ev.t >= float(series.times()[-1]):  # searchsorted needs sorted times
+            series.append(ev.t, math.nan, math.nan, ev.heap_used)
+        if ev.is_main:
+            return w, None  # the main thread's row is the worker's own row
         for th in w.threads:
             if th.thread_id == ev.thread_id:
                 th.heap_used, th.heap_limit, th.stale = ev.heap_used, ev.heap_limit, ev.stale

@@ -359,6 +359,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_heap_reported(self, ev: Heap) -> None:
         w = self.model.apply_heap(ev)
+        if self.plot.shown_metric == "heap_used":
+            self.plot.request_redraw()  # throttled: a report per thread per interval costs no extra frames
         if w is not None and w.threads and not self.table.rootIsDecorated():
             self.table.setRootIsDecorated(True)
             self.table.expand(self.proxy.mapFromSource(self.model.row_of(w.id)))

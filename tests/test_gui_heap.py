@@ -11,7 +11,7 @@ import pytest
 from conftest import v1_memory_writable
 from gui_helpers import GUI_MARKS, confirmer, make_window  # noqa: F401 (fixtures)
 from oomscope.core.launch import LaunchSpec
-from test_engine_heap import THREAD_HEAP_OOM, script
+from test_engine_heap import THREAD_HEAP_OOM, THREADS, script
 
 NODE = shutil.which("node")
 pytestmark = GUI_MARKS + [pytest.mark.skipif(NODE is None, reason="node is not installed")]
@@ -96,6 +96,34 @@ def test_heap_metric_draws_each_workers_heap_limit(qtbot, make_window) -> None:
     window.plot.set_metric("rss")
     window.plot.redraw()
     assert window.plot.heap_limit_lines == {} and window.plot.curves.limit_lines() == []
+
+
+def test_heap_metric_draws_one_curve_per_thread(qtbot, make_window, tmp_path) -> None:
+    """The demo's Node worker with three threads: on heap used, four curves (main + 3 threads),
+    each named apart; on RSS, its single curve again."""
+    window = make_window(heap_interval_s=0.2)
+    window.launch(LaunchSpec((NODE, script(tmp_path, THREADS))))
+    qtbot.waitUntil(lambda: len(window.roster.workers) == 1, timeout=10_000)
+    w = window.roster.workers[0]
+    qtbot.waitUntil(lambda: window.roster.any_heap(), timeout=30_000)  # heap used is offered
+    window.plot.set_metric("heap_used")
+
+    def four_curves() -> bool:
+        curves = window.plot.drawn_curves.get(w.id, [])
+        return len(curves) == 4 and all(points > 0 for _name, points in curves)
+
+    qtbot.waitUntil(four_curves, timeout=30_000)
+    names = [name for name, _points in window.plot.drawn_curves[w.id]]
+    assert len(set(names)) == 4
+    assert f"{w.id} main thread" in names
+    thread_ids = sorted(th.thread_id for th in w.threads)
+    assert len(thread_ids) == 3
+    assert sorted(names) == sorted([f"{w.id} main thread"] + [f"{w.id} thread {t}" for t in thread_ids])
+    # Worker threads are told apart from the main thread and from each other by their pens.
+    pens = [(pen.style(), pen.color().rgb()) for pen, _poly in window.plot.curves.curve_lines()]
+    assert len(set(pens)) == 4
+    window.plot.set_metric("rss")
+    assert [name for name, _points in window.plot.drawn_curves[w.id]] == [w.id]
 
 
 def test_attach_with_heap_inspection_shows_the_threads(qtbot, make_window, tmp_path, children) -> None:
