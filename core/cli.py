@@ -58,7 +58,7 @@ def _add_screenshot_options(p: argparse._ActionsContainer) -> None:
                    help="seconds to run before the screenshot (default 5)")
 
 
-_VALUE_OPTIONS = ("--warn", "--crit", "--mem-limit", "--interval", "--duration", "--grace", "--heap-interval")
+_VALUE_OPTIONS = ("--warn", "--crit", "--mem-limit", "--interval", "--duration", "--grace", "--heap-interval", "--sustain", "--hysteresis")
 
 
 def join_negative_values(argv: Sequence[str]) -> list[str]:

@@ -58,7 +58,7 @@ from .oomlog import SourceState as SourceState_
 from .pidfd import ProcessHandle
 from .procfs import PAGE_SIZE
 from .sizes import format_size
-from .thresholds import CRITICAL, NORMAL, ThresholdConfig, heap_level, level_of
+from .thresholds import CRITICAL, NORMAL, ThresholdConfig, heap_values
 from .worker import Worker
 
 T = TypeVar("T")
@@ -732,16 +732,15 @@ class Engine:
                 else:
                     append(Sample(w.ref, rss, anon, w.swap, usage, w.cgroup_limit,
                                   ht.used, ht.total, ht.limit))
-            if w.warn_bytes is not None or w.crit_bytes is not None:
+            if w.warn_bytes is not None or w.crit_bytes is not None or w.level != NORMAL:
                 if metric_is_heap and ht is not None:
-                    level, value = heap_level(w.thresholds, ht.used, ht.old_used,
-                                              w.warn_bytes, w.crit_bytes)
-                elif metric_is_heap:  # no reporter: anonymous RSS stands in for the heap
-                    value = anon
-                    level = level_of(value, w.warn_bytes, w.crit_bytes)
-                else:
-                    value = rss if metric_is_rss else anon
-                    level = level_of(value, w.warn_bytes, w.crit_bytes)
+                    warn_v, crit_v = heap_values(w.thresholds, ht.used, ht.old_used)
+                else:  # without a heap reporter anonymous RSS stands in for the heap
+                    warn_v = crit_v = rss if metric_is_rss else anon
+                cfg = w.thresholds
+                level = w.tracker.update(warn_v, crit_v, w.warn_bytes, w.crit_bytes, mono,
+                                         cfg.sustain_s, cfg.hysteresis)
+                value = crit_v if level == CRITICAL else warn_v
                 if level != w.level:
                     limit_b = w.crit_bytes if level == CRITICAL else w.warn_bytes
                     self._emit(

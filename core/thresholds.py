@@ -1,7 +1,9 @@
 """Warning and critical levels on one memory metric, and the level a worker is at.
 
-This is the basic form: a level is entered as soon as a sample is at or above it and left
-as soon as one is below it. (Sustain time and hysteresis come with the policy work.)
+A level is entered when the value has stayed at or above it for ``sustain_s`` (a sampling spike
+does not trip it, a steady climb does) and left only when the value falls below the level minus
+``hysteresis`` (a fraction of the level), so a value hovering at a line does not flap.
+With both at 0 a level follows each sample.
 """
 
 from __future__ import annotations
@@ -22,8 +24,14 @@ class ThresholdConfig:
     crit: Level | None = None
     metric: str = "rss"
     on_crit: str = "none"
+    sustain_s: float = 0.0
+    hysteresis: float = 0.0
 
     def __post_init__(self) -> None:
+        if not (self.sustain_s >= 0):
+            raise BadInput(f"sustain time {self.sustain_s:g} s must not be negative")
+        if not (0 <= self.hysteresis <= 0.5):
+            raise BadInput(f"hysteresis {self.hysteresis * 100:g}% must be between 0% and 50% of the level")
         if self.metric not in METRICS:
             raise BadInput(f"unknown metric {self.metric!r}: choose one of {', '.join(METRICS)}")
         if self.on_crit not in ON_CRIT_ACTIONS:
@@ -49,18 +57,8 @@ class ThresholdConfig:
         return any(lv is not None and lv.fraction is not None for lv in (self.warn, self.crit))
 
 
-def level_of(value: int, warn_bytes: int | None, crit_bytes: int | None) -> str:
-    if crit_bytes is not None and value >= crit_bytes:
-        return CRITICAL
-    if warn_bytes is not None and value >= warn_bytes:
-        return WARNING
-    return NORMAL
-
-
-def heap_level(
-    config: ThresholdConfig, used: int, old_used: int | None, warn_bytes: int | None, crit_bytes: int | None
-) -> tuple[str, int]:
-    """Level and compared value on the heap metric.
+def heap_values(config: ThresholdConfig, used: int, old_used: int | None) -> tuple[int, int]:
+    """The values the warning and the critical level compare on the heap metric.
 
     A percent level compares old-space used with the old-generation limit (V8's
     ``heap_size_limit`` also counts the young generation, about 48 MiB more, which would make
@@ -72,8 +70,35 @@ def heap_level(
             return old_used
         return used
 
-    if crit_bytes is not None and value(config.crit) >= crit_bytes:
-        return CRITICAL, value(config.crit)
-    if warn_bytes is not None and value(config.warn) >= warn_bytes:
-        return WARNING, value(config.warn)
-    return NORMAL, value(config.warn or config.crit)
+    return value(config.warn), value(config.crit)
+
+
+class LevelTracker:
+    """The level one worker is at, with sustain on the way up and hysteresis on the way down."""
+
+    __slots__ = ("level", "_warn_since", "_crit_since")
+
+    def __init__(self) -> None:
+        self.level = NORMAL
+        self._warn_since: float | None = None
+        self._crit_since: float | None = None
+
+    def update(self, warn_value: int, crit_value: int, warn_bytes: int | None, crit_bytes: int | None,
+               now: float, sustain_s: float, hysteresis: float) -> str:
+        # Since when the value has been above each level without a break: one sample below
+        # restarts the clock, so a spike never adds up to a sustained crossing.
+        above_warn = warn_bytes is not None and warn_value >= warn_bytes
+        above_crit = crit_bytes is not None and crit_value >= crit_bytes
+        self._warn_since = (self._warn_since if self._warn_since is not None else now) if above_warn else None
+        self._crit_since = (self._crit_since if self._crit_since is not None else now) if above_crit else None
+        level = self.level
+        if level == CRITICAL and (crit_bytes is None or crit_value < crit_bytes * (1 - hysteresis)):
+            level = WARNING
+        if level == WARNING and (warn_bytes is None or warn_value < warn_bytes * (1 - hysteresis)):
+            level = NORMAL
+        if self._crit_since is not None and now - self._crit_since >= sustain_s:
+            level = CRITICAL
+        elif level == NORMAL and self._warn_since is not None and now - self._warn_since >= sustain_s:
+            level = WARNING
+        self.level = level
+        return level

@@ -37,7 +37,7 @@ from .events import (
     WorkerStarted,
 )
 from .launch import LaunchSpec
-from .sizes import format_size, parse_level, parse_size
+from .sizes import format_size, parse_level, parse_percent, parse_size
 from .thresholds import METRICS, ON_CRIT_ACTIONS, ThresholdConfig
 
 
@@ -65,6 +65,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="what the levels apply to (default rss; heap: V8/Python heap reports of launched workers)")
     lim.add_argument("--on-crit", default="none", choices=ON_CRIT_ACTIONS,
                      help="what to do at critical (terminate: SIGTERM, grace, SIGKILL)")
+    lim.add_argument("--sustain", metavar="S", type=float, default=2.0,
+                     help="a level counts once the value stayed above it this long (default 2 s)")
+    lim.add_argument("--hysteresis", metavar="P", default="5%",
+                     help="a level is left only below it minus this percent of it (default 5%%)")
     lim.add_argument("--grace", metavar="S", type=float, default=3.0,
                      help="seconds between SIGTERM and SIGKILL (default 3)")
     run = p.add_argument_group("how")
@@ -105,11 +109,14 @@ def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[Launc
         if getattr(args, option) is not None:
             flag = "--" + option.replace("_", "-")
             raise BadInput(f"{flag} is not available yet in this version of oomscope")
+    hysteresis = args.hysteresis.strip()
     thresholds = ThresholdConfig(
         warn=parse_level(args.warn) if args.warn else None,
         crit=parse_level(args.crit) if args.crit else None,
         metric=args.metric,
         on_crit=args.on_crit,
+        sustain_s=args.sustain,
+        hysteresis=0.0 if hysteresis in ("0", "0%") else parse_percent(hysteresis),
     )
     if args.on_crit == "terminate" and thresholds.crit is None:
         raise BadInput("--on-crit terminate needs a critical level: add --crit SIZE or --crit PERCENT%")

@@ -18,7 +18,7 @@ from .pidfd import ProcessHandle
 from . import procfs
 from .oomlog import KillRecord
 from .procfs import StatmReader
-from .thresholds import NORMAL, ThresholdConfig
+from .thresholds import NORMAL, LevelTracker, ThresholdConfig
 
 _MAX_LINE_BYTES = 64 * 1024  # a worker printing one endless line must not grow us without bound
 
@@ -27,7 +27,7 @@ class Worker:
     __slots__ = (
         "ref", "handle", "popen", "limited", "parent_pid", "statm", "statm_fd", "cgroup", "cgroup_limit",
         "oom_kills_at_start", "swap", "level", "warn_bytes", "crit_bytes", "terminating_by",
-        "last_signal", "exited", "comm", "comm_checks_left", "oom_record", "heap", "node_options", "thresholds", "override", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
+        "last_signal", "exited", "comm", "comm_checks_left", "oom_record", "heap", "node_options", "thresholds", "override", "tracker", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
     )
 
     def __init__(
@@ -64,6 +64,7 @@ class Worker:
         self.heap = HeapBook()
         self.thresholds = ThresholdConfig()
         self.override: ThresholdConfig | None = None
+        self.tracker = LevelTracker()
         self.node_options: str | None = None
         self.stdout_lines: deque[str] = deque(maxlen=output_lines)
         self.stderr_lines: deque[str] = deque(maxlen=output_lines)

@@ -1,0 +1,94 @@
+"""Sustain and hysteresis on synthetic series, and a policy that stops a leaker before the kernel does."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import PY, v1_memory_writable
+from oomscope.core.errors import BadInput
+from oomscope.core.launch import LaunchSpec
+from oomscope.core.sizes import parse_level
+from oomscope.core.thresholds import CRITICAL, NORMAL, WARNING, LevelTracker, ThresholdConfig
+
+MiB = 1 << 20
+WARN, CRIT = 100 * MiB, 200 * MiB
+
+
+def run(series: list[tuple[float, int]], sustain_s: float = 2.0, hysteresis: float = 0.05) -> list[tuple[float, str]]:
+    """(time, level) at every level change."""
+    tracker = LevelTracker()
+    changes = []
+    for t, v in series:
+        before = tracker.level
+        after = tracker.update(v, v, WARN, CRIT, t, sustain_s, hysteresis)
+        if after != before:
+            changes.append((t, after))
+    return changes
+
+
+def every(step: float, until: float, f) -> list[tuple[float, int]]:
+    n = int(until / step)
+    return [(i * step, int(f(i * step))) for i in range(n + 1)]
+
+
+def test_a_spike_does_not_trip_it() -> None:
+    series = every(0.1, 10, lambda t: 250 * MiB if 5.0 <= t < 5.5 else 50 * MiB)
+    assert run(series) == []
+
+
+def test_a_steady_climb_trips_each_level_after_the_sustain_time() -> None:
+    series = every(0.1, 30, lambda t: 10 * MiB * t)  # 10 MiB/s: warning at 10 s, critical at 20 s
+    changes = run(series)
+    assert [lv for _, lv in changes] == [WARNING, CRITICAL]
+    assert changes[0][0] == pytest.approx(12.0, abs=0.11) and changes[1][0] == pytest.approx(22.0, abs=0.11)
+
+
+def test_gc_sawtooth_under_the_line_never_trips_and_a_sawtooth_above_it_does() -> None:
+    below = every(0.1, 20, lambda t: 60 * MiB + (t % 2) * 20 * MiB)  # 60..80 MiB
+    assert run(below) == []
+    # Peaks cross warning for 0.5 s of every 2 s: never sustained for 2 s.
+    touching = every(0.1, 20, lambda t: 80 * MiB + (t % 2) * 20 * MiB + (5 * MiB if t % 2 > 1.5 else 0))
+    assert run(touching) == []
+    above = every(0.1, 20, lambda t: 110 * MiB + (t % 2) * 20 * MiB)  # floor above warning
+    assert [lv for _, lv in run(above)] == [WARNING]
+
+
+def test_hysteresis_keeps_a_hovering_value_from_flapping() -> None:
+    # Up to 102 MiB, then hovering 96..101 MiB: above 95 MiB (100 minus 5%) it stays warning.
+    series = every(0.1, 30, lambda t: 102 * MiB if t < 5 else (96 + (t * 7) % 5) * MiB)
+    assert [lv for _, lv in run(series)] == [WARNING]
+    falls = series + [(30.1, 94 * MiB)]
+    assert [lv for _, lv in run(falls)] == [WARNING, NORMAL]
+
+
+def test_plateau_below_critical_stays_warning_and_leaving_critical_goes_through_warning() -> None:
+    series = every(0.1, 10, lambda t: 150 * MiB)
+    assert [lv for _, lv in run(series)] == [WARNING]
+    up_down = every(0.1, 10, lambda t: 250 * MiB) + [(10.1, 150 * MiB), (10.2, 50 * MiB)]
+    assert [lv for _, lv in run(up_down)] == [CRITICAL, WARNING, NORMAL]
+
+
+def test_zero_sustain_follows_every_sample() -> None:
+    assert [lv for _, lv in run([(0, 150 * MiB), (0.1, 50 * MiB)], 0, 0)] == [WARNING, NORMAL]
+
+
+@pytest.mark.parametrize("kw, text", [({"sustain_s": -1}, "sustain"), ({"hysteresis": 0.8}, "hysteresis")])
+def test_bad_settings(kw, text) -> None:
+    with pytest.raises(BadInput, match=text):
+        ThresholdConfig(**kw)
+
+
+@pytest.mark.cgroup
+@pytest.mark.skipif(not v1_memory_writable(), reason="needs root and a writable cgroup v1 memory controller")
+def test_policy_stops_a_leaker_before_the_kernel_does(make_engine) -> None:
+    leak = "import time\nc = []\nwhile True:\n    c.append(bytearray(1 << 20)); time.sleep(0.02)\n"  # ~50 MiB/s
+    config = ThresholdConfig(warn=parse_level("50%"), crit=parse_level("70%"), metric="anon",
+                             on_crit="terminate", sustain_s=0.3, hysteresis=0.05)
+    eng, log = make_engine(thresholds=config, interval_s=0.05, grace_s=0.5)
+    ref = eng.launch(LaunchSpec((PY, "-c", leak), mem_limit_bytes=160 * MiB)).result(10)
+    exited = log.wait_exit(ref.id, timeout=60)
+    assert (exited.cause, exited.by) == ("terminated", "policy"), exited
+    assert exited.signal in ("SIGTERM", "SIGKILL")
+    crit = [t for t in log.of("threshold", ref.id) if t.level == CRITICAL][0]
+    assert crit.limit == int(0.7 * 160 * MiB)
+    assert not log.of("kernel_oom") or all(k.record["pid"] != ref.pid for k in log.of("kernel_oom"))
