@@ -48,6 +48,7 @@ from .events import (
     WorkerRef,
     WorkerStarted,
 )
+from .forecast import GROWING_MIN_BYTES_PER_S, Trend
 from .heap.inject import inject_node, inject_python
 from .heap.inspector import node_executable
 from .heapdesk import HeapDesk
@@ -80,6 +81,8 @@ class EngineConfig:
     heap_reports: bool = True
     heap_interval_s: float = 1.0
     inspect_heap: bool = False
+    trend_window_s: float = 60.0
+    trend_bucket_s: float = 5.0
 
     def __post_init__(self) -> None:
         if not (self.interval_s >= MIN_INTERVAL_S):
@@ -469,6 +472,7 @@ class Engine:
     def _register(self, w: Worker) -> None:
         self._workers[w.ref.id] = w
         self._live.append(w)
+        w.trend = Trend(self.config.trend_window_s, self.config.trend_bucket_s)
         self._live_by_pid[w.ref.pid] = w
         if not self._swap_enabled:
             w.swap = 0  # no swap configured: nothing can be swapped out
@@ -692,6 +696,7 @@ class Engine:
             self._refresh_cgroup_limits()
             self._refresh_comms()
             self._heap.check_stale(self._live, mono)
+            self._forecast()
             self._flush_kernel()
             self._records.prune(mono)
             self._exits.prune(mono)
@@ -717,7 +722,10 @@ class Engine:
                 w.swap = w.statm.read_swap()
             cg = w.cgroup
             ht = w.heap.totals
-            if cg is None and ht is None:
+            # The trend follows the metric the levels use (heap: the reported heap, else anon).
+            w.last_value = rss if metric_is_rss else (ht.used if metric_is_heap and ht is not None else anon)
+            w.trend.add(mono, w.last_value)
+            if cg is None and ht is None and w.rate is None:
                 append(Sample(w.ref, rss, anon, w.swap))
             else:
                 usage = None
@@ -728,10 +736,11 @@ class Engine:
                     else:
                         usage = usage_now[cg] = cg.usage_bytes()
                 if ht is None:
-                    append(Sample(w.ref, rss, anon, w.swap, usage, w.cgroup_limit))
+                    append(Sample(w.ref, rss, anon, w.swap, usage, w.cgroup_limit, None, None, None,
+                                  w.rate, w.eta_limit_s, w.eta_crit_s))
                 else:
                     append(Sample(w.ref, rss, anon, w.swap, usage, w.cgroup_limit,
-                                  ht.used, ht.total, ht.limit))
+                                  ht.used, ht.total, ht.limit, w.rate, w.eta_limit_s, w.eta_crit_s))
             if w.warn_bytes is not None or w.crit_bytes is not None or w.level != NORMAL:
                 if metric_is_heap and ht is not None:
                     warn_v, crit_v = heap_values(w.thresholds, ht.used, ht.old_used)
@@ -757,6 +766,19 @@ class Engine:
         for w, value, crit in crit_hits:
             if w.thresholds.on_crit == "terminate":
                 self._policy_terminate(w, value, crit)
+
+    def _forecast(self) -> None:
+        """Growth rate and time to the critical level and to the cgroup limit, once a second."""
+        for w in self._live:
+            rate = w.trend.rate_bytes_per_s()
+            w.rate = rate
+            if rate is None or rate < GROWING_MIN_BYTES_PER_S:
+                w.eta_limit_s = w.eta_crit_s = None  # not growing: no time to anything
+                continue
+            limit = w.cgroup_limit if self._thresholds.metric != "heap" else (
+                w.heap.totals.limit if w.heap.totals is not None else w.cgroup_limit)
+            w.eta_limit_s = w.trend.eta_s(limit, w.last_value)
+            w.eta_crit_s = w.trend.eta_s(w.crit_bytes, w.last_value)
 
     def _refresh_comms(self) -> None:
         """A launched worker's comm changes when its wrapper execs the program: follow it for

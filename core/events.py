@@ -101,6 +101,9 @@ class Sample(NamedTuple):
     heap_used: int | None = None
     heap_total: int | None = None
     heap_limit: int | None = None
+    trend_bytes_per_s: float | None = None
+    eta_limit_s: float | None = None
+    eta_crit_s: float | None = None
 
     def to_json(self, t: float) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -117,6 +120,9 @@ class Sample(NamedTuple):
                 d[key] = value
         # Where no reporter speaks, anonymous RSS is the heap's stand-in: say which it is.
         d["heap_source"] = "reported" if self.heap_used is not None else "anon"
+        d["trend_bytes_per_s"] = None if self.trend_bytes_per_s is None else round(self.trend_bytes_per_s, 1)
+        d["eta_limit_s"] = None if self.eta_limit_s is None else round(self.eta_limit_s, 1)
+        d["eta_crit_s"] = None if self.eta_crit_s is None else round(self.eta_crit_s, 1)
         return d
 
 

@@ -13,6 +13,7 @@ from typing import IO
 from .cgroups import LimitedCgroup, MemoryCgroup
 from .errors import Error, WorkerGone
 from .events import WorkerRef
+from .forecast import Trend
 from .heapbook import HeapBook
 from .pidfd import ProcessHandle
 from . import procfs
@@ -27,7 +28,8 @@ class Worker:
     __slots__ = (
         "ref", "handle", "popen", "limited", "parent_pid", "statm", "statm_fd", "cgroup", "cgroup_limit",
         "oom_kills_at_start", "swap", "level", "warn_bytes", "crit_bytes", "terminating_by",
-        "last_signal", "exited", "comm", "comm_checks_left", "oom_record", "heap", "node_options", "thresholds", "override", "tracker", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
+        "last_signal", "exited", "comm", "comm_checks_left", "oom_record", "heap", "node_options", "thresholds", "override", "tracker", "trend", "rate", "eta_limit_s",
+        "eta_crit_s", "last_value", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
     )
 
     def __init__(
@@ -65,6 +67,11 @@ class Worker:
         self.thresholds = ThresholdConfig()
         self.override: ThresholdConfig | None = None
         self.tracker = LevelTracker()
+        self.trend = Trend()
+        self.rate: float | None = None
+        self.eta_limit_s: float | None = None
+        self.eta_crit_s: float | None = None
+        self.last_value = 0
         self.node_options: str | None = None
         self.stdout_lines: deque[str] = deque(maxlen=output_lines)
         self.stderr_lines: deque[str] = deque(maxlen=output_lines)

@@ -92,3 +92,23 @@ def test_policy_stops_a_leaker_before_the_kernel_does(make_engine) -> None:
     crit = [t for t in log.of("threshold", ref.id) if t.level == CRITICAL][0]
     assert crit.limit == int(0.7 * 160 * MiB)
     assert not log.of("kernel_oom") or all(k.record["pid"] != ref.pid for k in log.of("kernel_oom"))
+
+
+def test_samples_carry_the_trend_and_the_time_to_the_limit(make_engine) -> None:
+    grow = "import time\nc = []\nfor _ in range(400):\n    c.append(bytearray(1 << 20)); time.sleep(0.01)\ntime.sleep(60)\n"
+    config = ThresholdConfig(crit=parse_level("2GiB"), metric="anon")
+    eng, log = make_engine(thresholds=config, interval_s=0.05, trend_window_s=2.0, trend_bucket_s=0.2)
+    ref = eng.launch(LaunchSpec((PY, "-c", grow))).result(10)
+    s = log.wait_for(lambda e: e.kind == "samples" and any(
+        x.worker.id == ref.id and x.trend_bytes_per_s and x.trend_bytes_per_s > 20 * MiB for x in e.samples),
+        timeout=30)
+    x = next(x for x in s.samples if x.worker.id == ref.id)
+    assert 20 * MiB < x.trend_bytes_per_s < 150 * MiB  # about 1 MiB per 10 ms, less the sleep's slack
+    assert x.eta_crit_s is not None and 0 < x.eta_crit_s < (2048 * MiB) / (20 * MiB)
+    assert x.eta_limit_s is None  # no cgroup limit: no time to it
+    j = x.to_json(s.t)
+    assert j["trend_bytes_per_s"] > 0 and j["eta_limit_s"] is None
+    # Once it stops growing the times go away.
+    log.wait_for(lambda e: e.kind == "samples" and any(
+        y.worker.id == ref.id and y.trend_bytes_per_s is not None and y.trend_bytes_per_s < 1024 and y.eta_crit_s is None
+        for y in e.samples), timeout=30)
