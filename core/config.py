@@ -127,6 +127,8 @@ class ThresholdSettings:
             crit=self.crit,
             metric=self.metric,
             on_crit="terminate" if self.on_crit == "terminate" else "none",
+            sustain_s=self.sustain_s,
+            hysteresis=self.hysteresis,
         )
 
 
@@ -248,6 +250,12 @@ def load_config(path: Path | None = None, *, env: Mapping[str, str] = os.environ
         raise BadInput(f"config file {target} does not exist") from e
     except IsADirectoryError as e:
         raise BadInput(f"{target}: cannot read the config file: it is a directory") from e
+    except PermissionError as e:
+        if not explicit and not _reachable(target):
+            # The default place lies in a home we may not enter (HOME kept across a change of
+            # user, as sudo and setpriv do): that is nobody's settings for us, not an error.
+            return OomscopeConfig()
+        raise BadInput(f"{target}: cannot read the config file: {e.strerror or e}") from e
     except OSError as e:
         raise BadInput(f"{target}: cannot read the config file: {e.strerror or e}") from e
     try:
@@ -264,6 +272,17 @@ def load_config(path: Path | None = None, *, env: Mapping[str, str] = os.environ
         # tomllib's message already ends with "(at line L, column C)".
         raise BadInput(f"{target}: invalid TOML: {e}") from e
     return _Reader(target, _key_lines(text)).read(doc)
+
+
+def _reachable(path: Path) -> bool:
+    """Whether we may look inside the folders on the way to ``path`` (stat works)."""
+    try:
+        path.stat()
+    except PermissionError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 # --- turning the parsed document into settings ---------------------------------------------

@@ -82,6 +82,9 @@ class EngineConfig:
     heap_interval_s: float = 1.0
     inspect_heap: bool = False
     trend_window_s: float = 60.0
+    # Per-worker thresholds from the settings file: (regex on name or command line, thresholds);
+    # the first that matches a new worker is its override.
+    worker_overrides: tuple[tuple[str, ThresholdConfig], ...] = ()
     trend_bucket_s: float = 5.0
 
     def __post_init__(self) -> None:
@@ -473,6 +476,11 @@ class Engine:
         self._workers[w.ref.id] = w
         self._live.append(w)
         w.trend = Trend(self.config.trend_window_s, self.config.trend_bucket_s)
+        line = " ".join(w.ref.cmd)
+        for pattern, override in self.config.worker_overrides:
+            if re.search(pattern, w.ref.name) or re.search(pattern, line):
+                w.override = override
+                break
         self._live_by_pid[w.ref.pid] = w
         if not self._swap_enabled:
             w.swap = 0  # no swap configured: nothing can be swapped out

@@ -26,6 +26,10 @@ class LaunchSpec:
         if isinstance(self.command, str):
             if not self.command.strip():
                 raise BadInput("empty command: give the program to run, e.g. --run 'node app.js'")
+            if is_simple_command(self.command):
+                # The shell would otherwise stay as the worker with the program as its child:
+                # oomscope would watch (and signal) `sh`, whose memory says nothing.
+                return ["/bin/sh", "-c", "exec " + self.command]
             return ["/bin/sh", "-c", self.command]
         if not self.command or not self.command[0].strip():
             raise BadInput("empty command: give the program to run, e.g. --run 'node app.js'")
@@ -49,6 +53,28 @@ class LaunchSpec:
         if isinstance(self.command, str):
             return (self.command,)
         return tuple(self.command)
+
+
+_SHELL_WORDS = frozenset({
+    "cd", "exec", "export", "set", "source", ".", "eval", "if", "for", "while", "until", "case",
+    "!", "{", "time", "ulimit", "umask", "trap", "exit", "return", "unset", "alias",
+})
+
+
+def is_simple_command(text: str) -> bool:
+    """One program with its arguments (and redirections), which `exec` can replace the shell
+    with: no lists, pipes, subshells or background jobs, no leading assignments or builtins."""
+    lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|()<>")
+    lexer.whitespace_split = True
+    try:
+        words = list(lexer)
+    except ValueError:
+        return False  # unbalanced quotes: let the shell say so
+    if not words or words[0] in _SHELL_WORDS:
+        return False
+    if "=" in words[0] and words[0].split("=", 1)[0].isidentifier():
+        return False
+    return not any(w and set(w) <= set(";&|()") for w in words)
 
 
 def spawn(spec: LaunchSpec, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

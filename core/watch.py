@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
+from pathlib import Path
 import queue
 import signal
 import sys
@@ -14,6 +16,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from .causes import OOM_KILL
+from .config import example_config, load_config
 from .engine import MIN_INTERVAL_S, Engine, EngineConfig
 from .errors import BadInput, Error
 from .events import (
@@ -37,7 +40,7 @@ from .events import (
     WorkerStarted,
 )
 from .launch import LaunchSpec
-from .sizes import format_size, parse_level, parse_percent, parse_size
+from .sizes import Level, format_size, parse_level, parse_percent, parse_size
 from .thresholds import METRICS, ON_CRIT_ACTIONS, ThresholdConfig
 
 
@@ -59,26 +62,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     lim = p.add_argument_group("limits and thresholds")
     lim.add_argument("--mem-limit", metavar="SIZE",
                      help="run launched workers in their own memory cgroup with this limit")
-    lim.add_argument("--warn", metavar="X", help="warning level: a size (400MiB) or a percent of the cgroup limit (75%%)")
-    lim.add_argument("--crit", metavar="X", help="critical level: a size or a percent of the cgroup limit")
-    lim.add_argument("--metric", default="rss", choices=METRICS,
+    lim.add_argument("--warn", metavar="X", help="warning level: a size (400MiB), a percent of the "
+                     "worker's limit (default 75%%) or off")
+    lim.add_argument("--crit", metavar="X", help="critical level: a size, a percent of the worker's limit "
+                     "(default 90%%) or off")
+    lim.add_argument("--metric", default=None, choices=METRICS,
                      help="what the levels apply to (default rss; heap: V8/Python heap reports of launched workers)")
-    lim.add_argument("--on-crit", default="none", choices=ON_CRIT_ACTIONS,
+    lim.add_argument("--on-crit", default=None, choices=ON_CRIT_ACTIONS,
                      help="what to do at critical (terminate: SIGTERM, grace, SIGKILL)")
-    lim.add_argument("--sustain", metavar="S", type=float, default=2.0,
+    lim.add_argument("--sustain", metavar="S", type=float, default=None,
                      help="a level counts once the value stayed above it this long (default 2 s)")
-    lim.add_argument("--hysteresis", metavar="P", default="5%",
+    lim.add_argument("--hysteresis", metavar="P", default=None,
                      help="a level is left only below it minus this percent of it (default 5%%)")
-    lim.add_argument("--grace", metavar="S", type=float, default=3.0,
+    lim.add_argument("--grace", metavar="S", type=float, default=None,
                      help="seconds between SIGTERM and SIGKILL (default 3)")
     run = p.add_argument_group("how")
-    run.add_argument("--interval", metavar="S", type=float, default=1.0,
+    run.add_argument("--interval", metavar="S", type=float, default=None,
                      help=f"sampling interval in seconds (default 1, minimum {MIN_INTERVAL_S})")
-    run.add_argument("--heap-interval", metavar="S", type=float, default=1.0,
+    run.add_argument("--heap-interval", metavar="S", type=float, default=None,
                      help="how often launched workers' heap reporters report (default 1 s, minimum 0.05)")
     run.add_argument("--duration", metavar="S", type=float,
                      help="stop after S seconds (launched workers are terminated)")
     run.add_argument("--json", action="store_true", help="one JSON event per line")
+    run.add_argument("--config", metavar="FILE",
+                     help="settings file (default: $XDG_CONFIG_HOME/oomscope/config.toml or "
+                     "~/.config/oomscope/config.toml); options given here win over it")
+    run.add_argument("--print-config", action="store_true",
+                     help="print a commented settings file with every default, and exit")
     later = p.add_argument_group("not yet available")
     later.add_argument("--restart", metavar="N", type=int, help=argparse.SUPPRESS)
     later.add_argument("--record", metavar="FILE", help=argparse.SUPPRESS)
@@ -109,21 +119,37 @@ def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[Launc
         if getattr(args, option) is not None:
             flag = "--" + option.replace("_", "-")
             raise BadInput(f"{flag} is not available yet in this version of oomscope")
-    hysteresis = args.hysteresis.strip()
-    thresholds = ThresholdConfig(
-        warn=parse_level(args.warn) if args.warn else None,
-        crit=parse_level(args.crit) if args.crit else None,
-        metric=args.metric,
-        on_crit=args.on_crit,
-        sustain_s=args.sustain,
-        hysteresis=0.0 if hysteresis in ("0", "0%") else parse_percent(hysteresis),
+    settings = load_config(Path(args.config) if args.config else None)
+    t = settings.thresholds
+    if t.on_warn == "terminate":
+        raise BadInput(f"{settings.source}: thresholds.on_warn = \"terminate\" is not available yet: "
+                       "terminate at critical (on_crit) instead")
+    if settings.restart.max > 0:
+        raise BadInput(f"{settings.source}: restart.max: restarting workers is not available yet in "
+                       "this version of oomscope; set it to 0")
+    base = replace(
+        t,
+        warn=_level(args.warn) if args.warn is not None else t.warn,
+        crit=_level(args.crit) if args.crit is not None else t.crit,
+        metric=args.metric if args.metric is not None else t.metric,
+        on_crit=args.on_crit if args.on_crit is not None else t.on_crit,
+        sustain_s=args.sustain if args.sustain is not None else t.sustain_s,
+        hysteresis=_hysteresis(args.hysteresis) if args.hysteresis is not None else t.hysteresis,
+        grace_s=args.grace if args.grace is not None else t.grace_s,
     )
+    thresholds = base.to_threshold_config()
+    overrides = tuple((pattern, override.apply(base).to_threshold_config())
+                      for pattern, override in settings.workers)
     if args.on_crit == "terminate" and thresholds.crit is None:
         raise BadInput("--on-crit terminate needs a critical level: add --crit SIZE or --crit PERCENT%")
     if args.duration is not None and not args.duration > 0:
         raise BadInput(f"--duration {args.duration:g}: give a number of seconds above 0")
-    config = EngineConfig(interval_s=args.interval, thresholds=thresholds, grace_s=args.grace,
-                          inspect_heap=args.inspect_heap, heap_interval_s=args.heap_interval)
+    config = EngineConfig(
+        interval_s=args.interval if args.interval is not None else settings.sampling.interval_s,
+        heap_interval_s=args.heap_interval if args.heap_interval is not None else settings.sampling.heap_interval_s,
+        thresholds=thresholds, grace_s=base.grace_s, inspect_heap=args.inspect_heap,
+        worker_overrides=overrides,
+    )
     mem_limit = parse_size(args.mem_limit) if args.mem_limit else None
     specs = [LaunchSpec(cmd, mem_limit_bytes=mem_limit) for cmd in args.run]
     command = list(args.command)
@@ -140,7 +166,20 @@ def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[Launc
     return config, specs
 
 
+def _level(text: str) -> Level | None:
+    """A level as typed; ``off`` switches one off (the settings file's ``false``)."""
+    return None if text.strip().lower() in ("off", "none", "false") else parse_level(text)
+
+
+def _hysteresis(text: str) -> float:
+    text = text.strip()
+    return 0.0 if text in ("0", "0%") else parse_percent(text)
+
+
 def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+    if args.print_config:
+        stdout.write(example_config())
+        return 0
     try:
         config, specs = config_from_args(args)
     except Error as e:

@@ -163,10 +163,12 @@ def test_dotted_keys_and_inline_tables_are_accepted(tmp_path: Path) -> None:
 
 def test_to_threshold_config_maps_notify_to_none() -> None:
     assert ThresholdSettings().to_threshold_config() == ThresholdConfig(
-        warn=Level(fraction=0.75), crit=Level(fraction=0.9), metric="rss", on_crit="none")
-    t = ThresholdSettings(metric="heap", warn=None, on_crit="terminate")
+        warn=Level(fraction=0.75), crit=Level(fraction=0.9), metric="rss", on_crit="none",
+        sustain_s=2.0, hysteresis=0.05)
+    t = ThresholdSettings(metric="heap", warn=None, on_crit="terminate", sustain_s=0.5, hysteresis=0.1)
     assert t.to_threshold_config() == ThresholdConfig(
-        warn=None, crit=Level(fraction=0.9), metric="heap", on_crit="terminate")
+        warn=None, crit=Level(fraction=0.9), metric="heap", on_crit="terminate", sustain_s=0.5,
+        hysteresis=0.1)
 
 
 def test_example_config_loads_to_the_defaults(tmp_path: Path) -> None:

@@ -302,3 +302,22 @@ def test_per_worker_threshold_override(make_engine) -> None:
     eng.set_worker_thresholds(other.id, None).result(5)
     with pytest.raises(WorkerGone):
         eng.set_worker_thresholds(ref.id, None).result(5)
+
+
+@pytest.mark.parametrize("text, simple", [
+    ("python3 x.py", True), ("node app.js > out.log", True), ('echo "a;b"', True),
+    ("cd x && python y", False), ("a | b", False), ("A=1 node x", False), ("sleep 1; echo", False),
+    ("(cd x)", False), ("exit 3", False), ("node a.js &", False), ("echo 'unbalanced", False),
+])
+def test_simple_shell_commands_are_execed(text: str, simple: bool) -> None:
+    from oomscope.core.launch import is_simple_command
+    assert is_simple_command(text) is simple
+
+
+def test_a_simple_shell_command_is_the_worker_itself(make_engine) -> None:
+    """`--run 'python3 -c …'`: the worker's PID is python's, so its memory is what is measured."""
+    eng, log = make_engine()
+    ref = eng.launch(LaunchSpec(f"{PY} -c 'import time; b = b\"x\" * (40 << 20); time.sleep(1)'")).result(5)
+    assert log.wait_for(lambda e: e.kind == "samples" and any(
+        s.worker.id == ref.id and s.anon >= 40 << 20 for s in e.samples), timeout=15)
+    assert log.wait_exit(ref.id).exit_code == 0

@@ -177,7 +177,7 @@ def test_children_of_from_the_command_line(children) -> None:
     (["--run", "true", "--hysteresis", "80%"], "hysteresis"),
     (["--run", "true", "--hysteresis", "abc"], "percentage"),
     ([], "nothing to watch"),
-    (["--on-crit", "terminate", "--run", "true"], "needs a critical level"),
+    (["--crit", "off", "--on-crit", "terminate", "--run", "true"], "needs a critical level"),
     (["--metric", "bytes", "--run", "true"], "invalid choice"),
     (["--record", "x.db", "--run", "true"], "not available yet"),
     (["--match", "(", "--run", "true"], "regular expression"),
@@ -261,3 +261,38 @@ def test_heap_events_at_the_asked_rate(tmp_path) -> None:
     assert all(e["thread_id"] == 0 and e["runtime"] == "node" for e in heaps)
     samples = [e for e in events(r.stdout) if e["event"] == "sample"]
     assert samples[-1]["heap_source"] == "reported" and samples[-1]["heap_used"] > 0
+
+
+def test_settings_file_and_command_line(tmp_path) -> None:
+    """Levels and a per-worker override from --config; an option given on the command line wins."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        '[thresholds]\nwarn = "30MiB"\ncrit = false\nmetric = "anon"\nsustain_s = 0\n'
+        '[sampling]\ninterval_s = 0.05\n'
+        '[workers."quiet-worker"]\nwarn = "1GiB"\n'
+    )
+    hold = "import time; b = bytes(1) * (60 << 20); b = b.replace(bytes(1), b\"x\"); time.sleep(0.8)"
+    r = watch("--json", "--config", str(cfg), "--run", f"{PY} -c '{hold}'",
+              "--run", f"{PY} -c '{hold}' quiet-worker")
+    assert r.returncode == 0, r.stderr
+    warned = {e["worker"]["id"] for e in events(r.stdout) if e["event"] == "threshold"}
+    assert warned == {"w1"}  # w2 matches the override's 1 GiB
+    r = watch("--json", "--config", str(cfg), "--warn", "off", "--run", f"{PY} -c '{hold}'")
+    assert not [e for e in events(r.stdout) if e["event"] == "threshold"]
+
+
+def test_bad_settings_file_names_key_and_line(tmp_path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[thresholds]\nwarn = "75%"\ncrit = "150%"\n')
+    r = watch("--config", str(cfg), "--run", "true")
+    assert r.returncode == 2 and f"{cfg}:3: thresholds.crit" in r.stderr, r.stderr
+    missing = watch("--config", str(tmp_path / "nope.toml"), "--run", "true")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_print_config_loads_back(tmp_path) -> None:
+    r = subprocess.run([*OOMSCOPE, "watch", "--print-config"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "[thresholds]" in r.stdout
+    (tmp_path / "c.toml").write_text(r.stdout)
+    ok = watch("--config", str(tmp_path / "c.toml"), "--run", "true")
+    assert ok.returncode == 0, ok.stderr
