@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     gui.add_argument("--warn", metavar="X", help="warning level: a size or a percent of the cgroup limit")
     gui.add_argument("--crit", metavar="X", help="critical level: a size or a percent of the cgroup limit")
     gui.add_argument("--interval", metavar="S", type=float, default=0.5, help="sampling interval (default 0.5 s)")
+    gui.add_argument("--config", metavar="FILE", help="settings file (default: the one `watch` reads)")
     _add_screenshot_options(gui)
     sub = p.add_subparsers(dest="subcommand", metavar="COMMAND")
     w = sub.add_parser("watch", help="watch workers without a window (JSON lines with --json)",

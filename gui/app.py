@@ -6,7 +6,10 @@ import argparse
 import os
 import sys
 import tempfile
+from dataclasses import replace
+from pathlib import Path
 
+from oomscope.core.config import load_config
 from oomscope.core.engine import Engine, EngineConfig
 from oomscope.core.errors import BadInput
 from oomscope.core.launch import LaunchSpec
@@ -54,7 +57,17 @@ def run(args: argparse.Namespace) -> int:
         if demo:
             from .demo import DEMO_INTERVAL_S, DEMO_THRESHOLDS
             thresholds, interval_s = thresholds or DEMO_THRESHOLDS, DEMO_INTERVAL_S
-        config = EngineConfig(interval_s=interval_s, thresholds=thresholds or ThresholdConfig())
+        # The settings file (the same one `watch` reads) gives the levels unless the command
+        # line or the window's last-used levels say otherwise, and the per-worker overrides.
+        file = load_config(Path(args.config) if getattr(args, "config", None) else None)
+        overrides = tuple((pattern, o.apply(file.thresholds).to_threshold_config())
+                          for pattern, o in file.workers)
+        base = file.thresholds.to_threshold_config()
+        if thresholds is not None:
+            thresholds = replace(base, warn=thresholds.warn, crit=thresholds.crit)
+        config = EngineConfig(interval_s=interval_s, thresholds=thresholds or base,
+                              heap_interval_s=file.sampling.heap_interval_s,
+                              grace_s=file.thresholds.grace_s, worker_overrides=overrides)
     except BadInput as e:
         print(f"oomscope: {e}", file=sys.stderr)
         return 2
@@ -77,9 +90,9 @@ def _run_window(args: argparse.Namespace, config: EngineConfig, thresholds: Thre
         path = os.path.join(scratch.name, "settings.ini")
     settings = QSettings(path, QSettings.Format.IniFormat) if path else QSettings("oomscope", "oomscope")
     if thresholds is None:
-        thresholds = _saved_thresholds(settings)
+        thresholds = _saved_thresholds(settings, config.thresholds)
         if thresholds is not None:
-            config = EngineConfig(interval_s=config.interval_s, thresholds=thresholds)
+            config = replace(config, thresholds=thresholds)
     engine = Engine(config).start()
     window = MainWindow(engine, settings, thresholds=config.thresholds,
                         persist_thresholds=not demo and screenshot is None)
@@ -122,13 +135,13 @@ def _run_window(args: argparse.Namespace, config: EngineConfig, thresholds: Thre
     return result["rc"]
 
 
-def _saved_thresholds(settings: object) -> ThresholdConfig | None:
+def _saved_thresholds(settings: object, base: ThresholdConfig) -> ThresholdConfig | None:
     value = getattr(settings, "value")
     try:
         warn_text, crit_text = str(value("thresholds/warn", "") or ""), str(value("thresholds/crit", "") or "")
         if not warn_text and not crit_text:
             return None
-        return ThresholdConfig(warn=parse_level(warn_text) if warn_text else None,
-                               crit=parse_level(crit_text) if crit_text else None)
+        return replace(base, warn=parse_level(warn_text) if warn_text else None,
+                       crit=parse_level(crit_text) if crit_text else None)
     except BadInput:
         return None  # a hand-edited settings file must not stop the app from starting

@@ -169,7 +169,7 @@ class WorkerTreeModel(QAbstractItemModel):
             if s.heap_used is None:
                 # No reporter speaks for this process: anonymous RSS stands in, and says so.
                 return f"{format_size(s.anon)} (anon)"
-            return f"{format_size(s.heap_used)} / {format_size(s.heap_limit)}"
+            return heap_text(s.heap_used, s.heap_limit)
         if col == COL_PERCENT:
             pct = self._percent(w)
             return "–" if pct is None else f"{pct:.0f} %"
@@ -239,7 +239,7 @@ class WorkerTreeModel(QAbstractItemModel):
         if col == COL_STATE:
             return th.state_text()
         if col == COL_HEAP and th.heap_used is not None:
-            return f"{format_size(th.heap_used)} / {format_size(th.heap_limit)}"
+            return heap_text(th.heap_used, th.heap_limit)
         if col == COL_PERCENT and th.heap_used is not None and th.heap_limit:
             return f"{100.0 * th.heap_used / th.heap_limit:.0f} %"
         return ""
@@ -342,3 +342,8 @@ class WorkerFilterProxy(QSortFilterProxyModel):
         self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.setRecursiveFilteringEnabled(True)
         self.setDynamicSortFilter(True)
+
+
+def heap_text(used: int, limit: int | None) -> str:
+    """Heap used and its limit; just the used part where there is no limit (Python without rlimit)."""
+    return f"{format_size(used)} / {format_size(limit)}" if limit else format_size(used)
