@@ -65,6 +65,20 @@ def parse_env(text: str) -> dict[str, str]:
     return env
 
 
+
+def ok_cancel(dialog: QtWidgets.QDialog, ok_text: str, ok_tip: str, cancel_tip: str,
+              on_accept: Callable[[], None]) -> QtWidgets.QDialogButtonBox:
+    """The dialogs' button row: a named OK that runs ``on_accept``, and Cancel."""
+    buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
+                                         | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
+    ok = buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok)
+    ok.setText(ok_text)
+    ok.setToolTip(ok_tip)
+    buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Cancel).setToolTip(cancel_tip)
+    buttons.accepted.connect(on_accept)
+    buttons.rejected.connect(dialog.reject)
+    return buttons
+
 class LaunchDialog(QtWidgets.QDialog):
     def __init__(self, settings: QSettings, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -113,14 +127,8 @@ class LaunchDialog(QtWidgets.QDialog):
         self.error.setStyleSheet("color: rgb(180, 20, 20)")
         self.error.setWordWrap(True)
         form.addRow("", self.error)
-        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
-                                             | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
-        ok = buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok)
-        ok.setText("Launch")
-        ok.setToolTip("Start the worker and watch it")
-        buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Cancel).setToolTip("Close without launching")
-        buttons.accepted.connect(self._on_accept)
-        buttons.rejected.connect(self.reject)
+        buttons = ok_cancel(self, "Launch", "Start the worker and watch it", "Close without launching",
+                            self._on_accept)
         layout = QtWidgets.QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(buttons)
@@ -296,14 +304,8 @@ class AttachDialog(QtWidgets.QDialog):
         self.inspect_warning.setVisible(False)
         self.inspect_box.toggled.connect(self.inspect_warning.setVisible)
         layout.addWidget(self.inspect_warning)
-        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
-                                             | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
-        ok = buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok)
-        ok.setText("Attach")
-        ok.setToolTip("Watch the selected processes")
-        buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Cancel).setToolTip("Close without attaching")
-        buttons.accepted.connect(self._on_accept)
-        buttons.rejected.connect(self.reject)
+        buttons = ok_cancel(self, "Attach", "Watch the selected processes", "Close without attaching",
+                            self._on_accept)
         layout.addWidget(buttons)
         self.resize(900, 520)
         self.reload()
