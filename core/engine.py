@@ -57,6 +57,7 @@ from .launch import LaunchSpec, spawn
 from .oomlog import KillRecord
 from .oomlog import SourceState as SourceState_
 from .pidfd import ProcessHandle
+from .restart import RestartPolicy, Slot
 from .procfs import PAGE_SIZE
 from .sizes import format_size
 from .thresholds import CRITICAL, NORMAL, ThresholdConfig, heap_values
@@ -137,6 +138,8 @@ class Engine:
         self._kernel_dirty = False
         self._records = RecentRecords()
         self._exits = RecentExits()
+        self._slots: dict[int, Slot] = {}
+        self._slot_numbers = itertools.count(1)
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._stopped = threading.Event()
@@ -170,8 +173,9 @@ class Engine:
 
     # ----------------------------------------------------- commands (any thread)
 
-    def launch(self, spec: LaunchSpec) -> Future[WorkerRef]:
-        return self._submit(lambda: self._launch(spec))
+    def launch(self, spec: LaunchSpec, restart: RestartPolicy | None = None) -> Future[WorkerRef]:
+        """Start a worker; with a ``restart`` policy it is restarted in the same slot."""
+        return self._submit(lambda: self._launch(spec, self._new_slot(spec, restart or RestartPolicy())))
 
     def attach(self, pid: int, *, parent_pid: int | None = None) -> Future[WorkerRef]:
         return self._submit(lambda: self._attach(pid, parent_pid=parent_pid))
@@ -492,7 +496,13 @@ class Engine:
             )
         w.refresh_levels(self._thresholds)
 
-    def _launch(self, spec: LaunchSpec) -> WorkerRef:
+    def _new_slot(self, spec: LaunchSpec, policy: RestartPolicy) -> Slot:
+        spec.argv()  # a bad command is refused before it takes a slot
+        slot = Slot(next(self._slot_numbers), spec, policy)
+        self._slots[slot.number] = slot
+        return slot
+
+    def _launch(self, spec: LaunchSpec, slot: Slot | None = None) -> WorkerRef:
         argv = spec.argv()
         wid = self._new_id()
         env = dict(os.environ)
@@ -523,8 +533,13 @@ class Engine:
             name=spec.display_name(),
             cmd=spec.display_cmd(),
             launched=True,
+            slot=slot.number if slot is not None else None,
+            life=slot.lives + 1 if slot is not None else 1,
         )
         w = Worker(ref, handle, popen=popen, limited=limited, output_lines=self.config.output_lines)
+        w.slot = slot
+        if slot is not None:
+            slot.lives += 1
         w.node_options = " ".join(filter(None, (os.environ.get("NODE_OPTIONS"), spec.env.get("NODE_OPTIONS"))))
         if limited is not None:
             # systemd-run moves the worker into its scope a moment after the spawn: until the
@@ -916,6 +931,11 @@ class Engine:
                                      exit_mono, verdict.cause, shell_137))
         w.exited = True
         tail = tuple(list(w.stderr_lines)[-20:])
+        # Decided before the exit is told, so the exit event can say a new life is coming.
+        restart_in_s, restart_note = None, None
+        if w.slot is not None and w.slot.policy.max > 0 and not self._stopping:
+            restart_in_s, restart_note = self._consider_restart(w, verdict.cause, verdict.by,
+                                                                verdict.exit_code, exit_mono)
         self._emit(
             WorkerExited(
                 time.time(),
@@ -927,8 +947,11 @@ class Engine:
                 oom=oom,
                 evidence=verdict.evidence,
                 stderr_tail=tail,
+                restart_in_s=restart_in_s,
             )
         )
+        if restart_note is not None:
+            self._emit(restart_note)
         self._heap.worker_exited(w)
         w.close()
         self._live.remove(w)
@@ -941,6 +964,26 @@ class Engine:
         problem = w.remove_cgroup()
         if problem:
             self._emit(Notice(time.time(), "warning", problem, w.ref))
+
+    def _consider_restart(self, w: Worker, cause: str, by: str | None, exit_code: int | None,
+                          exit_mono: float) -> tuple[float | None, Notice]:
+        slot = w.slot
+        assert slot is not None
+        delay, why = slot.died(cause, by, exit_code, exit_mono - w.started_mono, exit_mono)
+        level = "warning" if slot.stopped_reason is not None else "info"
+        note = Notice(time.time(), level, f"{slot.summary()}: {why}", w.ref)
+        if delay is None:
+            return None, note
+
+        def relaunch() -> None:
+            if self._stopping:
+                return
+            try:
+                self._launch(slot.spec, slot)
+            except Error as e:
+                self._emit(Notice(time.time(), "error", f"slot {slot.number}: restart failed: {e}", w.ref))
+        self._at(time.monotonic() + delay, relaunch)
+        return delay, note
 
     # ------------------------------------------------------------ introspection
 

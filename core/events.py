@@ -20,9 +20,11 @@ class WorkerRef:
     name: str
     cmd: tuple[str, ...]
     launched: bool
+    slot: int | None = None  # launched workers: the command's slot, the same across restarts
+    life: int = 1
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "id": self.id,
             "pid": self.pid,
             "name": self.name,
@@ -30,6 +32,10 @@ class WorkerRef:
             "start_time": self.start_time,
             "launched": self.launched,
         }
+        if self.slot is not None:
+            d["slot"] = self.slot
+            d["life"] = self.life
+        return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,10 +193,13 @@ class WorkerExited(WorkerEvent):
     oom: dict[str, Any] | None = None
     evidence: tuple[str, ...] = ()
     stderr_tail: tuple[str, ...] = ()
+    restart_in_s: float | None = None  # a restart policy brings a new life in this many seconds
 
     def to_json(self) -> dict[str, Any]:
         d = WorkerEvent.to_json(self)
         d.update(cause=self.cause, exit_code=self.exit_code, signal=self.signal)
+        if self.restart_in_s is not None:
+            d["restart_in_s"] = self.restart_in_s
         if self.by is not None:
             d["by"] = self.by
         if self.oom is not None:

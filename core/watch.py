@@ -40,6 +40,7 @@ from .events import (
     WorkerStarted,
 )
 from .launch import LaunchSpec
+from .restart import RestartPolicy
 from .sizes import Level, format_size, parse_level, parse_percent, parse_size
 from .thresholds import METRICS, ON_CRIT_ACTIONS, ThresholdConfig
 
@@ -90,7 +91,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--print-config", action="store_true",
                      help="print a commented settings file with every default, and exit")
     later = p.add_argument_group("not yet available")
-    later.add_argument("--restart", metavar="N", type=int, help=argparse.SUPPRESS)
+    lim.add_argument("--restart", metavar="N", type=int,
+                     help="restart a launched worker that dies up to N times, with backoff (the "
+                     "settings file's [restart] table sets the delays and the crash-loop guard)")
     later.add_argument("--record", metavar="FILE", help=argparse.SUPPRESS)
     later.add_argument("--metrics-port", metavar="N", type=int, help=argparse.SUPPRESS)
 
@@ -113,9 +116,9 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise _Interrupted(signum)
 
 
-def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[LaunchSpec]]:
+def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[LaunchSpec], RestartPolicy]:
     """Everything the user typed, checked before anything starts."""
-    for option in ("restart", "record", "metrics_port"):
+    for option in ("record", "metrics_port"):
         if getattr(args, option) is not None:
             flag = "--" + option.replace("_", "-")
             raise BadInput(f"{flag} is not available yet in this version of oomscope")
@@ -124,9 +127,12 @@ def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[Launc
     if t.on_warn == "terminate":
         raise BadInput(f"{settings.source}: thresholds.on_warn = \"terminate\" is not available yet: "
                        "terminate at critical (on_crit) instead")
-    if settings.restart.max > 0:
-        raise BadInput(f"{settings.source}: restart.max: restarting workers is not available yet in "
-                       "this version of oomscope; set it to 0")
+    r = settings.restart
+    restart = RestartPolicy(
+        max=args.restart if args.restart is not None else r.max,
+        backoff_initial_s=r.backoff_initial_s, backoff_cap_s=r.backoff_cap_s, healthy_s=r.healthy_s,
+        crash_loop_kills=r.crash_loop_kills, crash_loop_window_s=r.crash_loop_window_s,
+    )
     base = replace(
         t,
         warn=_level(args.warn) if args.warn is not None else t.warn,
@@ -163,7 +169,9 @@ def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[Launc
         raise BadInput("--mem-limit applies to launched workers: add --run CMD or -- CMD")
     if not (specs or args.attach or args.children_of or args.match):
         raise BadInput("nothing to watch: give --run CMD, --attach PID, --children-of PID, --match REGEX or -- CMD")
-    return config, specs
+    if restart.max > 0 and not specs:
+        raise BadInput("--restart applies to launched workers: add --run CMD or -- CMD")
+    return config, specs, restart
 
 
 def _level(text: str) -> Level | None:
@@ -181,7 +189,7 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
         stdout.write(example_config())
         return 0
     try:
-        config, specs = config_from_args(args)
+        config, specs, restart = config_from_args(args)
     except Error as e:
         print(f"oomscope watch: {e}", file=stderr)
         return 2
@@ -197,7 +205,7 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
             for pattern in args.match:
                 engine.watch_matching(pattern).result()
             for spec in specs:
-                engine.launch(spec).result()
+                engine.launch(spec, restart).result()
         except Error as e:
             print(f"oomscope watch: {e}", file=stderr)
             engine.stop()
@@ -217,6 +225,7 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
 
 def _follow(engine: Engine, printer: Printer, deadline: float | None, follows_more: bool) -> None:
     live: set[str] = set()
+    restarting: set[int | None] = set()  # slots whose next life is on its way
     while True:
         timeout = None if deadline is None else deadline - time.monotonic()
         if timeout is not None and timeout <= 0:
@@ -228,9 +237,12 @@ def _follow(engine: Engine, printer: Printer, deadline: float | None, follows_mo
         printer(event)
         if isinstance(event, (WorkerStarted, WorkerAttached)):
             live.add(event.worker.id)
+            restarting.discard(event.worker.slot)
         elif isinstance(event, WorkerExited):
             live.discard(event.worker.id)
-            if not live and not follows_more:
+            if event.restart_in_s is not None:
+                restarting.add(event.worker.slot)
+            if not live and not restarting and not follows_more:
                 return
         elif isinstance(event, Stopped):
             return
@@ -354,7 +366,8 @@ def describe(event: Event) -> str | None:
             detail.append(f"by {event.by}")
         detail.extend(event.evidence)
         cause = "KILLED BY THE OOM KILLER" if event.cause == OOM_KILL else event.cause
-        return f"{stamp} {who} exited: {cause}" + (f" ({'; '.join(detail)})" if detail else "")
+        again = f"; restart in {event.restart_in_s:g} s" if event.restart_in_s is not None else ""
+        return f"{stamp} {who} exited: {cause}" + (f" ({'; '.join(detail)})" if detail else "") + again
     if isinstance(event, Doctor):
         return f"{stamp} {who} doctor: {event.advice} ({event.reason})"
     if isinstance(event, ThreadExited):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 import subprocess
 from collections import deque
 from dataclasses import replace
@@ -15,6 +16,7 @@ from .errors import Error, WorkerGone
 from .events import WorkerRef
 from .forecast import Trend
 from .heapbook import HeapBook
+from .restart import Slot
 from .pidfd import ProcessHandle
 from . import procfs
 from .oomlog import KillRecord
@@ -29,7 +31,7 @@ class Worker:
         "ref", "handle", "popen", "limited", "parent_pid", "statm", "statm_fd", "cgroup", "cgroup_limit",
         "oom_kills_at_start", "swap", "level", "warn_bytes", "crit_bytes", "terminating_by",
         "last_signal", "exited", "comm", "comm_checks_left", "oom_record", "heap", "node_options", "thresholds", "override", "tracker", "trend", "rate", "eta_limit_s",
-        "eta_crit_s", "last_value", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
+        "eta_crit_s", "last_value", "slot", "started_mono", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
     )
 
     def __init__(
@@ -72,6 +74,8 @@ class Worker:
         self.eta_limit_s: float | None = None
         self.eta_crit_s: float | None = None
         self.last_value = 0
+        self.slot: Slot | None = None
+        self.started_mono = time.monotonic()
         self.node_options: str | None = None
         self.stdout_lines: deque[str] = deque(maxlen=output_lines)
         self.stderr_lines: deque[str] = deque(maxlen=output_lines)

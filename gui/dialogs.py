@@ -65,7 +65,6 @@ def parse_env(text: str) -> dict[str, str]:
     return env
 
 
-
 def ok_cancel(dialog: QtWidgets.QDialog, ok_text: str, ok_tip: str, cancel_tip: str,
               on_accept: Callable[[], None]) -> QtWidgets.QDialogButtonBox:
     """The dialogs' button row: a named OK that runs ``on_accept``, and Cancel."""

@@ -296,3 +296,15 @@ def test_print_config_loads_back(tmp_path) -> None:
     (tmp_path / "c.toml").write_text(r.stdout)
     ok = watch("--config", str(tmp_path / "c.toml"), "--run", "true")
     assert ok.returncode == 0, ok.stderr
+
+
+def test_restart_from_the_command_line(tmp_path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text("[restart]\nbackoff_initial_s = 0.1\nbackoff_cap_s = 0.2\n")
+    r = watch("--json", "--config", str(cfg), "--restart", "2", "--", PY, "-c", "import sys; sys.exit(1)")
+    assert r.returncode == 0, r.stderr
+    starts = [e for e in events(r.stdout) if e["event"] == "worker_started"]
+    assert [e["worker"]["life"] for e in starts] == [1, 2, 3]
+    assert len({e["worker"]["slot"] for e in starts}) == 1
+    notes = [e["message"] for e in events(r.stdout, all_kinds=True) if e["event"] == "notice"]
+    assert any("no restarts left" in n for n in notes)

@@ -1,0 +1,78 @@
+"""Restarting launched workers: exponential backoff, a healthy-run reset, a crash-loop guard.
+
+A *slot* is one launched command across its lives: a restarted worker is a new process (new
+worker id, new PID) in the same slot, so "slot 3, 5th life, 4 OOMs" can be told.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from .causes import EXIT, HEAP_OOM, OOM_KILL, TERMINATED
+from .errors import BadInput
+from .launch import LaunchSpec
+
+_MEMORY_DEATHS = (OOM_KILL, HEAP_OOM)
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    max: int = 0
+    backoff_initial_s: float = 1.0
+    backoff_cap_s: float = 60.0
+    healthy_s: float = 60.0
+    crash_loop_kills: int = 2
+    crash_loop_window_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max < 0:
+            raise BadInput(f"--restart {self.max}: give how many restarts, 0 or more")
+        if not (0 < self.backoff_initial_s <= self.backoff_cap_s):
+            raise BadInput("restart backoff: the first delay must be above 0 and at most the cap")
+        if self.crash_loop_kills < 1 or not self.crash_loop_window_s > 0 or self.healthy_s < 0:
+            raise BadInput("restart: crash_loop_kills must be 1 or more, the window and healthy_s positive")
+
+
+@dataclass(slots=True)
+class Slot:
+    number: int
+    spec: LaunchSpec
+    policy: RestartPolicy
+    lives: int = 0
+    restarts: int = 0
+    streak: int = 0  # restarts since the last healthy run: the backoff's exponent
+    deaths: dict[str, int] = field(default_factory=dict)
+    memory_deaths: deque[float] = field(default_factory=deque)
+    stopped_reason: str | None = None
+
+    def died(self, cause: str, by: str | None, exit_code: int | None, ran_s: float,
+             now_mono: float) -> tuple[float | None, str]:
+        """The delay before the next life, or None with the reason there is none."""
+        self.deaths[cause] = self.deaths.get(cause, 0) + 1
+        if cause in _MEMORY_DEATHS:
+            self.memory_deaths.append(now_mono)
+        while self.memory_deaths and now_mono - self.memory_deaths[0] > self.policy.crash_loop_window_s:
+            self.memory_deaths.popleft()
+        if cause == TERMINATED and by != "policy":
+            return None, f"terminated by {by}"
+        if cause == EXIT and exit_code == 0:
+            return None, "it exited cleanly"
+        if len(self.memory_deaths) >= self.policy.crash_loop_kills:
+            self.stopped_reason = (
+                f"crash loop: {len(self.memory_deaths)} memory deaths (oom-kill/heap-oom) within "
+                f"{self.policy.crash_loop_window_s:g} s; not restarted again until you start it"
+            )
+            return None, self.stopped_reason
+        if self.restarts >= self.policy.max:
+            return None, f"no restarts left ({self.policy.max} allowed)"
+        if ran_s >= self.policy.healthy_s:
+            self.streak = 0  # a healthy run forgives the earlier failures
+        delay = min(self.policy.backoff_cap_s, self.policy.backoff_initial_s * 2 ** self.streak)
+        self.streak += 1
+        self.restarts += 1
+        return delay, f"restart {self.restarts} of {self.policy.max} in {delay:g} s"
+
+    def summary(self) -> str:
+        causes = ", ".join(f"{n} {c}" for c, n in sorted(self.deaths.items()))
+        return f"slot {self.number}, life {self.lives}" + (f", deaths: {causes}" if causes else "")
