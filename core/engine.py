@@ -22,7 +22,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from . import procfs
@@ -140,6 +140,7 @@ class Engine:
         self._exits = RecentExits()
         self._slots: dict[int, Slot] = {}
         self._slot_numbers = itertools.count(1)
+        self._free_child_slots: dict[int, list[Slot]] = {}
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._stopped = threading.Event()
@@ -496,6 +497,15 @@ class Engine:
             )
         w.refresh_levels(self._thresholds)
 
+    def _child_slot(self, parent_pid: int) -> Slot:
+        """The slot of a child the parent replaced (oldest first), else a new one."""
+        free = self._free_child_slots.setdefault(parent_pid, [])
+        if free:
+            return free.pop(0)
+        slot = Slot(next(self._slot_numbers), None, RestartPolicy())
+        self._slots[slot.number] = slot
+        return slot
+
     def _new_slot(self, spec: LaunchSpec, policy: RestartPolicy) -> Slot:
         spec.argv()  # a bad command is refused before it takes a slot
         slot = Slot(next(self._slot_numbers), spec, policy)
@@ -594,7 +604,13 @@ class Engine:
                 cmd=cmd,
                 launched=False,
             )
+            if parent_pid is not None:
+                slot = self._child_slot(parent_pid)
+                ref = replace(ref, slot=slot.number, life=slot.lives + 1)
             w = Worker(ref, handle, parent_pid=parent_pid, output_lines=self.config.output_lines)
+            if parent_pid is not None:
+                w.slot = slot
+                slot.lives += 1
             w.open_readers(self._acquire_cgroup)
         except BaseException:
             handle.close()
@@ -933,6 +949,10 @@ class Engine:
         tail = tuple(list(w.stderr_lines)[-20:])
         # Decided before the exit is told, so the exit event can say a new life is coming.
         restart_in_s, restart_note = None, None
+        if w.slot is not None and w.parent_pid is not None:
+            # A pool child's slot waits for the child its parent starts in its place.
+            w.slot.deaths[verdict.cause] = w.slot.deaths.get(verdict.cause, 0) + 1
+            self._free_child_slots.setdefault(w.parent_pid, []).append(w.slot)
         if w.slot is not None and w.slot.policy.max > 0 and not self._stopping:
             restart_in_s, restart_note = self._consider_restart(w, verdict.cause, verdict.by,
                                                                 verdict.exit_code, exit_mono)
@@ -976,7 +996,7 @@ class Engine:
             return None, note
 
         def relaunch() -> None:
-            if self._stopping:
+            if self._stopping or slot.spec is None:
                 return
             try:
                 self._launch(slot.spec, slot)

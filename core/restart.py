@@ -1,7 +1,9 @@
 """Restarting launched workers: exponential backoff, a healthy-run reset, a crash-loop guard.
 
 A *slot* is one launched command across its lives: a restarted worker is a new process (new
-worker id, new PID) in the same slot, so "slot 3, 5th life, 4 OOMs" can be told.
+worker id, new PID) in the same slot, so "slot 3, 5th life, 4 OOMs" can be told. A child of
+an attached parent (a pool, a cluster) that dies leaves its slot free, and the child the parent
+starts next takes it.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class RestartPolicy:
 @dataclass(slots=True)
 class Slot:
     number: int
-    spec: LaunchSpec
+    spec: LaunchSpec | None  # None: a child of an attached parent (the parent respawns it)
     policy: RestartPolicy
     lives: int = 0
     restarts: int = 0

@@ -340,7 +340,7 @@ def describe(event: Event) -> str | None:
     if not isinstance(event, WorkerEvent):
         return f"{stamp} {event.kind}"
     w = event.worker
-    who = f"{w.id} {w.name}[{w.pid}]"
+    who = f"{w.id} {w.name}[{w.pid}]" + (f" (slot {w.slot}, life {w.life})" if w.slot is not None and w.life > 1 else "")
     if isinstance(event, WorkerStarted):
         cg = f" in cgroup {event.cgroup} (limit {format_size(event.cgroup_limit)})" if event.cgroup_limit else ""
         return f"{stamp} {who} started{cg}: {' '.join(w.cmd)}"

@@ -159,6 +159,8 @@ def test_pool_child_leaking_in_a_cgroup_only_it_is_oom_kill(make_engine, own_cgr
     assert exited.oom["task_memcg"] == own_cgroup.path
     eng.workers().result(5)
     assert [e.worker.id for e in log.of("worker_exited")] == [attached.worker.id]
+    # The pool's replacement child, when there is one, takes the OOM-killed child's slot.
+    assert attached.worker.slot is not None and attached.worker.life == 1
     parent.stdin.close()
 
 
@@ -192,3 +194,35 @@ def test_named_worker_killed_within_its_first_second(make_engine) -> None:
     exited = log.wait_exit(ref.id, timeout=60)
     assert ref.name == "fast-leak"
     _assert_oom_kill(exited, ref, os.path.basename(PY)[:15])
+
+
+def test_pool_worker_oom_killed_and_respawned_keeps_its_slot(make_engine, own_cgroup, children) -> None:
+    """multiprocessing.Pool replaces a dead worker by itself: the new one takes its slot."""
+    eng, log = make_engine(rescan_s=0.1)
+    code = (
+        "import multiprocessing as mp, sys, time\n"
+        f"LEAK = {PY_LEAKER!r}\n"
+        "def leak(_):\n"
+        "    exec(LEAK)\n"
+        "if __name__ == '__main__':\n"
+        "    mp.set_start_method('fork')\n"
+        "    pool = mp.Pool(2)\n"
+        "    pool.map(abs, range(4))\n"  # both workers are up
+        "    print('ready', flush=True)\n"
+        "    sys.stdin.readline()\n"
+        "    pool.apply_async(leak, (0,))\n"
+        "    sys.stdin.readline()\n"
+    )
+    parent = children(own_cgroup.wrap_command([PY, "-u", "-c", code]), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert parent.stdout is not None and parent.stdin is not None
+    assert parent.stdout.readline().strip() == b"ready"
+    first = eng.watch_children(parent.pid).result(10)
+    assert len(first) == 2
+    parent.stdin.write(b"leak\n")
+    parent.stdin.flush()
+    dead = log.wait_for(lambda e: e.kind == "worker_exited", timeout=60)
+    assert dead.cause == "oom-kill" and dead.oom["pid"] == dead.worker.pid
+    fresh = log.wait_for(lambda e: e.kind == "worker_attached" and e.worker.pid not in {r.pid for r in first},
+                         timeout=30)
+    assert (fresh.worker.slot, fresh.worker.life) == (dead.worker.slot, 2)
+    parent.stdin.close()

@@ -221,6 +221,9 @@ def test_children_of_picks_up_pool_and_respawns(make_engine, children) -> None:
     new_pid = int(parent.stdout.readline())
     ev = log.wait_for(lambda e: e.kind == "worker_attached" and e.worker.pid == new_pid)
     assert ev.parent_pid == parent.pid
+    # The replacement takes the slot of the child it replaced, one life further.
+    assert (ev.worker.slot, ev.worker.life) == (refs[0].slot, 2)
+    assert len({r.slot for r in refs}) == 3 and all(r.life == 1 for r in refs)
     parent.stdin.close()
 
 
