@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 import queue
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -85,6 +86,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--duration", metavar="S", type=float,
                      help="stop after S seconds (launched workers are terminated)")
     run.add_argument("--json", action="store_true", help="one JSON event per line")
+    run.add_argument("--on-event", metavar="CMD",
+                     help="run CMD (a shell command line) for every notable event (level changes, "
+                     "exits, cause updates, thread deaths, unmatched kernel kills, advice), with the "
+                     "event as one JSON object on its stdin")
     run.add_argument("--config", metavar="FILE",
                      help="settings file (default: $XDG_CONFIG_HOME/oomscope/config.toml or "
                      "~/.config/oomscope/config.toml); options given here win over it")
@@ -193,7 +198,10 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
     except Error as e:
         print(f"oomscope watch: {e}", file=stderr)
         return 2
-    printer = JsonPrinter(stdout, stderr) if args.json else TextPrinter(stdout)
+    printer: Printer = JsonPrinter(stdout, stderr) if args.json else TextPrinter(stdout)
+    hook = EventHook(args.on_event, stderr) if args.on_event else None
+    if hook is not None:
+        printer = hook.wrap(printer)
     engine = Engine(config).start()
     old_handlers = _install_signal_handlers()
     try:
@@ -220,6 +228,8 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
         _restore_signal_handlers(old_handlers)
         engine.stop()
         _drain(engine, printer)
+        if hook is not None:
+            hook.finish()
     return 0
 
 
@@ -271,6 +281,72 @@ def _restore_signal_handlers(old: dict[int, Any]) -> None:
 
 
 Printer = Callable[[Event], None]
+
+
+HOOKED = (Threshold, WorkerExited, CauseUpdated, ThreadExited, KernelOom, Doctor, Terminate)
+
+
+class EventHook:
+    """``--on-event CMD``: CMD gets each notable event as JSON on stdin.
+
+    Hooks run side by side and are not waited for (a slow hook must not hold the events back);
+    finished ones are collected as events come, the rest at the end, for a bounded time.
+    """
+
+    def __init__(self, command: str, err: TextIO, finish_timeout_s: float = 10.0) -> None:
+        self.command = command
+        self.err = err
+        self.finish_timeout_s = finish_timeout_s
+        self.running: list[subprocess.Popen[bytes]] = []
+        self.failures = 0
+
+    def wrap(self, printer: Printer) -> Printer:
+        def both(event: Event) -> None:
+            printer(event)
+            if isinstance(event, HOOKED) and printed(event):
+                self.run(event)
+        return both
+
+    def run(self, event: Event) -> None:
+        self._collect()
+        try:
+            p = subprocess.Popen(["/bin/sh", "-c", self.command], stdin=subprocess.PIPE,
+                                 start_new_session=True)
+        except OSError as e:
+            self._failed(f"cannot start the --on-event command: {e}")
+            return
+        assert p.stdin is not None
+        try:
+            p.stdin.write((json.dumps(event.to_json(), separators=(",", ":")) + "\n").encode())
+            p.stdin.close()
+        except BrokenPipeError:
+            pass  # the hook did not read its stdin: its business
+        self.running.append(p)
+
+    def _collect(self) -> None:
+        still = []
+        for p in self.running:
+            rc = p.poll()
+            if rc is None:
+                still.append(p)
+            elif rc != 0:
+                self._failed(f"the --on-event command exited with code {rc}")
+        self.running = still
+
+    def _failed(self, text: str) -> None:
+        self.failures += 1
+        if self.failures <= 3:  # say it, but do not flood the terminal
+            self.err.write(f"oomscope watch: {text}\n")
+            self.err.flush()
+
+    def finish(self) -> None:
+        deadline = time.monotonic() + self.finish_timeout_s
+        for p in self.running:
+            try:
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._failed(f"the --on-event command (PID {p.pid}) still runs; left running")
+        self._collect()
 
 
 class JsonPrinter:

@@ -308,3 +308,17 @@ def test_restart_from_the_command_line(tmp_path) -> None:
     assert len({e["worker"]["slot"] for e in starts}) == 1
     notes = [e["message"] for e in events(r.stdout, all_kinds=True) if e["event"] == "notice"]
     assert any("no restarts left" in n for n in notes)
+
+
+def test_on_event_hook_gets_each_notable_event_as_json(tmp_path) -> None:
+    out = tmp_path / "events.jsonl"
+    hold = "import time; b = bytes(1) * (40 << 20); b = b.replace(bytes(1), b\\\"x\\\"); time.sleep(0.5)"
+    r = watch("--warn", "10MiB", "--crit", "off", "--sustain", "0", "--metric", "anon", "--interval", "0.05",
+              "--on-event", f"cat >> {out}", "--run", f"{PY} -c \"{hold}\"")
+    assert r.returncode == 0, r.stderr
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    kinds = [e["event"] for e in got]
+    assert "threshold" in kinds and kinds[-1] == "worker_exited", kinds
+    assert all(k in ("threshold", "worker_exited") for k in kinds)
+    bad = watch("--on-event", "exit 7", "--warn", "1MiB", "--sustain", "0", "--run", "true")
+    assert bad.returncode == 0 and "exited with code 7" in bad.stderr
