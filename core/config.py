@@ -127,6 +127,7 @@ class ThresholdSettings:
             crit=self.crit,
             metric=self.metric,
             on_crit="terminate" if self.on_crit == "terminate" else "none",
+            on_warn="terminate" if self.on_warn == "terminate" else "none",
             sustain_s=self.sustain_s,
             hysteresis=self.hysteresis,
         )

@@ -60,7 +60,7 @@ from .pidfd import ProcessHandle
 from .restart import RestartPolicy, Slot
 from .procfs import PAGE_SIZE
 from .sizes import format_size
-from .thresholds import CRITICAL, NORMAL, ThresholdConfig, heap_values
+from .thresholds import CRITICAL, LEVEL_RANK, NORMAL, ThresholdConfig, heap_values
 from .worker import Worker
 
 T = TypeVar("T")
@@ -743,7 +743,7 @@ class Engine:
         usage_now: dict[MemoryCgroup, int | None] = {}
         samples: list[Sample] = []
         append = samples.append
-        crit_hits: list[tuple[Worker, int, int | None]] = []
+        hits: list[tuple[Worker, str, int, int | None]] = []  # level entries that may act
         metric_is_rss = self._thresholds.metric == "rss"
         metric_is_heap = self._thresholds.metric == "heap"
         pread = os.pread
@@ -795,16 +795,17 @@ class Engine:
                         Threshold(now, w.ref, level, self._thresholds.metric, value,
                                   limit_b if level != NORMAL else None, previous=w.level)
                     )
+                    if level != NORMAL and LEVEL_RANK[level] > LEVEL_RANK[w.level]:
+                        hits.append((w, level, value, limit_b))
                     w.level = level
-                    if level == CRITICAL:
-                        crit_hits.append((w, value, w.crit_bytes))
         if samples:
             self._emit(Samples(now, tuple(samples)))
         self.worker_samples += len(samples)
         self.sampling_cpu_s += time.thread_time() - cpu0
-        for w, value, crit in crit_hits:
-            if w.thresholds.on_crit == "terminate":
-                self._policy_terminate(w, value, crit)
+        for w, level, value, limit_b in hits:
+            action = w.thresholds.on_crit if level == CRITICAL else w.thresholds.on_warn
+            if action == "terminate":
+                self._policy_terminate(w, level, value, limit_b)
 
     def _forecast(self) -> None:
         """Growth rate and time to the critical level and to the cgroup limit, once a second."""
@@ -844,12 +845,13 @@ class Engine:
                 w.cgroup_limit = limits[cg]
                 w.refresh_levels(self._thresholds)
 
-    def _policy_terminate(self, w: Worker, value: int, crit: int | None) -> None:
+    def _policy_terminate(self, w: Worker, level: str, value: int, limit_b: int | None) -> None:
         if w.terminating_by is not None:
             return
+        setting = w.thresholds.crit if level == CRITICAL else w.thresholds.warn
         reason = (
-            f"{w.thresholds.metric} {format_size(value)} at or above critical "
-            f"{w.thresholds.crit} ({format_size(crit)})"
+            f"{w.thresholds.metric} {format_size(value)} at or above {level} "
+            f"{setting} ({format_size(limit_b)})"
         )
         try:
             self._terminate(w, "policy", False, None, reason)

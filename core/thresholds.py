@@ -16,6 +16,7 @@ from .sizes import Level
 METRICS = ("rss", "anon", "heap")
 ON_CRIT_ACTIONS = ("none", "terminate")
 NORMAL, WARNING, CRITICAL = "normal", "warning", "critical"
+LEVEL_RANK = {NORMAL: 0, WARNING: 1, CRITICAL: 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,7 @@ class ThresholdConfig:
     on_crit: str = "none"
     sustain_s: float = 0.0
     hysteresis: float = 0.0
+    on_warn: str = "none"
 
     def __post_init__(self) -> None:
         if not (self.sustain_s >= 0):
@@ -34,6 +36,10 @@ class ThresholdConfig:
             raise BadInput(f"hysteresis {self.hysteresis * 100:g}% must be between 0% and 50% of the level")
         if self.metric not in METRICS:
             raise BadInput(f"unknown metric {self.metric!r}: choose one of {', '.join(METRICS)}")
+        if self.on_warn not in ON_CRIT_ACTIONS:
+            raise BadInput(
+                f"unknown --on-warn action {self.on_warn!r}: choose one of {', '.join(ON_CRIT_ACTIONS)}"
+            )
         if self.on_crit not in ON_CRIT_ACTIONS:
             raise BadInput(
                 f"unknown --on-crit action {self.on_crit!r}: choose one of "

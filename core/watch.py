@@ -70,6 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "(default 90%%) or off")
     lim.add_argument("--metric", default=None, choices=METRICS,
                      help="what the levels apply to (default rss; heap: V8/Python heap reports of launched workers)")
+    lim.add_argument("--on-warn", default=None, choices=ON_CRIT_ACTIONS,
+                     help="what to do at warning (default none)")
     lim.add_argument("--on-crit", default=None, choices=ON_CRIT_ACTIONS,
                      help="what to do at critical (terminate: SIGTERM, grace, SIGKILL)")
     lim.add_argument("--sustain", metavar="S", type=float, default=None,
@@ -129,9 +131,6 @@ def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[Launc
             raise BadInput(f"{flag} is not available yet in this version of oomscope")
     settings = load_config(Path(args.config) if args.config else None)
     t = settings.thresholds
-    if t.on_warn == "terminate":
-        raise BadInput(f"{settings.source}: thresholds.on_warn = \"terminate\" is not available yet: "
-                       "terminate at critical (on_crit) instead")
     r = settings.restart
     restart = RestartPolicy(
         max=args.restart if args.restart is not None else r.max,
@@ -144,6 +143,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[Launc
         crit=_level(args.crit) if args.crit is not None else t.crit,
         metric=args.metric if args.metric is not None else t.metric,
         on_crit=args.on_crit if args.on_crit is not None else t.on_crit,
+        on_warn=args.on_warn if args.on_warn is not None else t.on_warn,
         sustain_s=args.sustain if args.sustain is not None else t.sustain_s,
         hysteresis=_hysteresis(args.hysteresis) if args.hysteresis is not None else t.hysteresis,
         grace_s=args.grace if args.grace is not None else t.grace_s,

@@ -112,3 +112,16 @@ def test_samples_carry_the_trend_and_the_time_to_the_limit(make_engine) -> None:
     log.wait_for(lambda e: e.kind == "samples" and any(
         y.worker.id == ref.id and y.trend_bytes_per_s is not None and y.trend_bytes_per_s < 1024 and y.eta_crit_s is None
         for y in e.samples), timeout=30)
+
+
+def test_terminate_at_warning(make_engine) -> None:
+    grow = "import time\nc = []\nfor _ in range(300):\n    c.append(bytearray(1 << 20)); time.sleep(0.01)\ntime.sleep(60)\n"
+    config = ThresholdConfig(warn=parse_level("50MiB"), metric="anon", on_warn="terminate")
+    eng, log = make_engine(thresholds=config, interval_s=0.05, grace_s=1.0)
+    ref = eng.launch(LaunchSpec((PY, "-c", grow))).result(10)
+    exited = log.wait_exit(ref.id, timeout=30)
+    assert (exited.cause, exited.by) == ("terminated", "policy")
+    term = log.of("terminate", ref.id)[0]
+    assert "at or above warning 50.0 MiB" in term.reason
+    with pytest.raises(BadInput, match="on-warn"):
+        ThresholdConfig(on_warn="explode")
