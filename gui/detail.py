@@ -13,9 +13,9 @@ import numpy as np
 from oomscope.core.sizes import format_size
 
 from .kernel_pane import display_text
-from .palette import WARNING_ROW_RGB
+from .palette import CRITICAL_ROW_RGB, WARNING_ROW_RGB
 from .qt import QtGui, QtWidgets, Qt
-from .roster import Death, WorkerState
+from .roster import Death, Roster, WorkerState
 
 _LAST_SAMPLES = 12
 _KEY_MARKERS = ("oom-kill:", "Killed process", "invoked oom-killer", "Memory cgroup out of memory",
@@ -48,8 +48,9 @@ def _mono() -> QtGui.QFont:
 
 
 class DetailPane(QtWidgets.QWidget):
-    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(self, parent: QtWidgets.QWidget | None = None, roster: Roster | None = None) -> None:
         super().__init__(parent)
+        self.roster = roster  # for what a worker's slot went through in its earlier lives
         self.worker: WorkerState | None = None
         self.death: Death | None = None
         layout = QtWidgets.QVBoxLayout(self)
@@ -60,6 +61,17 @@ class DetailPane(QtWidgets.QWidget):
         self.header.setTextFormat(Qt.TextFormat.RichText)
         self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.header)
+        # The engine's warnings about this worker (a crash loop that stopped its restarts) in red,
+        # above the doctor's advice: they explain why a slot stays empty.
+        self.notices = QtWidgets.QLabel("")
+        self.notices.setObjectName("detail-notices")
+        self.notices.setWordWrap(True)
+        self.notices.setTextFormat(Qt.TextFormat.RichText)
+        self.notices.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.notices.setStyleSheet(f"background: rgb{CRITICAL_ROW_RGB}; padding: 4px; border-radius: 3px")
+        self.notices.setToolTip("What oomscope's engine warned about this worker")
+        self.notices.setVisible(False)
+        layout.addWidget(self.notices)
         self.advice = QtWidgets.QLabel("")
         self.advice.setObjectName("detail-advice")
         self.advice.setWordWrap(True)
@@ -136,6 +148,10 @@ class DetailPane(QtWidgets.QWidget):
             own = w.levels_text()
             if own is not None:
                 parts.append(f"own thresholds: {html.escape(own)}")
+            if w.ref.slot is not None:
+                deaths = self.roster.slot_deaths_text(w) if self.roster is not None else None
+                parts.append(f"slot {w.ref.slot} · life {w.ref.life}"
+                             + (f" — deaths in this slot so far: {html.escape(deaths)}" if deaths else ""))
             if w.evidence:
                 parts.append("evidence: " + "; ".join(html.escape(_readable(e)) for e in w.evidence))
             for d in w.thread_deaths:
@@ -145,6 +161,9 @@ class DetailPane(QtWidgets.QWidget):
             stamp = time.strftime("%H:%M:%S", time.localtime(death.t))
             parts.append(f"<b>{stamp}</b> {html.escape(death.summary())}")
         self.header.setText("<br>".join(parts))
+        notices = w.notices if w is not None else []
+        self.notices.setText("<br>".join(f"<b>{html.escape(n)}</b>" for n in notices))
+        self.notices.setVisible(bool(notices))
         self._show_advice(w)
         self._fill_samples(w)
         self.stderr.setPlainText("\n".join(w.stderr) if w is not None else "")
@@ -175,10 +194,10 @@ class DetailPane(QtWidgets.QWidget):
         self.advice.setVisible(True)
 
     def text(self) -> str:
-        """Everything the pane shows as plain text: header, advice, kernel lines."""
+        """Everything the pane shows as plain text: header, notices, advice, kernel lines."""
         doc = QtGui.QTextDocument()
         parts = []
-        for label in (self.header, self.advice):
+        for label in (self.header, self.notices, self.advice):
             doc.setHtml(label.text())
             parts.append(doc.toPlainText())
         parts.append(self.kernel.toPlainText())

@@ -18,6 +18,7 @@ from oomscope.core.errors import BadInput
 from oomscope.core.heap.inspector import INSPECTOR_WARNING
 from oomscope.core.launch import LaunchSpec
 from oomscope.core.processes import ProcessInfo, list_processes
+from oomscope.core.restart import RestartPolicy
 from oomscope.core.sizes import Level, format_size, parse_level, parse_size
 from oomscope.core.thresholds import ThresholdConfig
 
@@ -48,6 +49,14 @@ def level_text(level: Level | None) -> str:
         if level.bytes >= size:
             return f"{level.bytes / size:.4g}{unit}"
     return str(level.bytes)
+
+
+def _int_setting(value: Any) -> int:
+    """An int from QSettings, which hands INI values back as strings; junk reads as 0 (never)."""
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
 
 
 def parse_env(text: str) -> dict[str, str]:
@@ -115,11 +124,19 @@ class LaunchDialog(QtWidgets.QDialog):
         self.cgroup_note.setWordWrap(True)
         self.cgroup_note.setToolTip("Whether oomscope can make a memory cgroup here, and if not, why")
         form.addRow("", self.cgroup_note)
-        self.restart = QtWidgets.QComboBox()
-        self.restart.addItem("never")
-        self.restart.setEnabled(False)
-        self.restart.setToolTip("Restart policies (with backoff and a retry limit) come with the policy "
-                                "work; until then a worker that exits stays exited")
+        self.restart = QtWidgets.QSpinBox()
+        self.restart.setObjectName("restart-max")
+        self.restart.setRange(0, 100)
+        self.restart.setPrefix("up to ")
+        self.restart.setSuffix(" times")
+        # 0 reads as a word: "up to 0 times" would look like a misconfiguration.
+        self.restart.setSpecialValueText("never")
+        self.restart.setValue(_int_setting(settings.value("dialogs/launch/restart", 0)))
+        self.restart.setToolTip("Restart the worker in the same slot when it dies, up to this many times "
+                                "(0: never). Waits 1 s, 2 s, 4 s … between lives (capped at 60 s; reset "
+                                "after a 60 s healthy run). Never after a clean exit or your own terminate; "
+                                "a worker that dies of oom-kill/heap-oom twice within a minute is not "
+                                "restarted again (crash-loop guard)")
         form.addRow("&Restart:", self.restart)
         self.error = QtWidgets.QLabel("")
         self.error.setObjectName("launch-error")
@@ -182,7 +199,12 @@ class LaunchDialog(QtWidgets.QDialog):
         s.setValue("dialogs/launch/cwd", self.cwd.text())
         s.setValue("dialogs/launch/env", self.env.toPlainText())
         s.setValue("dialogs/launch/mem_limit", self.mem_limit.text())
+        s.setValue("dialogs/launch/restart", self.restart.value())
         self.accept()
+
+    def restart_policy(self) -> RestartPolicy:
+        """The restart policy the window launches with: the engine's default numbers, this many restarts."""
+        return RestartPolicy(max=self.restart.value())
 
 
 _PROCESS_COLUMNS = ("Name", "PID", "User", "RSS", "Command line")

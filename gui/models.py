@@ -154,7 +154,8 @@ class WorkerTreeModel(QAbstractItemModel):
     def _text(self, w: WorkerState, col: int) -> str:
         s = w.last
         if col == COL_NAME:
-            return f"{w.ref.name} ({w.id})"
+            slot = w.slot_text()
+            return f"{w.ref.name} ({w.id})" + (f" · {slot}" if slot else "")
         if col == COL_PID:
             return str(w.ref.pid)
         if col == COL_STATE:
@@ -220,6 +221,11 @@ class WorkerTreeModel(QAbstractItemModel):
         if w.cgroup:
             lines.append(f"cgroup: {w.cgroup}")
         lines.append(w.state_text() + (f" — {w.memory_text()}" if w.last else ""))
+        if w.ref.slot is not None:
+            deaths = self.roster.slot_deaths_text(w)
+            lines.append(f"slot {w.ref.slot}, life {w.ref.life}"
+                         + (f" — deaths in this slot so far: {deaths}" if deaths else ""))
+        lines.extend(w.notices)
         own = w.levels_text()
         if own is not None:
             lines.append(f"own thresholds: {own} (instead of the global ones)")

@@ -19,6 +19,7 @@ from oomscope.core.events import (
     Doctor,
     Heap,
     KernelOom,
+    Notice,
     Sample,
     Samples,
     Terminate,
@@ -72,6 +73,9 @@ class WorkerState:
     advice: list[Doctor] = field(default_factory=list)
     thread_deaths: list[Death] = field(default_factory=list)  # heap-oom deaths of its worker threads
     heap_since: float | None = None  # time of its first sample with a heap value
+    # Warnings and errors the engine said about this worker (a crash-loop stop, a failed
+    # restart): the detail pane keeps them after the message bar has faded.
+    notices: list[str] = field(default_factory=list)
     # Each reporting thread's own heap history, (pid, thread_id) -> series (only its heap_used
     # column is filled), in the order threads first reported: the plot draws one curve per
     # thread once a process has worker threads. Keyed by pid too, because a shell worker's
@@ -120,6 +124,13 @@ class WorkerState:
     def levels_text(self) -> str | None:
         """This worker's own levels in words; None while it uses the global ones."""
         return None if self.override is None else describe_levels(self.override)
+
+    def slot_text(self) -> str | None:
+        """``slot 3 · life 2`` for a restarted (or respawned) worker; None for a first life,
+        where the slot tells nothing the name does not."""
+        if self.ref.slot is None or self.ref.life <= 1:
+            return None
+        return f"slot {self.ref.slot} · life {self.ref.life}"
 
     def memory_text(self) -> str:
         if self.last is None:
@@ -203,6 +214,9 @@ class Roster:
         self.workers: list[WorkerState] = []
         self.by_id: dict[str, WorkerState] = {}
         self.deaths: list[Death] = []
+        # Deaths per slot and cause, counted from exit events: the engine's Slot keeps the same
+        # numbers but lives on the engine thread, and the window only hears events.
+        self.slot_deaths: dict[int, dict[str, int]] = {}
         self._capacity = history_capacity
         self._colors = 0
 
@@ -245,6 +259,8 @@ class Roster:
 
     def on_exit(self, ev: WorkerExited) -> tuple[WorkerState | None, Death]:
         w = self.by_id.get(ev.worker.id)
+        if ev.worker.slot is not None:
+            self._count_slot_death(ev.worker.slot, ev.cause, +1)
         if w is not None:
             w.exit = ev
             w.cause = ev.cause
@@ -263,6 +279,11 @@ class Roster:
 
     def on_cause_updated(self, ev: CauseUpdated) -> tuple[WorkerState | None, Death | None]:
         w = self.by_id.get(ev.worker.id)
+        if w is not None and w.exit is not None and ev.worker.slot is not None and w.cause != ev.cause:
+            # A late kernel record turns "signal" into "oom-kill": the slot's count follows.
+            if w.cause is not None:
+                self._count_slot_death(ev.worker.slot, w.cause, -1)
+            self._count_slot_death(ev.worker.slot, ev.cause, +1)
         if w is not None:
             w.cause = ev.cause
             w.oom = ev.oom
@@ -275,6 +296,32 @@ class Roster:
                 self.deaths[i] = new
                 return w, new
         return w, None
+
+    def _count_slot_death(self, slot: int, cause: str, delta: int) -> None:
+        counts = self.slot_deaths.setdefault(slot, {})
+        n = counts.get(cause, 0) + delta
+        if n > 0:
+            counts[cause] = n
+        else:
+            counts.pop(cause, None)
+
+    def slot_deaths_text(self, w: WorkerState) -> str | None:
+        """``2 exit, 1 oom-kill``: how the lives of this worker's slot have ended so far."""
+        if w.ref.slot is None:
+            return None
+        counts = self.slot_deaths.get(w.ref.slot)
+        if not counts:
+            return None
+        return ", ".join(f"{n} {cause}" for cause, n in sorted(counts.items()))
+
+    def on_notice(self, ev: Notice) -> WorkerState | None:
+        """Keep a warning or error about a worker on it (info notices are status-bar chatter)."""
+        if ev.worker is None or ev.level == "info":
+            return None
+        w = self.by_id.get(ev.worker.id)
+        if w is not None and ev.message not in w.notices:
+            w.notices.append(ev.message)
+        return w
 
     def on_kernel_oom(self, ev: KernelOom) -> Death | None:
         """A kill record no worker claimed; one replayed from before oomscope started is placed

@@ -26,7 +26,9 @@ from oomscope.core.events import (
     WorkerRef,
     WorkerStarted,
 )
+from oomscope.core.causes import HEAP_OOM, OOM_KILL
 from oomscope.core.launch import LaunchSpec
+from oomscope.core.restart import RestartPolicy
 from oomscope.core.sizes import Level, format_size, parse_level
 from oomscope.core.thresholds import CRITICAL, ThresholdConfig
 
@@ -36,6 +38,7 @@ from .dialogs import AttachDialog, ConfirmFn, LaunchDialog, WorkerThresholdsDial
 from .kernel_pane import KernelLogPane
 from .models import COL_ANON, COL_HEAP, COL_LIMIT, COL_NAME, COL_PERCENT, COL_PID, COL_RSS, COL_STATE, \
     COL_TREND, WorkerFilterProxy, WorkerTreeModel
+from .notify import Notifier, ShowFn
 from .plot import WINDOWS, MemoryPlot
 from .qt import QItemSelectionModel, QSettings, Qt, QTimer, QtGui, QtWidgets, Signal
 from .roster import Death, Roster, WorkerState
@@ -79,7 +82,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def __init__(self, engine: Engine, settings: QSettings, *,
                  thresholds: ThresholdConfig | None = None,
                  confirm: ConfirmFn = confirm_terminate,
-                 persist_thresholds: bool = True) -> None:
+                 persist_thresholds: bool = True,
+                 notify: ShowFn | None = None) -> None:
         super().__init__()
         self.setObjectName("oomscope-main")
         self.setWindowTitle("oomscope")
@@ -98,6 +102,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_views()
         self._build_actions()
         self._build_status()
+        self.notifier = Notifier(self, lambda title, text: self.message_bar.show_message(f"{title}: {text}",
+                                                                                         "warning"), notify)
+        self._oom_notified: set[str] = set()  # worker ids already announced as memory deaths
         self._connect_bridge()
         self.refresh_table = Throttle(self.model.refresh_values, _TABLE_REFRESH_S, "table-refresh", self)
         self._status_timer = QTimer(self)
@@ -179,7 +186,7 @@ class MainWindow(QtWidgets.QMainWindow):
         table_layout.addWidget(self.table, 1)
         self.workers_dock = self._dock("Workers", "workers-dock", table_box, Qt.DockWidgetArea.BottomDockWidgetArea)
 
-        self.detail = DetailPane()
+        self.detail = DetailPane(roster=self.roster)
         self.detail_dock = self._dock("Details", "details-dock", self.detail, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.kernel_pane = KernelLogPane()
         self.kernel_pane.worker_clicked.connect(self.select_worker)
@@ -324,6 +331,12 @@ class MainWindow(QtWidgets.QMainWindow):
         w = self.roster.on_threshold(ev)
         if w is not None:
             self.model.worker_changed(w)
+        if ev.level == CRITICAL and ev.previous != CRITICAL:
+            metric = _PLOT_METRIC.get(ev.metric, ev.metric).replace("_", " ")
+            limit = f" (critical level {format_size(ev.limit)})" if ev.limit else ""
+            self.notifier.notify(f"oomscope: {ev.worker.name} is critical",
+                                 f"{ev.worker.name} ({ev.worker.id}, PID {ev.worker.pid}): {metric} "
+                                 f"{format_size(ev.value)}{limit}")
 
     def _on_terminate_sent(self, ev: Terminate) -> None:
         w = self.roster.on_terminate(ev)
@@ -346,16 +359,31 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_actions()
         self._show_plot_levels()
         self.plot.request_redraw()
+        self._notify_memory_death(ev.worker, ev.cause, ev.restart_in_s)
         self.worker_exited.emit(ev)
 
     def _on_cause_updated(self, ev: CauseUpdated) -> None:
         w, _death = self.roster.on_cause_updated(ev)
+        # The kernel's record can arrive after the exit: a "signal" death found to be an OOM kill
+        # is announced then.
+        self._notify_memory_death(ev.worker, ev.cause, None)
         if w is not None:
             self.model.worker_changed(w)
             if self.detail.worker is w:
                 self.detail.refresh()
         self.timeline.refresh()
         self.kernel_pane.tie_record(ev.oom, ev.worker.id)
+
+    def _notify_memory_death(self, ref: WorkerRef, cause: str, restart_in_s: float | None) -> None:
+        if cause not in (OOM_KILL, HEAP_OOM) or ref.id in self._oom_notified:
+            return
+        self._oom_notified.add(ref.id)
+        what = "killed by the kernel's OOM killer" if cause == OOM_KILL else "V8 heap out of memory"
+        title = f"oomscope: {ref.name} {'OOM-killed' if cause == OOM_KILL else 'heap OOM'}"
+        text = f"{ref.name} ({ref.id}, PID {ref.pid}): {what} ({cause.replace('-', ' ').upper()})"
+        if restart_in_s is not None:
+            text += f"; restarting in {restart_in_s:g} s"
+        self.notifier.notify(title, text)
 
     def _on_heap_reported(self, ev: Heap) -> None:
         w = self.model.apply_heap(ev)
@@ -374,6 +402,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self.plot.request_redraw()  # the x range reaches every marker
         if w is not None and self.detail.worker is w:
             self.detail.refresh()
+        if ev.cause == HEAP_OOM:
+            self.notifier.notify(f"oomscope: {ev.worker.name} thread heap OOM",
+                                 f"{ev.worker.name} ({ev.worker.id}, PID {ev.pid}): worker thread "
+                                 f"{ev.thread_id} ran out of V8 heap (HEAP OOM); the process lives on"
+                                 + (f" — {ev.message}" if ev.message else ""))
         self.statusBar().showMessage(f"{ev.worker.name} ({ev.worker.id}): thread {ev.thread_id} ended: "
                                      f"{ev.cause}" + (f" — {ev.message}" if ev.message else ""), 10000)
 
@@ -393,7 +426,18 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_notice_received(self, ev: Notice) -> None:
         who = f"{ev.worker.name} ({ev.worker.id}): " if ev.worker is not None else ""
-        if ev.level == "info":
+        w = self.roster.on_notice(ev)
+        if w is not None:
+            self.model.worker_changed(w)
+            if self.detail.worker is w:
+                self.detail.refresh()
+        if "crash loop" in ev.message:
+            # The engine gave up restarting a slot: that needs the user, so it is an error-red
+            # bar (not the amber of a passing warning) and a desktop notification.
+            self.message_bar.show_message(who + ev.message, "error")
+            self.notifier.notify(f"oomscope: {ev.worker.name if ev.worker else 'a worker'} crash loop",
+                                 who + ev.message)
+        elif ev.level == "info":
             self.statusBar().showMessage(who + ev.message, 8000)
         else:
             self.message_bar.show_message(who + ev.message, ev.level)
@@ -677,8 +721,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ---------------------------------------------------------------- commands
 
-    def launch(self, spec: LaunchSpec) -> None:
-        self.bridge.call(self.engine.launch(spec), on_error=lambda e: self.message_bar.show_message(
+    def launch(self, spec: LaunchSpec, restart: RestartPolicy | None = None) -> None:
+        """Start a worker; with a ``restart`` policy the engine restarts it in the same slot."""
+        self.bridge.call(self.engine.launch(spec, restart=restart), on_error=lambda e: self.message_bar.show_message(
             f"Cannot launch {spec.display_name()}: {e}"))
 
     def attach(self, pid: int, inspect_heap: bool = False) -> None:
@@ -699,7 +744,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def open_launch_dialog(self) -> None:
         dialog = LaunchDialog(self.settings, self)
         if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted and dialog.spec is not None:
-            self.launch(dialog.spec)
+            self.launch(dialog.spec, restart=dialog.restart_policy())
 
     def open_attach_dialog(self) -> None:
         dialog = AttachDialog(self.settings, self)
@@ -745,6 +790,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.save_settings()
+        self.notifier.close()
         self.bridge.stop()
         super().closeEvent(event)
 
