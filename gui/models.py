@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from oomscope.core.events import Heap, ThreadExited, WorkerAttached, WorkerStarted
+from oomscope.core.events import Heap, Sample, ThreadExited, WorkerAttached, WorkerStarted
+from oomscope.core.forecast import describe_rate
 from oomscope.core.sizes import format_size
 from oomscope.core.thresholds import CRITICAL, WARNING
 
@@ -27,7 +28,8 @@ COLUMN_TIPS = (
     "Anonymous RSS: heap and stacks — what the kernel's OOM killer counts",
     "V8 heap used / heap limit (Node.js workers with the heap reporter; – where unknown)",
     "The plotted metric as a percent of its limit (the cgroup limit; the V8 limit for heap)",
-    "Growth of the plotted metric over the last minute",
+    "Growth of the threshold metric over the last minute (the engine's fit to its floors; "
+    "the plotted metric's change where the engine has no figure yet), and when it reaches the levels",
     "The memory limit of the worker's cgroup (smallest of its cgroup and parents)",
 )
 (COL_NAME, COL_PID, COL_STATE, COL_RSS, COL_ANON, COL_HEAP, COL_PERCENT, COL_TREND,
@@ -148,6 +150,11 @@ class WorkerTreeModel(QAbstractItemModel):
         if role == Qt.ItemDataRole.DecorationRole and col == COL_STATE and w.override is not None and w.alive:
             return self._own_levels_icon()
         if role == Qt.ItemDataRole.ToolTipRole:
+            if col == COL_TREND and w.alive and w.last is not None:
+                # The cell's own tip is the forecast alone: that is what a hover over it asks.
+                eta = eta_text(w.last)
+                if eta is not None:
+                    return eta
             return self._tooltip(w)
         return None
 
@@ -177,6 +184,10 @@ class WorkerTreeModel(QAbstractItemModel):
         if col == COL_TREND:
             if not w.alive:
                 return "–"
+            if s is not None and s.trend_bytes_per_s is not None:
+                # The engine's figure: fitted to the floors of a GC sawtooth, so a heap that
+                # merely breathes reads "stable" rather than as the last minute's swing.
+                return describe_rate(s.trend_bytes_per_s)
             trend = w.series.trend_bytes_per_min(self.metric)
             if trend is None:
                 return "–"
@@ -209,7 +220,11 @@ class WorkerTreeModel(QAbstractItemModel):
             pct = self._percent(w)
             return -1.0 if pct is None else pct
         if col == COL_TREND:
-            trend = w.series.trend_bytes_per_min(self.metric) if w.alive else None
+            if not w.alive:
+                return -1e18
+            if s is not None and s.trend_bytes_per_s is not None:
+                return s.trend_bytes_per_s * 60.0  # per minute, as the fallback, so both sort together
+            trend = w.series.trend_bytes_per_min(self.metric)
             return -1e18 if trend is None else trend
         if col == COL_LIMIT:
             return w.cgroup_limit or 0
@@ -221,6 +236,9 @@ class WorkerTreeModel(QAbstractItemModel):
         if w.cgroup:
             lines.append(f"cgroup: {w.cgroup}")
         lines.append(w.state_text() + (f" — {w.memory_text()}" if w.last else ""))
+        eta = eta_text(w.last) if w.alive and w.last is not None else None
+        if eta is not None:
+            lines.append(eta)
         if w.ref.slot is not None:
             deaths = self.roster.slot_deaths_text(w)
             lines.append(f"slot {w.ref.slot}, life {w.ref.life}"
@@ -353,3 +371,30 @@ class WorkerFilterProxy(QSortFilterProxyModel):
 def heap_text(used: int, limit: int | None) -> str:
     """Heap used and its limit; just the used part where there is no limit (Python without rlimit)."""
     return f"{format_size(used)} / {format_size(limit)}" if limit else format_size(used)
+
+
+def duration_text(seconds: float) -> str:
+    """A forecast's distance in words: ``45 s``, ``2 min 10 s``, ``3 min``, ``1 h 5 min``, ``2 d 3 h``.
+
+    Two units at most: a rate fitted over a minute is not precise enough for more."""
+    total = max(0, int(round(seconds)))
+    if total < 60:
+        return f"{total} s"
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "min", 60), ("min", 60, "s", 1)):
+        if total >= size:
+            major, rest = divmod(total, size)
+            minor = rest // sub_size
+            return f"{major} {unit}" + (f" {minor} {sub}" if minor else "")
+    return f"{total} s"  # unreachable: total >= 60 matched "min"
+
+
+def eta_text(s: Sample) -> str | None:
+    """``critical in 2 min 10 s · limit in 3 min`` from the engine's forecast; None without one
+    (not growing, or no level and no limit to reach)."""
+    parts = []
+    for name, eta in (("critical", s.eta_crit_s), ("limit", s.eta_limit_s)):
+        if eta is None:
+            continue
+        # 0.0 is the engine's "already at or above it": a time of "0 s" would read like a glitch.
+        parts.append(f"{name} reached" if eta <= 0.0 else f"{name} in {duration_text(eta)}")
+    return " · ".join(parts) if parts else None

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from oomscope.core.forecast import GROWING_MIN_BYTES_PER_S
 from oomscope.core.sizes import Level, format_size
 
 from .history import METRIC_LABELS, METRICS, PeakView, bucket_width
@@ -36,6 +37,9 @@ _PIXELS_PER_BUCKET = 2
 _THREAD_DASHES = (Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine,
                   Qt.PenStyle.DashDotDotLine)
 _THREAD_LIGHTEN = (0.0, 0.3, 0.45)  # share of white mixed in, cycled with the dashes
+# How far ahead a growing worker's dashed forecast reaches when no level or limit stops it
+# sooner: the rate is fitted over a minute, and extrapolating it much further is guessing.
+TREND_HORIZON_S = 300.0
 
 
 def thread_curve_name(w: WorkerState, pid: int, thread_id: int) -> str:
@@ -65,16 +69,19 @@ class CurvesItem(pg.GraphicsObject):
         self._thin: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
         self._bold: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
         self._limits: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
+        self._trends: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
         self._rect = QRectF()
 
     def set_curves(self, thin: list[tuple[QtGui.QPen, QtGui.QPolygonF]],
                    bold: list[tuple[QtGui.QPen, QtGui.QPolygonF]], rect: QRectF,
-                   limits: list[tuple[QtGui.QPen, QtGui.QPolygonF]] | None = None) -> None:
+                   limits: list[tuple[QtGui.QPen, QtGui.QPolygonF]] | None = None,
+                   trends: list[tuple[QtGui.QPen, QtGui.QPolygonF]] | None = None) -> None:
         if rect != self._rect:
             self.prepareGeometryChange()
             self._rect = rect
         self._thin, self._bold = thin, bold
         self._limits = limits or []
+        self._trends = trends or []
         self.update()
 
     def curve_lines(self) -> list[tuple[QtGui.QPen, QtGui.QPolygonF]]:
@@ -84,6 +91,10 @@ class CurvesItem(pg.GraphicsObject):
     def limit_lines(self) -> list[tuple[QtGui.QPen, QtGui.QPolygonF]]:
         """The faint dashed limit lines this item paints (the heap metric's V8 heap limits)."""
         return list(self._limits)
+
+    def trend_lines(self) -> list[tuple[QtGui.QPen, QtGui.QPolygonF]]:
+        """The dashed forecasts this item paints (growing workers' curves extended by their rate)."""
+        return list(self._trends)
 
     def boundingRect(self) -> QRectF:
         return self._rect
@@ -96,6 +107,9 @@ class CurvesItem(pg.GraphicsObject):
             p.setPen(pen)
             p.drawPolyline(poly)
         for pen, poly in self._thin:
+            p.setPen(pen)
+            p.drawPolyline(poly)
+        for pen, poly in self._trends:  # over the thin curves they continue, under the bold ones
             p.setPen(pen)
             p.drawPolyline(poly)
         p.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing, True)
@@ -141,6 +155,12 @@ class MemoryPlot(QtWidgets.QWidget):
         # Heap metric: worker id -> the V8 heap limit (bytes) its dashed line was drawn at.
         self.heap_limit_lines: dict[str, int] = {}
         self._limit_pens: dict[int, QtGui.QPen] = {}
+        # The plot metric the engine's levels (and so its trend and ETAs) are on; the window
+        # keeps it in step. None: draw no forecast (a rate of another metric would mislead).
+        self.trend_metric: str | None = None
+        # Worker id -> (x0, y0, x1, y1), y in MiB: the dashed forecast the last redraw drew.
+        self.trend_extensions: dict[str, tuple[float, float, float, float]] = {}
+        self._trend_pens: dict[int, QtGui.QPen] = {}
         self._build()
         self.request_redraw = Throttle(self.redraw, REDRAW_MIN_INTERVAL_S, "plot-redraw", self)
 
@@ -359,6 +379,8 @@ class MemoryPlot(QtWidgets.QWidget):
         limits: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
         self.heap_limit_lines = {}
         self.drawn_curves = {}
+        self.trend_extensions = {}
+        trends: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
         for w in self.roster.workers:
             if not len(w.series):
                 continue
@@ -384,6 +406,7 @@ class MemoryPlot(QtWidgets.QWidget):
             top = max(top, float(y.max()))
             (bold if chosen else thin).append((self._pen(w, chosen), _polygon(x, y)))
             self.drawn_curves[w.id] = [(w.id, len(x))]
+            self._add_trend(w, metric, trends)
             if metric == "heap_used":
                 limit_top = self._add_heap_limit(w, t0, t1, limits)
                 if chosen and limit_top is not None:
@@ -395,7 +418,12 @@ class MemoryPlot(QtWidgets.QWidget):
             if line.isVisible():
                 top = max(top, float(line.value()))
         self._set_ranges(t0, t1, top)
-        self.curves.set_curves(thin, bold, QRectF(t0, 0.0, t1 - t0, max(top, 1.0) * 1.1), limits)
+        rect = QRectF(t0, 0.0, t1 - t0, max(top, 1.0) * 1.1)
+        for x0, y0, x1, y1 in self.trend_extensions.values():
+            # The forecasts run past the window's right edge: the item's bounds must cover
+            # them (the view box clips what is out of view), but the y range ignores them.
+            rect = rect.united(QRectF(x0, 0.0, max(x1 - x0, 0.0), max(y0, y1)))
+        self.curves.set_curves(thin, bold, rect, limits, trends)
         if not self.roster.workers:
             self.empty_label.setPos((t0 + t1) / 2, self._y_top / 2)
 
@@ -446,6 +474,40 @@ class MemoryPlot(QtWidgets.QWidget):
             pen.setStyle(_THREAD_DASHES[(style - 1) % len(_THREAD_DASHES)])
             pen.setCosmetic(True)
             self._thread_pens[key] = pen
+        return pen
+
+    def _add_trend(self, w: WorkerState, metric: str,
+                   out: list[tuple[QtGui.QPen, QtGui.QPolygonF]]) -> None:
+        """A growing worker's curve continued, dashed, along the engine's rate: to the critical
+        level or the cgroup limit, whichever the engine expects first, at most TREND_HORIZON_S on.
+
+        Only on the metric the engine's levels use: that is the metric its rate and ETAs are
+        of, and the engine's ETAs say where the line stops, so it ends on the level it hits."""
+        s = w.last
+        if (metric != self.trend_metric or not w.alive or s is None or s.trend_bytes_per_s is None
+                or s.trend_bytes_per_s < GROWING_MIN_BYTES_PER_S):
+            return
+        etas = [e for e in (s.eta_crit_s, s.eta_limit_s) if e is not None]
+        ahead = min(etas + [TREND_HORIZON_S])
+        if ahead <= 0.0:
+            return  # already at the level or the limit: nothing left to forecast
+        x0 = float(w.series.times()[-1])
+        y0 = float(w.series.values(metric)[-1])
+        if not math.isfinite(y0):
+            return  # heap: the last sample had no heap report
+        y1 = y0 + s.trend_bytes_per_s * ahead
+        x1 = x0 + ahead
+        out.append((self._trend_pen(w), _polygon(np.array((x0, x1)), np.array((y0 / MIB, y1 / MIB)))))
+        self.trend_extensions[w.id] = (x0, y0 / MIB, x1, y1 / MIB)
+
+    def _trend_pen(self, w: WorkerState) -> QtGui.QPen:
+        pen = self._trend_pens.get(w.color_index)
+        if pen is None:
+            r, g, b = worker_rgb(w.color_index)
+            pen = QtGui.QPen(QtGui.QColor(r, g, b, 200), 1.0)
+            pen.setStyle(Qt.PenStyle.DashLine)
+            pen.setCosmetic(True)
+            self._trend_pens[w.color_index] = pen
         return pen
 
     def _add_heap_limit(self, w: WorkerState, t0: float, t1: float,

@@ -589,6 +589,9 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------- thresholds
 
     def _show_thresholds(self) -> None:
+        # Every change of the engine's thresholds passes here: the plot draws its forecasts
+        # only on the metric the engine's rate and ETAs are of.
+        self.plot.trend_metric = _PLOT_METRIC.get(self.thresholds.metric)
         self.warn_edit.setText(level_text(self.thresholds.warn))
         self.crit_edit.setText(level_text(self.thresholds.crit))
         for edit in (self.warn_edit, self.crit_edit):

@@ -153,3 +153,44 @@ def test_layout_thresholds_and_plot_choices_are_remembered(qtbot, make_window, t
     again = make_window()
     assert again.plot.window_s == 900.0
     assert again.table.header().sectionSize(0) == 222
+
+
+def test_the_trend_column_and_the_plot_show_the_engines_forecast(qtbot, make_window) -> None:
+    from oomscope.gui.models import COL_TREND, duration_text
+    from oomscope.gui.qt import Qt
+
+    # About 12 MiB/s (some 700 MiB/min, so the table says MiB/min) for about 10 s: long enough for
+    # a 2 s trend window to see it while it grows.
+    grow = ("import time\nc = []\nfor _ in range(500):\n    c.append(bytearray(1 << 18)); time.sleep(0.02)\n"
+            "time.sleep(60)\n")
+    window = make_window(ThresholdConfig(crit=parse_level("2GiB"), metric="anon"), interval_s=0.05,
+                         trend_window_s=2.0, trend_bucket_s=0.2)
+    assert window.plot.shown_metric == window.engine.thresholds.metric == "anon"
+    window.launch(LaunchSpec((PY, "-c", grow), name="grower"))
+    qtbot.waitUntil(lambda: any(w.ref.name == "grower" for w in window.roster.workers), timeout=10_000)
+    w = next(w for w in window.roster.workers if w.ref.name == "grower")
+    cell = lambda: window.model.row_of(w.id).siblingAtColumn(COL_TREND)  # noqa: E731
+
+    def forecast_shown() -> bool:
+        window.plot.redraw()  # what the throttled redraw does on the next sample, without waiting for it
+        s = w.last
+        text = str(window.model.data(cell()))
+        tip = str(window.model.data(cell(), Qt.ItemDataRole.ToolTipRole))
+        return (s is not None and s.trend_bytes_per_s is not None and s.trend_bytes_per_s > 5 * (1 << 20)
+                and text.startswith("+") and text.endswith("MiB/min") and "critical in" in tip
+                and w.id in window.plot.trend_extensions)
+
+    qtbot.waitUntil(forecast_shown, timeout=20_000)
+    s = w.last
+    assert s is not None and s.trend_bytes_per_s is not None and s.eta_crit_s is not None
+    # The row's tooltip carries the same forecast; no cgroup limit here, so no time to one.
+    row_tip = str(window.model.data(cell().siblingAtColumn(0), Qt.ItemDataRole.ToolTipRole))
+    assert "critical in" in row_tip and "limit in" not in row_tip
+    x0, y0, x1, y1 = window.plot.trend_extensions[w.id]
+    assert x1 > x0 and y1 > y0
+    # It stops at the critical level (2 GiB), or at least climbs at the engine's rate.
+    slope = (y1 - y0) * (1 << 20) / (x1 - x0)
+    assert abs(y1 - 2048.0) < 2.0 or abs(slope - s.trend_bytes_per_s) < 0.01 * s.trend_bytes_per_s
+    pens = window.plot.curves.trend_lines()
+    assert pens and all(pen.style() == Qt.PenStyle.DashLine for pen, _ in pens)
+    assert duration_text(130) == "2 min 10 s" and duration_text(180) == "3 min" and duration_text(45) == "45 s"
