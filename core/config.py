@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Final, Literal, TypeVar, cast
 
 from .errors import BadInput
+from .restart import RestartPolicy
 from .sizes import Level, parse_level
 from .thresholds import METRICS, ThresholdConfig
 
@@ -169,30 +170,8 @@ class ThresholdsOverride:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class RestartSettings:
-    """``[restart]``: restarts of launched workers, with exponential backoff and a crash-loop guard."""
-
-    max: int = 0
-    backoff_initial_s: float = 1.0
-    backoff_cap_s: float = 60.0
-    healthy_s: float = 60.0
-    crash_loop_kills: int = 2
-    crash_loop_window_s: float = 60.0
-
-    def __post_init__(self) -> None:
-        _named("max", lambda: _check_count(self.max, 0))
-        # A zero first delay would double to zero forever: restarts with no backoff at all.
-        _named("backoff_initial_s", lambda: _check_seconds(self.backoff_initial_s, 0, above=True))
-        _named("backoff_cap_s", lambda: _check_seconds(self.backoff_cap_s, 0, above=True))
-        _named("healthy_s", lambda: _check_seconds(self.healthy_s, 0))
-        _named("crash_loop_kills", lambda: _check_count(self.crash_loop_kills, 1))
-        _named("crash_loop_window_s", lambda: _check_seconds(self.crash_loop_window_s, 0, above=True))
-        if self.backoff_cap_s < self.backoff_initial_s:
-            raise BadInput(
-                f"backoff_cap_s {self.backoff_cap_s:g} must not be below backoff_initial_s "
-                f"{self.backoff_initial_s:g}"
-            )
+# ``[restart]`` is the engine's restart policy itself: one set of fields, checked in one place.
+RestartSettings = RestartPolicy
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,8 @@ _MEMORY_DEATHS = (OOM_KILL, HEAP_OOM)
 
 @dataclass(frozen=True, slots=True)
 class RestartPolicy:
+    """``[restart]`` of the settings file, and what the engine follows for a launched worker."""
+
     max: int = 0
     backoff_initial_s: float = 1.0
     backoff_cap_s: float = 60.0
@@ -28,12 +30,21 @@ class RestartPolicy:
     crash_loop_window_s: float = 60.0
 
     def __post_init__(self) -> None:
+        # The names are the settings file's keys ([restart]); --restart N sets max.
         if self.max < 0:
-            raise BadInput(f"--restart {self.max}: give how many restarts, 0 or more")
-        if not (0 < self.backoff_initial_s <= self.backoff_cap_s):
-            raise BadInput("restart backoff: the first delay must be above 0 and at most the cap")
-        if self.crash_loop_kills < 1 or not self.crash_loop_window_s > 0 or self.healthy_s < 0:
-            raise BadInput("restart: crash_loop_kills must be 1 or more, the window and healthy_s positive")
+            raise BadInput(f"max: {self.max} restarts: give 0 or more")
+        if not self.backoff_initial_s > 0:
+            # A zero first delay would double to zero forever: restarts with no backoff at all.
+            raise BadInput(f"backoff_initial_s: {self.backoff_initial_s:g} must be above 0")
+        if self.backoff_cap_s < self.backoff_initial_s:
+            raise BadInput(f"backoff_cap_s {self.backoff_cap_s:g} must not be below backoff_initial_s "
+                           f"{self.backoff_initial_s:g}")
+        if self.healthy_s < 0:
+            raise BadInput(f"healthy_s: {self.healthy_s:g} must not be negative")
+        if self.crash_loop_kills < 1:
+            raise BadInput(f"crash_loop_kills: {self.crash_loop_kills} must be 1 or more")
+        if not self.crash_loop_window_s > 0:
+            raise BadInput(f"crash_loop_window_s: {self.crash_loop_window_s:g} must be above 0")
 
 
 @dataclass(slots=True)

@@ -131,12 +131,9 @@ def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[Launc
             raise BadInput(f"{flag} is not available yet in this version of oomscope")
     settings = load_config(Path(args.config) if args.config else None)
     t = settings.thresholds
-    r = settings.restart
-    restart = RestartPolicy(
-        max=args.restart if args.restart is not None else r.max,
-        backoff_initial_s=r.backoff_initial_s, backoff_cap_s=r.backoff_cap_s, healthy_s=r.healthy_s,
-        crash_loop_kills=r.crash_loop_kills, crash_loop_window_s=r.crash_loop_window_s,
-    )
+    if args.restart is not None and args.restart < 0:
+        raise BadInput(f"--restart {args.restart}: give how many restarts, 0 or more")
+    restart = settings.restart if args.restart is None else replace(settings.restart, max=args.restart)
     base = replace(
         t,
         warn=_level(args.warn) if args.warn is not None else t.warn,
