@@ -123,10 +123,12 @@ def test_children_of_from_the_command_line(children) -> None:
         "for _ in range(2):\n"
         "    pid = os.fork()\n"
         "    if pid == 0:\n"
-        "        os.read(r, 1); os._exit(0)\n"  # each child waits for its go
+        # Each child waits for its go, and gives up after 30 s, so a failing test (whose
+        # fixture kills only the parent) leaves no orphan behind.
+        "        import select; select.select([r], [], [], 30); os._exit(0)\n"
         "    kids.append(pid)\n"
         "print('ready', flush=True)\n"
-        "sys.stdin.readline(); os.write(w, b'xx')\n"
+        "sys.stdin.readline(); os.write(w, b'x')\n"
         "for k in kids: os.waitpid(k, 0)\n"
         "time.sleep(60)\n"
     )
