@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from . import procfs
-from .causes import OOM_KILL, SIGNAL, UNKNOWN, classify
+from .causes import EXIT, OOM_KILL, SIGNAL, UNKNOWN, classify
 from .cgroups import MemoryCgroup, cgroup_of, create_limited_cgroup
 from .correlate import ExitNote, RecentExits, RecentRecords, comm_matches
 from .errors import BadInput, Error, Refused, WorkerGone
@@ -691,13 +691,14 @@ class Engine:
             name = procfs.comm(pid)
             if name is None:
                 continue
-            line = " ".join(procfs.cmdline(pid) or ())
-            if not any(p.search(name) or p.search(line) for p in self._patterns):
-                continue
-            if procfs.state_of(pid) in ("Z", "X", None):
-                continue
-            fields = procfs.stat_fields(pid)
-            if fields is None or int(fields[6]) & _PF_KTHREAD:
+            # The command line is read only when the name did not match already: this scan
+            # runs over every process twice a second.
+            if not any(p.search(name) for p in self._patterns):
+                line = " ".join(procfs.cmdline(pid) or ())
+                if not any(p.search(line) for p in self._patterns):
+                    continue
+            fields = procfs.stat_fields(pid)  # one read for state and flags
+            if fields is None or fields[0] in ("Z", "X") or int(fields[6]) & _PF_KTHREAD:
                 continue
             ref = self._try_attach(pid)
             if ref is not None:
@@ -940,11 +941,10 @@ class Engine:
             stderr_tail=w.stderr_lines,
         )
         oom = record.to_json() if record is not None and verdict.cause == OOM_KILL else None
-        if verdict.cause in (SIGNAL, UNKNOWN) and self.kernel_log_ok and \
+        # An exit a kernel record could still explain (a SIGKILL, or no status at all, or a
+        # shell's 137) stays open for a late record.
+        if self.kernel_log_ok and verdict.cause in (SIGNAL, UNKNOWN, EXIT) and \
                 (returncode is None or returncode == -signal.SIGKILL or shell_137):
-            self._exits.add(ExitNote(w.ref.id, w.ref.pid, w.comm, w.ref.name, own_cgroup,
-                                     exit_mono, verdict.cause, shell_137))
-        elif verdict.cause == "exit" and shell_137 and self.kernel_log_ok:
             self._exits.add(ExitNote(w.ref.id, w.ref.pid, w.comm, w.ref.name, own_cgroup,
                                      exit_mono, verdict.cause, shell_137))
         w.exited = True

@@ -501,14 +501,7 @@ class MemoryPlot(QtWidgets.QWidget):
         self.trend_extensions[w.id] = (x0, y0 / MIB, x1, y1 / MIB)
 
     def _trend_pen(self, w: WorkerState) -> QtGui.QPen:
-        pen = self._trend_pens.get(w.color_index)
-        if pen is None:
-            r, g, b = worker_rgb(w.color_index)
-            pen = QtGui.QPen(QtGui.QColor(r, g, b, 200), 1.0)
-            pen.setStyle(Qt.PenStyle.DashLine)
-            pen.setCosmetic(True)
-            self._trend_pens[w.color_index] = pen
-        return pen
+        return self._dashed_pen(w, 200, self._trend_pens)
 
     def _add_heap_limit(self, w: WorkerState, t0: float, t1: float,
                         limits: list[tuple[QtGui.QPen, QtGui.QPolygonF]]) -> float | None:
@@ -527,13 +520,18 @@ class MemoryPlot(QtWidgets.QWidget):
         return y
 
     def _limit_pen(self, w: WorkerState) -> QtGui.QPen:
-        pen = self._limit_pens.get(w.color_index)
+        return self._dashed_pen(w, 120, self._limit_pens)
+
+    @staticmethod
+    def _dashed_pen(w: WorkerState, alpha: int, cache: dict[int, QtGui.QPen]) -> QtGui.QPen:
+        """A thin dashed pen in the worker's colour, made once per colour (pens are per redraw)."""
+        pen = cache.get(w.color_index)
         if pen is None:
             r, g, b = worker_rgb(w.color_index)
-            pen = QtGui.QPen(QtGui.QColor(r, g, b, 120), 1.0)
+            pen = QtGui.QPen(QtGui.QColor(r, g, b, alpha), 1.0)
             pen.setStyle(Qt.PenStyle.DashLine)
             pen.setCosmetic(True)
-            self._limit_pens[w.color_index] = pen
+            cache[w.color_index] = pen
         return pen
 
     def _set_ranges(self, t0: float, t1: float, top: float) -> None:
