@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from .causes import OOM_KILL
 from .config import example_config, load_config
@@ -97,12 +97,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "~/.config/oomscope/config.toml); options given here win over it")
     run.add_argument("--print-config", action="store_true",
                      help="print a commented settings file with every default, and exit")
-    later = p.add_argument_group("not yet available")
     lim.add_argument("--restart", metavar="N", type=int,
                      help="restart a launched worker that dies up to N times, with backoff (the "
                      "settings file's [restart] table sets the delays and the crash-loop guard)")
-    later.add_argument("--record", metavar="FILE", help=argparse.SUPPRESS)
-    later.add_argument("--metrics-port", metavar="N", type=int, help=argparse.SUPPRESS)
+    out = p.add_argument_group("recording and metrics")
+    out.add_argument("--record", metavar="FILE.db",
+                     help="record the session to an SQLite file (a new session is added to an "
+                     "existing oomscope file); `oomscope open FILE.db` replays it")
+    out.add_argument("--metrics-port", metavar="N", type=int,
+                     help="serve Prometheus metrics on http://ADDR:N/metrics")
+    out.add_argument("--metrics-addr", metavar="ADDR", default="127.0.0.1",
+                     help="address for --metrics-port (default 127.0.0.1; the endpoint has no "
+                     "authentication)")
+    out.add_argument("--metrics-expire", metavar="S", type=float, default=300.0,
+                     help="a gone worker's gauges disappear after S seconds; its slot's counters stay "
+                     "(default 300)")
 
 
 def parse_pid(text: str) -> int:
@@ -125,10 +134,6 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 
 def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[LaunchSpec], RestartPolicy]:
     """Everything the user typed, checked before anything starts."""
-    for option in ("record", "metrics_port"):
-        if getattr(args, option) is not None:
-            flag = "--" + option.replace("_", "-")
-            raise BadInput(f"{flag} is not available yet in this version of oomscope")
     settings = load_config(Path(args.config) if args.config else None)
     t = settings.thresholds
     if args.restart is not None and args.restart < 0:
@@ -199,7 +204,25 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
     hook = EventHook(args.on_event, stderr) if args.on_event else None
     if hook is not None:
         printer = hook.wrap(printer)
+    engines: list[Engine] = []
+
+    def notice(level: str, message: str) -> None:
+        """Trouble in a sink's own thread (disk full, port lost) reaches the user as an event."""
+        event = Notice(t=time.time(), level=level, message=message)
+        if engines:
+            engines[0].events.put(event)
+        else:
+            printer(event)
+
+    try:
+        sinks = open_sinks(args, config, notice)
+    except Error as e:
+        print(f"oomscope watch: {e}", file=stderr)
+        return 2
+    if sinks:
+        printer = _tee(sinks, printer)
     engine = Engine(config).start()
+    engines.append(engine)
     old_handlers = _install_signal_handlers()
     try:
         try:
@@ -227,7 +250,47 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
         _drain(engine, printer)
         if hook is not None:
             hook.finish()
+        for sink in sinks:
+            sink.close()
     return 0
+
+
+class Sink(Protocol):
+    """Takes every event (also those ``watch`` does not print) and must not block."""
+
+    def __call__(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+Notify = Callable[[str, str], None]  # (level, message)
+
+
+def open_sinks(args: argparse.Namespace, config: EngineConfig, notice: Notify) -> list[Sink]:
+    """The recorder and the metrics endpoint, opened before anything is launched so that a
+    bad path or a taken port is exit code 2 with nothing started."""
+    sinks: list[Sink] = []
+    try:
+        if args.record is not None:
+            from .recording import open_recorder
+            sinks.append(open_recorder(Path(args.record), config, notice))
+        if args.metrics_port is not None:
+            from .metrics import start_exporter
+            sinks.append(start_exporter(args.metrics_port, args.metrics_addr,
+                                        expire_s=args.metrics_expire, notice=notice))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    return sinks
+
+
+def _tee(sinks: list[Sink], printer: Printer) -> Printer:
+    def both(event: Event) -> None:
+        for sink in sinks:
+            sink(event)
+        printer(event)
+    return both
 
 
 def _follow(engine: Engine, printer: Printer, deadline: float | None, follows_more: bool) -> None:
