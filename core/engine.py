@@ -37,6 +37,7 @@ from .events import (
     KernelOom,
     Notice,
     Output,
+    RestartCancelled,
     Sample,
     Samples,
     SourceState,
@@ -418,6 +419,11 @@ class Engine:
             w = self._workers[note.worker_id]
             self._emit(CauseUpdated(time.time(), w.ref, OOM_KILL, note.cause, rec.to_json(),
                                     ("kernel: " + kill_line(rec),)))
+            if w.slot is not None:
+                # The guard counts what the worker died of, also when that was learnt late.
+                loop = w.slot.cause_changed(note.cause, OOM_KILL, note.exit_mono)
+                if loop is not None:
+                    self._emit(Notice(time.time(), "warning", f"{w.slot.summary()}: {loop}", w.ref))
             return
         self._emit(KernelOom(time.time(), rec.to_json()))
 
@@ -1000,10 +1006,16 @@ class Engine:
         def relaunch() -> None:
             if self._stopping or slot.spec is None:
                 return
+            if slot.stopped_reason is not None:
+                # A late kernel record made the last death part of a crash loop.
+                self._emit(RestartCancelled(time.time(), "warning",
+                                            f"slot {slot.number}: restart cancelled: {slot.stopped_reason}", w.ref))
+                return
             try:
                 self._launch(slot.spec, slot)
             except Error as e:
-                self._emit(Notice(time.time(), "error", f"slot {slot.number}: restart failed: {e}", w.ref))
+                self._emit(RestartCancelled(time.time(), "error",
+                                            f"slot {slot.number}: restart failed: {e}", w.ref))
         self._at(time.monotonic() + delay, relaunch)
         return delay, note
 

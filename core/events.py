@@ -299,6 +299,15 @@ class KernelOom(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class RestartCancelled(Notice):
+    """A restart that a ``worker_exited`` announced (``restart_in_s``) will not happen: the
+    relaunch failed, or a late kernel record made the death a crash loop. ``worker`` is the
+    life that died; whoever waits for the slot's next life stops waiting."""
+
+    kind: ClassVar[str] = "restart_cancelled"
+
+
+@dataclass(frozen=True, slots=True)
 class CauseUpdated(WorkerEvent):
     """A later finding changes an exited worker's cause (a kernel record arriving late).
 

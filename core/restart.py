@@ -72,10 +72,7 @@ class Slot:
         if cause == EXIT and exit_code == 0:
             return None, "it exited cleanly"
         if len(self.memory_deaths) >= self.policy.crash_loop_kills:
-            self.stopped_reason = (
-                f"crash loop: {len(self.memory_deaths)} memory deaths (oom-kill/heap-oom) within "
-                f"{self.policy.crash_loop_window_s:g} s; not restarted again until you start it"
-            )
+            self.stopped_reason = self._crash_loop_reason()
             return None, self.stopped_reason
         if self.restarts >= self.policy.max:
             return None, f"no restarts left ({self.policy.max} allowed)"
@@ -85,6 +82,34 @@ class Slot:
         self.streak += 1
         self.restarts += 1
         return delay, f"restart {self.restarts} of {self.policy.max} in {delay:g} s"
+
+    def cause_changed(self, previous: str, cause: str, died_mono: float) -> str | None:
+        """A late kernel record turned a death into another cause: count it as that cause.
+
+        Returns the crash-loop reason when this makes one (the pending restart must then not
+        happen); None otherwise.
+        """
+        if self.deaths.get(previous, 0) > 0:
+            self.deaths[previous] -= 1
+            if not self.deaths[previous]:
+                del self.deaths[previous]
+        self.deaths[cause] = self.deaths.get(cause, 0) + 1
+        if cause not in _MEMORY_DEATHS or previous in _MEMORY_DEATHS:
+            return None
+        self.memory_deaths.append(died_mono)
+        self.memory_deaths = deque(sorted(self.memory_deaths))
+        latest = self.memory_deaths[-1]
+        while self.memory_deaths and latest - self.memory_deaths[0] > self.policy.crash_loop_window_s:
+            self.memory_deaths.popleft()
+        if self.stopped_reason is None and self.spec is not None and \
+                len(self.memory_deaths) >= self.policy.crash_loop_kills:
+            self.stopped_reason = self._crash_loop_reason()
+            return self.stopped_reason
+        return None
+
+    def _crash_loop_reason(self) -> str:
+        return (f"crash loop: {len(self.memory_deaths)} memory deaths (oom-kill/heap-oom) within "
+                f"{self.policy.crash_loop_window_s:g} s; not restarted again until you start it")
 
     def summary(self) -> str:
         causes = ", ".join(f"{n} {c}" for c, n in sorted(self.deaths.items()))

@@ -29,6 +29,7 @@ from .events import (
     KernelOom,
     Notice,
     Output,
+    RestartCancelled,
     Samples,
     SourceState,
     Stopped,
@@ -308,10 +309,13 @@ def _follow(engine: Engine, printer: Printer, deadline: float | None, follows_mo
         if isinstance(event, (WorkerStarted, WorkerAttached)):
             live.add(event.worker.id)
             restarting.discard(event.worker.slot)
-        elif isinstance(event, WorkerExited):
-            live.discard(event.worker.id)
-            if event.restart_in_s is not None:
-                restarting.add(event.worker.slot)
+        elif isinstance(event, (WorkerExited, RestartCancelled)):
+            if isinstance(event, WorkerExited):
+                live.discard(event.worker.id)
+                if event.restart_in_s is not None:
+                    restarting.add(event.worker.slot)
+            elif event.worker is not None:
+                restarting.discard(event.worker.slot)
             if not live and not restarting and not follows_more:
                 return
         elif isinstance(event, Stopped):

@@ -157,3 +157,24 @@ def test_clean_exit_is_never_upgraded(piped) -> None:
     src.kill(ref.pid, "python", time.monotonic())
     log.wait_for(lambda e: e.kind == "kernel_oom")
     assert not log.of("cause_updated")
+
+
+def test_a_late_record_that_makes_a_crash_loop_cancels_the_announced_restart(piped) -> None:
+    """The exit said "restart in 1 s" (a plain SIGKILL); the record that arrives before then
+    makes it the slot's second memory death, so the restart is cancelled and says why."""
+    from oomscope.core.restart import RestartPolicy
+
+    eng, log, src = piped()
+    policy = RestartPolicy(max=5, backoff_initial_s=1.0, crash_loop_kills=1)
+    ref = eng.launch(LaunchSpec((PY, "-c", "import time; time.sleep(60)")), policy).result(5)
+    log.wait_samples(ref.id)
+    os.kill(ref.pid, signal.SIGKILL)
+    exited = log.wait_exit(ref.id)
+    assert exited.cause == "signal" and exited.restart_in_s == 1.0
+    src.kill(ref.pid, "python", time.monotonic())
+    log.wait_for(lambda e: e.kind == "cause_updated")
+    cancelled = log.wait_for(lambda e: e.kind == "restart_cancelled", timeout=10)
+    assert cancelled.worker.slot == ref.slot and "crash loop" in cancelled.message
+    assert cancelled.to_json()["event"] == "restart_cancelled"
+    eng.workers().result(5)
+    assert not [e for e in log.events if e.kind == "worker_started" and e.worker.life > 1]

@@ -41,6 +41,20 @@ def test_crash_loop_guard_and_what_is_never_restarted() -> None:
     assert slot(max=3).died("terminated", "policy", None, 1, 0)[0] is not None
 
 
+def test_a_late_oom_record_counts_toward_the_crash_loop_guard() -> None:
+    s = slot(max=9, crash_loop_kills=2, crash_loop_window_s=60)
+    assert s.died("oom-kill", None, None, 1, 0)[0] is not None
+    assert s.died("signal", None, None, 1, 20)[0] is not None  # a SIGKILL, no record yet
+    assert s.cause_changed("signal", "oom-kill", 20) is not None  # the record came: a loop
+    assert s.stopped_reason and "2 memory deaths" in s.stopped_reason
+    assert s.deaths == {"oom-kill": 2}
+    apart = slot(max=9, crash_loop_kills=2, crash_loop_window_s=60)
+    apart.died("oom-kill", None, None, 1, 0)
+    apart.died("signal", None, None, 1, 90)
+    assert apart.cause_changed("signal", "oom-kill", 90) is None  # 90 s apart: no loop
+    assert apart.stopped_reason is None and apart.deaths == {"oom-kill": 2}
+
+
 def test_bad_policies() -> None:
     with pytest.raises(BadInput):
         RestartPolicy(max=-1)

@@ -192,6 +192,20 @@ def test_bad_input_exits_2_with_a_message(args: list[str], text: str) -> None:
     assert "Traceback" not in r.stderr
 
 
+def test_a_restart_that_cannot_start_ends_watch(tmp_path: Path) -> None:
+    """The program removes itself and fails: the announced restart cannot start, and watch,
+    which waited for it, says so and ends instead of waiting for ever."""
+    prog = tmp_path / "once.sh"
+    prog.write_text('#!/bin/sh\nrm -f "$0"\nexit 3\n')
+    prog.chmod(0o755)
+    r = watch("--json", "--restart", "2", "--", str(prog), timeout=30)
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert "worker_exited" in kinds and kinds[-1] == "restart_cancelled", kinds
+    assert "restart failed" in events[-1]["message"] and "not found" in events[-1]["message"]
+
+
 def test_bad_pid_launches_nothing() -> None:
     """An error in --attach is found before any --run worker starts."""
     r = watch("--json", "--attach", str(2**22 + 998), "--", "sleep", "60")

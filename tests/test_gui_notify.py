@@ -1,0 +1,43 @@
+"""Notifications in a burst: a few go out at once, the rest as one summary afterwards."""
+
+from __future__ import annotations
+
+import pytest
+
+from gui_helpers import GUI_MARKS, confirmer, make_window  # noqa: F401 (fixtures)
+from oomscope.gui.notify import Burst
+
+
+def test_burst_lets_a_few_through_and_holds_the_rest() -> None:
+    b = Burst(count=3, window_s=10)
+    assert [b.offer(f"oomscope: w{i} is critical", now=0.0) for i in range(5)] == [True] * 3 + [False] * 2
+    assert b.held == ["oomscope: w3 is critical", "oomscope: w4 is critical"]
+    assert b.wait_s(now=4.0) == pytest.approx(6.0)
+    title, text = b.take_summary(now=10.0)
+    assert title == "oomscope: 2 more alerts" and text == "w3 is critical; w4 is critical"
+    assert b.take_summary(now=10.0) is None
+    assert b.offer("oomscope: later", now=10.5)  # the first three aged out of the window
+
+
+def test_burst_summary_names_five_and_counts_the_rest() -> None:
+    b = Burst(count=1, window_s=10)
+    for i in range(9):
+        b.offer(f"oomscope: w{i} OOM-killed", now=0.0)
+    title, text = b.take_summary(now=11.0)
+    assert title == "oomscope: 8 more alerts"
+    assert text.startswith("w1 OOM-killed; w2") and text.endswith("; and 3 more")
+
+
+def test_a_flood_of_alerts_reaches_the_desktop_as_a_few_and_one_summary(qtbot, make_window) -> None:
+    window = make_window()
+    shown: list[tuple[str, str]] = []
+    window.notifier.show_fn = lambda title, text: shown.append((title, text))
+    window.notifier.burst = Burst(count=2, window_s=0.5)
+    for i in range(12):
+        window.notifier.notify(f"oomscope: w{i} is critical", f"w{i}: rss above critical")
+    assert [t for t, _ in shown] == ["oomscope: w0 is critical", "oomscope: w1 is critical"]
+    qtbot.waitUntil(lambda: len(shown) == 3, timeout=5_000)
+    assert shown[2][0] == "oomscope: 10 more alerts" and "w2 is critical" in shown[2][1]
+
+
+pytestmark = GUI_MARKS
