@@ -88,6 +88,9 @@ class EngineConfig:
     # the first that matches a new worker is its override.
     worker_overrides: tuple[tuple[str, ThresholdConfig], ...] = ()
     trend_bucket_s: float = 5.0
+    # The settings file's [restart]: the delays and the guard a launch with a restart count
+    # follows where the caller gives only the count (the GUI's launch dialog).
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
 
     def __post_init__(self) -> None:
         if not (self.interval_s >= MIN_INTERVAL_S):

@@ -162,7 +162,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[Launc
         interval_s=args.interval if args.interval is not None else settings.sampling.interval_s,
         heap_interval_s=args.heap_interval if args.heap_interval is not None else settings.sampling.heap_interval_s,
         thresholds=thresholds, grace_s=base.grace_s, inspect_heap=args.inspect_heap,
-        worker_overrides=overrides,
+        worker_overrides=overrides, restart=restart,
     )
     mem_limit = parse_size(args.mem_limit) if args.mem_limit else None
     specs = [LaunchSpec(cmd, mem_limit_bytes=mem_limit) for cmd in args.run]

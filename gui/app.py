@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
             thresholds = replace(base, warn=thresholds.warn, crit=thresholds.crit)
         config = EngineConfig(interval_s=interval_s, thresholds=thresholds or base,
                               heap_interval_s=file.sampling.heap_interval_s,
-                              grace_s=file.thresholds.grace_s, worker_overrides=overrides)
+                              grace_s=file.thresholds.grace_s, worker_overrides=overrides,
+                              restart=file.restart)
     except BadInput as e:
         print(f"oomscope: {e}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ import html
 import shlex
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from oomscope.core.cgroups import describe_cgroup_support
@@ -88,9 +88,11 @@ def ok_cancel(dialog: QtWidgets.QDialog, ok_text: str, ok_tip: str, cancel_tip: 
     return buttons
 
 class LaunchDialog(QtWidgets.QDialog):
-    def __init__(self, settings: QSettings, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(self, settings: QSettings, parent: QtWidgets.QWidget | None = None,
+                 restart: RestartPolicy | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("launch-dialog")
+        self.restart_base = restart if restart is not None else RestartPolicy()
         self.setWindowTitle("Launch a worker")
         self.settings = settings
         self.spec: LaunchSpec | None = None
@@ -131,12 +133,8 @@ class LaunchDialog(QtWidgets.QDialog):
         self.restart.setSuffix(" times")
         # 0 reads as a word: "up to 0 times" would look like a misconfiguration.
         self.restart.setSpecialValueText("never")
-        self.restart.setValue(_int_setting(settings.value("dialogs/launch/restart", 0)))
-        self.restart.setToolTip("Restart the worker in the same slot when it dies, up to this many times "
-                                "(0: never). Waits 1 s, 2 s, 4 s … between lives (capped at 60 s; reset "
-                                "after a 60 s healthy run). Never after a clean exit or your own terminate; "
-                                "a worker that dies of oom-kill/heap-oom twice within a minute is not "
-                                "restarted again (crash-loop guard)")
+        self.restart.setValue(_int_setting(settings.value("dialogs/launch/restart", self.restart_base.max)))
+        self.restart.setToolTip(restart_tip(self.restart_base))
         form.addRow("&Restart:", self.restart)
         self.error = QtWidgets.QLabel("")
         self.error.setObjectName("launch-error")
@@ -203,8 +201,20 @@ class LaunchDialog(QtWidgets.QDialog):
         self.accept()
 
     def restart_policy(self) -> RestartPolicy:
-        """The restart policy the window launches with: the engine's default numbers, this many restarts."""
-        return RestartPolicy(max=self.restart.value())
+        """The settings file's [restart] numbers with the count chosen here."""
+        return replace(self.restart_base, max=self.restart.value())
+
+
+def restart_tip(p: RestartPolicy) -> str:
+    """The restart rules with the numbers in force (the settings file's [restart])."""
+    first = p.backoff_initial_s
+    waits = ", ".join(f"{min(p.backoff_cap_s, first * 2 ** i):g} s" for i in range(3))
+    return (f"Restart the worker in the same slot when it dies, up to this many times (0: never). "
+            f"Waits {waits} … between lives (capped at {p.backoff_cap_s:g} s; reset after a "
+            f"{p.healthy_s:g} s healthy run). Never after a clean exit or your own terminate; a worker "
+            f"that dies of oom-kill/heap-oom {p.crash_loop_kills} times within "
+            f"{p.crash_loop_window_s:g} s is not restarted again (crash-loop guard). "
+            "These numbers come from the settings file's [restart] table.")
 
 
 _PROCESS_COLUMNS = ("Name", "PID", "User", "RSS", "Command line")

@@ -745,7 +745,7 @@ class MainWindow(QtWidgets.QMainWindow):
                          on_error=lambda e: self.message_bar.show_message(f"Cannot watch the children of PID {pid}: {e}"))
 
     def open_launch_dialog(self) -> None:
-        dialog = LaunchDialog(self.settings, self)
+        dialog = LaunchDialog(self.settings, self, restart=self.engine.config.restart)
         if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted and dialog.spec is not None:
             self.launch(dialog.spec, restart=dialog.restart_policy())
 

@@ -124,3 +124,29 @@ def test_oom_kills_notify_and_the_crash_loop_guard_is_shown(qtbot, make_window) 
     qtbot.waitUntil(lambda: window.detail.worker is last, timeout=5_000)
     assert window.detail.notices.isVisibleTo(window.detail)
     assert "crash loop" in window.detail.notices.text()
+
+
+def test_the_launch_dialog_follows_the_settings_files_restart_numbers(qtbot, make_window) -> None:
+    """[restart] of the settings file (here: first wait 0.25 s, cap 0.5 s, max 2) is what a launch
+    from the dialog follows; the dialog only chooses the count, and its tooltip shows the numbers."""
+    from oomscope.gui.qt import QtWidgets, QTimer
+
+    window = make_window(restart=RestartPolicy(max=2, backoff_initial_s=0.25, backoff_cap_s=0.5,
+                                               crash_loop_kills=4))
+    exits: list[Any] = []
+    window.bridge.worker_exited.connect(exits.append)
+    seen: dict[str, Any] = {}
+
+    def fill() -> None:
+        dialog = QtWidgets.QApplication.activeModalWidget()
+        seen["value"], seen["tip"] = dialog.restart.value(), dialog.restart.toolTip()
+        dialog.command.setText(FAILING)
+        dialog.mem_limit.setText("")
+        dialog._on_accept()
+
+    QTimer.singleShot(0, fill)
+    window.open_launch_dialog()
+    assert seen["value"] == 2  # the file's max, as nothing was chosen in the dialog before
+    assert "0.25 s, 0.5 s, 0.5 s" in seen["tip"] and "4 times" in seen["tip"]
+    qtbot.waitUntil(lambda: len(exits) == 3, timeout=15_000)
+    assert [e.restart_in_s for e in exits] == [0.25, 0.5, None]
