@@ -40,6 +40,10 @@ _THREAD_LIGHTEN = (0.0, 0.3, 0.45)  # share of white mixed in, cycled with the d
 # How far ahead a growing worker's dashed forecast reaches when no level or limit stops it
 # sooner: the rate is fitted over a minute, and extrapolating it much further is guessing.
 TREND_HORIZON_S = 300.0
+# While something grows, Follow keeps this share of the window right of the newest sample for
+# the dashed forecasts (the timeline, linked to the same x range, shows that room too).
+FORECAST_ROOM = 0.15
+FORECAST_ROOM_HOLD_S = 30.0
 
 
 def thread_curve_name(w: WorkerState, pid: int, thread_id: int) -> str:
@@ -140,6 +144,8 @@ class MemoryPlot(QtWidgets.QWidget):
         self.window_s: float | None = 300.0
         self.follow = True
         self.selected: set[str] = set()
+        self._selected_slots: set[int] = set()
+        self._room_until = 0.0
         self._views: dict[tuple[str, str], PeakView] = {}
         self._thread_views: dict[tuple[str, int, int], PeakView] = {}
         self._pens: dict[tuple[int, bool], QtGui.QPen] = {}
@@ -305,7 +311,13 @@ class MemoryPlot(QtWidgets.QWidget):
 
     def set_selected(self, worker_ids: Iterable[str]) -> None:
         self.selected = set(worker_ids)
+        # Choosing one life of a slot brings out all its lives: one line with gaps at deaths.
+        self._selected_slots = {w.ref.slot for i in self.selected if (w := self.roster.by_id.get(i)) is not None
+                                and w.ref.slot is not None}
         self.redraw()
+
+    def is_chosen(self, w: WorkerState) -> bool:
+        return w.id in self.selected or (w.ref.slot is not None and w.ref.slot in self._selected_slots)
 
     def set_thresholds(self, warn: Level | None, crit: Level | None, owner: str | None = None) -> None:
         """Levels the lines show: the global ones, or ``owner``'s own (dragging then changes
@@ -360,12 +372,28 @@ class MemoryPlot(QtWidgets.QWidget):
             return float(x0), float(x1)
         first = min((float(w.series.times()[0]) for w in self.roster.workers if len(w.series)),
                     default=latest - 60.0)
+        ahead = self._forecast_room(latest - first)
         if self.window_s is None:
-            return first, max(latest, first + 10.0)
+            return first, max(latest + ahead, first + 10.0)
         if latest - first <= self.window_s:
             # A young session grows from the left edge (over at least a minute), then slides.
-            return first, max(latest + 1.0, first + min(60.0, self.window_s))
-        return latest + 1.0 - self.window_s, latest + 1.0
+            return first, max(latest + 1.0 + ahead, first + min(60.0, self.window_s))
+        room = 1.0 + self._forecast_room(self.window_s)
+        return latest + room - self.window_s, latest + room
+
+    def _forecast_room(self, span_s: float) -> float:
+        """Room right of "now" while a curve has a forecast, so its dashed line is seen: a share
+        of the window, kept a while after the last growth so the view does not jump back and
+        forth with every fit."""
+        now = time.monotonic()
+        if any(self._growing(w) for w in self.roster.workers):
+            self._room_until = now + FORECAST_ROOM_HOLD_S
+        return FORECAST_ROOM * span_s if now < self._room_until else 0.0
+
+    def _growing(self, w: WorkerState) -> bool:
+        s = w.last
+        return (w.alive and s is not None and s.trend_bytes_per_s is not None
+                and s.trend_bytes_per_s >= GROWING_MIN_BYTES_PER_S)
 
     def redraw(self) -> None:
         self.redraws += 1
@@ -384,7 +412,7 @@ class MemoryPlot(QtWidgets.QWidget):
         for w in self.roster.workers:
             if not len(w.series):
                 continue
-            chosen = w.id in self.selected
+            chosen = self.is_chosen(w)
             if metric == "heap_used" and w.has_thread_heaps():
                 top = max(top, self._add_thread_curves(w, t0, t1, width_s, bold if chosen else thin))
                 limit_top = self._add_heap_limit(w, t0, t1, limits)
@@ -433,7 +461,7 @@ class MemoryPlot(QtWidgets.QWidget):
 
         A thread that ended simply gets no more samples: its curve stops, its history stays."""
         top = 0.0
-        chosen = w.id in self.selected
+        chosen = self.is_chosen(w)
         drawn: list[tuple[str, int]] = []
         slot = 0
         for (pid, tid), series in w.heap_threads.items():
@@ -484,8 +512,7 @@ class MemoryPlot(QtWidgets.QWidget):
         Only on the metric the engine's levels use: that is the metric its rate and ETAs are
         of, and the engine's ETAs say where the line stops, so it ends on the level it hits."""
         s = w.last
-        if (metric != self.trend_metric or not w.alive or s is None or s.trend_bytes_per_s is None
-                or s.trend_bytes_per_s < GROWING_MIN_BYTES_PER_S):
+        if metric != self.trend_metric or s is None or s.trend_bytes_per_s is None or not self._growing(w):
             return
         etas = [e for e in (s.eta_crit_s, s.eta_limit_s) if e is not None]
         ahead = min(etas + [TREND_HORIZON_S])

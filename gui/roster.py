@@ -219,15 +219,34 @@ class Roster:
         self.slot_deaths: dict[int, dict[str, int]] = {}
         self._capacity = history_capacity
         self._colors = 0
+        # A slot's lives share one colour, so on the plot they read as one line broken by
+        # each death (the gap is the time from the death to the next life).
+        self._slot_colors: dict[int, int] = {}
+
+    def clear(self) -> None:
+        """Forget everything (a replay rebuilding the state at another time); colours restart,
+        so the same events give every worker its same colour again."""
+        self.workers.clear()
+        self.by_id.clear()
+        self.deaths.clear()
+        self.slot_deaths.clear()
+        self._slot_colors.clear()
+        self._colors = 0
 
     def add(self, ev: WorkerStarted | WorkerAttached) -> WorkerState:
         existing = self.by_id.get(ev.worker.id)
         if existing is not None:
             return existing
         series = Series(self._capacity) if self._capacity else Series()
-        w = WorkerState(ev.worker, self._colors, series, cgroup=ev.cgroup, cgroup_limit=ev.cgroup_limit,
+        slot = ev.worker.slot
+        color = self._slot_colors.get(slot) if slot is not None else None
+        if color is None:
+            color = self._colors
+            self._colors += 1
+            if slot is not None:
+                self._slot_colors[slot] = color
+        w = WorkerState(ev.worker, color, series, cgroup=ev.cgroup, cgroup_limit=ev.cgroup_limit,
                         parent_pid=ev.parent_pid if isinstance(ev, WorkerAttached) else None)
-        self._colors += 1
         self.workers.append(w)
         self.by_id[w.id] = w
         return w

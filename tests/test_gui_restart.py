@@ -58,6 +58,14 @@ def test_restart_spin_box_is_remembered_and_gives_three_lives_in_one_slot(qtbot,
     assert [w.ref.life for w in window.roster.workers] == [1, 2, 3]
     assert all(w.cause == "exit" for w in window.roster.workers)
     assert window.roster.slot_deaths[slots.pop()] == {"exit": 3}
+    # On the plot the lives are one line in one colour, broken at each death; choosing one life
+    # brings out all of them.
+    assert len({w.color_index for w in window.roster.workers}) == 1
+    window.select_worker(window.roster.workers[-1].id)
+    qtbot.waitUntil(lambda: all(window.plot.is_chosen(w) for w in window.roster.workers), timeout=5_000)
+    lives = [w for w in sorted(window.roster.workers, key=lambda w: w.ref.life) if len(w.series)]
+    for died, next_life in zip(lives, lives[1:]):  # (a life too short for a sample draws nothing)
+        assert died.series.times()[-1] < next_life.series.times()[0]  # the gap at the death
 
 
 def test_a_restarted_life_shows_its_slot_and_the_slots_deaths(qtbot, make_window) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from conftest import PY
 from gui_helpers import GUI_MARKS, HOLDER, confirmer, make_window, settings_at, worker_row_text  # noqa: F401 (fixtures)
 from oomscope.core.launch import LaunchSpec
 from oomscope.core.sizes import parse_level
 from oomscope.core.thresholds import ThresholdConfig
+from oomscope.gui.plot import FORECAST_ROOM
 
 pytestmark = GUI_MARKS
 
@@ -188,6 +191,14 @@ def test_the_trend_column_and_the_plot_show_the_engines_forecast(qtbot, make_win
     assert "critical in" in row_tip and "limit in" not in row_tip
     x0, y0, x1, y1 = window.plot.trend_extensions[w.id]
     assert x1 > x0 and y1 > y0
+    # Follow leaves room right of the newest sample, so the forecast is seen, not cut at "now"
+    # (a 4 s window, once the session is longer than that: otherwise it grows from the left).
+    window.plot.window_s = 4.0  # shorter than any choice in the box, to keep the test short
+    qtbot.waitUntil(lambda: w.series.times()[-1] - w.series.times()[0] > 4.5, timeout=10_000)
+    t0, t1 = window.plot.x_range()
+    newest = max(float(x.series.times()[-1]) for x in window.roster.workers)
+    assert t1 - t0 == pytest.approx(4.0)
+    assert t1 - newest == pytest.approx(1.0 + FORECAST_ROOM * 4.0)
     # It stops at the critical level (2 GiB), or at least climbs at the engine's rate.
     slope = (y1 - y0) * (1 << 20) / (x1 - x0)
     assert abs(y1 - 2048.0) < 2.0 or abs(slope - s.trend_bytes_per_s) < 0.01 * s.trend_bytes_per_s

@@ -181,7 +181,9 @@ def test_children_of_from_the_command_line(children) -> None:
     ([], "nothing to watch"),
     (["--crit", "off", "--on-crit", "terminate", "--run", "true"], "needs a critical level"),
     (["--metric", "bytes", "--run", "true"], "invalid choice"),
-    (["--record", "x.db", "--run", "true"], "not available yet"),
+    (["--record", "/nonexistent-dir/x.db", "--run", "true"], "/nonexistent-dir"),
+    (["--metrics-port", "70000", "--run", "true"], "70000"),
+    (["--metrics-port", "9100", "--metrics-addr", "no such host!", "--run", "true"], "no such host!"),
     (["--match", "(", "--run", "true"], "regular expression"),
     (["--", "/nonexistent/program"], "command not found"),
 ])
@@ -226,9 +228,13 @@ def test_zombie_refused(children) -> None:
     assert r.returncode == 2 and "zombie" in r.stderr
 
 
-def test_open_says_not_yet() -> None:
-    r = subprocess.run([*OOMSCOPE, "open", "x.db"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "not available yet" in r.stderr
+def test_open_of_a_missing_file_exits_2_and_names_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.db"
+    r = subprocess.run([*OOMSCOPE, "open", str(missing)], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert r.returncode == 2, r.stderr
+    assert str(missing) in r.stderr and "Traceback" not in r.stderr
+    assert not missing.exists()  # opening never creates the file
 
 
 # -------------------------------------------------- as an unprivileged user
