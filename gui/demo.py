@@ -1,7 +1,7 @@
 """``oomscope demo``: the window with bundled demo workers, every part busy within a minute.
 
-The demo restarts the fast leaker once itself, on its exit event (restart policies are the
-engine's business once they exist), so the timeline shows two OOM kills.
+The fast leaker runs with a restart policy of one restart, so the timeline shows two OOM kills
+of one slot, and the plot its two lives in one colour.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from oomscope.core.errors import CgroupUnavailable
 from oomscope.core.events import WorkerExited
 from oomscope.core.launch import LaunchSpec
+from oomscope.core.restart import RestartPolicy
 from oomscope.core.sizes import parse_level
 from oomscope.core.thresholds import ThresholdConfig
 
@@ -68,9 +69,8 @@ class DemoDirector(QObject):
         super().__init__(window)
         self.window = window
         self.plan = demo or plan()
-        self.restarts_left = restarts
+        self.restart = RestartPolicy(max=restarts, backoff_initial_s=1.0)
         self.fast_spec = self.plan.fast_leak
-        self.fast_ids: list[str] = []
         window.worker_exited.connect(self._on_worker_exited)
 
     def start(self) -> None:
@@ -92,8 +92,7 @@ class DemoDirector(QObject):
             else:
                 self.window.message_bar.show_message(f"demo: cannot launch the fast leaker: {error}")
 
-        self.window.bridge.call(self.window.engine.launch(self.fast_spec),
-                                on_result=lambda ref: self.fast_ids.append(ref.id), on_error=failed)
+        self.window.bridge.call(self.window.engine.launch(self.fast_spec, self.restart), on_error=failed)
 
     def _on_worker_exited(self, ev: WorkerExited) -> None:
         if ev.worker.name != "fast-leak":
@@ -101,7 +100,3 @@ class DemoDirector(QObject):
         deaths = [d for d in self.window.roster.deaths if d.worker_id == ev.worker.id and d.thread_id is None]
         if deaths and self.window.detail.worker is None:
             self.window.open_death(deaths[-1])  # show a newcomer what a kill looks like
-        if self.restarts_left > 0:
-            self.restarts_left -= 1
-            self.window.statusBar().showMessage(f"demo: fast-leak {ev.cause}; restarting it once", 8000)
-            self._launch_fast()
