@@ -92,6 +92,15 @@ class EngineConfig:
     # follows where the caller gives only the count (the GUI's launch dialog).
     restart: RestartPolicy = field(default_factory=RestartPolicy)
 
+    def override_for(self, ref: WorkerRef) -> ThresholdConfig | None:
+        """The settings file's thresholds for this worker: the first pattern that matches its
+        name or command line."""
+        line = " ".join(ref.cmd)
+        for pattern, override in self.worker_overrides:
+            if re.search(pattern, ref.name) or re.search(pattern, line):
+                return override
+        return None
+
     def __post_init__(self) -> None:
         if not (self.interval_s >= MIN_INTERVAL_S):
             raise BadInput(
@@ -490,11 +499,7 @@ class Engine:
         self._workers[w.ref.id] = w
         self._live.append(w)
         w.trend = Trend(self.config.trend_window_s, self.config.trend_bucket_s)
-        line = " ".join(w.ref.cmd)
-        for pattern, override in self.config.worker_overrides:
-            if re.search(pattern, w.ref.name) or re.search(pattern, line):
-                w.override = override
-                break
+        w.override = self.config.override_for(w.ref)
         self._live_by_pid[w.ref.pid] = w
         if not self._swap_enabled:
             w.swap = 0  # no swap configured: nothing can be swapped out

@@ -278,7 +278,7 @@ def open_sinks(args: argparse.Namespace, config: EngineConfig, notice: Notify) -
         if args.metrics_port is not None:
             from .metrics import start_exporter
             sinks.append(start_exporter(args.metrics_port, args.metrics_addr,
-                                        expire_s=args.metrics_expire, notice=notice))
+                                        expire_s=args.metrics_expire, notice=notice, config=config))
     except BaseException:
         for sink in sinks:
             sink.close()
