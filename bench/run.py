@@ -14,6 +14,7 @@ import bench_heap  # noqa: E402
 import bench_inspect  # noqa: E402
 import bench_oom_latency  # noqa: E402
 import bench_parse  # noqa: E402
+import bench_record  # noqa: E402
 
 
 def main() -> None:
@@ -25,6 +26,7 @@ def main() -> None:
     bench_oom_latency.main()
     bench_heap.main()
     bench_inspect.main()
+    bench_record.main([])
 
 
 if __name__ == "__main__":

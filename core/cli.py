@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from . import watch
 from .oomlog import cli as oomlog_cli
+from .recording import cli as recording_cli
 
 GuiRunner = Callable[[argparse.Namespace], int]
 GUI_COMMANDS = ("gui", "demo", "open")
@@ -45,10 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="One record per OOM kill from the live kernel log or from "
                        "saved dmesg / journalctl -k / /dev/kmsg captures.")
     oomlog_cli.add_arguments(o)
+    e = sub.add_parser("export", help="a recorded session file as CSV or JSON (or list its sessions)",
+                       description="Export a session file recorded with `oomscope watch --record`: "
+                       "one CSV per table, or one JSON document. Without --csv/--json: list its sessions.")
+    recording_cli.add_arguments(e)
     d = sub.add_parser("demo", help="the desktop app with bundled demo workers")
     _add_screenshot_options(d)
     op = sub.add_parser("open", help="open a recorded session file in the desktop app")
     op.add_argument("file", metavar="FILE.db")
+    _add_screenshot_options(op)
     return p
 
 
@@ -95,6 +101,8 @@ def main(argv: Sequence[str] | None = None, gui_runner: GuiRunner | None = None)
         return watch.run(args)
     if args.subcommand == "oom-log":
         return oomlog_cli.run(args, sys.stdout, sys.stderr)
+    if args.subcommand == "export":
+        return recording_cli.run(args, sys.stdout, sys.stderr)
     if args.subcommand is None:
         args.subcommand = "gui"
     if gui_runner is None:

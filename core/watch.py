@@ -206,14 +206,16 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
     if hook is not None:
         printer = hook.wrap(printer)
     engines: list[Engine] = []
+    plain = printer
 
     def notice(level: str, message: str) -> None:
-        """Trouble in a sink's own thread (disk full, port lost) reaches the user as an event."""
+        """Trouble in a sink's own thread (disk full, port lost) reaches the user as an event;
+        before the engine runs, or once it has stopped (a sink closing), it is printed here."""
         event = Notice(t=time.time(), level=level, message=message)
-        if engines:
+        if engines and not engines[0].stopped:
             engines[0].events.put(event)
         else:
-            printer(event)
+            plain(event)
 
     try:
         sinks = open_sinks(args, config, notice)
