@@ -8,6 +8,7 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from oomscope.core.config import load_config
 from oomscope.core.engine import Engine, EngineConfig
@@ -39,16 +40,20 @@ def _thresholds(args: argparse.Namespace) -> ThresholdConfig | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.subcommand == "open":
-        print("oomscope open: recorded sessions are not available yet in this version of oomscope "
-              "(recording comes with `oomscope watch --record`).", file=sys.stderr)
-        return 2
     screenshot = getattr(args, "screenshot", None)
+    if args.subcommand == "open":
+        # The file first: a wrong path is the user's first problem, display or not.
+        failure = _check_session_file(Path(args.file))
+        if failure is not None:
+            print(f"oomscope open: {failure}", file=sys.stderr)
+            return 2
     if screenshot and not os.environ.get("QT_QPA_PLATFORM") and not display_available():
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no screen
     if not display_available():
         print(HEADLESS_HELP, end="", file=sys.stderr)
         return 2
+    if args.subcommand == "open":
+        return _run_replay(Path(args.file), screenshot, float(getattr(args, "after", 0.0) or 0.0))
     try:
         thresholds = _thresholds(args)
         mem_limit = parse_size(args.mem_limit) if getattr(args, "mem_limit", None) else None
@@ -77,19 +82,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_window(args: argparse.Namespace, config: EngineConfig, thresholds: ThresholdConfig | None,
                 mem_limit: int | None, demo: bool, screenshot: str | None) -> int:
-    from .qt import QSettings, QTimer, QtWidgets
     from .window import MainWindow
 
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["oomscope"])
-    app.setApplicationName("oomscope")
-    app.setOrganizationName("oomscope")
-    path = os.environ.get(SETTINGS_ENV)
-    scratch = None
-    if path is None and screenshot:
-        # A screenshot shows the default layout and leaves the user's settings alone.
-        scratch = tempfile.TemporaryDirectory(prefix="oomscope-shot-")
-        path = os.path.join(scratch.name, "settings.ini")
-    settings = QSettings(path, QSettings.Format.IniFormat) if path else QSettings("oomscope", "oomscope")
+    app = _application()
+    settings, scratch = _settings(screenshot)
     if thresholds is None:
         thresholds = _saved_thresholds(settings, config.thresholds)
         if thresholds is not None:
@@ -111,29 +107,107 @@ def _run_window(args: argparse.Namespace, config: EngineConfig, thresholds: Thre
         DemoDirector(window).start()
     result = {"rc": 0}
     if screenshot:
-        def shoot() -> None:
-            window.plot.redraw()
-            app.processEvents()
-            if not window.grab().save(screenshot):
-                print(f"oomscope: cannot write the screenshot to {screenshot}", file=sys.stderr)
-                result["rc"] = 1
-            window.persist_thresholds = False
-            app.quit()
-        timer = QTimer(window)
-        timer.setObjectName("screenshot")
-        timer.setSingleShot(True)
-        timer.timeout.connect(shoot)
-        timer.start(int(max(0.0, args.after) * 1000))
+        _schedule_screenshot(app, window, screenshot, args.after, result)
     try:
         app.exec()
     finally:
         if screenshot is None:
             window.save_settings()
+        window.stop_recording()  # also when the app quits without closing the window
         window.bridge.stop()
         engine.stop()
         if scratch is not None:
             scratch.cleanup()
     return result["rc"]
+
+
+def _application() -> Any:
+    from .qt import QtWidgets
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["oomscope"])
+    app.setApplicationName("oomscope")
+    app.setOrganizationName("oomscope")
+    return app
+
+
+def _settings(screenshot: str | None) -> tuple[Any, tempfile.TemporaryDirectory[str] | None]:
+    from .qt import QSettings
+
+    path = os.environ.get(SETTINGS_ENV)
+    scratch = None
+    if path is None and screenshot:
+        # A screenshot shows the default layout and leaves the user's settings alone.
+        scratch = tempfile.TemporaryDirectory(prefix="oomscope-shot-")
+        path = os.path.join(scratch.name, "settings.ini")
+    settings = QSettings(path, QSettings.Format.IniFormat) if path else QSettings("oomscope", "oomscope")
+    return settings, scratch
+
+
+def _schedule_screenshot(app: Any, window: Any, screenshot: str, after_s: float, result: dict[str, int]) -> None:
+    from .qt import QTimer
+
+    def shoot() -> None:
+        window.plot.redraw()
+        app.processEvents()
+        if not window.grab().save(screenshot):
+            print(f"oomscope: cannot write the screenshot to {screenshot}", file=sys.stderr)
+            result["rc"] = 1
+        window.persist_thresholds = False
+        app.quit()
+    timer = QTimer(window)
+    timer.setObjectName("screenshot")
+    timer.setSingleShot(True)
+    timer.timeout.connect(shoot)
+    timer.start(int(max(0.0, after_s) * 1000))
+
+
+def _check_session_file(path: Path) -> str | None:
+    """Why ``path`` cannot be replayed, or None: checked before any window exists."""
+    from oomscope.core.errors import Error
+    from oomscope.core.recording import SessionFile
+
+    try:
+        file = SessionFile.open(path)
+    except Error as e:
+        return str(e)
+    try:
+        if not file.sessions():
+            return f"{path} holds no recorded session yet; record one with File → Record to… or " \
+                   "`oomscope watch --record FILE.db`"
+    except Error as e:
+        return str(e)
+    finally:
+        file.close()
+    return None
+
+
+def _run_replay(path: Path, screenshot: str | None, after_s: float) -> int:
+    """``oomscope open FILE.db``: a replay window, no engine (nothing in the file is ever run)."""
+    from oomscope.core.errors import Error
+
+    from .replay import open_replay
+
+    app = _application()
+    settings, scratch = _settings(screenshot)
+    try:
+        try:
+            window = open_replay(path, settings)
+        except Error as e:
+            print(f"oomscope open: {e}", file=sys.stderr)
+            return 2
+        if window is None:
+            return 0  # the user cancelled the choice of session
+        window.show()
+        if screenshot:
+            window.resize(1400, 900)
+        result = {"rc": 0}
+        if screenshot:
+            _schedule_screenshot(app, window, screenshot, after_s, result)
+        app.exec()
+        return result["rc"]
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
 
 
 def _saved_thresholds(settings: object, base: ThresholdConfig) -> ThresholdConfig | None:

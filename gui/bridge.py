@@ -3,6 +3,10 @@
 The engine thread never touches a QObject (pyqtgraph issue 1398: plot items changed off the
 GUI thread freeze the graph). Command results come back the same way: the futures the engine
 returns are polled on the same tick, so the GUI thread never waits on the engine.
+
+Any object with an ``events`` queue can stand in for the engine (a recorded session's replay has
+one that stays empty and no commands at all). Taps (the session recorder) see every event the
+bridge drains, in the engine's order, before the window handles it.
 """
 
 from __future__ import annotations
@@ -11,9 +15,8 @@ import queue
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Protocol
 
-from oomscope.core.engine import Engine
 from oomscope.core.events import (
     CauseUpdated,
     Doctor,
@@ -43,6 +46,29 @@ _DRAIN_BUDGET_S = 0.015
 
 ResultFn = Callable[[Any], None]
 ErrorFn = Callable[[BaseException], None]
+Tap = Callable[[Event], None]
+
+
+class EventQueue(Protocol):
+    def get_nowait(self) -> Event: ...
+
+
+class EventSource(Protocol):
+    """What the bridge drains: the engine, or anything else with an ``events`` queue."""
+
+    @property
+    def events(self) -> EventQueue: ...
+
+
+class NoEvents:
+    """An event source that never has anything: a window showing recorded events only."""
+
+    def __init__(self) -> None:
+        self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+
+
+def _ignore(_ev: Event) -> None:
+    pass
 
 
 class EngineBridge(QObject):
@@ -62,10 +88,12 @@ class EngineBridge(QObject):
     advice_given = Signal(object)  # Doctor
     engine_stopped = Signal()
     drained = Signal()  # after every tick that handed over at least one event
+    tap_failed = Signal(object, object)  # the tap (now removed), the exception it raised
 
-    def __init__(self, engine: Engine, parent: QObject | None = None) -> None:
+    def __init__(self, source: EventSource, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.engine = engine
+        self.source = source
+        self.taps: list[Tap] = []
         self._pending: list[tuple[Future[Any], ResultFn | None, ErrorFn | None]] = []
         self._timer = QTimer(self)
         self._timer.setObjectName("engine-drain")
@@ -101,27 +129,41 @@ class EngineBridge(QObject):
         """Run ``on_result``/``on_error`` on the GUI thread once the engine answers."""
         self._pending.append((future, on_result, on_error))
 
-    def drain(self) -> None:
-        deadline = time.monotonic() + _DRAIN_BUDGET_S
+    def drain(self, budget_s: float | None = _DRAIN_BUDGET_S) -> None:
+        """Hand over queued events (for at most ``budget_s``; None: all of them)."""
+        deadline = None if budget_s is None else time.monotonic() + budget_s
         handled = 0
-        events = self.engine.events
-        while time.monotonic() < deadline:
+        events = self.source.events
+        while deadline is None or time.monotonic() < deadline:
             try:
                 ev = events.get_nowait()
             except queue.Empty:
                 break
             handled += 1
-            if isinstance(ev, Stopped):
-                self.engine_stopped.emit()
-                continue
-            emit = self._dispatch.get(type(ev))
-            if emit is not None:
-                emit(ev)
+            for tap in list(self.taps):
+                try:
+                    tap(ev)
+                except Exception as e:  # noqa: BLE001 - a broken tap must not cost the window its events
+                    self.taps.remove(tap)
+                    self.tap_failed.emit(tap, e)
+            self.dispatch(ev)
         self.events_handled += handled
         # Futures after events: a launch's WorkerStarted is handled before its callback runs.
         self._poll_futures()
         if handled:
             self.drained.emit()
+
+    def dispatch(self, ev: Event) -> None:
+        """Emit the signal for one event, as if it had just been drained (replays use this)."""
+        if isinstance(ev, Stopped):
+            self.engine_stopped.emit()
+            return
+        kind = type(ev)
+        if kind not in self._dispatch:
+            # A subclass of a known event (RestartCancelled is a Notice) goes where its base goes.
+            base = next((c for c in kind.__mro__[1:] if c in self._dispatch), None)
+            self._dispatch[kind] = self._dispatch[base] if base is not None else _ignore
+        self._dispatch[kind](ev)
 
     def _poll_futures(self) -> None:
         if not self._pending:

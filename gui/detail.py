@@ -130,6 +130,18 @@ class DetailPane(QtWidgets.QWidget):
         self.death = death
         self.refresh()
 
+    def clear(self) -> None:
+        """Back to the empty pane (the worker shown is gone: a replay moved to before it existed)."""
+        self.worker = None
+        self.death = None
+        self.header.setText("Select a worker, or click a marker on the kill timeline.")
+        for label in (self.notices, self.advice):
+            label.setText("")
+            label.setVisible(False)
+        self.samples.setRowCount(0)
+        self.stderr.setPlainText("")
+        self.kernel.setPlainText("")
+
     def refresh(self) -> None:
         w, death = self.worker, self.death
         if w is None and death is None:

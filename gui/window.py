@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oomscope.core.engine import Engine
 from oomscope.core.errors import BadInput, Error
@@ -32,24 +33,30 @@ from oomscope.core.restart import RestartPolicy
 from oomscope.core.sizes import Level, format_size, parse_level
 from oomscope.core.thresholds import CRITICAL, ThresholdConfig
 
-from .bridge import EngineBridge
+from .bridge import EngineBridge, EventSource
 from .detail import DetailPane
 from .dialogs import AttachDialog, ConfirmFn, LaunchDialog, WorkerThresholdsDialog, confirm_terminate, level_text
+from .file_menu import FileMenu
 from .kernel_pane import KernelLogPane
 from .models import COL_ANON, COL_HEAP, COL_LIMIT, COL_NAME, COL_PERCENT, COL_PID, COL_RSS, COL_STATE, \
     COL_TREND, WorkerFilterProxy, WorkerTreeModel
 from .notify import Notifier, ShowFn
 from .plot import WINDOWS, MemoryPlot
 from .qt import QItemSelectionModel, QSettings, Qt, QTimer, QtGui, QtWidgets, Signal
+from .recording import Recorder
 from .roster import Death, Roster, WorkerState
 from .throttle import Throttle
 from .timeline import KillTimeline
+
+if TYPE_CHECKING:
+    from .replay import ReplayWindow
 
 _TABLE_REFRESH_S = 0.25
 _MESSAGE_MS = 15000
 # The plot's metric names and the engine's: the engine compares "heap" where the plot draws "heap used".
 _ENGINE_METRIC = {"rss": "rss", "anon": "anon", "heap_used": "heap"}
 _PLOT_METRIC = {engine: plot for plot, engine in _ENGINE_METRIC.items()}
+_KERNEL_LINES_KEPT = 5000  # for an incident's kernel.log: the lines around a death
 
 
 class MessageBar(QtWidgets.QLabel):
@@ -62,6 +69,9 @@ class MessageBar(QtWidgets.QLabel):
         self.setVisible(False)
         self.setToolTip("The last problem oomscope ran into; it disappears by itself")
         self.history: list[str] = []
+        # A replay re-feeding recorded events keeps their messages in the history but does not
+        # flash each one at the user again.
+        self.muted = False
         self._timer = QTimer(self)
         self._timer.setObjectName("message-bar-hide")
         self._timer.setSingleShot(True)
@@ -69,6 +79,8 @@ class MessageBar(QtWidgets.QLabel):
 
     def show_message(self, text: str, level: str = "error") -> None:
         self.history.append(text)
+        if self.muted:
+            return
         color = "rgb(250, 220, 220)" if level == "error" else "rgb(255, 243, 205)"
         self.setStyleSheet(f"background: {color}; padding: 4px; border-radius: 3px")
         self.setText(text)
@@ -76,29 +88,41 @@ class MessageBar(QtWidgets.QLabel):
         self._timer.start(_MESSAGE_MS)
 
 
-class MainWindow(QtWidgets.QMainWindow):
+class MainWindow(FileMenu, QtWidgets.QMainWindow):
     worker_exited = Signal(object)  # WorkerExited, after the window has shown it
 
-    def __init__(self, engine: Engine, settings: QSettings, *,
+    def __init__(self, engine: Engine | EventSource, settings: QSettings, *,
                  thresholds: ThresholdConfig | None = None,
                  confirm: ConfirmFn = confirm_terminate,
                  persist_thresholds: bool = True,
                  notify: ShowFn | None = None) -> None:
+        """``engine`` is the live engine; any other event source (a recorded session's) makes a
+        read-only window: no command reaches a process, and the actions that would are disabled."""
         super().__init__()
         self.setObjectName("oomscope-main")
         self.setWindowTitle("oomscope")
-        self.engine = engine
+        self.engine: Engine | None = engine if isinstance(engine, Engine) else None
+        self.read_only = self.engine is None
         self.settings = settings
         self.confirm = confirm
-        self.persist_thresholds = persist_thresholds
-        self.thresholds = thresholds if thresholds is not None else engine.config.thresholds
+        self.persist_thresholds = persist_thresholds and not self.read_only
+        self.persist_layout = not self.read_only  # a replay leaves the user's layout as the live window saved it
+        if thresholds is None:
+            thresholds = self.engine.config.thresholds if self.engine is not None else ThresholdConfig()
+        self.thresholds = thresholds
         self.roster = Roster()
         self.bridge = EngineBridge(engine, self)
         self.model = WorkerTreeModel(self.roster, self)
         self.proxy = WorkerFilterProxy(self)
         self.proxy.setSourceModel(self.model)
         self._kernel_source = "starting…"
-        self._cpu_mark = (time.monotonic(), engine.sampling_cpu_s)
+        self._cpu_mark = (time.monotonic(), self.engine.sampling_cpu_s if self.engine is not None else 0.0)
+        # Kept for incident exports (the kernel pane keeps its own copy for display).
+        self.kernel_lines: deque[KernelLine] = deque(maxlen=_KERNEL_LINES_KEPT)
+        self._last_source: SourceState | None = None
+        self.recorder: Recorder | None = None
+        self.recording_failed: str | None = None
+        self.replay_windows: list[ReplayWindow] = []
         self._build_views()
         self._build_actions()
         self._build_status()
@@ -242,10 +266,31 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action("Follow", "Pause or resume following the newest samples", "Space",
                      lambda: self.plot.set_follow(not self.plot.follow), "toggle-follow")
         self._action("Filter", "Filter the worker table", "Ctrl+F", self.filter_edit.setFocus, "focus-filter")
-        self._action("Quit", "Close oomscope (launched workers are terminated)", "Ctrl+Q", self.close, "quit")
+        self.quit_action = self._action("Quit", "Close oomscope (launched workers are terminated)", "Ctrl+Q",
+                                        self.close, "quit")
         for n, (label, _seconds) in enumerate(WINDOWS, 1):
             self._action(f"Window {label}", f"Show the last {label} of history", str(n),
                          lambda _c=False, i=n - 1: self.plot.window_box.setCurrentIndex(i), f"window-{n}")
+        self.record_action = self._action(
+            "Record to…", "Record this session (samples, thresholds, exits, kernel lines) to a session file "
+            "that oomscope open replays", "Ctrl+R", self.record_to_dialog, "record")
+        self.stop_recording_action = self._action("Stop recording", "Finish the session file and stop recording",
+                                                  "Ctrl+Shift+R", self.stop_recording, "stop-recording")
+        self.open_session_action = self._action(
+            "Open session…", "Replay a recorded session file in a read-only window (it never starts anything)",
+            "Ctrl+O", self.open_session_dialog, "open-session")
+        self.save_plot_action = self._action("Save plot as PNG…", "Save the memory plot as it is shown now",
+                                             "Ctrl+Shift+S", self.save_plot_dialog, "save-plot-png")
+        self.save_timeline_action = self._action("Save timeline as PNG…", "Save the kill timeline as it is shown now",
+                                                 None, self.save_timeline_dialog, "save-timeline-png")
+        self.export_incident_action = self._action(
+            "Export incident…", "A folder for a bug report about the selected dead worker: its samples (CSV), "
+            "the kernel's lines, cause and evidence (JSON), its memory plot and the timeline around its death",
+            "Ctrl+E", self.export_incident_dialog, "export-incident")
+        self.prometheus_action = self._action("Connect to Prometheus…", "Show workers from a Prometheus server "
+                                              "(oomscope watch --metrics-port on other machines)", None,
+                                              self.connect_prometheus, "connect-prometheus")
+        self._build_menus()
 
         bar = QtWidgets.QToolBar("Main")
         bar.setObjectName("main-toolbar")
@@ -268,7 +313,34 @@ class MainWindow(QtWidgets.QMainWindow):
         bar.addWidget(self.crit_edit)
         self.addToolBar(bar)
         self.toolbar = bar
+        if self.read_only:
+            for edit in (self.warn_edit, self.crit_edit):
+                edit.setReadOnly(True)
+                edit.setEnabled(False)
+            for line in self.plot.lines.values():
+                line.setMovable(False)
         self._update_actions()
+
+    def _build_menus(self) -> None:
+        menus = self.menuBar()
+        file_menu = menus.addMenu("&File")
+        file_menu.setToolTipsVisible(True)
+        for action in (self.record_action, self.stop_recording_action, None, self.open_session_action, None,
+                       self.save_plot_action, self.save_timeline_action, self.export_incident_action, None,
+                       self.prometheus_action, None, self.quit_action):
+            if action is None:
+                file_menu.addSeparator()
+            else:
+                file_menu.addAction(action)
+        workers = menus.addMenu("&Workers")
+        workers.setToolTipsVisible(True)
+        for action in (self.launch_action, self.attach_action, None, self.terminate_action, self.kill_action,
+                       self.terminate_critical_action, None, self.worker_thresholds_action):
+            if action is None:
+                workers.addSeparator()
+            else:
+                workers.addAction(action)
+        self.file_menu = file_menu
 
     def _level_edit(self, name: str, tip: str) -> QtWidgets.QLineEdit:
         edit = QtWidgets.QLineEdit()
@@ -288,10 +360,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.workers_status = QtWidgets.QLabel("no workers")
         self.workers_status.setToolTip("Workers watched now, and how many have exited")
         self.recording_status = QtWidgets.QLabel("recording: off")
-        self.recording_status.setToolTip("Session recording (oomscope watch --record) is not available "
-                                         "in the desktop app yet")
+        self.recording_status.setObjectName("recording-status")
+        self.recording_status.setToolTip("File → Record to… writes this session to a file that "
+                                         "oomscope open (File → Open session…) replays")
         for label in (self.source_status, self.sampling_status, self.workers_status, self.recording_status):
             status.addPermanentWidget(label)
+        self._show_recording_state()
         self._update_status()
 
     def _connect_bridge(self) -> None:
@@ -311,6 +385,7 @@ class MainWindow(QtWidgets.QMainWindow):
         b.thread_exited.connect(self._on_thread_exited)
         b.advice_given.connect(self._on_advice_given)
         b.engine_stopped.connect(lambda: self.statusBar().showMessage("engine stopped"))
+        b.tap_failed.connect(self._on_tap_failed)
 
     # ----------------------------------------------------------- engine events
 
@@ -334,9 +409,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if ev.level == CRITICAL and ev.previous != CRITICAL:
             metric = _PLOT_METRIC.get(ev.metric, ev.metric).replace("_", " ")
             limit = f" (critical level {format_size(ev.limit)})" if ev.limit else ""
-            self.notifier.notify(f"oomscope: {ev.worker.name} is critical",
-                                 f"{ev.worker.name} ({ev.worker.id}, PID {ev.worker.pid}): {metric} "
-                                 f"{format_size(ev.value)}{limit}")
+            self._notify(f"oomscope: {ev.worker.name} is critical",
+                         f"{ev.worker.name} ({ev.worker.id}, PID {ev.worker.pid}): {metric} "
+                         f"{format_size(ev.value)}{limit}")
 
     def _on_terminate_sent(self, ev: Terminate) -> None:
         w = self.roster.on_terminate(ev)
@@ -374,6 +449,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timeline.refresh()
         self.kernel_pane.tie_record(ev.oom, ev.worker.id)
 
+    def _notify(self, title: str, text: str) -> None:
+        """A desktop notification, for what happens now: a replay tells of the past, so it stays quiet."""
+        if not self.read_only:
+            self.notifier.notify(title, text)
+
     def _notify_memory_death(self, ref: WorkerRef, cause: str, restart_in_s: float | None) -> None:
         if cause not in (OOM_KILL, HEAP_OOM) or ref.id in self._oom_notified:
             return
@@ -383,7 +463,7 @@ class MainWindow(QtWidgets.QMainWindow):
         text = f"{ref.name} ({ref.id}, PID {ref.pid}): {what} ({cause.replace('-', ' ').upper()})"
         if restart_in_s is not None:
             text += f"; restarting in {restart_in_s:g} s"
-        self.notifier.notify(title, text)
+        self._notify(title, text)
 
     def _on_heap_reported(self, ev: Heap) -> None:
         w = self.model.apply_heap(ev)
@@ -403,10 +483,10 @@ class MainWindow(QtWidgets.QMainWindow):
         if w is not None and self.detail.worker is w:
             self.detail.refresh()
         if ev.cause == HEAP_OOM:
-            self.notifier.notify(f"oomscope: {ev.worker.name} thread heap OOM",
-                                 f"{ev.worker.name} ({ev.worker.id}, PID {ev.pid}): worker thread "
-                                 f"{ev.thread_id} ran out of V8 heap (HEAP OOM); the process lives on"
-                                 + (f" — {ev.message}" if ev.message else ""))
+            self._notify(f"oomscope: {ev.worker.name} thread heap OOM",
+                         f"{ev.worker.name} ({ev.worker.id}, PID {ev.pid}): worker thread "
+                         f"{ev.thread_id} ran out of V8 heap (HEAP OOM); the process lives on"
+                         + (f" — {ev.message}" if ev.message else ""))
         self.statusBar().showMessage(f"{ev.worker.name} ({ev.worker.id}): thread {ev.thread_id} ended: "
                                      f"{ev.cause}" + (f" — {ev.message}" if ev.message else ""), 10000)
 
@@ -425,6 +505,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.roster.add_output(ev.worker.id, ev.stream, ev.line)
 
     def _on_notice_received(self, ev: Notice) -> None:
+        self._check_recording()  # the recorder's writer thread reports trouble as a notice
         who = f"{ev.worker.name} ({ev.worker.id}): " if ev.worker is not None else ""
         w = self.roster.on_notice(ev)
         if w is not None:
@@ -435,14 +516,15 @@ class MainWindow(QtWidgets.QMainWindow):
             # The engine gave up restarting a slot: that needs the user, so it is an error-red
             # bar (not the amber of a passing warning) and a desktop notification.
             self.message_bar.show_message(who + ev.message, "error")
-            self.notifier.notify(f"oomscope: {ev.worker.name if ev.worker else 'a worker'} crash loop",
-                                 who + ev.message)
+            self._notify(f"oomscope: {ev.worker.name if ev.worker else 'a worker'} crash loop",
+                         who + ev.message)
         elif ev.level == "info":
             self.statusBar().showMessage(who + ev.message, 8000)
         else:
             self.message_bar.show_message(who + ev.message, ev.level)
 
     def _on_kernel_line_received(self, ev: KernelLine) -> None:
+        self.kernel_lines.append(ev)
         self.kernel_pane.add_line(ev)
 
     def _on_kernel_oom_received(self, ev: KernelOom) -> None:
@@ -450,6 +532,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timeline.refresh()
 
     def _on_source_changed(self, ev: SourceState) -> None:
+        self._last_source = ev
         self.kernel_pane.set_source(ev.source, ev.ok, ev.reason)
         if ev.ok:
             self._kernel_source = f"{ev.source} ✓"
@@ -461,12 +544,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _update_status(self) -> None:
         self.source_status.setText(f"kernel log: {self._kernel_source}")
-        now = time.monotonic()
-        cpu = self.engine.sampling_cpu_s
-        t0, c0 = self._cpu_mark
-        load = 100.0 * (cpu - c0) / (now - t0) if now > t0 else 0.0
-        self._cpu_mark = (now, cpu)
-        self.sampling_status.setText(f"every {self.engine.config.interval_s:g} s · engine {load:.1f} % CPU")
+        if self.engine is not None:
+            now = time.monotonic()
+            cpu = self.engine.sampling_cpu_s
+            t0, c0 = self._cpu_mark
+            load = 100.0 * (cpu - c0) / (now - t0) if now > t0 else 0.0
+            self._cpu_mark = (now, cpu)
+            self.sampling_status.setText(f"every {self.engine.config.interval_s:g} s · engine {load:.1f} % CPU")
+        self._check_recording()
         alive = sum(1 for w in self.roster.workers if w.alive)
         gone = len(self.roster.workers) - alive
         self.workers_status.setText(f"{alive} worker{'s' if alive != 1 else ''}"
@@ -492,10 +577,26 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_actions()
 
     def _update_actions(self) -> None:
-        alive = [w for w in self.selected_workers() if w.alive] if hasattr(self, "table") else []
+        chosen = self.selected_workers() if hasattr(self, "table") else []
+        # A replay has no engine: whatever would start or signal a process stays disabled there.
+        alive = [w for w in chosen if w.alive] if not self.read_only else []
         self.terminate_action.setEnabled(bool(alive))
         self.kill_action.setEnabled(bool(alive))
         self.worker_thresholds_action.setEnabled(len(alive) == 1)
+        for action in (self.launch_action, self.attach_action, self.terminate_critical_action,
+                       self.record_action):
+            action.setEnabled(not self.read_only)
+        self.stop_recording_action.setEnabled(self.recorder is not None)
+        self.export_incident_action.setEnabled(self.incident_worker() is not None)
+
+    def incident_worker(self) -> WorkerState | None:
+        """The dead worker an incident export is about: the one selected, else the one the
+        detail pane shows (a timeline marker clicked)."""
+        chosen = self.selected_workers() if hasattr(self, "table") else []
+        if len(chosen) == 1:
+            return chosen[0] if not chosen[0].alive else None
+        shown = self.detail.worker if hasattr(self, "detail") else None
+        return shown if not chosen and shown is not None and not shown.alive else None
 
     def select_worker(self, worker_id: str) -> None:
         source = self.model.row_of(worker_id)
@@ -538,6 +639,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if chosen:
             menu.addSeparator()
             menu.addAction(self.worker_thresholds_action)
+            menu.addAction(self.export_incident_action)
             copy = menu.addAction("Copy command line")
             copy.setToolTip("Copy the selected worker's command line to the clipboard")
             copy.triggered.connect(lambda: QtGui.QGuiApplication.clipboard().setText(" ".join(chosen[0].ref.cmd)))
@@ -568,16 +670,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self._terminate(targets, False)
 
     def _terminate(self, workers: list[WorkerState], kill_now: bool) -> None:
-        if not workers:
+        if not workers or self.engine is None:
             return
         answer = self.confirm(self, workers, kill_now)
         if answer is None:
             return
         kill = answer == "kill"
+        engine = self.engine
         for w in workers:
             w.requested = True
             self.model.worker_changed(w)
-            self.bridge.call(self.engine.terminate(w.id, by="user", kill_now=kill),
+            self.bridge.call(engine.terminate(w.id, by="user", kill_now=kill),
                              on_error=lambda e, w=w: self._on_terminate_failed(w, e))
 
     def _on_terminate_failed(self, w: WorkerState, error: BaseException) -> None:
@@ -616,6 +719,9 @@ class MainWindow(QtWidgets.QMainWindow):
         """The selected worker's own levels, in a dialog that does not block the window (samples
         keep arriving while the user types)."""
         alive = [w for w in self.selected_workers() if w.alive]
+        if self.read_only:
+            self.statusBar().showMessage("a replay cannot change thresholds", 5000)
+            return None
         if len(alive) != 1:
             self.statusBar().showMessage("select one running worker to give it its own thresholds", 5000)
             return None
@@ -630,7 +736,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Give one worker its own levels (None: the global ones again); shown once the engine
         has them, so the table never claims levels the engine does not apply."""
         w = self.roster.by_id.get(worker_id)
-        if w is None:
+        if w is None or self.engine is None:
             return
 
         def done(_: object) -> None:
@@ -676,6 +782,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _apply_thresholds(self, config: ThresholdConfig) -> None:
         self.thresholds = config
         self._show_thresholds()
+        if self.engine is None:
+            return  # a replay shows the recorded levels on whichever metric it plots; nothing to tell
         self.bridge.call(self.engine.set_thresholds(config),
                          on_error=lambda e: self.message_bar.show_message(f"Thresholds not applied: {e}"))
         if self.persist_thresholds:
@@ -720,24 +828,37 @@ class MainWindow(QtWidgets.QMainWindow):
             # The lines are drawn on the plotted metric: the engine must compare that one.
             self._apply_thresholds(ThresholdConfig(warn=self.thresholds.warn, crit=self.thresholds.crit,
                                                    metric=engine_metric, on_crit=self.thresholds.on_crit))
-        self.settings.setValue("plot/metric", metric)
+        if self.persist_layout:
+            self.settings.setValue("plot/metric", metric)
 
     # ---------------------------------------------------------------- commands
 
     def launch(self, spec: LaunchSpec, restart: RestartPolicy | None = None) -> None:
         """Start a worker; with a ``restart`` policy the engine restarts it in the same slot."""
+        if self.engine is None:
+            self.message_bar.show_message("A replay starts nothing: launch workers in a live window.")
+            return
         self.bridge.call(self.engine.launch(spec, restart=restart), on_error=lambda e: self.message_bar.show_message(
             f"Cannot launch {spec.display_name()}: {e}"))
 
     def attach(self, pid: int, inspect_heap: bool = False) -> None:
+        engine = self.engine
+        if engine is None:
+            self.message_bar.show_message("A replay attaches to nothing: attach in a live window.")
+            return
+
         def attached(ref: WorkerRef) -> None:
             if inspect_heap:
-                self.bridge.call(self.engine.inspect_heap(ref.id), on_error=lambda e: self.message_bar.show_message(
+                self.bridge.call(engine.inspect_heap(ref.id), on_error=lambda e: self.message_bar.show_message(
                     f"No heap inspection for {ref.name} (PID {ref.pid}): {e}"))
-        self.bridge.call(self.engine.attach(pid), on_result=attached, on_error=lambda e: self.message_bar.show_message(
+        self.bridge.call(engine.attach(pid), on_result=attached, on_error=lambda e: self.message_bar.show_message(
             f"Cannot attach to PID {pid}: {e}"))
 
     def attach_children(self, pid: int) -> None:
+        if self.engine is None:
+            self.message_bar.show_message("A replay attaches to nothing: attach in a live window.")
+            return
+
         def done(refs: list[WorkerRef]) -> None:
             if not refs:
                 self.statusBar().showMessage(f"PID {pid} has no children yet; new ones will be picked up", 8000)
@@ -745,11 +866,15 @@ class MainWindow(QtWidgets.QMainWindow):
                          on_error=lambda e: self.message_bar.show_message(f"Cannot watch the children of PID {pid}: {e}"))
 
     def open_launch_dialog(self) -> None:
+        if self.engine is None:
+            return
         dialog = LaunchDialog(self.settings, self, restart=self.engine.config.restart)
         if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted and dialog.spec is not None:
             self.launch(dialog.spec, restart=dialog.restart_policy())
 
     def open_attach_dialog(self) -> None:
+        if self.engine is None:
+            return
         dialog = AttachDialog(self.settings, self)
         if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted and dialog.choice is not None:
             for pid in dialog.choice.pids:
@@ -782,6 +907,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.plot.set_window(None if window in ("", "all", None) else float(window))
 
     def save_settings(self) -> None:
+        if not self.persist_layout:
+            return
         s = self.settings
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState())
@@ -793,6 +920,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.save_settings()
+        self.stop_recording()
         self.notifier.close()
         self.bridge.stop()
         super().closeEvent(event)

@@ -35,12 +35,6 @@ def test_no_display_says_how_to_run_headless(tmp_path: Path) -> None:
     assert "Aborted" not in r.stderr and "could not connect to display" not in r.stderr
 
 
-def test_open_is_not_available_yet(tmp_path: Path) -> None:
-    r = subprocess.run(OOMSCOPE + ["open", str(tmp_path / "x.db")], env=_env(tmp_path, QT_QPA_PLATFORM="offscreen"),
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "not available yet" in r.stderr
-
-
 def test_bad_level_is_refused_before_any_window(tmp_path: Path) -> None:
     r = subprocess.run(OOMSCOPE + ["--crit", "150%"], env=_env(tmp_path, QT_QPA_PLATFORM="offscreen"),
                        capture_output=True, text=True, timeout=60)
