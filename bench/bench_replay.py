@@ -68,11 +68,11 @@ def make_session(path: Path, workers: int, minutes: float, interval_s: float = 0
     return samples
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=200)
     ap.add_argument("--minutes", type=float, default=10.0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     from oomscope.gui.qt import QSettings, QtWidgets
     from oomscope.gui.replay import open_replay
 

@@ -12,9 +12,11 @@ import bench_engine  # noqa: E402
 import bench_gui  # noqa: E402
 import bench_heap  # noqa: E402
 import bench_inspect  # noqa: E402
+import bench_metrics  # noqa: E402
 import bench_oom_latency  # noqa: E402
 import bench_parse  # noqa: E402
 import bench_record  # noqa: E402
+import bench_replay  # noqa: E402
 
 
 def main() -> None:
@@ -27,6 +29,8 @@ def main() -> None:
     bench_heap.main()
     bench_inspect.main()
     bench_record.main([])
+    bench_replay.main([])
+    bench_metrics.main()
 
 
 if __name__ == "__main__":

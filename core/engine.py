@@ -56,6 +56,7 @@ from .heapdesk import HeapDesk
 from .kernelfeed import KernelFeed
 from .launch import LaunchSpec, spawn
 from .oomlog import KillRecord
+from .oomlog.lines import readable_line
 from .oomlog import SourceState as SourceState_
 from .pidfd import ProcessHandle
 from .restart import RestartPolicy, Slot
@@ -770,6 +771,10 @@ class Engine:
                 resident = int(fields[1])
             except (OSError, IndexError, ValueError):
                 continue  # exiting: its pidfd will tell the loop in a moment
+            if not resident:
+                # Dead and not yet reaped (a zombie's statm is all zeros): not a sample of its
+                # memory, and a curve must not plunge to 0 at every death. Its pidfd fires next.
+                continue
             rss = resident * PAGE_SIZE
             anon = (resident - int(fields[2])) * PAGE_SIZE
             if read_swap and w.statm is not None:
@@ -1039,8 +1044,8 @@ def kill_line(record: KillRecord) -> str:
     for marker in ("Killed process", "oom-kill:", "sending SIG", "Killing process", "Killed ", "killing"):
         for line in record.lines:
             if marker in line:
-                return line.strip()
-    return record.lines[-1].strip() if record.lines else f"{record.killer} killed PID {record.pid}"
+                return readable_line(line.strip())
+    return readable_line(record.lines[-1].strip()) if record.lines else f"{record.killer} killed PID {record.pid}"
 
 
 def _is_node(pid: int) -> bool:

@@ -3,26 +3,18 @@ record highlighted and clickable."""
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from typing import Any
 
 from oomscope.core.events import KernelLine
+from oomscope.core.oomlog.lines import readable_line as display_text
+
+__all__ = ["KernelLogPane", "display_text"]
 
 from .qt import Qt, QtGui, QtWidgets, Signal
 
 _MAX_LINES = 5000
-_KMSG = re.compile(r"^(\d+),(\d+),(\d+),[^;]*;(.*)$")
 WORKER_ROLE = int(Qt.ItemDataRole.UserRole) + 10
-
-
-def display_text(raw: str) -> str:
-    """``/dev/kmsg`` records as ``dmesg`` shows them: ``[  8700.139923] message``."""
-    m = _KMSG.match(raw)
-    if m is None:
-        return raw
-    usec = int(m.group(3))
-    return f"[{usec // 1_000_000:>6}.{usec % 1_000_000:06d}] {m.group(4)}"
 
 
 class KernelLogPane(QtWidgets.QWidget):

@@ -411,3 +411,13 @@ def test_stamps_no_calendar_holds_do_not_stop_the_reader() -> None:
     assert records[0].wall_time is None
     entry["__REALTIME_TIMESTAMP"] = str(10**19)  # far past year 9999
     assert parse_lines([_json.dumps(entry)], check_format=False)[0].wall_time is None
+
+
+def test_readable_line_shows_kmsg_records_as_dmesg_does() -> None:
+    from oomscope.core.oomlog.lines import readable_line
+
+    raw = "3,60442,18056244410,-;Memory cgroup out of memory: Killed process 7711 (python3) caf\\xc3\\xa9"
+    assert readable_line(raw) == "[ 18056.244410] Memory cgroup out of memory: Killed process 7711 (python3) café"
+    assert readable_line("6,12,5,-,caller=T42;x") == "[     0.000005] x"
+    plain = "[ 8700.139923] Out of memory: Killed process 1 (a)"
+    assert readable_line(plain) == plain

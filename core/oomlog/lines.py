@@ -230,6 +230,16 @@ def _local_iso(dt: datetime, has_fraction: bool) -> tuple[str, float | None]:
     return text, unix
 
 
+def readable_line(raw: str) -> str:
+    """A ``/dev/kmsg`` record as ``dmesg`` shows it (``[  8700.139923] message``); any other
+    line as it is. Records keep their lines verbatim; this is for people reading them."""
+    m = _RE_KMSG.match(raw)
+    if m is None:
+        return raw
+    usec = int(m.group(3))
+    return f"[{usec // 1_000_000:>6}.{usec % 1_000_000:06d}] {unescape_kmsg(m.group(6))}"
+
+
 def unescape_kmsg(text: str) -> str:
     """/dev/kmsg escapes control characters and non-printables as ``\\xNN`` (FORMATS.md 4.1)."""
     if "\\x" not in text:
