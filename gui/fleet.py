@@ -29,7 +29,7 @@ from .palette import CRITICAL_ROW_RGB, EXITED_TEXT_RGB, WARNING_ROW_RGB, worker_
 from .plot import MemoryPlot
 from .qt import QSettings, Qt, QTimer, QtGui, QtWidgets, Signal
 from .roster import Death, Roster, WorkerState, lane_of
-from .timeline import KillTimeline
+from .timeline import KillTimeline, stacked_with_timeline
 
 DEFAULT_URL = "http://localhost:9090"
 SETTINGS_URL = "fleet/url"
@@ -181,20 +181,10 @@ class FleetWindow(QtWidgets.QMainWindow):
         self.timeline = KillTimeline(self.roster)
         self.timeline.link_x(self.plot.plot_item)
         self.timeline.death_clicked.connect(self._on_death_clicked)
-        right = QtWidgets.QSplitter(Qt.Orientation.Vertical)
-        right.addWidget(self.plot)
-        box = QtWidgets.QWidget()
-        box_layout = QtWidgets.QVBoxLayout(box)
-        box_layout.setContentsMargins(0, 0, 0, 0)
-        box_layout.setSpacing(0)
-        title = QtWidgets.QLabel("  Kill timeline (exits counted by the agents; Kubernetes OOM kills)")
-        title.setStyleSheet("font-weight: bold; color: rgb(60, 60, 60)")
-        box_layout.addWidget(title)
-        box_layout.addWidget(self.timeline, 1)
-        right.addWidget(box)
-        right.setStretchFactor(0, 4)
-        right.setStretchFactor(1, 1)
-        right.setSizes([520, 200])
+        right = stacked_with_timeline(self.plot, self.timeline,
+                                      "Kill timeline (exits counted by the agents; Kubernetes OOM kills)",
+                                      "One marker per death the agents counted, and per Kubernetes OOM kill",
+                                      (520, 200))
         split = QtWidgets.QSplitter(Qt.Orientation.Horizontal)
         split.setObjectName("fleet-splitter")
         split.addWidget(left)

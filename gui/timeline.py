@@ -9,7 +9,7 @@ from oomscope.core.causes import EXIT, HEAP_OOM, TERMINATED, UNKNOWN
 
 from .palette import CAUSE_STYLE, THREAD_PEN_RGB
 from .plot import AXIS_WIDTH_PX
-from .qt import QtGui, QtWidgets, Signal, pg
+from .qt import Qt, QtGui, QtWidgets, Signal, pg
 from .roster import LANE_LABELS, LANES, Death, Roster
 
 
@@ -121,3 +121,24 @@ class KillTimeline(QtWidgets.QWidget):
             index = point.data()
             out.append((float(point.pos().x()), lanes[round(point.pos().y())], self.roster.deaths[index]))
         return out
+
+
+def stacked_with_timeline(top: QtWidgets.QWidget, timeline: KillTimeline, title: str, tip: str,
+                          sizes: tuple[int, int]) -> QtWidgets.QSplitter:
+    """The memory plot over the kill timeline under its bold title, as every window shows them."""
+    split = QtWidgets.QSplitter(Qt.Orientation.Vertical)
+    split.addWidget(top)
+    box = QtWidgets.QWidget()
+    box_layout = QtWidgets.QVBoxLayout(box)
+    box_layout.setContentsMargins(0, 0, 0, 0)
+    box_layout.setSpacing(0)
+    label = QtWidgets.QLabel("  " + title)
+    label.setStyleSheet("font-weight: bold; color: rgb(60, 60, 60)")
+    label.setToolTip(tip)
+    box_layout.addWidget(label)
+    box_layout.addWidget(timeline, 1)
+    split.addWidget(box)
+    split.setStretchFactor(0, 4)
+    split.setStretchFactor(1, 1)
+    split.setSizes(list(sizes))
+    return split

@@ -46,7 +46,7 @@ from .qt import QItemSelectionModel, QSettings, Qt, QTimer, QtGui, QtWidgets, Si
 from .recording import Recorder
 from .roster import Death, Roster, WorkerState
 from .throttle import Throttle
-from .timeline import KillTimeline
+from .timeline import KillTimeline, stacked_with_timeline
 
 if TYPE_CHECKING:
     from .replay import ReplayWindow
@@ -151,22 +151,10 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self.timeline = KillTimeline(self.roster)
         self.timeline.link_x(self.plot.plot_item)
         self.timeline.death_clicked.connect(self._on_death_clicked)
-        split = QtWidgets.QSplitter(Qt.Orientation.Vertical)
+        split = stacked_with_timeline(self.plot, self.timeline, "Kill timeline",
+                                      "One marker per worker death; shapes and colours tell the cause",
+                                      (500, 190))
         split.setObjectName("plot-splitter")
-        split.addWidget(self.plot)
-        box = QtWidgets.QWidget()
-        box_layout = QtWidgets.QVBoxLayout(box)
-        box_layout.setContentsMargins(0, 0, 0, 0)
-        box_layout.setSpacing(0)
-        title = QtWidgets.QLabel("  Kill timeline")
-        title.setStyleSheet("font-weight: bold; color: rgb(60, 60, 60)")
-        title.setToolTip("One marker per worker death; shapes and colours tell the cause")
-        box_layout.addWidget(title)
-        box_layout.addWidget(self.timeline, 1)
-        split.addWidget(box)
-        split.setStretchFactor(0, 4)
-        split.setStretchFactor(1, 1)
-        split.setSizes([500, 190])
         self.plot_splitter = split
         self.setCentralWidget(split)
 
