@@ -140,6 +140,12 @@ class MetricsBook(Collector):
         self._kills: dict[str, int] = {killer: 0 for killer in KILLERS}
         self._sources: dict[str, bool] = {}
         self._next_expiry = 0.0
+        # Counter changes made, and how many of them the latest scrape carried: an agent that
+        # ends waits for one more scrape, so its last deaths reach Prometheus.
+        self._counted = 0
+        self._served = 0
+        self.scrapes = 0
+        self._scraped = threading.Condition(self._lock)
 
     # ----------------------------------------------------------------- events
 
@@ -158,13 +164,16 @@ class MetricsBook(Collector):
                         p.crossed_metric = event.metric
             elif isinstance(event, WorkerExited):
                 self._on_exit(event.worker, event.cause, event.t, event.oom)
+                self._counted += 1
             elif isinstance(event, CauseUpdated):
                 # Counters only go up: a cause corrected by a late kernel record counts again,
                 # under the new cause (README: "Prometheus metrics").
                 self._on_exit(event.worker, event.cause, event.t, event.oom)
+                self._counted += 1
             elif isinstance(event, KernelOom):
                 if not event.history:  # kills from before oomscope started are not counted
                     self._count_kill(event.record)
+                    self._counted += 1
             elif isinstance(event, SourceState):
                 self._sources[event.source] = event.ok
             now = self.clock()
@@ -229,7 +238,21 @@ class MetricsBook(Collector):
             procs = [copy.copy(p) for p in self._procs.values()]
             exits, last_exit = dict(self._exits), dict(self._last_exit)
             kills, sources = dict(self._kills), dict(self._sources)
+            self._served = self._counted
+            self.scrapes += 1
+            self._scraped.notify_all()
         return iter(self._families(procs, exits, last_exit, kills, sources))
+
+    def unscraped_changes(self) -> bool:
+        """Whether a counter changed since the last scrape (False while nobody scrapes at all)."""
+        with self._lock:
+            return self.scrapes > 0 and self._served < self._counted
+
+    def wait_scraped(self, timeout_s: float) -> bool:
+        """Wait until a scrape has carried every counter change so far; False on timeout."""
+        with self._lock:
+            target = self._counted
+            return self._scraped.wait_for(lambda: self._served >= target, timeout_s)
 
     def _families(self, procs: list[_Process], exits: dict[tuple[str, str], int],
                   last_exit: dict[tuple[str, str], float], kills: dict[str, int],
@@ -300,6 +323,17 @@ class Exporter:
 
     def __call__(self, event: Event) -> None:
         self.book.on_event(event)
+
+    def linger(self, timeout_s: float, notice: Notify) -> None:
+        """Before an agent that ended by itself stops serving: wait (bounded) for the scrape that
+        carries its last exits, which Prometheus would otherwise never see."""
+        if timeout_s <= 0 or not self.book.unscraped_changes():
+            return
+        notice("info", f"waiting up to {timeout_s:g} s for Prometheus to scrape the final counts "
+               f"from {self.url}")
+        if not self.book.wait_scraped(timeout_s):
+            notice("warning", f"no scrape of {self.url} within {timeout_s:g} s: Prometheus will not "
+                   "see the last exits (raise --metrics-linger above its scrape interval)")
 
     def close(self) -> None:
         self._server.shutdown()

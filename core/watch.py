@@ -113,6 +113,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--metrics-expire", metavar="S", type=float, default=300.0,
                      help="a gone worker's gauges disappear after S seconds; its slot's counters stay "
                      "(default 300)")
+    out.add_argument("--metrics-linger", metavar="S", type=float, default=15.0,
+                     help="when watch ends by itself, serve up to S more seconds until Prometheus has "
+                     "scraped the last exits (default 15; 0: do not wait)")
 
 
 def parse_pid(text: str) -> int:
@@ -156,6 +159,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[Launc
                       for pattern, override in settings.workers)
     if args.on_crit == "terminate" and thresholds.crit is None:
         raise BadInput("--on-crit terminate needs a critical level: add --crit SIZE or --crit PERCENT%")
+    if args.metrics_linger < 0:
+        raise BadInput(f"--metrics-linger {args.metrics_linger:g}: give a number of seconds, 0 or more")
     if args.duration is not None and not args.duration > 0:
         raise BadInput(f"--duration {args.duration:g}: give a number of seconds above 0")
     config = EngineConfig(
@@ -227,6 +232,7 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
     engine = Engine(config).start()
     engines.append(engine)
     old_handlers = _install_signal_handlers()
+    ended_by_itself = False
     try:
         try:
             for pid in args.attach:
@@ -245,6 +251,7 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
         follows_more = bool(args.children_of or args.match)
         deadline = time.monotonic() + args.duration if args.duration else None
         _follow(engine, printer, deadline, follows_more)
+        ended_by_itself = True
     except _Interrupted:
         pass
     finally:
@@ -253,6 +260,11 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
         _drain(engine, printer)
         if hook is not None:
             hook.finish()
+        if ended_by_itself:  # not after Ctrl-C or SIGTERM: whoever stops watch wants it gone now
+            for sink in sinks:
+                linger = getattr(sink, "linger", None)
+                if linger is not None:
+                    linger(args.metrics_linger, notice)
         for sink in sinks:
             sink.close()
     return 0

@@ -25,7 +25,7 @@ from oomscope.core.recording import SessionFile, open_recorder
 from oomscope.core.recording.export import CSV_TABLES, SAMPLE_COLUMNS, csv_header, csv_name, write_samples_csv
 
 OOMSCOPE = [PY, "-m", "oomscope"]
-FRAGMENT = REPO / "docs" / "_readme_recording.md"
+README = REPO / "README.md"
 
 
 def export(*args: str) -> subprocess.CompletedProcess[str]:
@@ -105,8 +105,8 @@ def test_csv_has_one_file_per_table_with_its_columns(session_file, tmp_path: Pat
     assert session["id"] == "1" and json.loads(session["settings"])["interval_s"] == 0.05
 
 
-def test_readme_fragment_documents_every_csv_column() -> None:
-    text = FRAGMENT.read_text()
+def test_the_readme_documents_every_csv_column() -> None:
+    text = README.read_text()
     documented = {}
     for m in re.finditer(r"^\| `(\w+\.csv)` \|[^|]*\| (.+?) \|\s*$", text, re.MULTILINE):
         documented[m.group(1)] = re.findall(r"`(\w+)`", m.group(2))

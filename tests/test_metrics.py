@@ -21,7 +21,7 @@ from oomscope.core.launch import LaunchSpec
 from oomscope.core.metrics import MetricsBook, start_exporter
 from oomscope.core.sizes import Level
 from oomscope.core.thresholds import ThresholdConfig
-from test_prometheus_rig import HOLDER, LEAKER, SLEEPER, WAIT_THEN, Agent, run_arg, scrape, wait_until
+from test_prometheus_rig import HOLDER, LEAKER, QUITTER, SLEEPER, WAIT_THEN, Agent, run_arg, scrape, wait_until
 
 GAUGE_LABELS = {"host", "worker", "pid"}
 
@@ -226,3 +226,35 @@ def test_taken_port_exits_2_before_anything_is_launched(tmp_path: Path) -> None:
     assert f"--metrics-port {port}: the port is already in use" in r.stderr
     assert "Traceback" not in r.stderr
     assert "should-not-run" not in r.stdout + r.stderr and "worker_started" not in r.stdout
+
+
+def test_an_agent_that_ends_by_itself_waits_for_the_scrape_of_its_last_exit(agents: Any, tmp_path: Path) -> None:
+    """The only worker quits, so watch ends; it keeps serving until a scrape has carried that
+    exit (Prometheus would never see it otherwise), then stops at once."""
+    trigger = tmp_path / "quit"
+    agent = agents("host-l", ["--metrics-linger", "30", "--run", run_arg(QUITTER, str(trigger))])
+    started = agent.wait_event(lambda e: e["event"] == "worker_started")
+    label = f"{started['worker']['name']}#1"
+    assert value(scrape(agent.metrics_url), "oomscope_worker_exits_total", worker=label, cause="exit") == 0.0
+    trigger.touch()
+    agent.wait_event(lambda e: e["event"] == "notice" and "waiting up to 30 s for Prometheus" in e["message"])
+    assert agent.process.poll() is None  # still serving
+    assert value(scrape(agent.metrics_url), "oomscope_worker_exits_total", worker=label, cause="exit") == 1.0
+    assert agent.process.wait(timeout=10) == 0
+    assert not [e for e in agent.events() if e["event"] == "notice" and "no scrape" in e["message"]]
+
+
+def test_linger_waits_only_for_a_scrape_that_is_coming() -> None:
+    book = MetricsBook("h", 300.0)
+    ref = WorkerRef("w1", 4242, 1.0, "python3", ("python3",), True, slot=1)
+    book.on_event(WorkerStarted(1.0, ref))
+    book.on_event(WorkerExited(2.0, ref, cause="exit", exit_code=0, signal=None))
+    assert not book.unscraped_changes()  # nobody has ever scraped: nothing to wait for
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(book)
+    generate_latest(registry)
+    assert not book.unscraped_changes() and book.wait_scraped(0.01)
+    book.on_event(CauseUpdated(3.0, ref, cause="oom-kill", previous="signal"))
+    assert book.unscraped_changes() and not book.wait_scraped(0.05)
+    generate_latest(registry)
+    assert book.wait_scraped(0.01)

@@ -26,6 +26,9 @@ from test_recording_files import digest, remount_read_only, tmpfs
 
 OOMSCOPE = [PY, "-m", "oomscope"]
 LEAKER = "import time\nchunks = []\nwhile True:\n    chunks.append(bytearray(1 << 20)); time.sleep(0.004)\n"
+# 50 MiB/s: about 5 MiB per 0.1 s sample, so the 16 MiB between warning and critical holds
+# samples of its own (the fast leaker can jump over it in one).
+STEADY_LEAKER = LEAKER.replace("0.004", "0.02")
 
 
 def printed_json(f: SessionFile, session_id: int | None = None) -> list[dict[str, Any]]:
@@ -45,7 +48,7 @@ def test_round_trip_with_an_oom_kill(tmp_path: Path) -> None:
     r = subprocess.run([*OOMSCOPE, "watch", "--json", "--record", str(path), "--interval", "0.1",
                         "--mem-limit", "48MiB", "--warn", "16MiB", "--crit", "32MiB", "--sustain", "0",
                         "--metric", "anon", "--duration", "3",
-                        "--", PY, "-c", LEAKER], capture_output=True, text=True, timeout=60)
+                        "--", PY, "-c", STEADY_LEAKER], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     stdout = [json.loads(line) for line in r.stdout.splitlines()]
     with SessionFile.open(path) as f:
