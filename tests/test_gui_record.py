@@ -246,3 +246,25 @@ def test_a_full_disk_stops_the_recording_the_live_session_goes_on(qtbot, make_wi
     qtbot.waitUntil(lambda: len(chatty_w.series) >= n + 5, timeout=10_000)
     assert chatty_w.alive
     assert window.record_action.isEnabled()  # another try, elsewhere, is one click away
+
+
+def test_closing_the_window_records_the_launched_workers_end(qtbot, make_window, tmp_path) -> None:
+    """Closing the window ends the session: the engine stops its launched workers before the
+    recording is finished, so the file does not leave them running for ever."""
+    from oomscope.core.events import WorkerExited
+    from oomscope.core.recording import SessionFile
+
+    window = make_window()
+    path = tmp_path / "closed.db"
+    assert window.start_recording(path)
+    window.launch(LaunchSpec((PY, "-c", HOLDER.format(mib=8)), name="sleeper"))
+    qtbot.waitUntil(lambda: bool(window.roster.workers) and len(window.roster.workers[0].series) > 2,
+                    timeout=10_000)
+    pid = window.roster.workers[0].ref.pid
+    window.close()
+    assert window.recorder is None
+    with SessionFile.open(path) as f:
+        exits = [e for e in f.events() if isinstance(e, WorkerExited)]
+        (info,) = f.sessions()
+    assert [(e.worker.pid, e.cause, e.by) for e in exits] == [(pid, "terminated", "oomscope-exit")]
+    assert info.ended is not None
