@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
+from .sizes import Level
+from .thresholds import ThresholdConfig
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerRef:
@@ -158,6 +161,48 @@ class Threshold(WorkerEvent):
         d = WorkerEvent.to_json(self)
         d.update(level=self.level, metric=self.metric, value=self.value, limit=self.limit,
                  previous=self.previous)
+        return d
+
+
+def level_json(level: Level | None) -> dict[str, Any] | None:
+    """A level as the JSON contract writes it: ``{"bytes": n}``, ``{"percent": p}`` or null."""
+    if level is None:
+        return None
+    if level.bytes is not None:
+        return {"bytes": level.bytes}
+    # Rounded: 0.07 * 100 is 7.000000000000001 in binary floating point.
+    return {"percent": round((level.fraction or 0.0) * 100, 6)}
+
+
+@dataclass(frozen=True, slots=True)
+class LevelsChanged(Event):
+    """The warning and critical levels in force changed while the session ran.
+
+    ``worker`` None: the global levels (every worker without its own follows them) are now
+    ``thresholds``. With a ``worker``: that worker's own levels are now ``thresholds`` (compared
+    on the global metric, which ``thresholds.metric`` then is), or, with ``thresholds`` None, it
+    follows the global levels again.
+    """
+
+    kind: ClassVar[str] = "levels"
+    worker: WorkerRef | None
+    thresholds: ThresholdConfig | None
+
+    def __post_init__(self) -> None:
+        if self.worker is None and self.thresholds is None:
+            raise ValueError("the global levels cannot be None: give the ThresholdConfig in force")
+
+    def to_json(self) -> dict[str, Any]:
+        d = Event.to_json(self)
+        if self.worker is not None:
+            d["worker"] = self.worker.to_json()
+        c = self.thresholds
+        if c is None:
+            # No level fields at all: null would read as "no warning level", which it is not.
+            d["back_to_global"] = True
+            return d
+        d.update(warn=level_json(c.warn), crit=level_json(c.crit), metric=c.metric, on_warn=c.on_warn,
+                 on_crit=c.on_crit, sustain_s=c.sustain_s, hysteresis_percent=round(c.hysteresis * 100, 6))
         return d
 
 

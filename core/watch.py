@@ -27,6 +27,7 @@ from .events import (
     Heap,
     KernelLine,
     KernelOom,
+    LevelsChanged,
     Notice,
     Output,
     RestartCancelled,
@@ -39,6 +40,7 @@ from .events import (
     WorkerAttached,
     WorkerEvent,
     WorkerExited,
+    WorkerRef,
     WorkerStarted,
 )
 from .launch import LaunchSpec
@@ -361,7 +363,7 @@ def _restore_signal_handlers(old: dict[int, Any]) -> None:
 Printer = Callable[[Event], None]
 
 
-HOOKED = (Threshold, WorkerExited, CauseUpdated, ThreadExited, KernelOom, Doctor, Terminate)
+HOOKED = (Threshold, WorkerExited, CauseUpdated, ThreadExited, KernelOom, Doctor, Terminate, LevelsChanged)
 
 
 class EventHook:
@@ -491,10 +493,12 @@ def describe(event: Event) -> str | None:
     if isinstance(event, Notice):
         target = f" {event.worker.id} {event.worker.name}[{event.worker.pid}]" if event.worker else ""
         return f"{stamp}{target} {event.level}: {event.message}"
+    if isinstance(event, LevelsChanged):
+        return f"{stamp} " + _describe_levels(event)
     if not isinstance(event, WorkerEvent):
         return f"{stamp} {event.kind}"
     w = event.worker
-    who = f"{w.id} {w.name}[{w.pid}]" + (f" (slot {w.slot}, life {w.life})" if w.slot is not None and w.life > 1 else "")
+    who = _who(w)
     if isinstance(event, WorkerStarted):
         cg = f" in cgroup {event.cgroup} (limit {format_size(event.cgroup_limit)})" if event.cgroup_limit else ""
         return f"{stamp} {who} started{cg}: {' '.join(w.cmd)}"
@@ -535,3 +539,21 @@ def describe(event: Event) -> str | None:
         return f"[{w.id} {w.name} {event.stream}] {event.line}"
     return f"{stamp} {who} {event.kind}"
 
+
+def _who(w: WorkerRef) -> str:
+    return f"{w.id} {w.name}[{w.pid}]" + (f" (slot {w.slot}, life {w.life})" if w.slot is not None and w.life > 1 else "")
+
+
+def _describe_levels(event: LevelsChanged) -> str:
+    """``levels changed: warning 400.0 MiB, critical 90% (rss)``; for one worker, its own."""
+    c = event.thresholds
+    if c is None:  # only ever for one worker: LevelsChanged refuses global levels of None
+        return f"{_who(event.worker)} follows the global levels again" if event.worker else "levels changed"
+    text = f"warning {c.warn or 'off'}, critical {c.crit or 'off'} ({c.metric})"
+    actions = [f"{action} at {level}" for level, action in (("warning", c.on_warn), ("critical", c.on_crit))
+               if action != "none"]
+    if actions:
+        text += "; " + ", ".join(actions)
+    if event.worker is not None:
+        return f"{_who(event.worker)} own levels: {text}"
+    return f"levels changed: {text}"

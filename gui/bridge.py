@@ -24,6 +24,7 @@ from oomscope.core.events import (
     Heap,
     KernelLine,
     KernelOom,
+    LevelsChanged,
     Notice,
     Output,
     Samples,
@@ -75,6 +76,7 @@ class EngineBridge(QObject):
     worker_added = Signal(object)  # WorkerStarted | WorkerAttached
     samples_added = Signal(object)  # Samples
     threshold_crossed = Signal(object)  # Threshold
+    levels_changed = Signal(object)  # LevelsChanged (global, or one worker's own)
     terminate_sent = Signal(object)  # Terminate
     worker_exited = Signal(object)  # WorkerExited
     cause_updated = Signal(object)  # CauseUpdated
@@ -104,6 +106,7 @@ class EngineBridge(QObject):
             WorkerAttached: self.worker_added.emit,
             Samples: self.samples_added.emit,
             Threshold: self.threshold_crossed.emit,
+            LevelsChanged: self.levels_changed.emit,
             Terminate: self.terminate_sent.emit,
             WorkerExited: self.worker_exited.emit,
             CauseUpdated: self.cause_updated.emit,
@@ -134,10 +137,16 @@ class EngineBridge(QObject):
         deadline = None if budget_s is None else time.monotonic() + budget_s
         handled = 0
         events = self.source.events
+        # The engine emits a command's events before it answers the command: futures answered
+        # by now have all their events in the queue, so once it is empty their callbacks may
+        # run. A future answered during this drain waits for the next one.
+        answered = [p for p in self._pending if p[0].done()]
+        emptied = False
         while deadline is None or time.monotonic() < deadline:
             try:
                 ev = events.get_nowait()
             except queue.Empty:
+                emptied = True
                 break
             handled += 1
             for tap in list(self.taps):
@@ -148,8 +157,8 @@ class EngineBridge(QObject):
                     self.tap_failed.emit(tap, e)
             self.dispatch(ev)
         self.events_handled += handled
-        # Futures after events: a launch's WorkerStarted is handled before its callback runs.
-        self._poll_futures()
+        if emptied:  # a launch's WorkerStarted is handled before its callback runs
+            self._poll_futures(answered)
         if handled:
             self.drained.emit()
 
@@ -165,18 +174,17 @@ class EngineBridge(QObject):
             self._dispatch[kind] = self._dispatch[base] if base is not None else _ignore
         self._dispatch[kind](ev)
 
-    def _poll_futures(self) -> None:
-        if not self._pending:
+    def _poll_futures(self, answered: list[tuple[Future[Any], ResultFn | None, ErrorFn | None]]) -> None:
+        if not answered:
             return
-        still: list[tuple[Future[Any], ResultFn | None, ErrorFn | None]] = []
-        for fut, on_result, on_error in self._pending:
-            if not fut.done():
-                still.append((fut, on_result, on_error))
-                continue
+        ready = {id(p) for p in answered}
+        waiting = [p for p in self._pending if id(p) not in ready]
+        self._pending = []  # a callback may make new calls: they land here
+        for fut, on_result, on_error in answered:
             exc = fut.exception()
             if exc is not None:
                 if on_error is not None:
                     on_error(exc)
             elif on_result is not None:
                 on_result(fut.result())
-        self._pending = still
+        self._pending = waiting + self._pending

@@ -427,7 +427,9 @@ class WorkerThresholdsDialog(QtWidgets.QDialog):
         on_crit = "terminate" if self.terminate.isChecked() else "none"
         if on_crit == "terminate" and crit is None:
             raise BadInput("terminate at critical needs a critical level")
-        return ThresholdConfig(warn=warn, crit=crit, metric=self.global_config.metric, on_crit=on_crit)
+        # Only the levels and the action are the worker's own: sustain, hysteresis and the
+        # action at warning stay the global ones (the settings file's), as the engine compares them.
+        return replace(self.global_config, warn=warn, crit=crit, on_crit=on_crit)
 
     def _on_apply(self) -> None:
         try:

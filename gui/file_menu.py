@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from oomscope.core.engine import Engine
 from oomscope.core.errors import Error
-from oomscope.core.events import SourceState
+from oomscope.core.events import Event, LevelsChanged, SourceState
 from oomscope.core.thresholds import ThresholdConfig
 
 from .bridge import EngineBridge
@@ -87,7 +87,11 @@ class FileMenu:
         # What the engine has said already is the window's before the recording's first event.
         self.bridge.drain(None)
         config = replace(self.engine.config, thresholds=self.thresholds)
-        preamble = preamble_events(self.roster.workers, self._last_source, self.thresholds.metric, time.time())
+        now = time.time()
+        preamble: list[Event] = preamble_events(self.roster.workers, self._last_source, self.thresholds.metric, now)
+        # The global levels are the session's settings; a worker's own come as its levels event.
+        preamble += [LevelsChanged(now, w.ref, w.override) for w in self.roster.workers
+                     if w.alive and w.override is not None]
         try:
             recorder = open_session_recorder(path, self.engine, config, preamble)
         except (Error, OSError) as e:

@@ -6,12 +6,13 @@ stored in the file (a command line) can ever be run, and every action that would
 signal a process is disabled.
 
 Scrubbing: the session is read from the file once. Samples are kept as per-worker numpy
-columns; every other event (starts, level changes, exits, kernel lines…) as a list in the
-engine's order. The state at time T is rebuilt from scratch — the other events up to T re-fed
-through the window's own handlers, each worker's history filled from its columns with one numpy
-slice — when the slider is released (or a key moves it), not on every pixel of a drag. The cost
-of a rebuild is the number of non-sample events up to T plus one slice per worker: the samples,
-which are most of a big file, are never walked one by one.
+columns; every other event (starts, level crossings, changed levels, exits, kernel lines…) as a
+list in the engine's order. The state at time T is rebuilt from scratch — the levels the session
+began with, the other events up to T re-fed through the window's own handlers, each worker's
+history filled from its columns with one numpy slice — when the slider is released (or a key
+moves it), not on every pixel of a drag. The cost of a rebuild is the number of non-sample events
+up to T plus one slice per worker: the samples, which are most of a big file, are never walked
+one by one.
 """
 
 from __future__ import annotations
@@ -281,9 +282,11 @@ class ReplayWindow(MainWindow):
         self.session_path = path
         self.shown_at = data.t_end
         self._cursors: dict[str, int] = {}  # worker id -> samples of its columns in its history
+        # The levels the session began with; its ``levels`` events change them as the slider passes.
+        self.recorded_thresholds = thresholds_of(info.settings)
         # No engine and a queue that stays empty; desktop notifications go nowhere (a replay
         # tells of the past).
-        super().__init__(NoEvents(), settings, thresholds=thresholds_of(info.settings),
+        super().__init__(NoEvents(), settings, thresholds=self.recorded_thresholds,
                          persist_thresholds=False, notify=lambda _title, _text: None)
         self.setObjectName("oomscope-replay")
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.started))
@@ -395,6 +398,7 @@ class ReplayWindow(MainWindow):
             self._oom_notified.clear()
             self.table.setRootIsDecorated(False)
             self._cursors = {}
+            self.thresholds = self.recorded_thresholds
             n = int(np.searchsorted(self.data.times, t, side="right"))
             for ev in self.data.events[:n]:
                 if isinstance(ev, (WorkerExited, CauseUpdated)):
@@ -404,6 +408,7 @@ class ReplayWindow(MainWindow):
                 self._catch_up(wid, t)
         finally:
             self.message_bar.muted = False
+        self._show_thresholds()
         self.plot.update_metric_choices()
         self.model.refresh_values()
         self.timeline.refresh()

@@ -113,3 +113,24 @@ def test_dragging_a_workers_own_line_changes_only_its_levels(qtbot, make_window)
     qtbot.waitUntil(lambda: w.override is not None and w.override.crit == parse_level("16MiB"), timeout=5_000)
     assert window.thresholds.crit == parse_level("2GiB")  # the global level is untouched
     assert window.engine.thresholds.crit == parse_level("2GiB")
+
+
+def test_own_levels_keep_the_global_sustain_and_hysteresis(qtbot, make_window) -> None:
+    """The dialog sets a worker's levels and its action at critical; how long a value must stay
+    above a level, and how far below it must fall, stay what the settings file says."""
+    from oomscope.gui.dialogs import WorkerThresholdsDialog
+
+    base = ThresholdConfig(warn=parse_level("1GiB"), crit=parse_level("2GiB"), sustain_s=2.0, hysteresis=0.05,
+                           on_warn="terminate")
+    window = make_window(base)
+    one = _launch(qtbot, window, "one")
+    _select(window, one.id)
+    window.worker_thresholds_action.trigger()
+    dialog = window.worker_thresholds_dialog
+    assert isinstance(dialog, WorkerThresholdsDialog)
+    dialog.warn.setText("8MiB")
+    dialog.crit.setText("16MiB")
+    own = dialog.build_config()
+    assert (own.warn, own.crit, own.on_crit) == (parse_level("8MiB"), parse_level("16MiB"), "none")
+    assert (own.sustain_s, own.hysteresis, own.on_warn, own.metric) == (2.0, 0.05, "terminate", "rss")
+    dialog.close()

@@ -28,6 +28,7 @@ from ..events import (
     Heap,
     KernelLine,
     KernelOom,
+    LevelsChanged,
     Notice,
     Output,
     Sample,
@@ -41,8 +42,14 @@ from ..events import (
     WorkerRef,
     WorkerStarted,
 )
+from ..sizes import Level
+from ..thresholds import ThresholdConfig
 from . import schema
 from .samplecodec import FIELDS, CodecError, unpack
+
+
+class DamagedRow(Exception):
+    """A row whose values cannot be the event it was (levels no engine would have taken)."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +130,7 @@ class SessionFile:
         except sqlite3.DatabaseError as e:
             raise BadInput(f"{self.path} is damaged and cannot be read ({e}); a copy of a file "
                            "that was still being written may be incomplete: copy it again") from None
-        except (CodecError, KeyError) as e:  # a blob that does not decode, a row without its worker
+        except (CodecError, KeyError, DamagedRow) as e:  # a blob that does not decode, a row without its worker
             raise BadInput(f"{self.path} is damaged and cannot be read ({type(e).__name__}: {e})") from None
 
     def sessions(self) -> list[SessionInfo]:
@@ -379,10 +386,22 @@ def _builders(refs: dict[int, WorkerRef], kills: dict[int, tuple[tuple[Any, ...]
     def notice(r: tuple[Any, ...]) -> Event:
         return Notice(r[2], r[4], r[5], refs.get(r[3]) if r[3] is not None else None)
 
+    def levels(r: tuple[Any, ...]) -> Event:
+        worker = refs[r[3]] if r[3] is not None else None
+        if r[13]:
+            return LevelsChanged(r[2], worker, None)
+        try:
+            config = ThresholdConfig(warn=_level(r[4], r[5]), crit=_level(r[6], r[7]), metric=r[8], on_warn=r[9],
+                                     on_crit=r[10], sustain_s=r[11], hysteresis=r[12])
+        except (BadInput, TypeError) as e:
+            raise DamagedRow(f"levels at seq {r[1]}: {e}") from None
+        return LevelsChanged(r[2], worker, config)
+
     return [
         (schema.HEAP, lambda r: Heap(r[2], refs[r[3]], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
                                 bool(r[13]), bool(r[14]), r[15])),
         (schema.THRESHOLDS, lambda r: Threshold(r[2], refs[r[3]], r[4], r[6], r[7], r[8], r[5])),
+        (schema.LEVELS, levels),
         (schema.ACTIONS, lambda r: Terminate(r[2], refs[r[3]], r[4], r[5], r[6])),
         (schema.EXITS, lambda r: WorkerExited(r[2], refs[r[3]], r[4], r[5], r[6], r[7], record(r[9]),
                                          tuple(_json(r[8], [])), tuple(_json(r[10], [])), r[11])),
@@ -396,6 +415,14 @@ def _builders(refs: dict[int, WorkerRef], kills: dict[int, tuple[tuple[Any, ...]
         (schema.NOTICES, notice),
         (schema.OUTPUT, lambda r: Output(r[2], refs[r[3]], r[4], r[5])),
     ]
+
+
+def _level(size: int | None, fraction: float | None) -> Level | None:
+    if size is not None:
+        return Level(bytes=int(size))
+    if fraction is not None:
+        return Level(fraction=float(fraction))
+    return None
 
 
 def _json(text: str | None, default: Any) -> Any:

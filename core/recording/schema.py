@@ -76,6 +76,12 @@ HEAP = Table("heap", _WORKER_EVENT + (
 THRESHOLDS = Table("thresholds", _WORKER_EVENT + (
     ("level", "TEXT"), ("previous", "TEXT"), ("metric", "TEXT"), ("value", "INTEGER"), ("limit", "INTEGER"),
 ), _EVENT_KEY, "a worker's level changed")
+# Levels as the session's settings hold them: a size in bytes or a fraction of the limit (0.75).
+LEVELS = Table("levels", _WORKER_EVENT + (
+    ("warn_bytes", "INTEGER"), ("warn_fraction", "REAL"), ("crit_bytes", "INTEGER"), ("crit_fraction", "REAL"),
+    ("metric", "TEXT"), ("on_warn", "TEXT"), ("on_crit", "TEXT"), ("sustain_s", "REAL"), ("hysteresis", "REAL"),
+    ("back_to_global", "INTEGER NOT NULL DEFAULT 0"),
+), _EVENT_KEY, "the levels in force changed: the global ones (no worker) or one worker's own")
 ACTIONS = Table("actions", _WORKER_EVENT + (
     ("by", "TEXT"), ("signal", "TEXT"), ("reason", "TEXT"),
 ), _EVENT_KEY, "oomscope signalled a worker")
@@ -119,7 +125,7 @@ OUTPUT = Table("output", _WORKER_EVENT + (
     ("stream", "TEXT"), ("line", "TEXT"),
 ), _EVENT_KEY, "lines launched workers wrote (bounded per worker)")
 
-TABLES = (SESSIONS, WORKERS, TICKS, SAMPLES, HEAP, THRESHOLDS, ACTIONS, EXITS, CAUSE_UPDATES, KILLS,
+TABLES = (SESSIONS, WORKERS, TICKS, SAMPLES, HEAP, THRESHOLDS, LEVELS, ACTIONS, EXITS, CAUSE_UPDATES, KILLS,
           KILL_LINES, KERNEL_LINES, SOURCES, THREAD_EXITS, DOCTOR, NOTICES, OUTPUT)
 
 # A worker's samples are read by worker (incident export) and replayed by batch (the key).

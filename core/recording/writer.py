@@ -36,6 +36,7 @@ from ..events import (
     Heap,
     KernelLine,
     KernelOom,
+    LevelsChanged,
     Notice,
     Output,
     Samples,
@@ -178,6 +179,17 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
+
+
+def _levels_row(ev: LevelsChanged) -> tuple[Any, ...]:
+    """The ``levels`` columns after ``worker_id``; a worker back on the global levels has
+    only ``back_to_global``."""
+    c = ev.thresholds
+    if c is None:
+        return (None,) * 9 + (1,)
+    w, k = c.warn, c.crit
+    return (w.bytes if w else None, w.fraction if w else None, k.bytes if k else None, k.fraction if k else None,
+            c.metric, c.on_warn, c.on_crit, c.sustain_s, c.hysteresis, 0)
 
 
 def _remove_quietly(path: Path) -> None:
@@ -375,6 +387,9 @@ class Recorder:
         elif isinstance(ev, Threshold):
             b.add(schema.THRESHOLDS, (sid, seq, t, self._wid(ev.worker, seq, t), ev.level, ev.previous, ev.metric,
                                  ev.value, ev.limit))
+        elif isinstance(ev, LevelsChanged):
+            wid_or_none = self._wid(ev.worker, seq, t) if ev.worker is not None else None
+            b.add(schema.LEVELS, (sid, seq, t, wid_or_none, *_levels_row(ev)))
         elif isinstance(ev, Terminate):
             b.add(schema.ACTIONS, (sid, seq, t, self._wid(ev.worker, seq, t), ev.by, ev.signal, ev.reason))
         elif isinstance(ev, WorkerExited):
