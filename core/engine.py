@@ -1,15 +1,17 @@
 """The engine: one thread, one ``selectors`` loop, events out on a queue.
 
 The loop waits on the pidfd of every worker (an exit is seen the moment it happens, no
-polling), on launched workers' output pipes, on a wake-up pipe for commands from other
-threads, and on a deadline for the next sampling tick or timer. Everything it learns
-becomes an immutable event on ``Engine.events``. Only the engine thread touches worker
-state; other threads call the public methods, which run as commands on the engine thread and
-answer through a :class:`concurrent.futures.Future`.
+polling; where the machine has no pidfd, each sampling tick looks instead), on launched
+workers' output pipes, on a wake-up pipe for commands from other threads, and on a deadline
+for the next sampling tick or timer. Everything it learns becomes an immutable event on
+``Engine.events``. Only the engine thread touches worker state; other threads call the public
+methods, which run as commands on the engine thread and answer through a
+:class:`concurrent.futures.Future`.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import os
@@ -35,6 +37,7 @@ from .events import (
     Event,
     KernelLine,
     KernelOom,
+    LevelsChanged,
     Notice,
     Output,
     RestartCancelled,
@@ -58,7 +61,7 @@ from .launch import LaunchSpec, spawn
 from .oomlog import KillRecord
 from .oomlog.lines import readable_line
 from .oomlog import SourceState as SourceState_
-from .pidfd import ProcessHandle
+from .pidfd import ProcessHandle, unavailable_reason
 from .restart import RestartPolicy, Slot
 from .procfs import PAGE_SIZE
 from .sizes import format_size
@@ -158,6 +161,18 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._stopped = threading.Event()
+        # Read once: every handle of this engine takes the same path, and the notice is true.
+        problem = unavailable_reason()
+        self._use_pidfd = problem is None
+        self._suspects: list[Worker] = []  # read as gone or empty by this tick's sampling pass
+        self._next_full_look = 0.0
+        self.pidfd_fallback: str | None = None if problem is None else (
+            f"pidfd is not available ({problem}): oomscope checks each process's start time "
+            "just before signalling it; a PID reused in that instant could still be hit (an "
+            "attached process's: a launched worker's PID stays reserved until oomscope collects "
+            f"its exit). Exits are seen at the next sampling tick, up to {self.config.interval_s:g} s "
+            "late, not at once"
+        )
         self.sampling_cpu_s = 0.0
         self.worker_samples = 0
 
@@ -286,6 +301,8 @@ class Engine:
         heapq.heappush(self._timers, (when, next(self._timer_seq), fn))
 
     def _run(self) -> None:
+        if self.pidfd_fallback is not None:
+            self._emit(Notice(time.time(), "warning", self.pidfd_fallback))
         if self.config.kernel_log:
             self._guard(self._open_kernel)
         if self.config.heap_reports:
@@ -309,6 +326,9 @@ class Engine:
                     self._guard(fn)
                 if now >= next_sample:
                     self._guard(self._sample)
+                    if not self._use_pidfd:
+                        self._guard(self._poll_exits)
+                    self._suspects.clear()
                     next_sample += interval
                     if next_sample <= now:  # fell behind (suspend, overload): skip, don't burst
                         next_sample = now + interval
@@ -505,7 +525,8 @@ class Engine:
         if not self._swap_enabled:
             w.swap = 0  # no swap configured: nothing can be swapped out
         self._by_identity[(w.ref.pid, w.handle.start_ticks)] = w
-        self._selector.register(w.handle.fd, selectors.EVENT_READ, lambda: self._on_exit(w))
+        if w.handle.has_pidfd:
+            self._selector.register(w.handle.fd, selectors.EVENT_READ, lambda: self._on_exit(w))
         for fd, stream in w.output_fds():
             self._selector.register(
                 fd, selectors.EVENT_READ, lambda fd=fd, s=stream: self._on_output(w, fd, s)
@@ -546,11 +567,8 @@ class Engine:
             if limited is not None:
                 limited.remove()
             raise
-        # Our own child cannot be reaped (nor its PID reused) before we wait for it, so this
-        # pidfd is certain to be the process just started.
-        fd = os.pidfd_open(popen.pid)
-        ticks = procfs.start_ticks(popen.pid) or 0
-        handle = ProcessHandle(popen.pid, ticks, fd)
+        handle = ProcessHandle.for_child(popen.pid, use_pidfd=self._use_pidfd)
+        ticks = handle.start_ticks
         ref = WorkerRef(
             id=wid,
             pid=popen.pid,
@@ -583,6 +601,7 @@ class Engine:
                 cgroup_limit=w.cgroup_limit,
             )
         )
+        self._announce_own_levels(w)
         return ref
 
     def _attach(self, pid: int, *, parent_pid: int | None = None) -> WorkerRef:
@@ -606,7 +625,7 @@ class Engine:
         existing = self._by_identity.get((pid, int(fields[19])))
         if existing is not None and not existing.exited:
             return existing.ref
-        handle = ProcessHandle.open(pid, int(fields[19]))
+        handle = ProcessHandle.open(pid, int(fields[19]), use_pidfd=self._use_pidfd)
         try:
             handle.send_signal(0)  # NotPermitted names the owner and what to do
             name = procfs.comm(pid) or "?"
@@ -640,6 +659,7 @@ class Engine:
                 cgroup_limit=w.cgroup_limit,
             )
         )
+        self._announce_own_levels(w)
         if self.config.inspect_heap:
             if _is_node(pid):
                 self._heap.inspect(w)
@@ -653,9 +673,10 @@ class Engine:
             return []
         if pid == os.getpid():
             raise Refused(f"PID {pid} is oomscope itself: its children are launched workers already")
-        handle = ProcessHandle.open(pid)
+        handle = ProcessHandle.open(pid, use_pidfd=self._use_pidfd)
         self._parents[pid] = handle
-        self._selector.register(handle.fd, selectors.EVENT_READ, lambda: self._on_parent_exit(pid))
+        if handle.has_pidfd:
+            self._selector.register(handle.fd, selectors.EVENT_READ, lambda: self._on_parent_exit(pid))
         return self._attach_children(pid)
 
     def _attach_children(self, pid: int) -> list[WorkerRef]:
@@ -681,7 +702,8 @@ class Engine:
         handle = self._parents.pop(pid, None)
         if handle is None:
             return
-        self._selector.unregister(handle.fd)
+        if handle.has_pidfd:
+            self._selector.unregister(handle.fd)
         handle.close()
         self._emit(
             Notice(time.time(), "warning", f"parent PID {pid} has exited: no new children will be picked up")
@@ -721,7 +743,10 @@ class Engine:
         return refs
 
     def _rescan(self) -> None:
-        for pid in list(self._parents):
+        for pid, handle in list(self._parents.items()):
+            if not handle.has_pidfd and handle.exited():
+                self._on_parent_exit(pid)  # no pidfd to say so at once: a look every rescan
+                continue
             self._attach_children(pid)
         self._attach_matching()
 
@@ -770,10 +795,12 @@ class Engine:
                 fields = pread(w.statm_fd, 96, 0).split(b" ", 3)
                 resident = int(fields[1])
             except (OSError, IndexError, ValueError):
-                continue  # exiting: its pidfd will tell the loop in a moment
+                self._suspects.append(w)  # exiting: its pidfd (or _poll_exits) tells the loop
+                continue
             if not resident:
                 # Dead and not yet reaped (a zombie's statm is all zeros): not a sample of its
                 # memory, and a curve must not plunge to 0 at every death. Its pidfd fires next.
+                self._suspects.append(w)
                 continue
             rss = resident * PAGE_SIZE
             anon = (resident - int(fields[2])) * PAGE_SIZE
@@ -879,16 +906,30 @@ class Engine:
             self._emit(Notice(time.time(), "warning",
                               f"policy could not terminate {w.ref.name} (PID {w.ref.pid}): {e}", w.ref))
 
+    def _announce_own_levels(self, w: Worker) -> None:
+        """A new worker that the settings file gives levels of its own: told like any change,
+        right after the worker itself, so the window and a recording know them."""
+        if w.override is not None:
+            self._emit(LevelsChanged(time.time(), w.ref, w.thresholds))
+
     def _set_worker_thresholds(self, w: Worker, config: ThresholdConfig | None) -> None:
         if w.exited:
             raise WorkerGone(f"worker {w.ref.id} ({w.ref.name}, PID {w.ref.pid}) has already exited")
+        before = w.thresholds if w.override is not None else None
         w.override = config
         w.refresh_levels(self._thresholds)
+        # The event says what is in force: an override is compared on the global metric.
+        after = w.thresholds if config is not None else None
+        if after != before:
+            self._emit(LevelsChanged(time.time(), w.ref, after))
 
     def _set_thresholds(self, config: ThresholdConfig) -> None:
+        changed = config != self._thresholds
         self._thresholds = config
         for w in self._workers.values():
             w.refresh_levels(config)
+        if changed:
+            self._emit(LevelsChanged(time.time(), None, config))
 
     # ------------------------------------------------------------ terminating
 
@@ -925,15 +966,33 @@ class Engine:
 
     # ------------------------------------------------------------------ exits
 
+    def _poll_exits(self) -> None:
+        """Without pidfds nothing wakes the loop when a worker exits: look after each tick.
+
+        A worker whose statm the tick just read as resident is alive (that descriptor, too,
+        stops answering once its process is gone), so only the others are looked at; all of
+        them once a second all the same, as the statm descriptor is opened by path a moment
+        after the handle, not through it.
+        """
+        mono = time.monotonic()
+        if mono >= self._next_full_look:
+            self._next_full_look = mono + _SLOW_PERIOD_S
+            suspects = self._live
+        else:
+            suspects = self._suspects
+        for w in [w for w in suspects if w.handle.exited()]:
+            self._guard(functools.partial(self._on_exit, w))
+
     def _on_exit(self, w: Worker) -> None:
-        self._selector.unregister(w.handle.fd)
+        if w.handle.has_pidfd:
+            self._selector.unregister(w.handle.fd)
         exit_mono = time.monotonic()
         # The kernel logs a kill before the victim is gone: read what it has said so far.
         self._read_kernel()
         returncode = None
         if w.popen is not None:
             w.comm = procfs.comm(w.ref.pid) or w.comm  # a zombie's comm, before the reap below
-            # The pidfd said it exited: this wait does not block.
+            # The pidfd (or waitid) said it exited: this wait does not block.
             returncode = w.popen.wait()
             for fd, stream in list(w.output_fds()):
                 lines, _ = w.read_output(fd, stream, final=True)

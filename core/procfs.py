@@ -42,7 +42,36 @@ def stat_fields(pid: int) -> list[str] | None:
     text = _read_text(f"/proc/{pid}/stat")
     if text is None:
         return None
+    return _after_comm(text)
+
+
+def _after_comm(text: str) -> list[str]:
     return text[text.rfind(")") + 2 :].split()
+
+
+def open_stat(pid: int) -> int | None:
+    """A descriptor on /proc/PID/stat; None if there is no such process.
+
+    The descriptor stays bound to the process it was opened for, not to the number: once that
+    process has been reaped, reads fail with ESRCH even if the PID now names another process.
+    """
+    try:
+        return os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno in _GONE_ERRNOS:
+            return None
+        raise
+
+
+def stat_fields_at(fd: int) -> list[str] | None:
+    """:func:`stat_fields` through a descriptor from :func:`open_stat`; None once reaped."""
+    try:
+        data = os.pread(fd, 4096, 0)
+    except OSError as e:
+        if e.errno in _GONE_ERRNOS:
+            return None
+        raise
+    return _after_comm(data.decode("utf-8", "replace")) if data else None
 
 
 def start_ticks(pid: int) -> int | None:

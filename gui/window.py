@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from oomscope.core.engine import Engine
@@ -15,6 +16,7 @@ from oomscope.core.events import (
     Heap,
     KernelLine,
     KernelOom,
+    LevelsChanged,
     Notice,
     Output,
     Samples,
@@ -110,6 +112,8 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         if thresholds is None:
             thresholds = self.engine.config.thresholds if self.engine is not None else ThresholdConfig()
         self.thresholds = thresholds
+        # Global levels sent to the engine and not answered yet (see _settle_levels).
+        self._levels_in_flight = 0
         self.roster = Roster()
         self.bridge = EngineBridge(engine, self)
         self.model = WorkerTreeModel(self.roster, self)
@@ -353,6 +357,13 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
                                          "oomscope open (File → Open session…) replays")
         for label in (self.source_status, self.sampling_status, self.workers_status, self.recording_status):
             status.addPermanentWidget(label)
+        self.pidfd_status: QtWidgets.QLabel | None = None
+        if self.engine is not None and self.engine.pidfd_fallback is not None:
+            # The engine's notice fades from the message bar; the weaker signalling stays.
+            self.pidfd_status = QtWidgets.QLabel("no pidfd: start-time checks")
+            self.pidfd_status.setObjectName("pidfd-status")
+            self.pidfd_status.setToolTip(self.engine.pidfd_fallback)
+            status.addPermanentWidget(self.pidfd_status)
         self._show_recording_state()
         self._update_status()
 
@@ -361,6 +372,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         b.worker_added.connect(self._on_worker_added)
         b.samples_added.connect(self._on_samples_added)
         b.threshold_crossed.connect(self._on_threshold_crossed)
+        b.levels_changed.connect(self._on_levels_changed)
         b.terminate_sent.connect(self._on_terminate_sent)
         b.worker_exited.connect(self._on_worker_exited)
         b.cause_updated.connect(self._on_cause_updated)
@@ -400,6 +412,38 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
             self._notify(f"oomscope: {ev.worker.name} is critical",
                          f"{ev.worker.name} ({ev.worker.id}, PID {ev.worker.pid}): {metric} "
                          f"{format_size(ev.value)}{limit}")
+
+    def _on_levels_changed(self, ev: LevelsChanged) -> None:
+        """Levels the engine applies from now on; in a replay, the levels in force from then on.
+
+        Never sent back to the engine."""
+        if ev.worker is None:
+            self._settle_levels(ev.thresholds)
+            return
+        w = self.roster.by_id.get(ev.worker.id)
+        if w is None or w.override == ev.thresholds:
+            return
+        w.override = ev.thresholds
+        self.model.worker_changed(w)
+        self._show_plot_levels()
+        self.plot.request_redraw()
+        if self.detail.worker is w:
+            self.detail.refresh()
+
+    def _settle_levels(self, recorded: ThresholdConfig | None) -> None:
+        """Show the global levels in force. A replay shows the recorded ones. The live window
+        shows its own changes before the engine has them, and takes the engine's value (an
+        immutable one, safe to read here) only when none of its changes is on the way: an echo
+        of an earlier change must not move a line back or rewrite a level field being typed in,
+        and a change made elsewhere (another caller of the engine) is shown once it settles."""
+        if self.engine is not None:
+            if self._levels_in_flight:
+                return
+            recorded = self.engine.thresholds
+        if recorded is None or recorded == self.thresholds:
+            return
+        self.thresholds = recorded
+        self._show_thresholds()
 
     def _on_terminate_sent(self, ev: Terminate) -> None:
         w = self.roster.on_terminate(ev)
@@ -759,8 +803,8 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
     def set_levels(self, warn: Level | None, crit: Level | None) -> bool:
         """Give the engine new levels (same metric and action); False, and says why, if invalid."""
         try:
-            config = ThresholdConfig(warn=warn, crit=crit, metric=self.thresholds.metric,
-                                     on_crit=self.thresholds.on_crit)
+            # Only the levels change: metric, actions, sustain and hysteresis stay as they are.
+            config = replace(self.thresholds, warn=warn, crit=crit)
         except BadInput as e:
             self._reject_levels(str(e))
             return False
@@ -772,8 +816,17 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self._show_thresholds()
         if self.engine is None:
             return  # a replay shows the recorded levels on whichever metric it plots; nothing to tell
-        self.bridge.call(self.engine.set_thresholds(config),
-                         on_error=lambda e: self.message_bar.show_message(f"Thresholds not applied: {e}"))
+        self._levels_in_flight += 1
+
+        def answered(_: object) -> None:
+            self._levels_in_flight -= 1
+            self._settle_levels(None)  # its echo may have come and gone while it was on the way
+
+        def failed(error: BaseException) -> None:
+            self.message_bar.show_message(f"Thresholds not applied: {error}")
+            answered(error)
+
+        self.bridge.call(self.engine.set_thresholds(config), on_result=answered, on_error=failed)
         if self.persist_thresholds:
             self.settings.setValue("thresholds/warn", level_text(config.warn))
             self.settings.setValue("thresholds/crit", level_text(config.crit))
@@ -803,7 +856,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
             return
         # The lines showed this worker's own levels: the drag changes those, not the global ones.
         try:
-            changed = ThresholdConfig(warn=warn, crit=crit, metric=config.metric, on_crit=config.on_crit)
+            changed = replace(config, warn=warn, crit=crit)
         except BadInput as e:
             self._reject_levels(str(e))
             return
@@ -814,8 +867,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         engine_metric = _ENGINE_METRIC.get(metric)
         if engine_metric is not None and engine_metric != self.thresholds.metric:
             # The lines are drawn on the plotted metric: the engine must compare that one.
-            self._apply_thresholds(ThresholdConfig(warn=self.thresholds.warn, crit=self.thresholds.crit,
-                                                   metric=engine_metric, on_crit=self.thresholds.on_crit))
+            self._apply_thresholds(replace(self.thresholds, metric=engine_metric))
         if self.persist_layout:
             self.settings.setValue("plot/metric", metric)
 

@@ -26,7 +26,12 @@ if (isMainThread) {
 """
 
 
-def test_attached_node_threads_through_the_inspector(children, tmp_path) -> None:
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "no-pidfd"])
+def test_attached_node_threads_through_the_inspector(children, tmp_path, monkeypatch, pidfd: bool) -> None:
+    """Also without pidfd (forced: this kernel has it): the inspector's own process handle then
+    waits on the kept stat file, and the port is still closed after."""
+    if not pidfd:
+        monkeypatch.setenv("OOMSCOPE_NO_PIDFD", "1")
     app = tmp_path / "app.js"
     app.write_text(APP)
     node = children([NODE, str(app)], stdout=subprocess.PIPE)

@@ -49,7 +49,6 @@ import hashlib
 import json
 import os
 import re
-import select
 import signal
 import socket
 import statistics
@@ -822,7 +821,7 @@ class NodeInspector:
                     pass
         finally:
             conn.close()
-        if not self.opened_by_us or self.handle.fd < 0 or not self.handle.is_alive():
+        if not self.opened_by_us or self.handle.closed or not self.handle.is_alive():
             return
         while True:
             try:
@@ -915,11 +914,8 @@ def _error_text(msg: dict[str, Any]) -> str:
 
 
 def _wait_exit(handle: ProcessHandle, timeout_s: float) -> bool:
-    """Whether the process exited within ``timeout_s``: a pidfd is readable once it has."""
-    if handle.fd < 0:
-        return True
-    readable, _, _ = select.select([handle.fd], [], [], timeout_s)
-    return bool(readable)
+    """Whether the process exited within ``timeout_s``."""
+    return handle.wait_exited(timeout_s)
 
 
 def _raise_if_taken(pid: int, port: int) -> None:
