@@ -20,6 +20,7 @@ from oomscope.core.thresholds import ThresholdConfig
 
 from .bridge import EngineBridge
 from .export_png import save_png
+from .message_bar import MessageBar
 from .qt import QSettings, QtWidgets
 from .recording import Recorder, open_session_recorder, preamble_events
 from .roster import Roster, WorkerState
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from .plot import MemoryPlot
     from .replay import ReplayWindow
     from .timeline import KillTimeline
-    from .window import MessageBar
 
 _SESSION_FILTER = "oomscope sessions (*.db);;All files (*)"
 _PNG_FILTER = "PNG images (*.png)"

@@ -6,7 +6,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from oomscope.core.engine import Engine
 from oomscope.core.errors import BadInput, Error
@@ -40,6 +40,7 @@ from .detail import DetailPane
 from .dialogs import AttachDialog, ConfirmFn, LaunchDialog, WorkerThresholdsDialog, confirm_terminate, level_text
 from .file_menu import FileMenu
 from .kernel_pane import KernelLogPane
+from .message_bar import MessageBar
 from .models import COL_ANON, COL_HEAP, COL_LIMIT, COL_NAME, COL_PERCENT, COL_PID, COL_RSS, COL_STATE, \
     COL_TREND, WorkerFilterProxy, WorkerTreeModel
 from .notify import Notifier, ShowFn
@@ -50,44 +51,11 @@ from .roster import Death, Roster, WorkerState
 from .throttle import Throttle
 from .timeline import KillTimeline, stacked_with_timeline
 
-if TYPE_CHECKING:
-    from .replay import ReplayWindow
-
 _TABLE_REFRESH_S = 0.25
-_MESSAGE_MS = 15000
 # The plot's metric names and the engine's: the engine compares "heap" where the plot draws "heap used".
 _ENGINE_METRIC = {"rss": "rss", "anon": "anon", "heap_used": "heap"}
 _PLOT_METRIC = {engine: plot for plot, engine in _ENGINE_METRIC.items()}
 _KERNEL_LINES_KEPT = 5000  # for an incident's kernel.log: the lines around a death
-
-
-class MessageBar(QtWidgets.QLabel):
-    """A line above the table for things the user must see (refusals, failures); fades by itself."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.setObjectName("message-bar")
-        self.setWordWrap(True)
-        self.setVisible(False)
-        self.setToolTip("The last problem oomscope ran into; it disappears by itself")
-        self.history: list[str] = []
-        # A replay re-feeding recorded events keeps their messages in the history but does not
-        # flash each one at the user again.
-        self.muted = False
-        self._timer = QTimer(self)
-        self._timer.setObjectName("message-bar-hide")
-        self._timer.setSingleShot(True)
-        self._timer.timeout.connect(lambda: self.setVisible(False))
-
-    def show_message(self, text: str, level: str = "error") -> None:
-        self.history.append(text)
-        if self.muted:
-            return
-        color = "rgb(250, 220, 220)" if level == "error" else "rgb(255, 243, 205)"
-        self.setStyleSheet(f"background: {color}; padding: 4px; border-radius: 3px")
-        self.setText(text)
-        self.setVisible(True)
-        self._timer.start(_MESSAGE_MS)
 
 
 class MainWindow(FileMenu, QtWidgets.QMainWindow):
@@ -126,7 +94,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self._last_source: SourceState | None = None
         self.recorder: Recorder | None = None
         self.recording_failed: str | None = None
-        self.replay_windows: list[ReplayWindow] = []
+        self.replay_windows: list[MainWindow] = []  # replays this window opened (File → Open session…)
         self._build_views()
         self._build_actions()
         self._build_status()

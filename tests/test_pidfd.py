@@ -44,7 +44,9 @@ def test_reused_pid_is_never_signalled(children) -> None:
 @needs_pid_control
 def test_open_with_stale_start_time_refuses(children) -> None:
     old = ready_child(children, BLOCKING_CHILD)
-    stale = ProcessHandle.open(old.pid).start_ticks
+    first = ProcessHandle.open(old.pid)
+    stale = first.start_ticks
+    first.close()
     old.kill()
     old.wait()
     new = spawn_with_pid(old.pid, children)
