@@ -159,10 +159,10 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         header = self.table.header()
         header.setStretchLastSection(False)
         # Wide enough, in the default 1400 px window, for what the columns usually hold: a name
-        # with its id under the tree's indent and swatch, "exited: oom-kill (SIGKILL)",
+        # with its id and "· slot 4 · life 2" under the tree's indent and swatch, "exited: oom-kill (SIGKILL)",
         # "1017.5 MiB / 4.0 GiB", "+241.2 MiB/min".
-        for col, width in ((COL_NAME, 138), (COL_PID, 48), (COL_STATE, 164), (COL_RSS, 76), (COL_ANON, 76),
-                           (COL_HEAP, 130), (COL_PERCENT, 62), (COL_TREND, 108), (COL_LIMIT, 80)):
+        for col, width in ((COL_NAME, 214), (COL_PID, 48), (COL_STATE, 164), (COL_RSS, 70), (COL_ANON, 70),
+                           (COL_HEAP, 124), (COL_PERCENT, 62), (COL_TREND, 108), (COL_LIMIT, 76)):
             header.resizeSection(col, width)
         header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         header.customContextMenuRequested.connect(self._on_header_menu)
@@ -181,7 +181,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self.detail_dock.raise_()
         self.resize(1400, 900)
         self.resizeDocks([self.workers_dock], [345], Qt.Orientation.Vertical)
-        self.resizeDocks([self.workers_dock, self.detail_dock], [910, 490], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.workers_dock, self.detail_dock], [950, 450], Qt.Orientation.Horizontal)
 
     def _dock(self, title: str, name: str, widget: QtWidgets.QWidget, area: Qt.DockWidgetArea) -> QtWidgets.QDockWidget:
         dock = QtWidgets.QDockWidget(title, self)
