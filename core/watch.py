@@ -46,7 +46,7 @@ from .events import (
 from .launch import LaunchSpec
 from .restart import RestartPolicy
 from .sizes import Level, format_size, parse_level, parse_percent, parse_size
-from .thresholds import METRICS, ON_CRIT_ACTIONS, ThresholdConfig
+from .thresholds import METRICS, ON_CRIT_ACTIONS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import struct
 import subprocess
 from pathlib import Path
@@ -10,15 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import PY
+from test_gui_record_support import cli_env
 
 OOMSCOPE = [PY, "-m", "oomscope"]
-
-
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-    env["OOMSCOPE_SETTINGS"] = str(tmp_path / "settings.ini")
-    env.update(extra)
-    return env
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -29,14 +22,14 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def test_no_display_says_how_to_run_headless(tmp_path: Path) -> None:
-    r = subprocess.run(OOMSCOPE, env=_env(tmp_path), capture_output=True, text=True, timeout=60)
+    r = subprocess.run(OOMSCOPE, env=cli_env(tmp_path), capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "oomscope watch" in r.stderr and "QT_QPA_PLATFORM=offscreen" in r.stderr
     assert "Aborted" not in r.stderr and "could not connect to display" not in r.stderr
 
 
 def test_bad_level_is_refused_before_any_window(tmp_path: Path) -> None:
-    r = subprocess.run(OOMSCOPE + ["--crit", "150%"], env=_env(tmp_path, QT_QPA_PLATFORM="offscreen"),
+    r = subprocess.run(OOMSCOPE + ["--crit", "150%"], env=cli_env(tmp_path, QT_QPA_PLATFORM="offscreen"),
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "150%" in r.stderr
 
@@ -49,7 +42,7 @@ def test_bad_level_is_refused_before_any_window(tmp_path: Path) -> None:
 def test_screenshot_renders_the_real_window(tmp_path: Path, args: list[str]) -> None:
     shot = tmp_path / "shot.png"
     # No QT_QPA_PLATFORM and no display: --screenshot renders offscreen by itself.
-    r = subprocess.run(OOMSCOPE + args + ["--screenshot", str(shot), "--after", "4"], env=_env(tmp_path),
+    r = subprocess.run(OOMSCOPE + args + ["--screenshot", str(shot), "--after", "4"], env=cli_env(tmp_path),
                        capture_output=True, text=True, timeout=90)
     assert r.returncode == 0, r.stderr
     assert _png_size(shot) == (1400, 900)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from oomscope.core.launch import LaunchSpec
 from oomscope.core.sizes import parse_level
 from oomscope.core.thresholds import ThresholdConfig
 from test_gui_record_support import assert_plausible_png, close_replays  # noqa: F401 (fixture)
+from test_recording_files import tmpfs
 
 pytestmark = GUI_MARKS
 
@@ -212,17 +212,8 @@ def test_a_broken_recorder_stops_recording_not_the_session(qtbot, make_window, t
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Any:
     """A 1 MiB tmpfs of the test's own, unmounted at teardown (also when the test fails)."""
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "oomscope-test", str(mount)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small-disk", size="1m") as mount:
         yield mount
-    finally:
-        if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 @pytest.mark.skipif(not is_root(), reason="mounting a small tmpfs needs root")

@@ -6,7 +6,7 @@ from typing import Any
 
 from conftest import PY
 from gui_helpers import GUI_MARKS, HOLDER, confirmer, make_window  # noqa: F401 (fixtures)
-from oomscope.core.events import Samples, Threshold
+from oomscope.core.events import Threshold
 from oomscope.core.launch import LaunchSpec
 from oomscope.core.sizes import parse_level
 from oomscope.core.thresholds import ThresholdConfig
