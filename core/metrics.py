@@ -27,13 +27,15 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from socketserver import ThreadingMixIn
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
 
 from .causes import CAUSES
@@ -238,10 +240,19 @@ class MetricsBook(Collector):
             procs = [copy.copy(p) for p in self._procs.values()]
             exits, last_exit = dict(self._exits), dict(self._last_exit)
             kills, sources = dict(self._kills), dict(self._sources)
-            self._served = self._counted
+        return iter(self._families(procs, exits, last_exit, kills, sources))
+
+    def counted(self) -> int:
+        with self._lock:
+            return self._counted
+
+    def sent(self, counted: int) -> None:
+        """A scrape's response, collected after ``counted`` counter changes, has been written
+        out in full (only then has Prometheus got it)."""
+        with self._lock:
+            self._served = max(self._served, counted)
             self.scrapes += 1
             self._scraped.notify_all()
-        return iter(self._families(procs, exits, last_exit, kills, sources))
 
     def unscraped_changes(self) -> bool:
         """Whether a counter changed since the last scrape (False while nobody scrapes at all)."""
@@ -362,7 +373,7 @@ def start_exporter(port: int, addr: str = "127.0.0.1", *, expire_s: float = DEFA
     registry = CollectorRegistry(auto_describe=False)
     registry.register(book)
     try:
-        server, thread = start_http_server(port, addr, registry=registry)
+        server, thread = _serve(infos[0][0], ip, port, _telling_when_sent(make_wsgi_app(registry), book))
     except OSError as e:
         raise BadInput(_bind_error(port, addr, e)) from None
     bound = int(server.server_port)
@@ -388,3 +399,51 @@ def _bind_error(port: int, addr: str, e: OSError) -> str:
         return (f"--metrics-port {port}: not permitted to listen on it (ports below 1024 need root): "
                 "choose a port from 1024 up, e.g. 9464")
     return f"cannot serve metrics on {addr} port {port}: {e.strerror or e}"
+
+
+# prometheus_client's own start_http_server, with two differences: the response tells the book
+# once it has been written out (an agent that ends waits for exactly that), and the server is
+# ours to close.
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # a scrape every few seconds is not news for the terminal
+
+
+class _Sent:
+    """A response body; the WSGI server calls ``close()`` once it has written all of it."""
+
+    def __init__(self, body: Iterable[bytes], done: Callable[[], None]) -> None:
+        self._body = body
+        self._done = done
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()
+        self._done()
+
+
+def _telling_when_sent(app: Any, book: MetricsBook) -> Any:
+    def scrape(environ: dict[str, Any], start_response: Any) -> Any:
+        counted = book.counted()  # read before collecting: all of these are in this response
+        body = app(environ, start_response)
+        if environ.get("PATH_INFO") == "/favicon.ico":
+            return body
+        return _Sent(body, lambda: book.sent(counted))
+    return scrape
+
+
+def _serve(family: int, host: str, port: int, app: Any) -> tuple[WSGIServer, threading.Thread]:
+    server_class = type("_MetricsServer", (_ThreadingServer,), {"address_family": family})
+    server: WSGIServer = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+    thread.start()
+    return server, thread

@@ -245,16 +245,27 @@ def test_an_agent_that_ends_by_itself_waits_for_the_scrape_of_its_last_exit(agen
 
 
 def test_linger_waits_only_for_a_scrape_that_is_coming() -> None:
-    book = MetricsBook("h", 300.0)
-    ref = WorkerRef("w1", 4242, 1.0, "python3", ("python3",), True, slot=1)
-    book.on_event(WorkerStarted(1.0, ref))
-    book.on_event(WorkerExited(2.0, ref, cause="exit", exit_code=0, signal=None))
-    assert not book.unscraped_changes()  # nobody has ever scraped: nothing to wait for
+    """Only a response written out in full counts as scraped; nobody scraping means no wait."""
+    exporter = start_exporter(0, notice=lambda level, text: None)
+    try:
+        book = exporter.book
+        ref = WorkerRef("w1", 4242, 1.0, "python3", ("python3",), True, slot=1)
+        book.on_event(WorkerStarted(1.0, ref))
+        book.on_event(WorkerExited(2.0, ref, cause="exit", exit_code=0, signal=None))
+        assert not book.unscraped_changes()  # nobody has ever scraped: nothing to wait for
+        assert value(scrape(exporter.url), "oomscope_worker_exits_total", worker="python3#1", cause="exit") == 1.0
+        assert not book.unscraped_changes() and book.wait_scraped(0.01)
+        book.on_event(CauseUpdated(3.0, ref, cause="oom-kill", previous="signal"))
+        assert book.unscraped_changes() and not book.wait_scraped(0.05)
+        generate_latest(exporter_registry(book))  # collected, but nothing sent anywhere
+        assert book.unscraped_changes()
+        scrape(exporter.url)
+        assert book.wait_scraped(0.01)
+    finally:
+        exporter.close()
+
+
+def exporter_registry(book: MetricsBook) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(book)
-    generate_latest(registry)
-    assert not book.unscraped_changes() and book.wait_scraped(0.01)
-    book.on_event(CauseUpdated(3.0, ref, cause="oom-kill", previous="signal"))
-    assert book.unscraped_changes() and not book.wait_scraped(0.05)
-    generate_latest(registry)
-    assert book.wait_scraped(0.01)
+    return registry
