@@ -8,7 +8,9 @@ bridge, roster, views and settings, declared below for the reader.
 from __future__ import annotations
 
 import platform
+import threading
 import time
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -176,7 +178,7 @@ class FileMenu:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open session", str(self._last_dir("sessions")),
                                                         _SESSION_FILTER)
         if path:
-            self.open_session(Path(path))
+            self.open_session_in_background(Path(path))
 
     def open_session(self, path: Path, session_id: int | None = None) -> ReplayWindow | None:
         """A read-only replay window for a session in ``path`` (the user picks one when the file
@@ -190,12 +192,49 @@ class FileMenu:
             return None
         if window is None:
             return None
+        return self._show_replay(window, path)
+
+    def _show_replay(self, window: ReplayWindow, path: Path) -> ReplayWindow:
         self._remember_dir("sessions", path.parent)
         self.replay_windows.append(window)
         window.destroyed.connect(lambda *_: self.replay_windows.remove(window)
                                  if window in self.replay_windows else None)
         window.show()
         return window
+
+    def open_session_in_background(self, path: Path, session_id: int | None = None) -> Future[Any] | None:
+        """As ``open_session``, but the file is read on a thread of its own: a live window keeps
+        drawing its workers while an hour of a big fleet is read (seconds). The replay window
+        opens when the reading is done; the future says when (None: not opened at all)."""
+        from .replay import ReplayWindow, pick_session, read_session
+
+        try:
+            info = pick_session(path, session_id=session_id, parent=self)
+        except Error as e:
+            self.message_bar.show_message(f"Cannot open {path}: {e}")
+            return None
+        if info is None:
+            return None
+        reading: Future[Any] = Future()
+
+        def read() -> None:
+            try:
+                reading.set_result(read_session(path, info.id))
+            except BaseException as e:  # noqa: BLE001 - handed to the GUI thread, said there
+                reading.set_exception(e)
+
+        def show(data: Any) -> None:
+            self.statusBar().clearMessage()
+            self._show_replay(ReplayWindow(data, info, path, self.settings), path)
+
+        def failed(e: BaseException) -> None:
+            self.statusBar().clearMessage()
+            self.message_bar.show_message(f"Cannot open {path}: {e}")
+
+        self.statusBar().showMessage(f"reading {path.name}, session {info.id}…")
+        threading.Thread(target=read, name="session-reader", daemon=True).start()
+        self.bridge.call(reading, on_result=show, on_error=failed)
+        return reading
 
     def _ask_png(self, title: str, stem: str) -> Path | None:
         start = self._last_dir("pictures") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.png"

@@ -240,34 +240,42 @@ def choose_session(path: Path, sessions: Sequence[SessionInfo],
 ChooseFn = Callable[[Path, Sequence[SessionInfo], "QtWidgets.QWidget | None"], "SessionInfo | None"]
 
 
+def pick_session(path: Path, *, session_id: int | None = None, parent: QtWidgets.QWidget | None = None,
+                 choose: ChooseFn = choose_session) -> SessionInfo | None:
+    """The session of ``path`` to show: ``session_id``, the only one, or the user's choice (None:
+    cancelled). Raises ``BadInput`` (a clear message) for a file that is not a session file."""
+    with SessionFile.open(path) as file:
+        sessions = file.sessions()
+    if not sessions:
+        raise BadInput(f"{path} holds no recorded session yet")
+    if session_id is None:
+        return choose(path, sessions, parent)
+    info = next((s for s in sessions if s.id == session_id), None)
+    if info is None:
+        raise BadInput(f"{path} has no session {session_id}; it holds " + ", ".join(str(s.id) for s in sessions))
+    return info
+
+
+def read_session(path: Path, session_id: int) -> SessionData:
+    """Everything a replay of that session shows. Qt-free and with a connection of its own, so
+    a live window can have it read on another thread."""
+    with SessionFile.open(path) as file:
+        return load_session(file, session_id)
+
+
 def open_replay(path: Path, settings: QSettings, *, session_id: int | None = None,
                 parent: QtWidgets.QWidget | None = None, choose: ChooseFn = choose_session) -> ReplayWindow | None:
-    """Read a session of ``path`` into a new replay window (not shown yet); None when the user
-    cancels the choice. Raises ``BadInput`` (a clear message) for a file that is not a session."""
-    file = SessionFile.open(path)
-    busy = False
+    """Read a session of ``path`` into a new replay window (not shown yet), on this thread; None
+    when the user cancels the choice. Raises ``BadInput`` for a file that is not a session."""
+    info = pick_session(path, session_id=session_id, parent=parent, choose=choose)
+    if info is None:
+        return None
+    # An hour of a big fleet takes seconds to read: say so with the cursor.
+    QtWidgets.QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
     try:
-        sessions = file.sessions()
-        if not sessions:
-            raise BadInput(f"{path} holds no recorded session yet")
-        if session_id is not None:
-            info = next((s for s in sessions if s.id == session_id), None)
-            if info is None:
-                raise BadInput(f"{path} has no session {session_id}; it holds "
-                               + ", ".join(str(s.id) for s in sessions))
-        else:
-            info = choose(path, sessions, parent)
-            if info is None:
-                return None
-        # An hour of a big fleet takes seconds to read: say so with the cursor.
-        QtWidgets.QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        busy = True
-        data = load_session(file, info.id)
-        return ReplayWindow(data, info, path, settings)
+        return ReplayWindow(read_session(path, info.id), info, path, settings)
     finally:
-        file.close()
-        if busy:
-            QtWidgets.QApplication.restoreOverrideCursor()
+        QtWidgets.QApplication.restoreOverrideCursor()
 
 
 # ------------------------------------------------------------------ the window

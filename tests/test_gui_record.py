@@ -259,3 +259,49 @@ def test_closing_the_window_records_the_launched_workers_end(qtbot, make_window,
         (info,) = f.sessions()
     assert [(e.worker.pid, e.cause, e.by) for e in exits] == [(pid, "terminated", "oomscope-exit")]
     assert info.ended is not None
+
+
+def test_a_session_opened_from_the_menu_is_read_on_another_thread(qtbot, make_window, tmp_path,
+                                                                   close_replays) -> None:
+    """File → Open session… reads the file off the GUI thread: the live window keeps handling
+    its engine's events meanwhile, and the replay that opens equals one read on the spot."""
+    import threading
+
+    from oomscope.gui import replay as replay_module
+
+    window = make_window()
+    path = tmp_path / "bg.db"
+    assert window.start_recording(path)
+    window.launch(LaunchSpec((PY, "-c", HOLDER.format(mib=8)), name="holder"))
+    qtbot.waitUntil(lambda: bool(window.roster.workers) and len(window.roster.workers[0].series) > 3,
+                    timeout=10_000)
+    window.stop_recording()
+
+    readers: list[str] = []
+    real_read = replay_module.read_session
+
+    def read_elsewhere(p: Path, sid: int) -> Any:
+        readers.append(threading.current_thread().name)
+        return real_read(p, sid)
+
+    replay_module.read_session = read_elsewhere
+    try:
+        handled = window.bridge.events_handled
+        future = window.open_session_in_background(path)
+        assert future is not None
+        qtbot.waitUntil(lambda: len(window.replay_windows) == 1, timeout=15_000)
+    finally:
+        replay_module.read_session = real_read
+    replay = window.replay_windows[0]
+    close_replays.append(replay)
+    assert readers == ["session-reader"]  # not the GUI thread
+    assert window.bridge.events_handled > handled  # the live window went on meanwhile
+    here = window.open_session(path)
+    assert here is not None
+    close_replays.append(here)
+    assert _rows(replay) == _rows(here) and [w.id for w in replay.roster.workers] == ["w1"]
+
+    garbage = tmp_path / "notes.txt"
+    garbage.write_text("not a session\n")
+    assert window.open_session_in_background(garbage) is None
+    assert "not an oomscope session file" in window.message_bar.history[-1]
