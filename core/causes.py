@@ -15,6 +15,8 @@ OOM_KILL, HEAP_OOM, TERMINATED, SIGNAL, EXIT, UNKNOWN = (
     "unknown",
 )
 CAUSES = (OOM_KILL, HEAP_OOM, TERMINATED, SIGNAL, EXIT, UNKNOWN)
+# Not a worker's cause: an OOM kill of a process nobody watches, as timelines show it.
+KERNEL_OTHER = "kernel-oom"
 
 # What V8 prints when the heap is exhausted (main thread: then abort(); worker thread: the
 # Worker's 'error' event carries ERR_WORKER_OUT_OF_MEMORY).

@@ -139,7 +139,8 @@ class MetricsBook(Collector):
         self._procs: dict[str, _Process] = {}  # by engine worker id
         self._exits: dict[tuple[str, str], int] = {}  # (worker label, cause) -> count
         self._last_exit: dict[tuple[str, str], float] = {}
-        self._kills: dict[str, int] = {killer: 0 for killer in KILLERS}
+        # (killer, watched): "true" for a kill of a watched worker, "false" for any other process.
+        self._kills: dict[tuple[str, str], int] = {(k, w): 0 for k in KILLERS for w in ("true", "false")}
         self._sources: dict[str, bool] = {}
         self._next_expiry = 0.0
         # Counter changes made, and how many of them the latest scrape carried: an agent that
@@ -174,7 +175,7 @@ class MetricsBook(Collector):
                 self._counted += 1
             elif isinstance(event, KernelOom):
                 if not event.history:  # kills from before oomscope started are not counted
-                    self._count_kill(event.record)
+                    self._count_kill(event.record, watched=False)
                     self._counted += 1
             elif isinstance(event, SourceState):
                 self._sources[event.source] = event.ok
@@ -217,11 +218,11 @@ class MetricsBook(Collector):
         self._exits[key] = self._exits.get(key, 0) + 1
         self._last_exit[key] = t
         if oom is not None:
-            self._count_kill(oom)
+            self._count_kill(oom, watched=True)
 
-    def _count_kill(self, record: dict[str, Any]) -> None:
-        killer = str(record.get("killer") or "kernel-global")
-        self._kills[killer] = self._kills.get(killer, 0) + 1
+    def _count_kill(self, record: dict[str, Any], watched: bool) -> None:
+        key = (str(record.get("killer") or "kernel-global"), "true" if watched else "false")
+        self._kills[key] = self._kills.get(key, 0) + 1
 
     def _expire(self, now: float) -> None:
         self._next_expiry = now + _EXPIRY_CHECK_S
@@ -266,7 +267,7 @@ class MetricsBook(Collector):
             return self._scraped.wait_for(lambda: self._served >= target, timeout_s)
 
     def _families(self, procs: list[_Process], exits: dict[tuple[str, str], int],
-                  last_exit: dict[tuple[str, str], float], kills: dict[str, int],
+                  last_exit: dict[tuple[str, str], float], kills: dict[tuple[str, str], int],
                   sources: dict[str, bool]) -> list[Metric]:
         host = self.host
         labels = ["host", "worker", "pid"]
@@ -311,10 +312,10 @@ class MetricsBook(Collector):
             if t is not None:
                 last.add_metric([host, worker, cause], t)
         killed = CounterMetricFamily(KERNEL_KILLS, "OOM kills in the kernel log (and systemd-oomd, "
-                                     "earlyoom) since the agent started, watched workers or not",
-                                     labels=["host", "killer"])
-        for killer, n in sorted(kills.items()):
-            killed.add_metric([host, killer], float(n))
+                                     "earlyoom) since the agent started; watched: of a worker the "
+                                     "agent watches, or of any other process", labels=["host", "killer", "watched"])
+        for (killer, watched), n in sorted(kills.items()):
+            killed.add_metric([host, killer, watched], float(n))
         up = GaugeMetricFamily(SOURCE_UP, "1 where the kernel log source can be read, 0 where not "
                                "(the agent's log says why)", labels=["host", "source"])
         for source, ok in sorted(sources.items()):

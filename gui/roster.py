@@ -13,7 +13,7 @@ from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
-from oomscope.core.causes import EXIT, HEAP_OOM, OOM_KILL, SIGNAL, TERMINATED, UNKNOWN
+from oomscope.core.causes import EXIT, HEAP_OOM, KERNEL_OTHER, OOM_KILL, SIGNAL, TERMINATED, UNKNOWN
 from oomscope.core.events import (
     CauseUpdated,
     Doctor,
@@ -35,7 +35,7 @@ from oomscope.core.thresholds import CRITICAL, NORMAL, WARNING, ThresholdConfig
 
 from .history import Series
 
-KERNEL = "kernel-oom"  # timeline lane of kill records that matched no worker
+KERNEL = KERNEL_OTHER  # timeline lane of kill records that matched no worker
 LANES = (OOM_KILL, HEAP_OOM, TERMINATED, SIGNAL, EXIT, KERNEL)
 LANE_LABELS = {
     OOM_KILL: "OOM kill",

@@ -68,9 +68,13 @@ class FleetRig:
         self.target.counter.labels("x").inc(2)
         self.target.gauge.labels("x").set(2.5e6)
         self.a_exit = self.a.wait_event(lambda e: e["event"] == "worker_exited", timeout_s=30)
+        # Agent b reads the same kernel log: a's leaker is a process it does not watch.
+        leaker_pid = self.a_exit["worker"]["pid"]
+        self.b_saw = self.b.wait_event(lambda e: e["event"] == "kernel_oom" and e["oom"]["pid"] == leaker_pid)
         self.b_exit = self.b.wait_event(lambda e: e["event"] == "worker_exited")
         self.prom.wait_for('oomscope_worker_exits_total{host="a",cause="oom-kill"} > 0')
         self.prom.wait_for('oomscope_worker_exits_total{host="b",cause="exit"} > 0')
+        self.prom.wait_for('oomscope_kernel_oom_kills_total{host="b",watched="false",killer="kernel-memcg"} > 0')
         self.prom.wait_for("container_oom_events_total > 0")
         self.prom.wait_for('kube_pod_container_status_last_terminated_reason{reason="OOMKilled"} == 1')
         self.prom.wait_for("container_memory_working_set_bytes < 50e6")
@@ -108,6 +112,16 @@ def test_the_oom_kill_of_host_a_is_the_leakers_with_its_worker_label(rig: FleetR
     assert not dead.running and dead.cgroup_limit == 64 << 20
 
 
+def test_a_kill_of_a_process_an_agent_does_not_watch_is_on_its_kernel_lane(rig: FleetRig) -> None:
+    """Both agents read this machine's kernel log: the leaker's kill is host a's worker's death,
+    and for host b the kernel's kill of some other process (its lane, not a worker's)."""
+    fleet = read_fleet(PrometheusClient(rig.prom.url), window_s=180)
+    near = [d for d in fleet.deaths if d.cause == "kernel-oom" and abs(d.t - rig.a_exit["t"]) < 5]
+    assert [(d.host, d.worker, d.key) for d in near] == [("b", "kernel-memcg kill", None)], fleet.deaths
+    host_b = next(h for h in fleet.hosts if h.name == "b")
+    assert host_b.kernel_kills.get("kernel-memcg", 0) >= 1
+
+
 def test_both_hosts_and_their_workers_with_their_real_memory(rig: FleetRig) -> None:
     fleet = read_fleet(PrometheusClient(rig.prom.url), window_s=180)
     assert {h.name for h in fleet.hosts} >= {"a", "b", "node-1"}
@@ -130,7 +144,7 @@ def test_both_hosts_and_their_workers_with_their_real_memory(rig: FleetRig) -> N
     source = fleet.host("a")
     assert source is not None and source.sources.get("kmsg") is True
     assert source.kernel_kills.get("kernel-memcg", 0) >= 1
-    quit_ = [d for d in fleet.deaths if d.host == "b"]
+    quit_ = [d for d in fleet.deaths if d.host == "b" and d.cause != "kernel-oom"]
     assert [(d.cause, d.worker, d.pid) for d in quit_] == [
         ("exit", f"{rig.b_exit['worker']['name']}#{rig.b_exit['worker']['slot']}", rig.b_exit["worker"]["pid"])]
     assert rig.b_exit["exit_code"] == 3
@@ -258,6 +272,10 @@ def test_fleet_window_lists_hosts_plots_memory_and_times_the_oom_kill(
     key = f"a/{label}/{leaker['pid']}"
     assert by_worker[key] == pytest.approx(rig.a_exit["t"], abs=0.01)
     assert "k8s/shop/api-7d9f/api" in by_worker
+    # Host b's kernel told of the same kill as one of a process b does not watch: its lane.
+    other = [(d.name, lane) for t, lane, d in window.timeline.marker_deaths()
+             if d.cause == "kernel-oom" and abs(t - rig.a_exit["t"]) < 5]
+    assert other == [("kernel-memcg kill @ b", "kernel-oom")]
     # Selecting a worker with levels shows them as lines, and clicking a kill selects its worker.
     holder = next(w for w in window.fleet.workers_of("b") if w.running)
     assert window.select_worker(holder.key)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import metrics as m
-from ..causes import OOM_KILL
+from ..causes import KERNEL_OTHER, OOM_KILL
 from .client import FloatArray, LabelledSeries, PrometheusClient, QueryFailed
 
 OOMSCOPE = "oomscope"
@@ -132,6 +132,9 @@ def read_fleet(client: PrometheusClient, window_s: float, end: float | None = No
     deaths = _oomscope_deaths(_changed_raw(
         client, f"changes({m.EXITS}_total{rng}) > 0 or {m.LAST_EXIT} > {start:.3f}",
         f"{m.EXITS}_total|{m.LAST_EXIT}", ("host", "worker", "cause"), "", rng, end), start, workers)
+    deaths += _kernel_deaths(_changed_raw(
+        client, f'changes({m.KERNEL_KILLS}_total{{watched="false"}}{rng}) > 0',
+        f"{m.KERNEL_KILLS}_total", ("host", "killer"), 'watched="false"', rng, end), start)
     ksm_oom = f'{_KSM_REASON}{{reason="OOMKilled"}}'
     k8s_raw = _changed_raw(
         client,
@@ -257,8 +260,10 @@ def _oomscope_hosts(client: PrometheusClient, end: float, workers: Sequence[Remo
         host = _host_of(s.labels)
         if s.name == m.SOURCE_UP:
             sources.setdefault(host, {})[s.labels.get("source", "?")] = s.last() == 1.0
-        else:
-            kills.setdefault(host, {})[s.labels.get("killer", "?")] = int(s.last())
+        else:  # watched or not, the host's kills by killer
+            by_killer = kills.setdefault(host, {})
+            killer = s.labels.get("killer", "?")
+            by_killer[killer] = by_killer.get(killer, 0) + int(s.last())
     names = sorted(set(sources) | set(kills) | {w.host for w in workers})
     return [RemoteHost(n, OOMSCOPE, sources.get(n, {}), kills.get(n, {})) for n in names]
 
@@ -279,6 +284,18 @@ def _oomscope_deaths(answer: Iterable[LabelledSeries], start: float,
                 when = exact if exact is not None and i == n - 1 else t
                 wkey, pid = _who(workers, host, worker, when)
                 deaths.append(RemoteDeath(when, OOMSCOPE, host, worker, cause, OOMSCOPE, wkey, pid))
+    return deaths
+
+
+def _kernel_deaths(answer: Iterable[LabelledSeries], start: float) -> list[RemoteDeath]:
+    """OOM kills of processes no agent watches, as each agent's kernel log told them: on the
+    timeline's kernel lane, at the scrape that first counted them (the counter has no names)."""
+    deaths: list[RemoteDeath] = []
+    for s in answer:
+        host, killer = _host_of(s.labels), s.labels.get("killer", "?")
+        for _t_prev, t, n in increments(s, start):
+            deaths.extend(RemoteDeath(t, OOMSCOPE, host, f"{killer} kill", KERNEL_OTHER, OOMSCOPE)
+                          for _ in range(n))
     return deaths
 
 
