@@ -1,19 +1,21 @@
-"""Recording cost: bytes per sample on disk and the writer thread's CPU per sample.
+"""Recording cost: bytes per sample and per heap report on disk, and the writer thread's CPU.
 
 A synthetic feed stands in for the engine (so the figure is the recorder's alone): 200 workers
 at 10 Hz, paced in real time so the writer batches exactly as it does live (one commit a
 second), for 30 s by default. The workers behave like a real fleet: a quarter idle, a quarter
 leaking a few pages per tick, a quarter in memory cgroups (usage moving every tick), a quarter
-Node.js with heap totals changing once a second and one heap report per second each; every
-worker has a growth trend after 15 s, the leakers also their ETAs. The hour figure is the
-measured bytes per sample (and per heap report) times an hour of the same fleet.
+Node.js whose main thread and 3 worker threads (``--threads``) each report their heap once a
+second at a phase of their own (V8's figures moving by any number of bytes); ``--all-node``
+makes every worker such a Node.js process. Every worker has a growth trend after 15 s, the
+leakers also their ETAs. The hour figure is the measured bytes per sample (and per heap report)
+times an hour of the same fleet.
 
     $ .venv/bin/python bench/bench_record.py
-    record: 200 workers at 10 Hz for 30 s (60000 samples, 1500 heap reports, 28 commits)
-      on disk: 10.3 bytes per sample (samples, their index and tick times), 79.2 bytes per heap report; ...
-      an hour of this fleet: 88 MB (target: under 200 MB)
-      writer thread CPU: 4.78 µs per sample (1.0 % of a core); the caller's put: 3.77 µs per event
-      reading it back: 3.68 µs per sample replayed as events, 2.85 µs per sample loaded as arrays ...
+    record: 200 workers at 10 Hz for 30 s, 50 of them Node.js with 4 threads reporting their heap once a second ...
+      on disk: 11.4 bytes per sample (samples, their index and tick times), 25.9 bytes per heap report; ...
+      an hour of this fleet: 101 MB (target: under 200 MB)
+      writer thread CPU: 4.22 µs per sample (0.8 % of a core); the caller's put: 1.22 µs per event
+      reading it back: 2.79 µs per sample replayed as events, 1.74 µs per sample loaded as arrays ...
 """
 
 from __future__ import annotations
@@ -37,25 +39,35 @@ from oomscope.core.recording import SessionFile, open_recorder
 PAGE = 4096
 MiB = 1 << 20
 SAMPLE_TABLES = ("samples", "samples_by_worker", "ticks")
+HEAP_TABLES = ("heap", "sqlite_autoindex_heap_1")  # the packed rows and their key
 
 
 class _Fleet:
     """Worker memory that moves like the real thing (see the module docstring)."""
 
-    def __init__(self, n: int, seed: int = 7) -> None:
+    def __init__(self, n: int, seed: int = 7, threads: int = 4, all_node: bool = False) -> None:
         self.rng = random.Random(seed)
         now = time.time()
-        self.refs = [WorkerRef(f"w{i + 1}", 10_000 + i, now, "node" if i % 4 == 3 else "python3",
-                               ("python3", "worker.py", str(i)), True, i + 1, 1) for i in range(n)]
+        self.node = [all_node or i % 4 == 3 for i in range(n)]
+        self.refs = [WorkerRef(f"w{i + 1}", 10_000 + i, now, "node" if self.node[i] else "python3",
+                               ("node" if self.node[i] else "python3", "worker.js", str(i)), True, i + 1, 1)
+                     for i in range(n)]
         self.rss = [self.rng.randrange(40, 400) * MiB for _ in range(n)]
-        self.heap = [self.rng.randrange(10, 200) * MiB for _ in range(n)]
         self.trend: list[float | None] = [None] * n
+        # Per Node.js worker, per thread (0: the main thread): V8's figures, which move by any
+        # number of bytes (used), by V8 pages (total), or now and then (external, array buffers).
+        self.threads = [[_Thread(self.rng, j) for j in range(threads)] if self.node[i] else []
+                        for i in range(n)]
+
+    def heap_of(self, i: int) -> tuple[int, int, int]:
+        ts = self.threads[i]
+        return sum(t.used for t in ts), sum(t.total for t in ts), sum(t.limit for t in ts)
 
     def tick(self, k: int, interval_s: float) -> tuple[Sample, ...]:
         rng, out = self.rng, []
         second = k % round(1 / interval_s) == 0
         for i, ref in enumerate(self.refs):
-            kind = i % 4
+            kind = 3 if self.node[i] else i % 4
             if kind == 0:  # idle: now and then a page
                 if rng.random() < 0.05:
                     self.rss[i] += rng.choice((-1, 1)) * PAGE
@@ -73,24 +85,51 @@ class _Fleet:
                 out.append(Sample(ref, rss, anon, 0, rss + rng.randrange(0, 256) * PAGE, 512 * MiB,
                                   None, None, None, trend, eta, None))
             elif kind == 3:
-                if second:
-                    self.heap[i] += rng.randrange(-2 * MiB, 3 * MiB)
-                heap = self.heap[i]
-                out.append(Sample(ref, rss, anon, 0, None, None, heap, heap + 8 * MiB, 4144 * MiB,
-                                  trend, eta, None))
+                out.append(Sample(ref, rss, anon, 0, None, None, *self.heap_of(i), trend, eta, None))
             else:
                 out.append(Sample(ref, rss, anon, 0, None, None, None, None, None, trend, eta, None))
         return tuple(out)
 
-    def heaps(self, t: float) -> list[Heap]:
-        return [Heap(t, ref, ref.pid, 0, self.heap[i], self.heap[i] + 8 * MiB, 4144 * MiB,
-                     self.heap[i] - 2 * MiB, 4096 * MiB, 1_200_000, 300_000, True, False, "node")
-                for i, ref in enumerate(self.refs) if i % 4 == 3]
+    def heaps(self, t: float, k: int, per_second: int) -> list[Heap]:
+        """The reports of tick ``k``: every thread reports once a second at a phase of its own
+        (its own timer), a few milliseconds after the tick."""
+        out = []
+        for i, ref in enumerate(self.refs):
+            for th in self.threads[i]:
+                if k % per_second == th.phase % per_second:
+                    th.move()
+                    out.append(Heap(t + th.rng.uniform(0.0, 0.009), ref, ref.pid, th.thread_id, th.used, th.total,
+                                    th.limit, th.old_used, th.old_limit, th.external, th.buffers,
+                                    th.thread_id == 0, False, "node"))
+        return out
+
+
+class _Thread:
+    def __init__(self, rng: random.Random, thread_id: int) -> None:
+        self.rng, self.thread_id = rng, thread_id
+        self.phase = rng.randrange(0, 1000)
+        self.used = rng.randrange(4 * MiB, 200 * MiB)
+        self.total = (self.used // (256 << 10) + 8) * (256 << 10)
+        self.limit = (4144 if thread_id == 0 else 2096) * MiB
+        self.old_limit = self.limit - 48 * MiB
+        self.old_used = self.used - rng.randrange(0, 2 * MiB)
+        self.external = rng.randrange(1 * MiB, 4 * MiB)
+        self.buffers = rng.randrange(0, 1 * MiB)
+
+    def move(self) -> None:
+        rng = self.rng
+        self.used = max(2 * MiB, self.used + rng.randrange(-2 * MiB, 3 * MiB))
+        self.old_used = max(1 * MiB, self.used - rng.randrange(0, 2 * MiB))
+        if self.used > self.total or rng.random() < 0.1:
+            self.total = (self.used // (256 << 10) + rng.randrange(1, 16)) * (256 << 10)
+        if rng.random() < 0.3:
+            self.external += rng.randrange(-64 << 10, 65 << 10)
+            self.buffers = max(0, self.buffers + rng.randrange(-32 << 10, 33 << 10))
 
 
 def record(n_workers: int = 200, interval_s: float = 0.1, duration_s: float = 30.0,
-           directory: str | None = None) -> dict[str, Any]:
-    fleet = _Fleet(n_workers)
+           directory: str | None = None, threads: int = 4, all_node: bool = False) -> dict[str, Any]:
+    fleet = _Fleet(n_workers, threads=threads, all_node=all_node)
     notes: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="oomscope-bench-", dir=directory) as tmp:
         path = Path(tmp) / "bench.db"
@@ -110,7 +149,7 @@ def record(n_workers: int = 200, interval_s: float = 0.1, duration_s: float = 30
                 time.sleep(delay)
             t = time.time()
             tick = Samples(t, fleet.tick(k, interval_s))
-            reports = fleet.heaps(t) if k % per_second == 0 else []
+            reports = fleet.heaps(t, k, per_second)
             c1 = time.thread_time()
             rec(tick)
             for h in reports:
@@ -129,15 +168,16 @@ def record(n_workers: int = 200, interval_s: float = 0.1, duration_s: float = 30
             pages = dict(db.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name").fetchall())
         finally:
             db.close()
-        replay_s, bulk_s = _read_back(path, samples)
+        replay_s, bulk_s = _read_back(path, samples, heaps)
     sample_bytes = sum(pages.get(name, 0) for name in SAMPLE_TABLES)
-    heap_bytes = pages.get("heap", 0)
+    heap_bytes = sum(pages.get(name, 0) for name in HEAP_TABLES)
     per_sample = sample_bytes / samples
     per_heap = heap_bytes / heaps if heaps else 0.0
     hour_samples = n_workers * 3600 / interval_s
     hour_heaps = heaps / duration_s * 3600
     return {
-        "workers": n_workers, "interval_s": interval_s, "duration_s": duration_s,
+        "workers": n_workers, "node_workers": sum(fleet.node), "threads": threads,
+        "interval_s": interval_s, "duration_s": duration_s,
         "samples": samples, "heap_reports": heaps, "file_bytes": size,
         "bytes_per_sample": per_sample, "bytes_per_heap_report": per_heap,
         "file_bytes_per_sample": size / samples,
@@ -150,15 +190,21 @@ def record(n_workers: int = 200, interval_s: float = 0.1, duration_s: float = 30
     }
 
 
-def _read_back(path: Path, samples: int) -> tuple[float, float]:
+def _read_back(path: Path, samples: int, heaps: int) -> tuple[float, float]:
     """Seconds to replay the file as events, and to load every worker's samples as arrays."""
     with SessionFile.open(path) as f:
         t0 = time.perf_counter()
-        replayed = sum(len(ev.samples) for ev in f.events() if isinstance(ev, Samples))
+        replayed = reports = 0
+        for ev in f.events():
+            if isinstance(ev, Samples):
+                replayed += len(ev.samples)
+            elif isinstance(ev, Heap):
+                reports += 1
         t1 = time.perf_counter()
         loaded = sum(len(f.worker_samples(None, w.worker_id)["t"]) for w in f.workers())
         t2 = time.perf_counter()
     assert replayed == loaded == samples, (replayed, loaded, samples)
+    assert reports == heaps, (reports, heaps)
     return t1 - t0, t2 - t1
 
 
@@ -167,10 +213,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workers", type=int, default=200)
     p.add_argument("--interval", type=float, default=0.1)
     p.add_argument("--duration", type=float, default=30.0)
+    p.add_argument("--threads", type=int, default=4, help="threads reporting their heap per Node.js worker")
+    p.add_argument("--all-node", action="store_true", help="every worker Node.js (default: a quarter)")
     p.add_argument("--dir", help="where to write the file (default: the temporary directory)")
     args = p.parse_args(argv)
-    r = record(args.workers, args.interval, args.duration, args.dir)
-    print(f"record: {r['workers']} workers at {1 / r['interval_s']:g} Hz for {r['duration_s']:g} s "
+    r = record(args.workers, args.interval, args.duration, args.dir, args.threads, args.all_node)
+    print(f"record: {r['workers']} workers at {1 / r['interval_s']:g} Hz for {r['duration_s']:g} s, "
+          f"{r['node_workers']} of them Node.js with {r['threads']} threads reporting their heap once a second "
           f"({r['samples']} samples, {r['heap_reports']} heap reports, {r['batches']} commits)")
     print(f"  on disk: {r['bytes_per_sample']:.1f} bytes per sample (samples, their index and tick "
           f"times), {r['bytes_per_heap_report']:.1f} bytes per heap report; whole file "

@@ -108,7 +108,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="record the session to an SQLite file (a new session is added to an "
                      "existing oomscope file); `oomscope open FILE.db` replays it")
     out.add_argument("--metrics-port", metavar="N", type=int,
-                     help="serve Prometheus metrics on http://ADDR:N/metrics")
+                     help="serve Prometheus metrics on http://ADDR:N/metrics (0: any free port, "
+                     "told in a notice)")
     out.add_argument("--metrics-addr", metavar="ADDR", default="127.0.0.1",
                      help="address for --metrics-port (default 127.0.0.1; the endpoint has no "
                      "authentication)")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from oomscope.core.recording.samplecodec import FIELDS, INT_FIELDS, CodecError, pack, unpack
+from oomscope.core.recording.samplecodec import FIELDS, INT_FIELDS, SAMPLES, CodecError, Layout, pack, unpack
 
 PAGE = 4096
 
@@ -91,3 +91,55 @@ def test_uncompressed_body_when_deflate_does_not_help() -> None:
     with pytest.raises(zlib.error):
         zlib.decompress(blob[6:], -15)
     assert unpack(blob).as_python("heap_limit") == [rows[0][7]]
+
+
+# ------------------------------------------------------------------ other layouts (heap reports)
+
+MIXED = Layout(("a", "when", "b", "tenth"), tenths=frozenset({"tenth"}), times=frozenset({"when"}))
+times = st.one_of(st.none(), st.floats(0.0, allow_nan=False), st.floats(1.7e9, 1.8e9))
+mixed_row = st.tuples(st.one_of(st.none(), st.integers(-(1 << 40), 1 << 40)), times, sizes, tenths)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(mixed_row, min_size=1, max_size=40), st.integers(1, 1 << 40),
+       st.lists(st.integers(-300, 300), min_size=40, max_size=40))
+def test_a_layout_with_times_round_trips_bit_for_bit(rows, first_seq, gaps) -> None:
+    seqs = [first_seq]
+    for g in gaps[: len(rows) - 1]:
+        seqs.append(seqs[-1] + g)  # not sorted: heap rows keep their reports by thread
+    u = unpack(pack(seqs, rows, layout=MIXED), MIXED)
+    assert u.seqs == seqs
+    for i, name in enumerate(MIXED.fields):
+        assert u.as_python(name) == [r[i] for r in rows], name
+    assert all(type(v) is float for v in u.as_python("when") if v is not None)
+
+
+def test_times_are_kept_exactly_where_tenths_or_microseconds_would_not() -> None:
+    ts = [1764420000.123456789, 1764420000.1234568, 1764420001.0000002, 0.0, float("inf")]
+    layout = Layout(("t",), times=frozenset({"t"}))
+    back = unpack(pack(range(len(ts)), [(t,) for t in ts], layout=layout), layout).as_python("t")
+    assert [t.hex() for t in back] == [t.hex() for t in ts]
+
+
+def test_a_negative_time_is_refused() -> None:
+    layout = Layout(("t",), times=frozenset({"t"}))
+    for bad in (-1.0, -0.0):
+        with pytest.raises(ValueError, match="must not be negative"):
+            pack([1], [(bad,)], layout=layout)
+
+
+def test_a_blob_read_with_another_layout_is_damaged() -> None:
+    rows = [(i * PAGE, i * PAGE, None, None, None, None, None, None, None, None, None) for i in range(1, 5)]
+    blob = pack(list(range(4)), rows)
+    assert unpack(blob, SAMPLES).as_python("rss") == [r[0] for r in rows]
+    with pytest.raises(CodecError):
+        unpack(blob, MIXED)
+    with pytest.raises(ValueError, match="fields"):
+        pack([1], [(1, 2.0)], layout=MIXED)
+
+
+def test_a_layout_names_its_special_fields_among_its_fields() -> None:
+    with pytest.raises(ValueError):
+        Layout(("a",), times=frozenset({"b"}))
+    with pytest.raises(ValueError):
+        Layout(("a",), tenths=frozenset({"a"}), times=frozenset({"a"}))

@@ -44,7 +44,7 @@ from ..events import (
 )
 from ..sizes import Level
 from ..thresholds import ThresholdConfig
-from . import schema
+from . import heappack, schema
 from .samplecodec import FIELDS, CodecError, unpack
 
 
@@ -240,6 +240,8 @@ class SessionFile:
         (``w3``) in a ``worker`` column in place of the file's internal worker number."""
         sids = [s.id for s in self.sessions()] if session_id is None else [self.session(session_id).id]
         names = export_columns(table)
+        if table is schema.HEAP:
+            return names, self._heap_rows(sids)
         cols = []
         for c in table.column_names:
             if c == "worker_id" and table is not schema.WORKERS:
@@ -259,6 +261,14 @@ class SessionFile:
 
         return names, rows()
 
+    def _heap_rows(self, sids: list[int]) -> Iterator[tuple[Any, ...]]:
+        """Heap reports one row each, as the table of one row per report had them."""
+        for sid in sids:
+            with self._reading(), self._snapshot():
+                refs = {w.worker_id: w.ref for w in self.workers(sid)}
+                for seq, h in self._heap_events(sid, refs):
+                    yield heappack.report_row(sid, seq, h)
+
     # ------------------------------------------------------------------ events
 
     def events(self, session_id: int | None = None, *, samples: bool = True) -> Iterator[Event]:
@@ -274,6 +284,7 @@ class SessionFile:
             streams: list[Iterator[Streamed]] = [iter(sorted(_start_events(workers), key=lambda x: x[0]))]
             if samples:
                 streams.append(self._sample_events(sid, refs))
+            streams.append(self._heap_events(sid, refs))
             for table, build in _builders(refs, kills):
                 streams.append(self._table_events(sid, table, build))
             for _, ev in heapq.merge(*streams, key=lambda item: item[0]):
@@ -302,6 +313,11 @@ class SessionFile:
             ev = build(row)
             if ev is not None:
                 yield row[at], ev
+
+    def _heap_events(self, sid: int, refs: dict[int, WorkerRef]) -> Iterator[tuple[int, Heap]]:
+        cur = self._db.execute("SELECT batch, runtime, data, n FROM heap WHERE session_id = ? "
+                               "ORDER BY batch, first_seq", (sid,))
+        yield from heappack.in_order(cur, refs)
 
     def _kills(self, sid: int) -> dict[int, tuple[tuple[Any, ...], dict[str, Any]]]:
         """kill_id → (row, record as the oom-log --json contract object)."""
@@ -358,6 +374,8 @@ def export_columns(table: schema.Table) -> tuple[str, ...]:
     in ``workers`` itself, ``worker`` is that id and the internal number is left out."""
     if table is schema.WORKERS:
         return tuple("worker" if c == "id" else c for c in table.column_names if c != "worker_id")
+    if table is schema.HEAP:
+        return heappack.REPORT_COLUMNS
     return tuple("worker" if c == "worker_id" else c for c in table.column_names)
 
 
@@ -398,8 +416,6 @@ def _builders(refs: dict[int, WorkerRef], kills: dict[int, tuple[tuple[Any, ...]
         return LevelsChanged(r[2], worker, config)
 
     return [
-        (schema.HEAP, lambda r: Heap(r[2], refs[r[3]], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12],
-                                bool(r[13]), bool(r[14]), r[15])),
         (schema.THRESHOLDS, lambda r: Threshold(r[2], refs[r[3]], r[4], r[6], r[7], r[8], r[5])),
         (schema.LEVELS, levels),
         (schema.ACTIONS, lambda r: Terminate(r[2], refs[r[3]], r[4], r[5], r[6])),

@@ -20,6 +20,11 @@ the row overhead once per ten samples. Inside the blob the values are stored by 
 
 Lossless for every integer field; the floats come back as the tenths the contract prints.
 ``bench/bench_record.py`` measures the result on disk (README "Recording and replay").
+
+The same form serves other kinds of rows: a :class:`Layout` names a kind's columns and which
+of them are tenths or times. Heap reports (``heappack``) use it with their own layout; their
+times are kept bit for bit (a float's IEEE bits read as a whole number, which neighbouring
+times keep close), since a replay must rebuild each report exactly.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import sys
 import zlib
 from array import array
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
@@ -45,6 +51,30 @@ INT_FIELDS = ("rss", "anon", "swap", "cgroup_usage", "cgroup_limit", "heap_used"
 TENTHS_FIELDS = ("trend_bytes_per_s", "eta_limit_s", "eta_crit_s")
 FIELDS = INT_FIELDS + TENTHS_FIELDS
 
+_WHOLE, _TENTHS, _TIME = 0, 1, 2  # how a column's values become whole numbers
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The columns after the sequence numbers of one kind of row: every field a whole number,
+    but ``tenths`` (kept to a tenth) and ``times`` (non-negative floats, kept exactly)."""
+
+    fields: tuple[str, ...]
+    tenths: frozenset[str] = frozenset()
+    times: frozenset[str] = frozenset()
+    kinds: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        unknown = (self.tenths | self.times) - set(self.fields)
+        if unknown or self.tenths & self.times:
+            raise ValueError(f"layout fields {sorted(unknown | (self.tenths & self.times))}")
+        object.__setattr__(self, "kinds", tuple(  # frozen: the dataclass idiom for a derived field
+            _TENTHS if f in self.tenths else _TIME if f in self.times else _WHOLE for f in self.fields))
+
+
+SAMPLES = Layout(FIELDS, tenths=frozenset(TENTHS_FIELDS))
+_DOUBLE_BITS = struct.Struct("<d")
+
 _ABSENT, _ALL, _MIXED, _CONSTANT = 0, 1, 2, 3
 _SIZES = (1, 2, 4, 8)  # bytes per difference, by width code; little-endian signed
 _TYPECODES = ("b", "h", "i", "q")  # the same widths as array typecodes
@@ -57,8 +87,9 @@ class CodecError(ValueError):
 
 
 def pack(seqs: Sequence[int], rows: Sequence[Sequence[int | float | None]],
-         cache: dict[tuple[int, ...], bytes] | None = None) -> bytes:
-    """``rows[i]`` holds the :data:`FIELDS` of the sample with sequence number ``seqs[i]``.
+         cache: dict[tuple[int, ...], bytes] | None = None, layout: Layout = SAMPLES) -> bytes:
+    """``rows[i]`` holds the ``layout``'s fields (by default the :data:`FIELDS` of a sample) of
+    the row with sequence number ``seqs[i]``.
 
     ``cache`` (one dict per batch) reuses the encoded sequence numbers: every worker sampled
     on every tick of a batch has the same ones.
@@ -77,11 +108,14 @@ def pack(seqs: Sequence[int], rows: Sequence[Sequence[int | float | None]],
             cache[key] = encoded
     else:
         body += encoded
-    columns = list(zip(*rows)) if rows else [() for _ in FIELDS]
-    tenths_from = len(INT_FIELDS)
-    for i, column in enumerate(columns):
-        if i >= tenths_from:
+    columns = list(zip(*rows)) if rows else [() for _ in layout.fields]
+    if len(columns) != len(layout.fields):
+        raise ValueError(f"rows of {len(columns)} fields, the layout has {len(layout.fields)}")
+    for kind, column in zip(layout.kinds, columns):
+        if kind == _TENTHS:
             column = tuple(None if v is None else round(v * 10) for v in column)
+        elif kind == _TIME:
+            column = tuple(None if v is None else _time_bits(v) for v in column)
         _put_column(body, column, n)
     raw = bytes(body)
     deflate = zlib.compressobj(1, zlib.DEFLATED, -15)  # raw deflate: no header, no checksum
@@ -89,6 +123,18 @@ def pack(seqs: Sequence[int], rows: Sequence[Sequence[int | float | None]],
     if len(packed) < len(raw):
         return _HEADER.pack(FORMAT_VERSION, _DEFLATED, n) + packed
     return _HEADER.pack(FORMAT_VERSION, 0, n) + raw
+
+
+def _time_bits(value: float) -> int:
+    bits: int = _FIRST.unpack(_DOUBLE_BITS.pack(value))[0]
+    if bits < 0:  # a negative time (or -0.0): its bits would not difference within 8 bytes
+        raise ValueError(f"a time must not be negative: {value!r}")
+    return bits
+
+
+def _bits_time(bits: int) -> float:
+    value: float = _DOUBLE_BITS.unpack(_FIRST.pack(bits))[0]
+    return value
 
 
 # Plain Python, not numpy: a column holds about ten values, where numpy's per-call cost is
@@ -168,7 +214,7 @@ class Unpacked:
         return np.array(self.columns[name], dtype=np.float64)
 
 
-def unpack(blob: bytes) -> Unpacked:
+def unpack(blob: bytes, layout: Layout = SAMPLES) -> Unpacked:
     # Plain Python again, for the same reason as _put_column: about ten values a column.
     try:
         version, flags, n = _HEADER.unpack_from(blob, 0)
@@ -185,7 +231,7 @@ def unpack(blob: bytes) -> Unpacked:
     pos = 0
     columns: list[list[Any]] = []
     try:
-        for _ in range(1 + len(FIELDS)):
+        for _ in range(1 + len(layout.fields)):
             values, pos = _get_column(body, pos, n)
             columns.append(values)
     except (IndexError, ValueError, struct.error) as e:
@@ -194,10 +240,15 @@ def unpack(blob: bytes) -> Unpacked:
         raise CodecError(f"sample blob is damaged: {len(body) - pos} bytes left over")
     if any(v is None for v in columns[0]):
         raise CodecError("sample blob is damaged: a sample without its sequence number")
-    tenths_from = 1 + len(INT_FIELDS)
-    for i in range(tenths_from, len(columns)):
-        columns[i] = [None if v is None else v / 10 for v in columns[i]]
-    return Unpacked(columns[0], dict(zip(FIELDS, columns[1:])))
+    try:
+        for i, kind in enumerate(layout.kinds, 1):
+            if kind == _TENTHS:
+                columns[i] = [None if v is None else v / 10 for v in columns[i]]
+            elif kind == _TIME:
+                columns[i] = [None if v is None else _bits_time(v) for v in columns[i]]
+    except struct.error as e:  # bits beyond 8 bytes: not a time this codec wrote
+        raise CodecError(f"sample blob is damaged: {e}") from None
+    return Unpacked(columns[0], dict(zip(layout.fields, columns[1:])))
 
 
 def _get_column(body: bytes, pos: int, n: int) -> tuple[list[Any], int]:

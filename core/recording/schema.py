@@ -30,6 +30,10 @@ class Table:
     columns: tuple[tuple[str, str], ...]  # (name, SQL type)
     key: tuple[str, ...]
     doc: str
+    # WITHOUT ROWID keeps a row's key and values in one b-tree, but moves a row of more than
+    # about 1 kB to overflow pages of its own (4 kB each): a table of large rows keeps its rowid,
+    # where rows of up to 4 kB stay in the leaf pages.
+    rowid: bool = False
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -38,7 +42,8 @@ class Table:
     def create_sql(self) -> str:
         cols = ", ".join(f'"{c}" {t}' for c, t in self.columns)
         key = ", ".join(f'"{c}"' for c in self.key)
-        return f'CREATE TABLE IF NOT EXISTS "{self.name}" ({cols}, PRIMARY KEY ({key})) WITHOUT ROWID'
+        rowid = "" if self.rowid else " WITHOUT ROWID"
+        return f'CREATE TABLE IF NOT EXISTS "{self.name}" ({cols}, PRIMARY KEY ({key})){rowid}'
 
     def insert_sql(self) -> str:
         cols = ", ".join(f'"{c}"' for c in self.column_names)
@@ -67,12 +72,11 @@ SAMPLES = Table("samples", (
     ("session_id", "INTEGER NOT NULL"), ("batch", "INTEGER NOT NULL"), ("worker_id", "INTEGER NOT NULL"),
     ("first_seq", "INTEGER NOT NULL"), ("n", "INTEGER NOT NULL"), ("data", "BLOB NOT NULL"),
 ), ("session_id", "batch", "worker_id", "first_seq"), "one worker's samples of one batch, packed (samplecodec)")
-HEAP = Table("heap", _WORKER_EVENT + (
-    ("pid", "INTEGER"), ("thread_id", "INTEGER"), ("heap_used", "INTEGER"), ("heap_total", "INTEGER"),
-    ("heap_limit", "INTEGER"), ("old_space_used", "INTEGER"), ("old_space_limit", "INTEGER"),
-    ("external", "INTEGER"), ("array_buffers", "INTEGER"), ("is_main", "INTEGER"), ("stale", "INTEGER"),
-    ("runtime", "TEXT"),
-), _EVENT_KEY, "one heap report of one thread")
+HEAP = Table("heap", (
+    ("session_id", "INTEGER NOT NULL"), ("batch", "INTEGER NOT NULL"), ("first_seq", "INTEGER NOT NULL"),
+    ("n", "INTEGER NOT NULL"), ("runtime", "TEXT NOT NULL"), ("data", "BLOB NOT NULL"),
+), ("session_id", "batch", "first_seq"), "the heap reports of one batch and runtime, packed (heappack)",
+    rowid=True)  # a row holds a second of a fleet's reports: often over 1 kB
 THRESHOLDS = Table("thresholds", _WORKER_EVENT + (
     ("level", "TEXT"), ("previous", "TEXT"), ("metric", "TEXT"), ("value", "INTEGER"), ("limit", "INTEGER"),
 ), _EVENT_KEY, "a worker's level changed")

@@ -50,7 +50,7 @@ from ..events import (
     WorkerRef,
     WorkerStarted,
 )
-from . import schema
+from . import heappack, schema
 from .samplecodec import pack
 
 Notify = Callable[[str, str], None]  # (level, message); thread-safe
@@ -224,6 +224,7 @@ class _Batch:
     def __init__(self) -> None:
         self.rows: dict[schema.Table, list[tuple[Any, ...]]] = {}
         self.samples: dict[int, tuple[list[int], list[tuple[Any, ...]]]] = {}
+        self.heap: list[heappack.Pending] = []
         self.worker_updates: list[tuple[Any, ...]] = []
         self.events = 0
         self.last_t: float | None = None
@@ -370,9 +371,7 @@ class Recorder:
             self.events_recorded += 1
             return
         if isinstance(ev, Heap):
-            b.add(schema.HEAP, (sid, seq, t, self._wid(ev.worker, seq, t), ev.pid, ev.thread_id, ev.heap_used,
-                           ev.heap_total, ev.heap_limit, ev.old_space_used, ev.old_space_limit, ev.external,
-                           ev.array_buffers, ev.is_main, ev.stale, ev.runtime))
+            b.heap.append((seq, self._wid(ev.worker, seq, t), ev))
         elif isinstance(ev, (WorkerStarted, WorkerAttached)):
             parent = ev.parent_pid if isinstance(ev, WorkerAttached) else None
             known = self._worker_ids.get(ev.worker.id)
@@ -467,12 +466,15 @@ class Recorder:
         seq_cache: dict[tuple[int, ...], bytes] = {}
         sample_rows = [(sid, self._batch_no, wid, seqs[0], len(seqs), pack(seqs, values, seq_cache))
                        for wid, (seqs, values) in b.samples.items()]
+        heap_rows = heappack.pack_rows(sid, self._batch_no, b.heap)
         try:
             db.execute("BEGIN IMMEDIATE")
             for table, rows in b.rows.items():
                 db.executemany(table.insert_sql(), rows)
             if sample_rows:
                 db.executemany(schema.SAMPLES.insert_sql(), sample_rows)
+            if heap_rows:
+                db.executemany(schema.HEAP.insert_sql(), heap_rows)
             if b.worker_updates:
                 db.executemany('UPDATE workers SET seq = ?, t = ?, event = ?, parent_pid = ?, cgroup = ?, '
                                'cgroup_limit = ? WHERE session_id = ? AND worker_id = ?', b.worker_updates)
