@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 
 import numpy as np
@@ -50,6 +51,17 @@ def thread_curve_name(w: WorkerState, pid: int, thread_id: int) -> str:
     """How the crosshair readout names one thread's heap curve: "w3 thread 2"."""
     where = w.id if pid == w.ref.pid else f"{w.id} PID {pid}"
     return f"{where} main thread" if thread_id == 0 else f"{where} thread {thread_id}"
+
+
+class ClockAxis(pg.DateAxisItem):
+    """Bottom axis: wall-clock time. Never finer than a second: pyqtgraph's millisecond level
+    labels a short session "44.000, 44.500" with no hour or minute, and samples are 50 ms or
+    more apart anyway."""
+
+    def __init__(self) -> None:
+        super().__init__(orientation="bottom")
+        self.zoomLevels = OrderedDict((spacing, level) for spacing, level in self.zoomLevels.items()
+                                      if spacing > 1)
 
 
 class SizeAxis(pg.AxisItem):
@@ -214,7 +226,7 @@ class MemoryPlot(QtWidgets.QWidget):
         bar.addWidget(self.readout, 1)
         layout.addLayout(bar)
 
-        self.date_axis = pg.DateAxisItem(orientation="bottom")
+        self.date_axis = ClockAxis()
         self.size_axis = SizeAxis(orientation="left")
         self.size_axis.setWidth(AXIS_WIDTH_PX)
         self.plot_widget = pg.PlotWidget(axisItems={"bottom": self.date_axis, "left": self.size_axis})

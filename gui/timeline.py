@@ -8,7 +8,7 @@ from typing import Any
 from oomscope.core.causes import EXIT, HEAP_OOM, TERMINATED, UNKNOWN
 
 from .palette import CAUSE_STYLE, THREAD_PEN_RGB
-from .plot import AXIS_WIDTH_PX
+from .plot import AXIS_WIDTH_PX, ClockAxis
 from .qt import Qt, QtGui, QtWidgets, Signal, pg
 from .roster import LANE_LABELS, LANES, Death, Roster
 
@@ -50,7 +50,7 @@ class KillTimeline(QtWidgets.QWidget):
         self.roster = roster
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        self.plot_widget = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+        self.plot_widget = pg.PlotWidget(axisItems={"bottom": ClockAxis()})
         self.plot_widget.setObjectName("kill-timeline")
         self.plot_widget.setBackground("w")
         self.plot_widget.setToolTip("Worker deaths by cause; hover a marker for details, click it to open "
