@@ -14,6 +14,10 @@ from typing import Any
 
 import pytest
 
+# Before any test module makes a QApplication: without a display Qt aborts the whole run (and
+# a module's Prometheus or agents would be left behind). `make test` sets it too.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
 from oomscope.core.engine import Engine, EngineConfig
 from oomscope.core.events import Event, Samples
 
