@@ -113,9 +113,7 @@ def _run_window(args: argparse.Namespace, config: EngineConfig, thresholds: Thre
     finally:
         if screenshot is None:
             window.save_settings()
-        if window.recorder is not None:
-            engine.stop()  # the launched workers' exits belong in the recording
-        window.stop_recording()  # also when the app quits without closing the window
+        window.end_session()  # also when the app quits without closing the window
         window.bridge.stop()
         engine.stop()
         if scratch is not None:

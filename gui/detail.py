@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from oomscope.core.oomlog.lines import readable_line
 from oomscope.core.sizes import format_size
 
-from .kernel_pane import display_text
 from .palette import CRITICAL_ROW_RGB, WARNING_ROW_RGB
 from .qt import QtGui, QtWidgets, Qt
 from .roster import Death, Roster, WorkerState
@@ -35,10 +35,23 @@ def key_kernel_lines(record: dict[str, Any]) -> list[str]:
     return out
 
 
-def _readable(evidence: str) -> str:
-    if evidence.startswith("kernel: "):
-        return "kernel: " + display_text(evidence[len("kernel: "):])
-    return evidence
+def _text_label(name: str, text: str = "") -> QtWidgets.QLabel:
+    """Selectable rich text that wraps: what the pane says about a worker."""
+    label = QtWidgets.QLabel(text)
+    label.setObjectName(name)
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.RichText)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
+
+
+def _banner(name: str, rgb: tuple[int, int, int], tip: str) -> QtWidgets.QLabel:
+    """A coloured band, hidden until there is something to say."""
+    label = _text_label(name)
+    label.setStyleSheet(f"background: rgb{rgb}; padding: 4px; border-radius: 3px")
+    label.setToolTip(tip)
+    label.setVisible(False)
+    return label
 
 
 def _mono() -> QtGui.QFont:
@@ -55,32 +68,14 @@ class DetailPane(QtWidgets.QWidget):
         self.death: Death | None = None
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
-        self.header = QtWidgets.QLabel("Select a worker, or click a marker on the kill timeline.")
-        self.header.setObjectName("detail-header")
-        self.header.setWordWrap(True)
-        self.header.setTextFormat(Qt.TextFormat.RichText)
-        self.header.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.header = _text_label("detail-header", "Select a worker, or click a marker on the kill timeline.")
         layout.addWidget(self.header)
         # The engine's warnings about this worker (a crash loop that stopped its restarts) in red,
         # above the doctor's advice: they explain why a slot stays empty.
-        self.notices = QtWidgets.QLabel("")
-        self.notices.setObjectName("detail-notices")
-        self.notices.setWordWrap(True)
-        self.notices.setTextFormat(Qt.TextFormat.RichText)
-        self.notices.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.notices.setStyleSheet(f"background: rgb{CRITICAL_ROW_RGB}; padding: 4px; border-radius: 3px")
-        self.notices.setToolTip("What oomscope's engine warned about this worker")
-        self.notices.setVisible(False)
+        self.notices = _banner("detail-notices", CRITICAL_ROW_RGB, "What oomscope's engine warned about this worker")
         layout.addWidget(self.notices)
-        self.advice = QtWidgets.QLabel("")
-        self.advice.setObjectName("detail-advice")
-        self.advice.setWordWrap(True)
-        self.advice.setTextFormat(Qt.TextFormat.RichText)
-        self.advice.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.advice.setStyleSheet(f"background: rgb{WARNING_ROW_RGB}; padding: 4px; border-radius: 3px")
-        self.advice.setToolTip("oomscope's doctor: advice about this worker's configuration "
-                               "(its V8 heap limit against its memory limit)")
-        self.advice.setVisible(False)
+        self.advice = _banner("detail-advice", WARNING_ROW_RGB, "oomscope's doctor: advice about this worker's "
+                              "configuration (its V8 heap limit against its memory limit)")
         layout.addWidget(self.advice)
         split = QtWidgets.QSplitter(Qt.Orientation.Horizontal)
         self.samples = QtWidgets.QTableWidget(0, 4)
@@ -165,7 +160,7 @@ class DetailPane(QtWidgets.QWidget):
                 parts.append(f"slot {w.ref.slot} · life {w.ref.life}"
                              + (f" — deaths in this slot so far: {html.escape(deaths)}" if deaths else ""))
             if w.evidence:
-                parts.append("evidence: " + "; ".join(html.escape(_readable(e)) for e in w.evidence))
+                parts.append("evidence: " + "; ".join(html.escape(e) for e in w.evidence))
             for d in w.thread_deaths:
                 stamp = time.strftime("%H:%M:%S", time.localtime(d.t))
                 parts.append(f"<b>{stamp}</b> {html.escape(d.summary())} — the process lives on")
@@ -182,8 +177,8 @@ class DetailPane(QtWidgets.QWidget):
         self.stderr.moveCursor(QtGui.QTextCursor.MoveOperation.End)
         record = (w.oom if w is not None else None) or (death.record if death is not None else None)
         if record:
-            key = [display_text(x) for x in key_kernel_lines(record)]
-            everything = [display_text(str(x)) for x in record.get("lines") or []]
+            key = [readable_line(x) for x in key_kernel_lines(record)]
+            everything = [readable_line(str(x)) for x in record.get("lines") or []]
             text = "\n".join(key)
             if len(everything) > len(key):
                 text += f"\n\n— the whole report ({len(everything)} lines) —\n" + "\n".join(everything)

@@ -108,6 +108,13 @@ class FileMenu:
         self.statusBar().showMessage(f"recording to {recorder.path} (session {recorder.session_id})", 8000)
         return True
 
+    def end_session(self) -> None:
+        """The window's session is over (closed, or the app quits): a recording ends with the
+        launched workers' exits, so the engine stops them before the file is finished."""
+        if self.recorder is not None and self.engine is not None:
+            self.engine.stop()
+        self.stop_recording()
+
     def stop_recording(self) -> Path | None:
         """Finish the session file (every event drained so far is in it); its path, or None."""
         recorder = self.recorder

@@ -28,10 +28,10 @@ import numpy as np
 
 from oomscope.core.errors import Error
 from oomscope.core.events import KernelLine
+from oomscope.core.oomlog.lines import readable_line
 from oomscope.core.thresholds import ThresholdConfig
 
 from .export_png import save_png
-from .kernel_pane import display_text
 from .palette import CRITICAL_RGB
 from .plot import MemoryPlot
 from .qt import Qt, pg
@@ -179,7 +179,7 @@ def _write_kernel_log(path: Path, w: WorkerState, died_at: float, lines: Sequenc
                f"{KERNEL_AFTER_S:g} s after), as dmesg shows them: {len(around)} lines")
     if not around:
         out.append("# (none were read in that time: the kernel log may have been unreadable, or quiet)")
-    out.extend(display_text(line.text) for line in around)
+    out.extend(readable_line(line.text) for line in around)
     path.write_text("\n".join(out) + "\n", encoding="utf-8")
 
 

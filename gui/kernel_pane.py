@@ -7,9 +7,7 @@ from collections import deque
 from typing import Any
 
 from oomscope.core.events import KernelLine
-from oomscope.core.oomlog.lines import readable_line as display_text
-
-__all__ = ["KernelLogPane", "display_text"]
+from oomscope.core.oomlog.lines import readable_line
 
 from .qt import Qt, QtGui, QtWidgets, Signal
 
@@ -78,7 +76,7 @@ class KernelLogPane(QtWidgets.QWidget):
                 self._mark(item, self._tied[raw])
 
     def _append_item(self, line: KernelLine) -> None:
-        item = QtWidgets.QListWidgetItem(display_text(line.text))
+        item = QtWidgets.QListWidgetItem(readable_line(line.text))
         item.setData(Qt.ItemDataRole.UserRole, line.text)
         if line.history:
             item.setForeground(self._history_brush)

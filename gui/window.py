@@ -928,11 +928,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.save_settings()
-        if self.recorder is not None and self.engine is not None:
-            # Closing ends the session: launched workers are stopped first, so the recording
-            # ends with their exits rather than with them running for ever.
-            self.engine.stop()
-        self.stop_recording()
+        self.end_session()
         self.notifier.close()
         self.bridge.stop()
         super().closeEvent(event)
