@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench typecheck clean prometheus-for-tests
+.PHONY: run test bench typecheck clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,33 +15,8 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/oomscope $(ARGS)
 
-test: $(STAMP) prometheus-for-tests
+test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest $(PYTEST_ARGS)
-
-# The real-Prometheus tests run Debian's `prometheus` binary (about 6 s to install). Best effort:
-# where it is missing and we are root with apt-get it is installed, with services kept from
-# starting; whatever happens, `make test` goes on, and those tests skip saying why.
-define INSTALL_PROMETHEUS
-command -v prometheus >/dev/null 2>&1 && exit 0
-if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-  echo "prometheus is not installed (installing it needs root and apt-get): the real-Prometheus tests will be skipped"
-  exit 0
-fi
-guard=""
-if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && guard=1
-fi
-install() { DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; }
-echo "installing Debian's prometheus for the real-Prometheus tests..."
-install || { timeout 120 apt-get update -qq >/dev/null 2>&1; install; }
-[ -n "$$guard" ] && rm -f /usr/sbin/policy-rc.d
-command -v prometheus >/dev/null 2>&1 || echo "prometheus could not be installed: the real-Prometheus tests will be skipped"
-exit 0
-endef
-export INSTALL_PROMETHEUS
-
-prometheus-for-tests:
-	@sh -c "$$INSTALL_PROMETHEUS" || true
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

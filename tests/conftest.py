@@ -22,7 +22,6 @@ from oomscope.core.engine import Engine, EngineConfig
 from oomscope.core.events import Event, Samples
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 PY = sys.executable
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from oomscope.core.oomlog import CONTRACT_FIELDS, cli
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "oom-corpus"
+CORPUS = Path(__file__).resolve().parent / "data" / "oom-corpus"
 NODE_DMESG = CORPUS / "local-6.18-memcg-v1-node.dmesg.log"
 BURST = CORPUS / "public-k8s-memcg-burst-seven-kills.dmesg.log"
 MODULE = "oomscope.core.oomlog.cli"
@@ -117,8 +117,6 @@ def test_console_script_when_installed() -> None:
     if exe is None:
         pytest.skip("the oomscope console script is not installed in this environment")
     done = subprocess.run([exe, "oom-log", "--json", str(NODE_DMESG)], capture_output=True, timeout=60, check=False)
-    if done.returncode != 0 and b"oom-log" in done.stderr and b"invalid choice" in done.stderr:
-        pytest.skip("oom-log is not wired into the oomscope command yet")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["pid"] == 6356
 

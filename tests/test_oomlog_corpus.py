@@ -1,7 +1,8 @@
-"""Every file of the shared OOM corpus, parsed and compared field by field with its expectation.
+"""Every file of the OOM corpus, parsed and compared field by field with its expectation.
 
-The corpus lives beside the repository (``../shared/oom-corpus``), also in CI. A missing corpus
-is an error, not a skip: these are the parser's main tests.
+The corpus is the project's own copy under ``tests/data/oom-corpus`` (its README says where each
+log comes from; FORMATS.md there describes the formats). A missing corpus is an error, not a
+skip: these are the parser's main tests.
 
 How a corpus expectation maps onto a ``KillRecord`` (see corpus README, "Expected JSON"):
 
@@ -28,7 +29,7 @@ from oomscope.core.oomlog import CONTRACT_FIELDS, KillRecord, LogReader, parse_f
 from oomscope.core.oomlog.reader import iter_text_lines
 from oomscope.core.oomlog.records import latest_revisions
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "oom-corpus"
+CORPUS = Path(__file__).resolve().parent / "data" / "oom-corpus"
 
 _RECORD_FIELDS = (
     "pid", "comm", "uid", "anon_rss_kb", "file_rss_kb", "shmem_rss_kb", "total_vm_kb",
@@ -46,7 +47,7 @@ _EXTRA_ALIASES = {"processes_killed_in_unit": "processes_killed"}
 def _corpus_logs() -> list[Path]:
     if not CORPUS.is_dir():
         raise RuntimeError(
-            f"OOM corpus not found at {CORPUS}: the tests expect the shared/ folder beside the repository"
+            f"OOM corpus not found at {CORPUS}: it is part of the repository (tests/data/oom-corpus)"
         )
     logs = sorted(
         p for p in CORPUS.iterdir()
@@ -90,6 +91,9 @@ def test_corpus_file(path: Path) -> None:
             got = rec.extra.get(_EXTRA_ALIASES.get(key, key))
             assert got == value, f"{where}: extra[{key!r}] = {got!r}, expected {value!r}"
         _check_record_shape(rec, where)
+    # parse_file keeps the last revision of each decision: one record per id, ids in order.
+    ids = [r.record_id for r in records]
+    assert all(i > 0 for i in ids) and ids == sorted(set(ids)), ids
 
 
 def _check_record_shape(rec: KillRecord, where: str) -> None:
@@ -106,7 +110,6 @@ def _check_record_shape(rec: KillRecord, where: str) -> None:
         assert f"{rec.pid}]" in row, where
     if rec.wall_time is not None:
         datetime.fromisoformat(rec.wall_time)
-    assert rec.revision >= 0 and rec.record_id > 0
 
 
 def test_task_rows_are_kept_for_the_victim() -> None:
@@ -122,7 +125,7 @@ def test_task_rows_are_kept_for_the_victim() -> None:
 
 def test_journal_json_wall_time_is_the_event_time() -> None:
     rec, = parse_file(CORPUS / "local-6.18-memcg-v1-node.journal.json")
-    # __REALTIME_TIMESTAMP - (__MONOTONIC_TIMESTAMP - _SOURCE_MONOTONIC_TIMESTAMP), FORMATS.md 5
+    # __REALTIME_TIMESTAMP - (__MONOTONIC_TIMESTAMP - _SOURCE_MONOTONIC_TIMESTAMP), tests/data/oom-corpus/FORMATS.md section 5
     assert rec.wall_time == "2026-11-29T06:20:23.486274+00:00"
     assert rec.wall_time_unix == pytest.approx(1795933223.486274, abs=1e-6)
     assert rec.wall_time_usec == 1795933223509707  # what journald stamped (receive time)

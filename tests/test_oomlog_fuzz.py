@@ -18,7 +18,7 @@ from oomscope.core.oomlog import KillRecord, LogReader
 from oomscope.core.oomlog.messages import RE_KILLED_HEAD
 from oomscope.core.oomlog.reader import iter_text_lines, might_matter
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "oom-corpus"
+CORPUS = Path(__file__).resolve().parent / "data" / "oom-corpus"
 if not CORPUS.is_dir():
     raise RuntimeError(f"OOM corpus not found at {CORPUS}")
 

@@ -38,11 +38,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import PY, REPO
 
-PROMETHEUS = shutil.which("prometheus")
+# $OOMSCOPE_PROMETHEUS (what .ci/run sets, from .ci/fetch-prometheus), else one on PATH.
+PROMETHEUS = os.environ.get("OOMSCOPE_PROMETHEUS") or shutil.which("prometheus")
 needs_prometheus = pytest.mark.skipif(
     PROMETHEUS is None,
-    reason="the prometheus binary is not installed: `make test` installs Debian's package where it "
-    "runs as root with apt-get; else apt-get install prometheus",
+    reason="no prometheus binary: set OOMSCOPE_PROMETHEUS=$(.ci/fetch-prometheus) (downloads "
+    "Debian's package into .ci/cache, installs nothing) or put prometheus on PATH",
 )
 T = TypeVar("T")
 
