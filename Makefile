@@ -19,7 +19,7 @@ test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest $(PYTEST_ARGS)
 
 typecheck: $(STAMP)
-	$(PY) -m mypy
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_typing.py
 
 bench: $(STAMP)
 	$(PY) bench/run.py

@@ -92,7 +92,9 @@ class DemoDirector(QObject):
             else:
                 self.window.message_bar.show_message(f"demo: cannot launch the fast leaker: {error}")
 
-        self.window.bridge.call(self.window.engine.launch(self.fast_spec, self.restart), on_error=failed)
+        engine = self.window.engine
+        assert engine is not None, "the demo runs in a live window"
+        self.window.bridge.call(engine.launch(self.fast_spec, self.restart), on_error=failed)
 
     def _on_worker_exited(self, ev: WorkerExited) -> None:
         if ev.worker.name != "fast-leak":

@@ -346,8 +346,7 @@ class FleetWindow(QtWidgets.QMainWindow):
 
     def _fill_tree(self, fleet: Fleet) -> None:
         chosen = set(self.selected_keys())
-        collapsed = {self.tree.topLevelItem(i).text(COL_NAME) for i in range(self.tree.topLevelItemCount())
-                     if not self.tree.topLevelItem(i).isExpanded()}
+        collapsed = {host.text(COL_NAME) for host in self._host_items() if not host.isExpanded()}
         self.tree.blockSignals(True)
         self.tree.setSortingEnabled(False)
         self.tree.clear()
@@ -412,11 +411,15 @@ class FleetWindow(QtWidgets.QMainWindow):
             for col in range(len(COLUMNS)):
                 item.setBackground(col, QtGui.QBrush(QtGui.QColor(*rgb)))
 
+    def _host_items(self) -> list[QtWidgets.QTreeWidgetItem]:
+        hosts = (self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount()))
+        return [h for h in hosts if h is not None]
+
     def _worker_items(self) -> list[QtWidgets.QTreeWidgetItem]:
-        out = []
-        for i in range(self.tree.topLevelItemCount()):
-            host = self.tree.topLevelItem(i)
-            out.extend(host.child(j) for j in range(host.childCount()))
+        out: list[QtWidgets.QTreeWidgetItem] = []
+        for host in self._host_items():
+            children = (host.child(j) for j in range(host.childCount()))
+            out.extend(c for c in children if c is not None)
         return out
 
     def selected_keys(self) -> list[str]:

@@ -60,7 +60,7 @@ class ClockAxis(pg.DateAxisItem):
 
     def __init__(self) -> None:
         super().__init__(orientation="bottom")
-        self.zoomLevels = OrderedDict((spacing, level) for spacing, level in self.zoomLevels.items()
+        self.zoomLevels: OrderedDict[float, object] = OrderedDict((spacing, level) for spacing, level in self.zoomLevels.items()
                                       if spacing > 1)
 
 
@@ -135,7 +135,7 @@ class CurvesItem(pg.GraphicsObject):
 
 
 def _polygon(x: np.ndarray, y: np.ndarray) -> QtGui.QPolygonF:
-    poly = pg.functions.create_qpolygonf(len(x))
+    poly: QtGui.QPolygonF = pg.functions.create_qpolygonf(len(x))
     arr = pg.functions.ndarray_from_qpolygonf(poly)
     arr[:, 0] = x
     arr[:, 1] = y
