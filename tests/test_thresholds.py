@@ -123,5 +123,5 @@ def test_terminate_at_warning(make_engine) -> None:
     assert (exited.cause, exited.by) == ("terminated", "policy")
     term = log.of("terminate", ref.id)[0]
     assert "at or above warning 50.0 MiB" in term.reason
-    with pytest.raises(BadInput, match="on-warn"):
+    with pytest.raises(BadInput, match="on_warn"):
         ThresholdConfig(on_warn="explode")
