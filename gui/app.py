@@ -48,20 +48,24 @@ def run(args: argparse.Namespace) -> int:
         return _run_replay(Path(args.file), screenshot, float(getattr(args, "after", 0.0) or 0.0))
     notices: list[str] = []
     try:
+        config, typed = window_config(args, notices)
         mem_limit = parse_size(args.mem_limit) if getattr(args, "mem_limit", None) else None
-        # The settings file (the same one `watch` reads) under the command line, as in `watch`.
-        file = load_config(Path(args.config) if getattr(args, "config", None) else None)
-        config = engine_config_from(args, file, notices.append)
-        demo = args.subcommand == "demo"
-        if demo:
-            from .demo import DEMO_INTERVAL_S, DEMO_THRESHOLDS
-            config = replace(config, thresholds=DEMO_THRESHOLDS, interval_s=DEMO_INTERVAL_S)
     except BadInput as e:
         print(f"oomscope: {e}", file=sys.stderr)
         return 2
-    # Levels typed on the command line beat the ones the window remembers from last time.
-    typed = demo or getattr(args, "warn", None) is not None or getattr(args, "crit", None) is not None
-    return _run_window(args, config, typed, mem_limit, demo, screenshot, notices)
+    return _run_window(args, config, typed, mem_limit, args.subcommand == "demo", screenshot, notices)
+
+
+def window_config(args: argparse.Namespace, notices: list[str]) -> tuple[EngineConfig, bool]:
+    """The engine's settings for the window, and whether the command line gave levels (which
+    then beat the ones the window remembers from last time). BadInput says what is wrong."""
+    # The settings file (the same one `watch` reads) under the command line, as in `watch`.
+    file = load_config(Path(args.config) if getattr(args, "config", None) else None)
+    config = engine_config_from(args, file, notices.append)
+    if args.subcommand == "demo":
+        from .demo import DEMO_INTERVAL_S, DEMO_THRESHOLDS
+        return replace(config, thresholds=DEMO_THRESHOLDS, interval_s=DEMO_INTERVAL_S), True
+    return config, getattr(args, "warn", None) is not None or getattr(args, "crit", None) is not None
 
 
 def _run_window(args: argparse.Namespace, config: EngineConfig, typed: bool, mem_limit: int | None,
