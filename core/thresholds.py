@@ -17,6 +17,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from typing import Any, Final
 
 from .errors import BadInput
@@ -119,7 +120,7 @@ DEFAULT_THRESHOLDS: Final = ThresholdConfig(
     warn=Level(fraction=0.75), crit=Level(fraction=0.90), sustain_s=2.0, hysteresis=0.05,
     on_crit="notify",
 )
-_WARN_UNDER_CRIT: Final = 0.75 / 0.90  # the defaults' proportion
+_WARN_UNDER_CRIT: Final = Fraction(75, 90)  # the defaults' proportion, exact for sizes in bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +159,7 @@ def crit_with_following_warn(base: ThresholdConfig, crit: Level | None) -> tuple
     if crit is None or warn is None or not _not_below(warn, crit):
         return replace(base, crit=crit), False
     follow = (Level(bytes=int(crit.bytes * _WARN_UNDER_CRIT)) if crit.bytes is not None
-              else Level(fraction=round((crit.fraction or 0.0) * _WARN_UNDER_CRIT, 4)))
+              else Level(fraction=round(float((crit.fraction or 0.0) * _WARN_UNDER_CRIT), 4)))
     return replace(base, warn=follow, crit=crit), True
 
 

@@ -45,7 +45,7 @@ from .events import (
 )
 from .launch import LaunchSpec
 from .restart import RestartPolicy
-from .options import add_shared_options, engine_config_from, parse_pid
+from .options import add_shared_options, engine_config_from
 from .sizes import format_size, parse_size
 
 
