@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import watch
+from .options import add_shared_options
 from .oomlog import cli as oomlog_cli
 from .recording import cli as recording_cli
 
@@ -25,17 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Without a subcommand, opens the desktop app.",
     )
     gui = p.add_argument_group("desktop app (no subcommand)")
-    gui.add_argument("--run", metavar="CMD", action="append", default=[],
-                     help="launch CMD (a shell command line) as a worker; repeatable")
-    gui.add_argument("--attach", metavar="PID", action="append", default=[], type=watch.parse_pid,
-                     help="watch a running process; repeatable")
-    gui.add_argument("--children-of", metavar="PID", action="append", default=[], type=watch.parse_pid,
-                     help="watch every child of PID")
-    gui.add_argument("--mem-limit", metavar="SIZE", help="memory cgroup limit for launched workers")
-    gui.add_argument("--warn", metavar="X", help="warning level: a size or a percent of the cgroup limit")
-    gui.add_argument("--crit", metavar="X", help="critical level: a size or a percent of the cgroup limit")
-    gui.add_argument("--interval", metavar="S", type=float, default=0.5, help="sampling interval (default 0.5 s)")
-    gui.add_argument("--config", metavar="FILE", help="settings file (default: the one `watch` reads)")
+    add_shared_options(gui, gui, gui)
     _add_screenshot_options(gui)
     sub = p.add_subparsers(dest="subcommand", metavar="COMMAND")
     w = sub.add_parser("watch", help="watch workers without a window (JSON lines with --json)",

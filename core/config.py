@@ -1,173 +1,52 @@
 """The TOML settings file shared by ``watch`` and the GUI: thresholds, restart policy, sampling.
 
 Everything here is pure: read a file, check every value, and return frozen dataclasses. A bad
-file is refused as a whole with :class:`BadInput` naming the file, the dotted key and the line
-it is written on, so a typo never silently falls back to a default.
+file is refused as a whole with :class:`BadInput` naming the file, the dotted key and, where a
+short search of the text finds it, the line it is written on, so a typo never silently falls
+back to a default. ``[thresholds]`` is the engine's own :class:`ThresholdConfig`, and a
+``[workers."regex"]`` table a :class:`ThresholdOverride` of it.
 """
 
 from __future__ import annotations
 
 import difflib
-import enum
 import json
 import math
 import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal, TypeVar, cast
+from typing import Final, TypeVar, cast
 
 from .errors import BadInput
 from .restart import RestartPolicy
 from .sizes import Level, parse_level
-from .thresholds import METRICS, ThresholdConfig
-
-Metric = Literal["rss", "anon", "heap"]
-Action = Literal["none", "notify", "terminate"]
-ACTIONS: Final[tuple[Action, ...]] = ("none", "notify", "terminate")
+from .thresholds import (
+    ACTIONS,
+    DEFAULT_THRESHOLDS,
+    FIELDS as THRESHOLD_KEYS,
+    MAX_HYSTERESIS,
+    METRICS,
+    ThresholdConfig,
+    ThresholdOverride,
+    check_choice,
+    check_seconds,
+    named,
+)
 
 # Same floor as engine.MIN_INTERVAL_S (a test keeps them equal); not imported so that the
 # engine can one day read this module without an import cycle.
 MIN_INTERVAL_S: Final = 0.05
-MAX_HYSTERESIS: Final = 0.5
 
 T = TypeVar("T")
 KeyPath = tuple[str, ...]
 
 
-class Unset(enum.Enum):
-    """Marks an override key the file does not set (``None`` already means ``false``: no level)."""
-
-    UNSET = "unset"
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET: Final = Unset.UNSET
-
-
-def _pick(value: T | Unset, base: T) -> T:
-    return base if isinstance(value, Unset) else value
-
-
-# --- checks shared by the dataclasses (programmatic use) and the file reader ----------------
-
-
-def _check_choice(value: str, allowed: tuple[str, ...], what: str) -> None:
-    if value not in allowed:
-        raise BadInput(
-            f"{_show(value)} is not {what}: choose one of {', '.join(json.dumps(a) for a in allowed)}"
-        )
-
-
-def _check_seconds(value: float, minimum: float, *, above: bool = False) -> None:
-    ok = math.isfinite(value) and (value > minimum if above else value >= minimum)
-    if not ok:
-        bound = f"above {minimum:g}" if above else f"at least {minimum:g}"
-        raise BadInput(f"{_show(value)} is not allowed: write a number of seconds {bound}")
-
-
 def _check_count(value: int, minimum: int) -> None:
     if value < minimum:
         raise BadInput(f"{value} is not allowed: write a whole number of at least {minimum}")
-
-
-def _check_hysteresis(value: float) -> None:
-    if not (math.isfinite(value) and 0 <= value <= MAX_HYSTERESIS):
-        raise BadInput(
-            f"{value * 100:g}% is not allowed: hysteresis is a percent of the level from "
-            f'"0%" to "{MAX_HYSTERESIS * 100:g}%", e.g. "5%"'
-        )
-
-
-def _check_levels(warn: Level | None, crit: Level | None) -> None:
-    # ThresholdConfig owns the rule (only levels of the same kind compare); reuse it verbatim.
-    ThresholdConfig(warn=warn, crit=crit)
-
-
-def _named(name: str, check: Callable[[], None]) -> None:
-    try:
-        check()
-    except BadInput as e:
-        raise BadInput(f"{name}: {e}") from None
-
-
-# --- the settings --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ThresholdSettings:
-    """``[thresholds]``: levels on one metric, how long a level must hold, what each level does."""
-
-    metric: Metric = "rss"
-    warn: Level | None = Level(fraction=0.75)
-    crit: Level | None = Level(fraction=0.90)
-    sustain_s: float = 2.0
-    hysteresis: float = 0.05  # fraction of the level: left only below level * (1 - hysteresis)
-    on_warn: Action = "none"
-    on_crit: Action = "notify"
-    grace_s: float = 3.0
-
-    def __post_init__(self) -> None:
-        _named("metric", lambda: _check_choice(self.metric, METRICS, "a metric"))
-        _named("on_warn", lambda: _check_choice(self.on_warn, ACTIONS, "an action"))
-        _named("on_crit", lambda: _check_choice(self.on_crit, ACTIONS, "an action"))
-        _named("sustain_s", lambda: _check_seconds(self.sustain_s, 0))
-        _named("grace_s", lambda: _check_seconds(self.grace_s, 0))
-        _named("hysteresis", lambda: _check_hysteresis(self.hysteresis))
-        _check_levels(self.warn, self.crit)
-
-    def to_threshold_config(self) -> ThresholdConfig:
-        """The engine's form. It knows only none/terminate on critical: notifying is the
-        front end's job, so "notify" becomes "none" there and stays visible in ``on_crit`` here."""
-        return ThresholdConfig(
-            warn=self.warn,
-            crit=self.crit,
-            metric=self.metric,
-            on_crit="terminate" if self.on_crit == "terminate" else "none",
-            on_warn="terminate" if self.on_warn == "terminate" else "none",
-            sustain_s=self.sustain_s,
-            hysteresis=self.hysteresis,
-        )
-
-
-THRESHOLD_KEYS: Final = tuple(ThresholdSettings.__dataclass_fields__)
-
-
-@dataclass(frozen=True, slots=True)
-class ThresholdsOverride:
-    """A ``[workers."<name or regex>"]`` table: any subset of the ``[thresholds]`` keys."""
-
-    metric: Metric | Unset = UNSET
-    warn: Level | None | Unset = UNSET
-    crit: Level | None | Unset = UNSET
-    sustain_s: float | Unset = UNSET
-    hysteresis: float | Unset = UNSET
-    on_warn: Action | Unset = UNSET
-    on_crit: Action | Unset = UNSET
-    grace_s: float | Unset = UNSET
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """The keys this override sets, in schema order."""
-        return tuple(k for k in THRESHOLD_KEYS if not isinstance(getattr(self, k), Unset))
-
-    def apply(self, base: ThresholdSettings) -> ThresholdSettings:
-        """``base`` with this override's keys replaced; raises BadInput if the result is invalid
-        (e.g. a worker's warn at or above the global crit)."""
-        return ThresholdSettings(
-            metric=_pick(self.metric, base.metric),
-            warn=_pick(self.warn, base.warn),
-            crit=_pick(self.crit, base.crit),
-            sustain_s=_pick(self.sustain_s, base.sustain_s),
-            hysteresis=_pick(self.hysteresis, base.hysteresis),
-            on_warn=_pick(self.on_warn, base.on_warn),
-            on_crit=_pick(self.on_crit, base.on_crit),
-            grace_s=_pick(self.grace_s, base.grace_s),
-        )
 
 
 # ``[restart]`` is the engine's restart policy itself: one set of fields, checked in one place.
@@ -182,17 +61,17 @@ class SamplingSettings:
     heap_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
-        _named("interval_s", lambda: _check_seconds(self.interval_s, MIN_INTERVAL_S))
-        _named("heap_interval_s", lambda: _check_seconds(self.heap_interval_s, MIN_INTERVAL_S))
+        named("interval_s", lambda: check_seconds(self.interval_s, MIN_INTERVAL_S))
+        named("heap_interval_s", lambda: check_seconds(self.heap_interval_s, MIN_INTERVAL_S))
 
 
 @dataclass(frozen=True, slots=True)
 class OomscopeConfig:
-    thresholds: ThresholdSettings = field(default_factory=ThresholdSettings)
-    restart: RestartSettings = field(default_factory=RestartSettings)
-    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    thresholds: ThresholdConfig = DEFAULT_THRESHOLDS
+    restart: RestartSettings = RestartSettings()
+    sampling: SamplingSettings = SamplingSettings()
     # File order, because the first matching pattern should win and the user chose the order.
-    workers: tuple[tuple[str, ThresholdsOverride], ...] = ()
+    workers: tuple[tuple[str, ThresholdOverride], ...] = ()
     source: Path | None = None  # the file read; None when running on defaults alone
 
 
@@ -293,7 +172,7 @@ def _show(value: object) -> str:
 def _choice(allowed: tuple[str, ...], what: str) -> Callable[[object], str]:
     def convert(raw: object) -> str:
         if isinstance(raw, str):
-            _check_choice(raw, allowed, what)
+            check_choice(raw, allowed, what)
             return raw
         raise BadInput(
             f"{_show(raw)} is not {what}: choose one of {', '.join(json.dumps(a) for a in allowed)}"
@@ -302,12 +181,8 @@ def _choice(allowed: tuple[str, ...], what: str) -> Callable[[object], str]:
     return convert
 
 
-def _metric(raw: object) -> Metric:
-    return cast(Metric, _choice(METRICS, "a metric")(raw))
-
-
-def _action(raw: object) -> Action:
-    return cast(Action, _choice(ACTIONS, "an action")(raw))
+_metric = _choice(METRICS, "a metric")
+_action = _choice(ACTIONS, "an action")
 
 
 def _level(raw: object) -> Level | None:
@@ -325,7 +200,7 @@ def _seconds(minimum: float, *, above: bool = False) -> Callable[[object], float
     def convert(raw: object) -> float:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
             raise BadInput(f"{_show(raw)} is not a number: write seconds as a number, e.g. 2.5")
-        _check_seconds(float(raw), minimum, above=above)
+        check_seconds(float(raw), minimum, above=above)
         return float(raw)
 
     return convert
@@ -383,12 +258,12 @@ class _Reader:
 
     def read(self, doc: Mapping[str, object]) -> OomscopeConfig:
         self.unknown_keys(doc, (), _TOP_KEYS, "the file")
-        thresholds = ThresholdSettings()
+        thresholds = DEFAULT_THRESHOLDS
         table = self.table(doc, ("thresholds",))
         if table is not None:
             mark = len(self.problems)
             override = self.override(table, ("thresholds",))
-            thresholds = self.build(lambda: override.apply(ThresholdSettings()), table,
+            thresholds = self.build(lambda: override.apply(DEFAULT_THRESHOLDS), table,
                                     ("thresholds",), ("crit", "warn"), mark) or thresholds
         base = thresholds if not self.problems else None
         restart = self.restart(doc)
@@ -445,22 +320,16 @@ class _Reader:
             self.error(path + (key,) if key else path, str(e))
             return None
 
-    def override(self, table: Mapping[str, object], path: KeyPath) -> ThresholdsOverride:
+    def override(self, table: Mapping[str, object], path: KeyPath) -> ThresholdOverride:
         self.unknown_keys(table, path, THRESHOLD_KEYS, f"[{_dotted(path)}]")
-        values: dict[str, object] = {}
+        changes: list[tuple[str, object]] = []
         for key, convert in _THRESHOLD_CONVERTERS.items():
-            value = self.field(table, path, key, convert, cast(object, UNSET))
-            values[key] = value
-        return ThresholdsOverride(
-            metric=cast("Metric | Unset", values["metric"]),
-            warn=cast("Level | None | Unset", values["warn"]),
-            crit=cast("Level | None | Unset", values["crit"]),
-            sustain_s=cast("float | Unset", values["sustain_s"]),
-            hysteresis=cast("float | Unset", values["hysteresis"]),
-            on_warn=cast("Action | Unset", values["on_warn"]),
-            on_crit=cast("Action | Unset", values["on_crit"]),
-            grace_s=cast("float | Unset", values["grace_s"]),
-        )
+            if key in table:
+                mark = len(self.problems)
+                value = self.field(table, path, key, convert, None)
+                if len(self.problems) == mark:
+                    changes.append((key, value))
+        return ThresholdOverride(tuple(changes))
 
     def restart(self, doc: Mapping[str, object]) -> RestartSettings:
         path = ("restart",)
@@ -496,11 +365,11 @@ class _Reader:
         )
 
     def workers(self, doc: Mapping[str, object],
-                base: ThresholdSettings | None) -> tuple[tuple[str, ThresholdsOverride], ...]:
+                base: ThresholdConfig | None) -> tuple[tuple[str, ThresholdOverride], ...]:
         table = self.table(doc, ("workers",))
         if table is None:
             return ()
-        result: list[tuple[str, ThresholdsOverride]] = []
+        result: list[tuple[str, ThresholdOverride]] = []
         for name in table:  # tomllib keeps file order
             path = ("workers", name)
             sub = self.table(table, path)
@@ -527,211 +396,49 @@ class _Reader:
 
 # --- where each key is written ---------------------------------------------------------------
 
-
-class _ScanError(Exception):
-    pass
-
-
-_ESCAPES: Final = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\",
-                   "e": "\x1b"}
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-class _KeyScanner:
-    """The line of each key path in a TOML text that tomllib has already accepted.
-
-    tomllib returns plain values with no positions, so this walks the text once more: table
-    headers, dotted keys, quoted keys and inline tables, skipping over strings and arrays.
-    It records the first line each path (and each of its prefixes) is written on.
-    """
-
-    def __init__(self, text: str) -> None:
-        self.s = text
-        self.i = 0
-        self.line = 1
-        self.found: dict[KeyPath, int] = {}
-
-    def peek(self, k: int = 0) -> str:
-        j = self.i + k
-        return self.s[j] if j < len(self.s) else ""
-
-    def advance(self, n: int = 1) -> None:
-        self.line += self.s.count("\n", self.i, self.i + n)
-        self.i += n
-
-    def expect(self, text: str) -> None:
-        self.skip_blanks()
-        if not self.s.startswith(text, self.i):
-            raise _ScanError(f"expected {text!r} at line {self.line}")
-        self.advance(len(text))
-
-    def skip_blanks(self) -> None:
-        while self.peek() in (" ", "\t"):
-            self.advance()
-
-    def skip_space(self) -> None:
-        while True:
-            c = self.peek()
-            if c in (" ", "\t", "\r", "\n"):
-                self.advance()
-            elif c == "#":
-                end = self.s.find("\n", self.i)
-                self.advance((end if end >= 0 else len(self.s)) - self.i)
-            else:
-                return
-
-    def record(self, path: KeyPath, line: int) -> None:
-        for n in range(1, len(path) + 1):
-            self.found.setdefault(path[:n], line)
-
-    def run(self) -> dict[KeyPath, int]:
-        table: KeyPath = ()
-        try:
-            while True:
-                self.skip_space()
-                if not self.peek():
-                    break
-                if self.peek() == "[":
-                    line = self.line
-                    double = self.peek(1) == "["
-                    self.advance(2 if double else 1)
-                    table = self.key()
-                    self.expect("]]" if double else "]")
-                    self.record(table, line)
-                else:
-                    self.keyval(table)
-        except (_ScanError, ValueError):
-            pass  # keys found before the surprise keep their lines; the rest are reported without
-        return self.found
-
-    def key(self) -> KeyPath:
-        parts: list[str] = []
-        while True:
-            self.skip_blanks()
-            c = self.peek()
-            if c == '"':
-                parts.append(self.basic_string())
-            elif c == "'":
-                end = self.s.find("'", self.i + 1)
-                if end < 0:
-                    raise _ScanError("unterminated literal key")
-                parts.append(self.s[self.i + 1 : end])
-                self.advance(end + 1 - self.i)
-            else:
-                m = _BARE_KEY.match(self.s, self.i)
-                if not m:
-                    raise _ScanError(f"no key at line {self.line}")
-                parts.append(m.group())
-                self.advance(m.end() - self.i)
-            self.skip_blanks()
-            if self.peek() != ".":
-                return tuple(parts)
-            self.advance()
-
-    def keyval(self, prefix: KeyPath | None) -> None:
-        line = self.line
-        path = self.key()
-        self.expect("=")
-        full = prefix + path if prefix is not None else None
-        if full is not None:
-            self.record(full, line)
-        self.value(full)
-
-    def value(self, path: KeyPath | None) -> None:
-        """Skip one value; inside an inline table, record its keys under ``path``."""
-        self.skip_blanks()
-        c = self.peek()
-        if self.s.startswith('"""', self.i) or self.s.startswith("'''", self.i):
-            self.multiline_string()
-        elif c == '"':
-            self.basic_string()
-        elif c == "'":
-            end = self.s.find("'", self.i + 1)
-            if end < 0:
-                raise _ScanError("unterminated literal string")
-            self.advance(end + 1 - self.i)
-        elif c == "{":
-            self.advance()
-            self.skip_space()
-            while self.peek() != "}":
-                self.keyval(path)
-                self.skip_space()
-                if self.peek() == ",":
-                    self.advance()
-                    self.skip_space()
-            self.advance()
-        elif c == "[":
-            # Array elements have no key of their own; nothing in them is recorded.
-            self.advance()
-            self.skip_space()
-            while self.peek() != "]":
-                if not self.peek():
-                    raise _ScanError("unterminated array")
-                self.value(None)
-                self.skip_space()
-                if self.peek() == ",":
-                    self.advance()
-                    self.skip_space()
-            self.advance()
-        else:
-            start = self.i
-            while self.peek() and self.peek() not in " \t\r\n,]}#":
-                self.advance()
-            if self.i == start:
-                raise _ScanError(f"no value at line {self.line}")
-            # A date-time may be written with a space between date and time.
-            if (_DATE.fullmatch(self.s, start, self.i) and self.peek() == " "
-                    and self.peek(1).isdigit()):
-                self.advance()
-                while self.peek() and self.peek() not in " \t\r\n,]}#":
-                    self.advance()
-
-    def basic_string(self) -> str:
-        self.advance()
-        out: list[str] = []
-        while True:
-            c = self.peek()
-            if c in ("", "\n"):
-                raise _ScanError("unterminated string")
-            if c == '"':
-                self.advance()
-                return "".join(out)
-            if c == "\\":
-                e = self.peek(1)
-                if e in _ESCAPES:
-                    out.append(_ESCAPES[e])
-                    self.advance(2)
-                elif e in ("u", "U"):
-                    width = 4 if e == "u" else 8
-                    out.append(chr(int(self.s[self.i + 2 : self.i + 2 + width], 16)))
-                    self.advance(2 + width)
-                else:
-                    raise _ScanError("unknown escape")
-            else:
-                out.append(c)
-                self.advance()
-
-    def multiline_string(self) -> None:
-        quote = self.s[self.i : self.i + 3]
-        self.advance(3)
-        while True:
-            if not self.peek():
-                raise _ScanError("unterminated multi-line string")
-            if quote == '"""' and self.peek() == "\\":
-                self.advance(2)
-            elif self.s.startswith(quote, self.i):
-                self.advance(3)
-                # Up to two more quotes belong to the content: """a""""" ends after them.
-                for _ in range(2):
-                    if self.peek() == quote[0]:
-                        self.advance()
-                return
-            else:
-                self.advance()
+_KEY_PART: Final = r'[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\''
+_KEY: Final = rf"\s*((?:{_KEY_PART})(?:\s*\.\s*(?:{_KEY_PART}))*)\s*"
+_HEADER = re.compile(rf"\s*\[\[?{_KEY}\]")
+_KEYVAL = re.compile(rf"{_KEY}=")
+_INLINE_KEY = re.compile(rf"[{{,]{_KEY}=")
 
 
 def _key_lines(text: str) -> dict[KeyPath, int]:
-    return _KeyScanner(text).run()
+    """The line each key path (and each prefix of it) is first written on.
+
+    tomllib gives no positions, and the file has already parsed: a line-by-line search that
+    knows table headers, dotted and quoted keys, one-line inline tables and multi-line strings
+    (whose content it skips) places every key a settings file uses. A key it misses is reported
+    without a line, never wrongly."""
+    found: dict[KeyPath, int] = {}
+    table: KeyPath = ()
+    in_string: str | None = None
+
+    def record(path: KeyPath, line: int) -> None:
+        for n in range(1, len(path) + 1):
+            found.setdefault(path[:n], line)
+
+    for n, line in enumerate(text.splitlines(), 1):
+        if in_string is not None:
+            if line.count(in_string) % 2:
+                in_string = None
+            continue
+        if (m := _HEADER.match(line)) is not None:
+            table = _key_path(m.group(1))
+            record(table, n)
+        elif (m := _KEYVAL.match(line)) is not None:
+            path = table + _key_path(m.group(1))
+            record(path, n)
+            rest = line[m.end():]
+            for inner in _INLINE_KEY.finditer(rest):
+                record(path + _key_path(inner.group(1)), n)
+            in_string = next((q for q in ('"""', "'''") if rest.count(q) % 2), None)
+    return found
+
+
+def _key_path(text: str) -> KeyPath:
+    parts = re.findall(_KEY_PART, text)
+    return tuple(json.loads(p) if p.startswith('"') else p.strip("'") for p in parts)
 
 
 # --- the example file ----------------------------------------------------------------------

@@ -78,6 +78,8 @@ _SLOW_PERIOD_S = 1.0
 class EngineConfig:
     interval_s: float = 1.0
     thresholds: ThresholdConfig = field(default_factory=ThresholdConfig)
+    # For a terminate by hand and at stop; a level's "terminate" uses its own thresholds.grace_s
+    # (the front ends set both from --grace / the settings file).
     grace_s: float = 3.0
     rescan_s: float = 0.5
     output_lines: int = 200
@@ -901,7 +903,7 @@ class Engine:
             f"{setting} ({format_size(limit_b)})"
         )
         try:
-            self._terminate(w, "policy", False, None, reason)
+            self._terminate(w, "policy", False, w.thresholds.grace_s, reason)
         except Error as e:
             self._emit(Notice(time.time(), "warning",
                               f"policy could not terminate {w.ref.name} (PID {w.ref.pid}): {e}", w.ref))

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
-from .sizes import Level
-from .thresholds import ThresholdConfig
+from .thresholds import ThresholdConfig, thresholds_to_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,16 +163,6 @@ class Threshold(WorkerEvent):
         return d
 
 
-def level_json(level: Level | None) -> dict[str, Any] | None:
-    """A level as the JSON contract writes it: ``{"bytes": n}``, ``{"percent": p}`` or null."""
-    if level is None:
-        return None
-    if level.bytes is not None:
-        return {"bytes": level.bytes}
-    # Rounded: 0.07 * 100 is 7.000000000000001 in binary floating point.
-    return {"percent": round((level.fraction or 0.0) * 100, 6)}
-
-
 @dataclass(frozen=True, slots=True)
 class LevelsChanged(Event):
     """The warning and critical levels in force changed while the session ran.
@@ -201,8 +190,7 @@ class LevelsChanged(Event):
             # No level fields at all: null would read as "no warning level", which it is not.
             d["back_to_global"] = True
             return d
-        d.update(warn=level_json(c.warn), crit=level_json(c.crit), metric=c.metric, on_warn=c.on_warn,
-                 on_crit=c.on_crit, sustain_s=c.sustain_s, hysteresis_percent=round(c.hysteresis * 100, 6))
+        d.update(thresholds_to_json(c))
         return d
 
 

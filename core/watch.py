@@ -18,7 +18,7 @@ from typing import Any, Protocol, TextIO
 
 from .causes import OOM_KILL
 from .config import example_config, load_config
-from .engine import MIN_INTERVAL_S, Engine, EngineConfig
+from .engine import Engine, EngineConfig
 from .errors import BadInput, Error
 from .events import (
     CauseUpdated,
@@ -45,18 +45,15 @@ from .events import (
 )
 from .launch import LaunchSpec
 from .restart import RestartPolicy
-from .sizes import Level, format_size, parse_level, parse_percent, parse_size
-from .thresholds import METRICS, ON_CRIT_ACTIONS
+from .options import add_shared_options, engine_config_from
+from .sizes import format_size, parse_size
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     what = p.add_argument_group("what to watch")
-    what.add_argument("--run", metavar="CMD", action="append", default=[],
-                      help="launch CMD (a shell command line) as a worker; repeatable")
-    what.add_argument("--attach", metavar="PID", action="append", default=[], type=parse_pid,
-                      help="watch a running process; repeatable")
-    what.add_argument("--children-of", metavar="PID", action="append", default=[], type=parse_pid,
-                      help="watch every child of PID, including children it starts later")
+    lim = p.add_argument_group("limits and thresholds")
+    run = p.add_argument_group("how")
+    add_shared_options(what, lim, run)
     what.add_argument("--match", metavar="REGEX", action="append", default=[],
                       help="watch processes whose name or command line matches REGEX")
     what.add_argument("--inspect-heap", action="store_true",
@@ -64,30 +61,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       "(opened with SIGUSR1 while attached: any local user can run code in them then)")
     what.add_argument("command", nargs=argparse.REMAINDER,
                       help="after --: a command (argv, no shell) to launch as a worker")
-    lim = p.add_argument_group("limits and thresholds")
-    lim.add_argument("--mem-limit", metavar="SIZE",
-                     help="run launched workers in their own memory cgroup with this limit")
-    lim.add_argument("--warn", metavar="X", help="warning level: a size (400MiB), a percent of the "
-                     "worker's limit (default 75%%) or off")
-    lim.add_argument("--crit", metavar="X", help="critical level: a size, a percent of the worker's limit "
-                     "(default 90%%) or off")
-    lim.add_argument("--metric", default=None, choices=METRICS,
-                     help="what the levels apply to (default rss; heap: V8/Python heap reports of launched workers)")
-    lim.add_argument("--on-warn", default=None, choices=ON_CRIT_ACTIONS,
-                     help="what to do at warning (default none)")
-    lim.add_argument("--on-crit", default=None, choices=ON_CRIT_ACTIONS,
-                     help="what to do at critical (terminate: SIGTERM, grace, SIGKILL)")
-    lim.add_argument("--sustain", metavar="S", type=float, default=None,
-                     help="a level counts once the value stayed above it this long (default 2 s)")
-    lim.add_argument("--hysteresis", metavar="P", default=None,
-                     help="a level is left only below it minus this percent of it (default 5%%)")
-    lim.add_argument("--grace", metavar="S", type=float, default=None,
-                     help="seconds between SIGTERM and SIGKILL (default 3)")
-    run = p.add_argument_group("how")
-    run.add_argument("--interval", metavar="S", type=float, default=None,
-                     help=f"sampling interval in seconds (default 1, minimum {MIN_INTERVAL_S})")
-    run.add_argument("--heap-interval", metavar="S", type=float, default=None,
-                     help="how often launched workers' heap reporters report (default 1 s, minimum 0.05)")
     run.add_argument("--duration", metavar="S", type=float,
                      help="stop after S seconds (launched workers are terminated)")
     run.add_argument("--json", action="store_true", help="one JSON event per line")
@@ -95,9 +68,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="run CMD (a shell command line) for every notable event (level changes, "
                      "exits, cause updates, thread deaths, unmatched kernel kills, advice), with the "
                      "event as one JSON object on its stdin")
-    run.add_argument("--config", metavar="FILE",
-                     help="settings file (default: $XDG_CONFIG_HOME/oomscope/config.toml or "
-                     "~/.config/oomscope/config.toml); options given here win over it")
     run.add_argument("--print-config", action="store_true",
                      help="print a commented settings file with every default, and exit")
     lim.add_argument("--restart", metavar="N", type=int,
@@ -121,16 +91,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "scraped the last exits (default 15; 0: do not wait)")
 
 
-def parse_pid(text: str) -> int:
-    try:
-        pid = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a PID (a positive whole number)") from None
-    if pid <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a PID (a positive whole number)")
-    return pid
-
-
 class _Interrupted(Exception):
     pass
 
@@ -139,39 +99,20 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise _Interrupted(signum)
 
 
-def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[LaunchSpec], RestartPolicy]:
-    """Everything the user typed, checked before anything starts."""
-    settings = load_config(Path(args.config) if args.config else None)
-    t = settings.thresholds
+def config_from_args(args: argparse.Namespace, notices: list[str] | None = None,
+                     ) -> tuple[EngineConfig, list[LaunchSpec], RestartPolicy]:
+    """Everything the user typed, checked before anything starts; ``notices`` collects what
+    the user should be told (a warning level that followed --crit down)."""
     if args.restart is not None and args.restart < 0:
         raise BadInput(f"--restart {args.restart}: give how many restarts, 0 or more")
-    restart = settings.restart if args.restart is None else replace(settings.restart, max=args.restart)
-    base = replace(
-        t,
-        warn=_level(args.warn) if args.warn is not None else t.warn,
-        crit=_level(args.crit) if args.crit is not None else t.crit,
-        metric=args.metric if args.metric is not None else t.metric,
-        on_crit=args.on_crit if args.on_crit is not None else t.on_crit,
-        on_warn=args.on_warn if args.on_warn is not None else t.on_warn,
-        sustain_s=args.sustain if args.sustain is not None else t.sustain_s,
-        hysteresis=_hysteresis(args.hysteresis) if args.hysteresis is not None else t.hysteresis,
-        grace_s=args.grace if args.grace is not None else t.grace_s,
-    )
-    thresholds = base.to_threshold_config()
-    overrides = tuple((pattern, override.apply(base).to_threshold_config())
-                      for pattern, override in settings.workers)
-    if args.on_crit == "terminate" and thresholds.crit is None:
-        raise BadInput("--on-crit terminate needs a critical level: add --crit SIZE or --crit PERCENT%")
+    settings = load_config(Path(args.config) if args.config else None)
+    config = engine_config_from(args, settings, notices.append if notices is not None else None)
+    restart = config.restart if args.restart is None else replace(config.restart, max=args.restart)
+    config = replace(config, inspect_heap=args.inspect_heap, restart=restart)
     if args.metrics_linger < 0:
         raise BadInput(f"--metrics-linger {args.metrics_linger:g}: give a number of seconds, 0 or more")
     if args.duration is not None and not args.duration > 0:
         raise BadInput(f"--duration {args.duration:g}: give a number of seconds above 0")
-    config = EngineConfig(
-        interval_s=args.interval if args.interval is not None else settings.sampling.interval_s,
-        heap_interval_s=args.heap_interval if args.heap_interval is not None else settings.sampling.heap_interval_s,
-        thresholds=thresholds, grace_s=base.grace_s, inspect_heap=args.inspect_heap,
-        worker_overrides=overrides, restart=restart,
-    )
     mem_limit = parse_size(args.mem_limit) if args.mem_limit else None
     specs = [LaunchSpec(cmd, mem_limit_bytes=mem_limit) for cmd in args.run]
     command = list(args.command)
@@ -190,22 +131,13 @@ def config_from_args(args: argparse.Namespace) -> tuple[EngineConfig, list[Launc
     return config, specs, restart
 
 
-def _level(text: str) -> Level | None:
-    """A level as typed; ``off`` switches one off (the settings file's ``false``)."""
-    return None if text.strip().lower() in ("off", "none", "false") else parse_level(text)
-
-
-def _hysteresis(text: str) -> float:
-    text = text.strip()
-    return 0.0 if text in ("0", "0%") else parse_percent(text)
-
-
 def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
     if args.print_config:
         stdout.write(example_config())
         return 0
+    notices: list[str] = []
     try:
-        config, specs, restart = config_from_args(args)
+        config, specs, restart = config_from_args(args, notices)
     except Error as e:
         print(f"oomscope watch: {e}", file=stderr)
         return 2
@@ -234,6 +166,8 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
         printer = _tee(sinks, printer)
     engine = Engine(config).start()
     engines.append(engine)
+    for message in notices:  # through the engine's queue: printed, recorded and hooked like any
+        engine.events.put(Notice(t=time.time(), level="warning", message=message))
     old_handlers = _install_signal_handlers()
     ended_by_itself = False
     try:

@@ -12,9 +12,10 @@ from typing import Any
 
 from oomscope.core.config import load_config
 from oomscope.core.engine import Engine, EngineConfig
+from oomscope.core.options import engine_config_from
 from oomscope.core.errors import BadInput
 from oomscope.core.launch import LaunchSpec
-from oomscope.core.sizes import Level, parse_level, parse_size
+from oomscope.core.sizes import parse_level, parse_size
 from oomscope.core.thresholds import ThresholdConfig
 
 SETTINGS_ENV = "OOMSCOPE_SETTINGS"  # an .ini path: tests and screenshots keep the user's settings clean
@@ -28,15 +29,6 @@ oomscope: no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY 
 
 def display_available(env: os._Environ[str] | dict[str, str] = os.environ) -> bool:
     return bool(env.get("QT_QPA_PLATFORM") or env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
-
-
-def _thresholds(args: argparse.Namespace) -> ThresholdConfig | None:
-    warn_text, crit_text = getattr(args, "warn", None), getattr(args, "crit", None)
-    if warn_text is None and crit_text is None:
-        return None
-    warn: Level | None = parse_level(warn_text) if warn_text else None
-    crit: Level | None = parse_level(crit_text) if crit_text else None
-    return ThresholdConfig(warn=warn, crit=crit)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,46 +46,44 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.subcommand == "open":
         return _run_replay(Path(args.file), screenshot, float(getattr(args, "after", 0.0) or 0.0))
+    notices: list[str] = []
     try:
-        thresholds = _thresholds(args)
+        config, typed = window_config(args, notices)
         mem_limit = parse_size(args.mem_limit) if getattr(args, "mem_limit", None) else None
-        interval_s = float(getattr(args, "interval", 0.5))
-        demo = args.subcommand == "demo"
-        if demo:
-            from .demo import DEMO_INTERVAL_S, DEMO_THRESHOLDS
-            thresholds, interval_s = thresholds or DEMO_THRESHOLDS, DEMO_INTERVAL_S
-        # The settings file (the same one `watch` reads) gives the levels unless the command
-        # line or the window's last-used levels say otherwise, and the per-worker overrides.
-        file = load_config(Path(args.config) if getattr(args, "config", None) else None)
-        overrides = tuple((pattern, o.apply(file.thresholds).to_threshold_config())
-                          for pattern, o in file.workers)
-        base = file.thresholds.to_threshold_config()
-        if thresholds is not None:
-            thresholds = replace(base, warn=thresholds.warn, crit=thresholds.crit)
-        config = EngineConfig(interval_s=interval_s, thresholds=thresholds or base,
-                              heap_interval_s=file.sampling.heap_interval_s,
-                              grace_s=file.thresholds.grace_s, worker_overrides=overrides,
-                              restart=file.restart)
     except BadInput as e:
         print(f"oomscope: {e}", file=sys.stderr)
         return 2
-    return _run_window(args, config, thresholds, mem_limit, demo, screenshot)
+    return _run_window(args, config, typed, mem_limit, args.subcommand == "demo", screenshot, notices)
 
 
-def _run_window(args: argparse.Namespace, config: EngineConfig, thresholds: ThresholdConfig | None,
-                mem_limit: int | None, demo: bool, screenshot: str | None) -> int:
+def window_config(args: argparse.Namespace, notices: list[str]) -> tuple[EngineConfig, bool]:
+    """The engine's settings for the window, and whether the command line gave levels (which
+    then beat the ones the window remembers from last time). BadInput says what is wrong."""
+    # The settings file (the same one `watch` reads) under the command line, as in `watch`.
+    file = load_config(Path(args.config) if getattr(args, "config", None) else None)
+    config = engine_config_from(args, file, notices.append)
+    if args.subcommand == "demo":
+        from .demo import DEMO_INTERVAL_S, DEMO_THRESHOLDS
+        return replace(config, thresholds=DEMO_THRESHOLDS, interval_s=DEMO_INTERVAL_S), True
+    return config, getattr(args, "warn", None) is not None or getattr(args, "crit", None) is not None
+
+
+def _run_window(args: argparse.Namespace, config: EngineConfig, typed: bool, mem_limit: int | None,
+                demo: bool, screenshot: str | None, notices: list[str]) -> int:
     from .window import MainWindow
 
     app = _application()
     settings, scratch = _settings(screenshot)
-    if thresholds is None:
-        thresholds = _saved_thresholds(settings, config.thresholds)
-        if thresholds is not None:
-            config = replace(config, thresholds=thresholds)
+    if not typed:
+        saved = _saved_thresholds(settings, config.thresholds)
+        if saved is not None:
+            config = replace(config, thresholds=saved)
     engine = Engine(config).start()
     window = MainWindow(engine, settings, thresholds=config.thresholds,
                         persist_thresholds=not demo and screenshot is None)
     window.show()
+    for message in notices:
+        window.message_bar.show_message(message, "warning")
     if screenshot:
         window.resize(1400, 900)  # the offscreen screen is 800x800: geometry would be clamped to it
     for command in getattr(args, "run", []) or []:

@@ -23,7 +23,8 @@ from .qt import QObject
 from .window import MainWindow
 
 FAST_LEAK_LIMIT_BYTES = 96 << 20
-DEMO_THRESHOLDS = ThresholdConfig(warn=parse_level("150MiB"), crit=parse_level("220MiB"), metric="rss")
+DEMO_THRESHOLDS = ThresholdConfig(warn=parse_level("150MiB"), crit=parse_level("220MiB"), metric="rss",
+                                  on_crit="notify")
 DEMO_INTERVAL_S = 0.25
 
 

@@ -424,7 +424,9 @@ class WorkerThresholdsDialog(QtWidgets.QDialog):
         """The levels as typed; raises BadInput with what is wrong."""
         warn = parse_level(self.warn.text()) if self.warn.text().strip() else None
         crit = parse_level(self.crit.text()) if self.crit.text().strip() else None
-        on_crit = "terminate" if self.terminate.isChecked() else "none"
+        # Unticked, critical does what the global levels make it do, short of terminating.
+        fallback = self.global_config.on_crit if self.global_config.on_crit != "terminate" else "notify"
+        on_crit = "terminate" if self.terminate.isChecked() else fallback
         if on_crit == "terminate" and crit is None:
             raise BadInput("terminate at critical needs a critical level")
         # Only the levels and the action are the worker's own: sustain, hysteresis and the

@@ -14,7 +14,6 @@ disk) leaves no half incident behind.
 from __future__ import annotations
 
 import json
-import math
 import platform
 import re
 import shutil
@@ -29,7 +28,8 @@ import numpy as np
 from oomscope.core.errors import Error
 from oomscope.core.events import KernelLine
 from oomscope.core.oomlog.lines import readable_line
-from oomscope.core.thresholds import ThresholdConfig
+from oomscope.core.jsonable import jsonable
+from oomscope.core.thresholds import ThresholdConfig, settings_to_json
 
 from .export_png import save_png
 from .palette import CRITICAL_RGB
@@ -186,16 +186,7 @@ def _write_kernel_log(path: Path, w: WorkerState, died_at: float, lines: Sequenc
 def thresholds_json(config: ThresholdConfig | None) -> dict[str, Any] | None:
     if config is None:
         return None
-    return {
-        "metric": config.metric,
-        "warn": None if config.warn is None else str(config.warn),
-        "crit": None if config.crit is None else str(config.crit),
-        "on_warn": config.on_warn,
-        "on_crit": config.on_crit,
-        "sustain_s": config.sustain_s,
-        "hysteresis": config.hysteresis,
-        "text": describe_levels(config),
-    }
+    return {**settings_to_json(config), "text": describe_levels(config)}
 
 
 def cause_json(window: MainWindow, w: WorkerState, origin: dict[str, Any]) -> dict[str, Any]:
@@ -240,16 +231,7 @@ def cause_json(window: MainWindow, w: WorkerState, origin: dict[str, Any]) -> di
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n", encoding="utf-8")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        number = value.item()
-        return None if isinstance(number, float) and not math.isfinite(number) else number
-    if isinstance(value, (tuple, set)):
-        return list(value)
-    return str(value)
+    path.write_text(json.dumps(data, indent=2, default=jsonable) + "\n", encoding="utf-8")
 
 
 def _render_pictures(window: MainWindow, w: WorkerState, died_at: float, folder: Path) -> None:

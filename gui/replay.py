@@ -39,8 +39,7 @@ from oomscope.core.events import (
     WorkerStarted,
 )
 from oomscope.core.recording import SessionFile, SessionInfo
-from oomscope.core.sizes import Level, parse_level
-from oomscope.core.thresholds import ThresholdConfig
+from oomscope.core.thresholds import ThresholdConfig, thresholds_from_json
 
 from .bridge import NoEvents
 from .kernel_pane import KernelLogPane
@@ -167,19 +166,6 @@ def session_label(info: SessionInfo) -> str:
     return f"session {info.id} · {info.host or 'unknown host'} · {start}{end}{command}"
 
 
-def _level(value: Any) -> Level | None:
-    """A level as the session's settings hold it: ``{"bytes": …, "fraction": …}`` (or text)."""
-    if isinstance(value, dict):
-        if value.get("bytes") is not None:
-            return Level(bytes=int(value["bytes"]))
-        if value.get("fraction") is not None:
-            return Level(fraction=float(value["fraction"]))
-        return None
-    if value in (None, "", False):
-        return None
-    return parse_level(str(value))
-
-
 def thresholds_of(settings: Any) -> ThresholdConfig:
     """The levels the session was recorded with (its settings' ``thresholds``), as far as they
     can be read; defaults otherwise (a replay only draws them)."""
@@ -187,13 +173,7 @@ def thresholds_of(settings: Any) -> ThresholdConfig:
     if not isinstance(table, dict):
         return ThresholdConfig()
     try:
-        return ThresholdConfig(
-            warn=_level(table.get("warn")),
-            crit=_level(table.get("crit")),
-            metric=str(table.get("metric") or "rss"),
-            on_crit=str(table.get("on_crit") or "none"),
-            on_warn=str(table.get("on_warn") or "none"),
-        )
+        return thresholds_from_json(table)
     except (BadInput, TypeError, ValueError):
         return ThresholdConfig()
 

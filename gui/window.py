@@ -33,7 +33,7 @@ from oomscope.core.causes import HEAP_OOM, OOM_KILL
 from oomscope.core.launch import LaunchSpec
 from oomscope.core.restart import RestartPolicy
 from oomscope.core.sizes import Level, format_size, parse_level
-from oomscope.core.thresholds import CRITICAL, ThresholdConfig
+from oomscope.core.thresholds import CRITICAL, LEVEL_RANK, ThresholdConfig
 
 from .bridge import EngineBridge, EventSource
 from .detail import DetailPane
@@ -374,10 +374,13 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         w = self.roster.on_threshold(ev)
         if w is not None:
             self.model.worker_changed(w)
-        if ev.level == CRITICAL and ev.previous != CRITICAL:
+        # Entering a level (not coming down to it) whose action, in the worker's own levels or
+        # else the global ones, is "notify": as the settings file's on_warn / on_crit say.
+        config = w.override if w is not None and w.override is not None else self.thresholds
+        if LEVEL_RANK[ev.level] > LEVEL_RANK[ev.previous] and config.action(ev.level) == "notify":
             metric = _PLOT_METRIC.get(ev.metric, ev.metric).replace("_", " ")
-            limit = f" (critical level {format_size(ev.limit)})" if ev.limit else ""
-            self._notify(f"oomscope: {ev.worker.name} is critical",
+            limit = f" ({ev.level} level {format_size(ev.limit)})" if ev.limit else ""
+            self._notify(f"oomscope: {ev.worker.name} is {ev.level}",
                          f"{ev.worker.name} ({ev.worker.id}, PID {ev.worker.pid}): {metric} "
                          f"{format_size(ev.value)}{limit}")
 

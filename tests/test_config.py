@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import textwrap
 from pathlib import Path
@@ -9,19 +10,16 @@ from pathlib import Path
 import pytest
 
 from oomscope.core.config import (
-    UNSET,
     OomscopeConfig,
     RestartSettings,
     SamplingSettings,
-    ThresholdSettings,
-    ThresholdsOverride,
     default_config_path,
     example_config,
     load_config,
 )
 from oomscope.core.errors import BadInput
 from oomscope.core.sizes import Level
-from oomscope.core.thresholds import ThresholdConfig
+from oomscope.core.thresholds import DEFAULT_THRESHOLDS, ThresholdConfig, ThresholdOverride
 
 
 def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
@@ -138,7 +136,7 @@ def test_full_valid_file(tmp_path: Path) -> None:
     """)
     c = load_config(path)
     assert c.source == path
-    assert c.thresholds == ThresholdSettings(
+    assert c.thresholds == ThresholdConfig(
         metric="anon", warn=Level(bytes=400 * 1024**2), crit=None, sustain_s=5.0,
         hysteresis=0.0, on_warn="notify", on_crit="terminate", grace_s=0.5)
     assert isinstance(c.thresholds.sustain_s, float)
@@ -149,7 +147,7 @@ def test_full_valid_file(tmp_path: Path) -> None:
 def test_partial_tables_keep_other_defaults(tmp_path: Path) -> None:
     c = load_config(write(tmp_path, "[restart]\nmax = 2\n"))
     assert c.restart == RestartSettings(max=2)
-    assert c.thresholds == ThresholdSettings()
+    assert c.thresholds == DEFAULT_THRESHOLDS
 
 
 def test_dotted_keys_and_inline_tables_are_accepted(tmp_path: Path) -> None:
@@ -161,21 +159,20 @@ def test_dotted_keys_and_inline_tables_are_accepted(tmp_path: Path) -> None:
     assert c.restart == RestartSettings(max=4, healthy_s=10.0)
 
 
-def test_to_threshold_config_maps_notify_to_none() -> None:
-    assert ThresholdSettings().to_threshold_config() == ThresholdConfig(
-        warn=Level(fraction=0.75), crit=Level(fraction=0.9), metric="rss", on_crit="none",
-        sustain_s=2.0, hysteresis=0.05)
-    t = ThresholdSettings(metric="heap", warn=None, on_crit="terminate", sustain_s=0.5, hysteresis=0.1)
-    assert t.to_threshold_config() == ThresholdConfig(
-        warn=None, crit=Level(fraction=0.9), metric="heap", on_crit="terminate", sustain_s=0.5,
-        hysteresis=0.1)
+def test_the_file_gives_the_engine_its_own_type_with_notify_and_grace(tmp_path: Path) -> None:
+    # One type: what the file says reaches the engine and the window as written, "notify"
+    # included (the window notifies by it), not mapped to another type that drops it.
+    c = load_config(write(tmp_path, '[thresholds]\non_warn = "notify"\non_crit = "none"\ngrace_s = 7\n'))
+    assert type(c.thresholds) is ThresholdConfig
+    assert (c.thresholds.on_warn, c.thresholds.on_crit, c.thresholds.grace_s) == ("notify", "none", 7.0)
+    assert c.thresholds.action("warning") == "notify" and c.thresholds.action("critical") == "none"
 
 
 def test_example_config_loads_to_the_defaults(tmp_path: Path) -> None:
     text = example_config()
     c = load_config(write(tmp_path, text))
     assert c == OomscopeConfig(source=c.source)
-    for key in ThresholdSettings.__dataclass_fields__:
+    for key in ThresholdConfig.__dataclass_fields__:
         assert re.search(rf"^{key} = ", text, re.M), key
     for key in (*RestartSettings.__dataclass_fields__, *SamplingSettings.__dataclass_fields__):
         assert re.search(rf"^{key} = ", text, re.M), key
@@ -359,9 +356,9 @@ def test_worker_overrides_in_file_order(tmp_path: Path) -> None:
     """))
     assert [name for name, _ in c.workers] == ["web-1", "celery.*", "api"]
     celery = c.workers[1][1]
-    assert celery == ThresholdsOverride(warn=Level(bytes=300 * 1024**2), crit=None)
+    assert celery == ThresholdOverride((("warn", Level(bytes=300 * 1024**2)), ("crit", None)))
     assert celery.keys == ("warn", "crit")
-    assert celery.metric is UNSET
+    assert "metric" not in dict(celery.changes)
     merged = celery.apply(c.thresholds)
     assert (merged.warn, merged.crit, merged.metric) == (Level(bytes=300 * 1024**2), None, "rss")
     assert c.workers[2][1].apply(c.thresholds).metric == "heap"
@@ -397,11 +394,15 @@ def test_worker_bad_regex_and_non_table(tmp_path: Path) -> None:
 
 def test_dataclasses_validate_programmatic_values() -> None:
     with pytest.raises(BadInput, match="sustain_s"):
-        ThresholdSettings(sustain_s=-1)
+        ThresholdConfig(sustain_s=-1)
+    with pytest.raises(BadInput, match="grace_s"):
+        ThresholdConfig(grace_s=math.nan)
     with pytest.raises(BadInput, match="must be below"):
-        ThresholdSettings(warn=Level(fraction=0.9), crit=Level(fraction=0.8))
+        ThresholdConfig(warn=Level(fraction=0.9), crit=Level(fraction=0.8))
     with pytest.raises(BadInput, match="hysteresis"):
-        ThresholdSettings(hysteresis=0.6)
+        ThresholdConfig(hysteresis=0.6)
+    with pytest.raises(BadInput, match='on_crit: "kill" is not an action'):
+        ThresholdConfig(on_crit="kill")
     with pytest.raises(BadInput, match="backoff_cap_s"):
         RestartSettings(backoff_initial_s=5, backoff_cap_s=1)
     with pytest.raises(BadInput, match="interval_s"):

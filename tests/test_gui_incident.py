@@ -15,7 +15,7 @@ from conftest import PY
 from gui_helpers import GUI_MARKS, HOLDER, confirmer, make_window  # noqa: F401 (fixtures)
 from oomscope.core.launch import LaunchSpec
 from oomscope.core.sizes import parse_level
-from oomscope.core.thresholds import ThresholdConfig
+from oomscope.core.thresholds import ThresholdConfig, thresholds_from_json
 from test_gui_record_support import assert_plausible_png, png_facts
 
 pytestmark = GUI_MARKS
@@ -71,7 +71,10 @@ def test_incident_of_a_worker_that_exited(qtbot, make_window, tmp_path) -> None:
     assert cause["worker"]["pid"] == dies.ref.pid and cause["worker"]["cmd"] == list(dies.ref.cmd)
     assert cause["died_at"] == dies.exit.t and cause["exit_event"]["event"] == "worker_exited"
     assert "about to give up" in cause["stderr_tail"]
-    assert cause["thresholds"]["warn"] == "8.0 MiB" and cause["level_at_death"] == dies.level
+    # The thresholds in the codec's form (as the levels event and a session's settings), with text.
+    assert cause["thresholds"]["warn"] == {"bytes": 8 << 20} and cause["level_at_death"] == dies.level
+    assert thresholds_from_json(cause["thresholds"]) == window.thresholds
+    assert cause["thresholds"]["text"].startswith("warning 8.0 MiB")
     assert cause["source"]["kind"] == "live"
 
     log = (folder / "kernel.log").read_text()

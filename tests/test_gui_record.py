@@ -132,7 +132,7 @@ def test_recorded_oom_kill_replays_as_the_live_window_showed_it(qtbot, make_wind
         assert cause["cause"] == OOM_KILL == leaker.cause
         assert cause["evidence"] == list(leaker.evidence) and cause["signal"] == "SIGKILL"
         assert cause["worker"]["pid"] == leaker.ref.pid and cause["worker"]["cgroup_limit"] == 64 << 20
-        assert cause["thresholds"]["warn"] == "30.0 MiB" and cause["thresholds"]["crit"] == "45.0 MiB"
+        assert cause["thresholds"]["warn"] == {"bytes": 30 << 20} and cause["thresholds"]["crit"] == {"bytes": 45 << 20}
         with (folder / "samples.csv").open() as f:
             rows = list(csv.DictReader(f))
         assert tuple(rows[0]) == SAMPLE_COLUMNS

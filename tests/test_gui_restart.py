@@ -113,7 +113,7 @@ def test_without_a_tray_notifications_go_to_the_message_bar(qtbot, make_window) 
 @pytest.mark.skipif(not v1_memory_writable(), reason="needs root and a writable cgroup v1 memory controller "
                     "(/sys/fs/cgroup/memory)")
 def test_oom_kills_notify_and_the_crash_loop_guard_is_shown(qtbot, make_window) -> None:
-    window = make_window(ThresholdConfig(crit=parse_level("50%")))
+    window = make_window(ThresholdConfig(crit=parse_level("50%"), on_crit="notify"))
     shown: list[tuple[str, str]] = []
     window.notifier.show_fn = lambda title, text: shown.append((title, text))
     window.launch(LaunchSpec((PY, "-c", LEAKER), name="leaker", mem_limit_bytes=48 << 20),

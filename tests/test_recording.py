@@ -26,7 +26,7 @@ from oomscope.core.recording import SessionFile, open_recorder
 from oomscope.core.recording.samplecodec import FIELDS
 from oomscope.core.recording.writer import OUTPUT_LINES_PER_WORKER, Recorder
 from oomscope.core.sizes import Level
-from oomscope.core.thresholds import ThresholdConfig
+from oomscope.core.thresholds import ThresholdConfig, thresholds_from_json
 
 MiB = 1 << 20
 
@@ -108,7 +108,9 @@ def test_round_trip_of_a_real_session(make_engine, tmp_path: Path) -> None:
         assert info.id == rec.session_id
         assert info.ended is not None and info.ended >= info.last_t >= info.started
         assert info.command_line == ["oomscope", "test"]
-        assert info.settings["thresholds"]["warn"] == {"bytes": 20 * MiB, "fraction": None}
+        # The thresholds codec's form (the levels event's fields and grace_s), read back whole.
+        assert info.settings["thresholds"]["warn"] == {"bytes": 20 * MiB}
+        assert thresholds_from_json(info.settings["thresholds"]) == thresholds
         assert info.settings["interval_s"] == eng.config.interval_s
         back = list(f.events())
         assert as_json(back) == as_json(log.events)

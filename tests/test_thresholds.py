@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 
 from conftest import PY, v1_memory_writable
 from oomscope.core.errors import BadInput
 from oomscope.core.launch import LaunchSpec
-from oomscope.core.sizes import parse_level
-from oomscope.core.thresholds import CRITICAL, NORMAL, WARNING, LevelTracker, ThresholdConfig
+from oomscope.core.sizes import Level, parse_level
+from oomscope.core.thresholds import (
+    CRITICAL,
+    DEFAULT_THRESHOLDS,
+    NORMAL,
+    ROW_COLUMNS,
+    WARNING,
+    LevelTracker,
+    ThresholdConfig,
+    crit_with_following_warn,
+    settings_to_json,
+    thresholds_from_json,
+    thresholds_from_row,
+    thresholds_to_json,
+    thresholds_to_row,
+)
 
 MiB = 1 << 20
 WARN, CRIT = 100 * MiB, 200 * MiB
@@ -123,5 +140,49 @@ def test_terminate_at_warning(make_engine) -> None:
     assert (exited.cause, exited.by) == ("terminated", "policy")
     term = log.of("terminate", ref.id)[0]
     assert "at or above warning 50.0 MiB" in term.reason
-    with pytest.raises(BadInput, match="on-warn"):
+    with pytest.raises(BadInput, match="on_warn"):
         ThresholdConfig(on_warn="explode")
+
+
+# --- the one codec -----------------------------------------------------------------------------
+
+CODEC_CASES = [
+    ThresholdConfig(),
+    ThresholdConfig(warn=parse_level("75%"), crit=parse_level("90%"), sustain_s=2.0, hysteresis=0.05,
+                    on_crit="notify"),
+    ThresholdConfig(warn=parse_level("400MiB"), crit=None, metric="heap", on_warn="terminate",
+                    on_crit="none", sustain_s=0.5, hysteresis=0.07, grace_s=9.5),
+]
+
+
+@pytest.mark.parametrize("config", CODEC_CASES)
+def test_codec_round_trips(config: ThresholdConfig) -> None:
+    assert thresholds_from_json(json.loads(json.dumps(settings_to_json(config)))) == config
+    # The levels event and the session file's row hold the levels and actions, not the grace period.
+    assert thresholds_from_json(thresholds_to_json(config)) == dataclasses.replace(config, grace_s=3.0)
+    assert thresholds_from_row(thresholds_to_row(config)) == dataclasses.replace(config, grace_s=3.0)
+    assert len(thresholds_to_row(config)) == len(ROW_COLUMNS)
+
+
+def test_codec_reads_the_settings_older_session_files_hold() -> None:
+    # Before the codec, a session's settings held the dataclass itself: a hysteresis fraction and
+    # a level as both of its fields.
+    old = {"warn": {"bytes": None, "fraction": 0.75}, "crit": {"bytes": 1 << 30, "fraction": None},
+           "metric": "anon", "on_crit": "terminate", "sustain_s": 2.0, "hysteresis": 0.05, "on_warn": "none"}
+    assert thresholds_from_json(old) == ThresholdConfig(
+        warn=parse_level("75%"), crit=parse_level("1GiB"), metric="anon", on_crit="terminate", sustain_s=2.0,
+        hysteresis=0.05)
+    with pytest.raises(BadInput):
+        thresholds_from_json({"warn": {"percent": 90}, "crit": {"percent": 80}})
+
+
+def test_a_critical_level_alone_takes_an_unchosen_warning_level_down_with_it() -> None:
+    base = DEFAULT_THRESHOLDS
+    moved, did = crit_with_following_warn(base, parse_level("60%"))
+    assert did and (moved.warn, moved.crit) == (parse_level("50%"), parse_level("60%"))
+    kept, did = crit_with_following_warn(base, parse_level("80%"))
+    assert not did and kept.warn == base.warn
+    sized, did = crit_with_following_warn(ThresholdConfig(warn=parse_level("600MiB")), parse_level("600MiB"))
+    assert did and sized.warn == Level(bytes=500 << 20)
+    off, did = crit_with_following_warn(base, None)  # no critical level: nothing to be below
+    assert not did and off.crit is None and off.warn == base.warn

@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 
 from conftest import PY, REPO, ready_child, v1_memory_writable
+from oomscope.core import watch as watch_cli
+from oomscope.core.cli import build_parser, join_negative_values
+from oomscope.core.sizes import Level
 
 OOMSCOPE = [PY, "-m", "oomscope"]
 LEAKER = "import time\nchunks = []\nwhile True:\n    chunks.append(bytearray(1 << 20)); time.sleep(0.004)\n"
@@ -344,3 +347,84 @@ def test_on_event_hook_gets_each_notable_event_as_json(tmp_path) -> None:
     assert all(k in ("threshold", "worker_exited") for k in kinds)
     bad = watch("--on-event", "exit 7", "--warn", "1MiB", "--sustain", "0", "--run", "true")
     assert bad.returncode == 0 and "exited with code 7" in bad.stderr
+
+
+# ------------------------------------------------------------------ command line over settings file
+
+MiB = 1 << 20
+
+# (option, typed, settings-file table, key, TOML value, what the engine gets: typed, from the file,
+# built in). One table for both front ends: test_gui_app runs it through the window's path.
+OPTION_CASES: list[tuple[str, str, str, str, str, Any, Any, Any]] = [
+    ("--warn", "40MiB", "thresholds", "warn", '"30MiB"',
+     Level(bytes=40 * MiB), Level(bytes=30 * MiB), Level(fraction=0.75)),
+    ("--warn", "off", "thresholds", "warn", '"30MiB"', None, Level(bytes=30 * MiB), Level(fraction=0.75)),
+    ("--crit", "2GiB", "thresholds", "crit", '"1GiB"',
+     Level(bytes=2 << 30), Level(bytes=1 << 30), Level(fraction=0.9)),
+    ("--crit", "off", "thresholds", "crit", '"1GiB"', None, Level(bytes=1 << 30), Level(fraction=0.9)),
+    ("--metric", "anon", "thresholds", "metric", '"heap"', "anon", "heap", "rss"),
+    ("--on-warn", "terminate", "thresholds", "on_warn", '"notify"', "terminate", "notify", "none"),
+    ("--on-crit", "none", "thresholds", "on_crit", '"terminate"', "none", "terminate", "notify"),
+    ("--sustain", "0.5", "thresholds", "sustain_s", "7", 0.5, 7.0, 2.0),
+    ("--hysteresis", "10%", "thresholds", "hysteresis", '"20%"', 0.1, 0.2, 0.05),
+    ("--grace", "1.5", "thresholds", "grace_s", "9", 1.5, 9.0, 3.0),
+    ("--interval", "0.2", "sampling", "interval_s", "0.3", 0.2, 0.3, 1.0),
+    ("--heap-interval", "0.25", "sampling", "heap_interval_s", "0.4", 0.25, 0.4, 1.0),
+]
+
+
+def engine_value(config: Any, option: str) -> Any:
+    """The engine's setting that ``option`` sets."""
+    if option in ("--interval", "--heap-interval"):
+        return getattr(config, option[2:].replace("-", "_") + "_s")
+    if option == "--grace":
+        assert config.grace_s == config.thresholds.grace_s  # a terminate by hand waits as long
+        return config.thresholds.grace_s
+    field = {"--sustain": "sustain_s", "--hysteresis": "hysteresis"}.get(option, option[2:].replace("-", "_"))
+    return getattr(config.thresholds, field)
+
+
+def precedence_files(tmp_path: Path, table: str, key: str, value: str) -> tuple[Path, Path]:
+    with_key, empty = tmp_path / "set.toml", tmp_path / "empty.toml"
+    with_key.write_text(f"[{table}]\n{key} = {value}\n")
+    empty.write_text("# nothing set: the built-in defaults\n")
+    return with_key, empty
+
+
+@pytest.mark.parametrize("option, typed, table, key, value, from_cli, from_file, default", OPTION_CASES)
+def test_watch_option_beats_the_file_which_beats_the_default(
+        tmp_path: Path, option: str, typed: str, table: str, key: str, value: str,
+        from_cli: Any, from_file: Any, default: Any) -> None:
+    with_key, empty = precedence_files(tmp_path, table, key, value)
+
+    def config(*argv: str) -> Any:
+        args = build_parser().parse_args(join_negative_values(["watch", *argv, "--run", "true"]))
+        return watch_cli.config_from_args(args)[0]
+
+    assert engine_value(config("--config", str(with_key), option, typed), option) == from_cli
+    assert engine_value(config("--config", str(with_key)), option) == from_file
+    assert engine_value(config("--config", str(empty)), option) == default
+
+
+def test_crit_alone_below_the_default_warning_moves_the_warning_down() -> None:
+    """Issue #13: `--crit 60%` alone is a lower critical level, not a clash with the 75% default."""
+    notices: list[str] = []
+    args = build_parser().parse_args(["watch", "--crit", "60%", "--run", "true"])
+    config = watch_cli.config_from_args(args, notices)[0]
+    assert config.thresholds.crit == Level(fraction=0.6)
+    assert config.thresholds.warn == Level(fraction=0.5)  # the defaults' proportion, 75 to 90
+    assert len(notices) == 1 and "75%" in notices[0] and "50%" in notices[0] and "--warn" in notices[0]
+    # A warning level that is already below stays where it is, and nothing is said.
+    quiet: list[str] = []
+    args = build_parser().parse_args(["watch", "--crit", "80%", "--run", "true"])
+    assert watch_cli.config_from_args(args, quiet)[0].thresholds.warn == Level(fraction=0.75) and not quiet
+
+
+def test_crit_alone_as_a_user_runs_it_tells_and_watches() -> None:
+    r = watch("--json", "--crit", "60%", "--interval", "0.05", "--run", "true")
+    assert r.returncode == 0, r.stderr
+    notices = [e for e in events(r.stdout, all_kinds=True) if e["event"] == "notice"]
+    assert any("50%" in e["message"] and "--warn" in e["message"] for e in notices), r.stdout
+    # Both given, and wrong: the user's own levels clash, and that stays an error.
+    both = watch("--warn", "75%", "--crit", "60%", "--run", "true")
+    assert both.returncode == 2 and "warning level 75% must be below critical level 60%" in both.stderr

@@ -42,8 +42,7 @@ from ..events import (
     WorkerRef,
     WorkerStarted,
 )
-from ..sizes import Level
-from ..thresholds import ThresholdConfig
+from ..thresholds import thresholds_from_row
 from . import heappack, schema
 from .samplecodec import FIELDS, CodecError, unpack
 
@@ -409,8 +408,7 @@ def _builders(refs: dict[int, WorkerRef], kills: dict[int, tuple[tuple[Any, ...]
         if r[13]:
             return LevelsChanged(r[2], worker, None)
         try:
-            config = ThresholdConfig(warn=_level(r[4], r[5]), crit=_level(r[6], r[7]), metric=r[8], on_warn=r[9],
-                                     on_crit=r[10], sustain_s=r[11], hysteresis=r[12])
+            config = thresholds_from_row(r[4:13])
         except (BadInput, TypeError) as e:
             raise DamagedRow(f"levels at seq {r[1]}: {e}") from None
         return LevelsChanged(r[2], worker, config)
@@ -431,14 +429,6 @@ def _builders(refs: dict[int, WorkerRef], kills: dict[int, tuple[tuple[Any, ...]
         (schema.NOTICES, notice),
         (schema.OUTPUT, lambda r: Output(r[2], refs[r[3]], r[4], r[5])),
     ]
-
-
-def _level(size: int | None, fraction: float | None) -> Level | None:
-    if size is not None:
-        return Level(bytes=int(size))
-    if fraction is not None:
-        return Level(fraction=float(fraction))
-    return None
 
 
 def _json(text: str | None, default: Any) -> Any:

@@ -14,7 +14,6 @@ are counted, not kept.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import platform
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..errors import BadInput
+from ..jsonable import jsonable
+from ..thresholds import ROW_COLUMNS, thresholds_to_row
 from ..events import (
     CauseUpdated,
     Doctor,
@@ -155,7 +156,7 @@ def _start_session(db: sqlite3.Connection, config: Any, command_line: list[str])
         'INSERT INTO sessions (host, kernel, started, oomscope_version, pid, command_line, settings) '
         'VALUES (?, ?, ?, ?, ?, ?, ?)',
         (platform.node(), platform.release(), time.time(), _version(), os.getpid(),
-         json.dumps(command_line), json.dumps(_jsonable(config))))
+         json.dumps(command_line), json.dumps(jsonable(config))))
     session_id = cur.lastrowid
     assert session_id is not None
     return session_id
@@ -168,28 +169,12 @@ def _version() -> str | None:
         return None
 
 
-def _jsonable(value: Any) -> Any:
-    """Settings as JSON: dataclasses become objects (EngineConfig, ThresholdConfig, Level)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
-
-
 def _levels_row(ev: LevelsChanged) -> tuple[Any, ...]:
     """The ``levels`` columns after ``worker_id``; a worker back on the global levels has
     only ``back_to_global``."""
-    c = ev.thresholds
-    if c is None:
-        return (None,) * 9 + (1,)
-    w, k = c.warn, c.crit
-    return (w.bytes if w else None, w.fraction if w else None, k.bytes if k else None, k.fraction if k else None,
-            c.metric, c.on_warn, c.on_crit, c.sustain_s, c.hysteresis, 0)
+    if ev.thresholds is None:
+        return (None,) * len(ROW_COLUMNS) + (1,)
+    return (*thresholds_to_row(ev.thresholds), 0)
 
 
 def _remove_quietly(path: Path) -> None:
