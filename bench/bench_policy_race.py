@@ -30,8 +30,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-EXTRA: list[str] = os.environ.get("OOMSCOPE_BENCH_EXTRA", "").split()
-
 PY_LEAKER = """
 import time
 held = []
@@ -84,7 +82,7 @@ def race(argv: list[str], runs: int) -> dict[str, int]:
     """Outcomes of ``runs`` launches of ``argv`` under the issue's command line."""
     outcomes: dict[str, int] = {}
     for _ in range(runs):
-        events = _watch(["--mem-limit", "256MiB", "--crit", "60%", "--on-crit", "terminate", *EXTRA,
+        events = _watch(["--mem-limit", "256MiB", "--crit", "60%", "--on-crit", "terminate",
                          "--", *argv])
         exits = [e for e in events if e["event"] == "worker_exited"]
         cause = exits[-1]["cause"] if exits else "no exit"
