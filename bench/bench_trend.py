@@ -1,0 +1,154 @@
+"""Does the trend cry wolf? Real steady workers with GC sawtooths, and a real slow leak.
+
+Steady workers hold a constant working set and churn garbage on a period of 1, 10 or 60 s:
+in Node.js (objects kept for one period, then dropped for V8's collector to reclaim) and in
+Python (a block allocated and freed on the period). Each is sampled like the engine samples
+(``/proc/PID/statm`` every second, RSS and anonymous RSS) into a :class:`Trend`; every
+"growing" verdict (rate at or above ``GROWING_MIN_BYTES_PER_S``) is counted — target: none.
+A Python worker leaking 1 MiB a minute (17 KiB every second) runs beside them: the time until
+its trend reads growing — target: under 3 minutes. Also the CPU cost of ``add`` and of a refit.
+
+Usage: ``python bench/bench_trend.py [--seconds 600] [--quick]`` (``--quick``: 30 s, shape only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any
+
+from oomscope.core.forecast import GROWING_MIN_BYTES_PER_S, Trend
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+# Working set of 40 MiB; each period, about 60 MiB of small objects are made over the period
+# and dropped at its end, for V8 to collect when it sees fit.
+NODE_STEADY = """
+const period = Number(process.argv[1]) * 1000;
+const keep = []; for (let i = 0; i < 40; i++) keep.push(Buffer.alloc(1 << 20, 1));
+let churn = [];
+const perTick = Math.max(1, Math.round(60 * 1024 / (period / 50)));
+setInterval(() => { for (let i = 0; i < perTick; i++) churn.push({a: 'x'.repeat(900) + i}); }, 50);
+setInterval(() => { churn = []; }, period);
+console.log('ready');
+"""
+
+PY_STEADY = """
+import sys, time
+period = float(sys.argv[1])
+keep = [bytearray(1 << 20) for _ in range(40)]
+for b in keep:
+    b[::4096] = b"\\x01" * len(b[::4096])
+print("ready", flush=True)
+while True:
+    block = bytearray(60 << 20)
+    block[::4096] = b"\\x01" * len(block[::4096])
+    time.sleep(period / 2)
+    del block
+    time.sleep(period / 2)
+"""
+
+PY_LEAK = """
+import time
+held = []
+print("ready", flush=True)
+while True:
+    b = bytearray(17 * 1024 + 512)  # 1 MiB a minute
+    b[::4096] = b"\\x01" * len(b[::4096])
+    held.append(b)
+    time.sleep(1.0)
+"""
+
+
+class Watched:
+    def __init__(self, name: str, argv: list[str]) -> None:
+        self.name = name
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError(f"{name} did not start")
+        self.fd = os.open(f"/proc/{self.proc.pid}/statm", os.O_RDONLY)
+        self.trends = {"rss": Trend(), "anon": Trend()}
+        self.growing = {"rss": 0, "anon": 0}
+        self.first_growing: dict[str, float | None] = {"rss": None, "anon": None}
+
+    def sample(self, mono: float, since: float) -> None:
+        f = os.pread(self.fd, 96, 0).split()
+        values = {"rss": int(f[1]) * PAGE, "anon": (int(f[1]) - int(f[2])) * PAGE}
+        for metric, trend in self.trends.items():
+            trend.add(mono, values[metric])
+            rate = trend.rate_bytes_per_s()
+            if rate is not None and rate >= GROWING_MIN_BYTES_PER_S:
+                self.growing[metric] += 1
+                if self.first_growing[metric] is None:
+                    self.first_growing[metric] = mono - since
+
+    def stop(self) -> None:
+        os.close(self.fd)
+        self.proc.kill()
+        self.proc.wait()
+
+
+def run(seconds: float) -> dict[str, Any]:
+    node = shutil.which("node")
+    watched: list[Watched] = []
+    try:
+        for period in (1, 10, 60):
+            if node:
+                watched.append(Watched(f"node steady {period} s", [node, "-e", NODE_STEADY, str(period)]))
+            watched.append(Watched(f"python steady {period} s", [sys.executable, "-c", PY_STEADY, str(period)]))
+        leak = Watched("python leak 1 MiB/min", [sys.executable, "-c", PY_LEAK])
+        watched.append(leak)
+        start = time.monotonic()
+        tick = start
+        while tick - start < seconds:
+            for w in watched:
+                w.sample(tick, start)
+            tick += 1.0
+            time.sleep(max(0.0, tick - time.monotonic()))
+    finally:
+        for w in watched:
+            w.stop()
+    steady = {w.name: dict(w.growing) for w in watched if w is not leak}
+    return {"seconds": seconds, "steady_growing_verdicts": steady,
+            "leak_seen_after_s": dict(leak.first_growing), "cost": cost()}
+
+
+def cost() -> dict[str, float]:
+    """CPU per add() at 10 Hz on a sawtooth, and per refit (one per closed floor bucket)."""
+    tr = Trend()
+    n = 60_000
+    t0 = time.process_time()
+    for k in range(n):
+        tr.add(1000.0 + k * 0.1, 100 << 20 | (k % 50) << 16)
+    add_us = (time.process_time() - t0) / n * 1e6
+    fits = 200
+    t0 = time.process_time()
+    for k in range(fits):
+        tr.add(1000.0 + n * 0.1 + k * 5.0, 100 << 20)
+        tr.rate_bytes_per_s()
+    return {"add_us": add_us, "refit_us": (time.process_time() - t0) / fits * 1e6}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=600.0)
+    p.add_argument("--quick", action="store_true", help="30 s: checks the shape, not the figures")
+    a = p.parse_args(argv)
+    r = run(30.0 if a.quick else a.seconds)
+    for name, counts in r["steady_growing_verdicts"].items():
+        print(f"trend, {name}, {r['seconds']:.0f} s sampled at 1 Hz: growing verdicts rss {counts['rss']}, "
+              f"anon {counts['anon']}")
+    seen = r["leak_seen_after_s"]
+    print(f"trend, python leaking 1 MiB/min: growing after rss {seen['rss']} s, anon {seen['anon']} s")
+    c = r["cost"]
+    print(f"trend cost: add {c['add_us']:.2f} µs per sample, refit {c['refit_us']:.0f} µs per floor bucket")
+    return r
+
+
+if __name__ == "__main__":
+    main()
