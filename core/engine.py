@@ -52,12 +52,14 @@ from .events import (
     WorkerRef,
     WorkerStarted,
 )
+from .crossings import FAST_HOLD_S, FAST_INTERVAL_S, imminent, kernel_levels, wants_fast
 from .forecast import GROWING_MIN_BYTES_PER_S, Trend
 from .heap.inject import inject_node, inject_python
 from .heap.inspector import node_executable
 from .heapdesk import HeapDesk
 from .kernelfeed import KernelFeed
 from .launch import LaunchSpec, spawn
+from .memwatch import WatchUnavailable, watch_cgroup
 from .oomlog import KillRecord
 from .oomlog.lines import readable_line
 from .oomlog import SourceState as SourceState_
@@ -65,7 +67,7 @@ from .pidfd import ProcessHandle, unavailable_reason
 from .restart import RestartPolicy, Slot
 from .procfs import PAGE_SIZE
 from .sizes import format_size
-from .thresholds import CRITICAL, LEVEL_RANK, NORMAL, ThresholdConfig, heap_values
+from .thresholds import CRITICAL, LEVEL_RANK, NORMAL, ThresholdConfig, heap_values, limit_values
 from .worker import Worker
 
 T = TypeVar("T")
@@ -177,6 +179,8 @@ class Engine:
         )
         self.sampling_cpu_s = 0.0
         self.worker_samples = 0
+        self.kernel_wakeups = 0
+        self._watch_refused: str | None = None  # told once: why the kernel cannot notify
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -312,10 +316,14 @@ class Engine:
         interval = self.config.interval_s
         next_sample = time.monotonic()
         next_rescan = next_sample + self.config.rescan_s
+        next_fast = next_sample
         try:
             while True:
                 now = time.monotonic()
                 deadline = min(next_sample, next_rescan)
+                fast = [w for w in self._live if w.fast_until > now]
+                if fast:
+                    deadline = min(deadline, next_fast)
                 if self._timers:
                     deadline = min(deadline, self._timers[0][0])
                 for key, _mask in self._selector.select(max(0.0, deadline - now)):
@@ -326,8 +334,12 @@ class Engine:
                 while self._timers and self._timers[0][0] <= now:
                     _, _, fn = heapq.heappop(self._timers)
                     self._guard(fn)
+                if fast and now >= next_fast and now < next_sample:
+                    self._guard(functools.partial(self._sample, [w for w in fast if not w.exited]))
+                    next_fast = now + FAST_INTERVAL_S
                 if now >= next_sample:
                     self._guard(self._sample)
+                    next_fast = now + FAST_INTERVAL_S
                     if not self._use_pidfd:
                         self._guard(self._poll_exits)
                     self._suspects.clear()
@@ -534,6 +546,59 @@ class Engine:
                 fd, selectors.EVENT_READ, lambda fd=fd, s=stream: self._on_output(w, fd, s)
             )
         w.refresh_levels(self._thresholds)
+        self._watch_own_cgroup(w)
+
+    # ------------------------------------------------------- kernel-notified crossings
+
+    def _watch_own_cgroup(self, w: Worker) -> None:
+        """Ask the kernel to wake us when a launched worker's own cgroup crosses its levels.
+
+        Only a cgroup oomscope made for this worker: its usage is this worker's alone. Where
+        the kernel cannot (no event_control, no inotify), say so once; sampling still sees the
+        crossing, at the sampling interval and faster when the worker climbs fast.
+        """
+        cg = w.cgroup
+        if w.limited is None or cg is None or w.exited:
+            return
+        levels = kernel_levels([w.warn_bytes, w.crit_bytes], w.cgroup_limit)
+        if w.watch is not None:
+            if getattr(w.watch, "levels", None) == tuple(levels):
+                return
+            self._drop_watch(w)
+        try:
+            w.watch = watch_cgroup(cg.version, cg.directory, levels)
+        except WatchUnavailable as e:
+            if self._watch_refused is None:
+                self._watch_refused = str(e)
+                self._emit(Notice(time.time(), "warning",
+                                  f"the kernel cannot notify crossings here ({e}): levels are checked "
+                                  f"at each sample ({self.config.interval_s:g} s, faster while a worker "
+                                  "climbs fast)", w.ref))
+            return
+        self._selector.register(w.watch.fileno(), selectors.EVENT_READ, lambda: self._on_crossing(w))
+
+    def _drop_watch(self, w: Worker) -> None:
+        if w.watch is None:
+            return
+        try:
+            self._selector.unregister(w.watch.fileno())
+        except (KeyError, ValueError):
+            pass
+        w.watch.close()
+        w.watch = None
+
+    def _on_crossing(self, w: Worker) -> None:
+        """The kernel says the worker's cgroup crossed a level: sample it now, then fast."""
+        watch = w.watch
+        if watch is None:
+            return
+        crossing = watch.read()
+        if crossing is None or w.exited:
+            self._drop_watch(w)
+            return
+        self.kernel_wakeups += 1
+        w.fast_until = time.monotonic() + FAST_HOLD_S
+        self._sample([w])
 
     def _child_slot(self, parent_pid: int) -> Slot:
         """The slot of a child the parent replaced (oldest first), else a new one."""
@@ -766,11 +831,13 @@ class Engine:
 
     # --------------------------------------------------------------- sampling
 
-    def _sample(self) -> None:
+    def _sample(self, only: list[Worker] | None = None) -> None:
+        """One sampling pass: every live worker, or ``only`` these (a kernel wake-up, the fast
+        ones between ticks), which skips the once-a-second work."""
         cpu0 = time.thread_time()
         now = time.time()
         mono = time.monotonic()
-        slow_tick = mono >= self._next_slow
+        slow_tick = only is None and mono >= self._next_slow
         if slow_tick:
             # Swap (from the costlier status file) and cgroup limits (which rarely change)
             # are read at most once a second; statm and cgroup usage every tick.
@@ -790,7 +857,8 @@ class Engine:
         metric_is_rss = self._thresholds.metric == "rss"
         metric_is_heap = self._thresholds.metric == "heap"
         pread = os.pread
-        for w in self._live:
+        interval = self.config.interval_s
+        for w in (self._live if only is None else only):
             # The statm read is inlined (see procfs.StatmReader.read): this loop is the
             # engine's hot path, and a method call per worker costs a third of it.
             try:
@@ -813,6 +881,7 @@ class Engine:
             # The trend follows the metric the levels use (heap: the reported heap, else anon).
             w.last_value = rss if metric_is_rss else (ht.used if metric_is_heap and ht is not None else anon)
             w.trend.add(mono, w.last_value)
+            own_usage: int | None = None
             if cg is None and ht is None and w.rate is None:
                 append(Sample(w.ref, rss, anon, w.swap))
             else:
@@ -823,20 +892,35 @@ class Engine:
                         usage = usage_now[cg]
                     else:
                         usage = usage_now[cg] = cg.usage_bytes()
+                if w.limited is not None:
+                    own_usage = usage  # its own cgroup: the usage is this worker's alone
                 if ht is None:
                     append(Sample(w.ref, rss, anon, w.swap, usage, w.cgroup_limit, None, None, None,
                                   w.rate, w.eta_limit_s, w.eta_crit_s))
                 else:
                     append(Sample(w.ref, rss, anon, w.swap, usage, w.cgroup_limit,
                                   ht.used, ht.total, ht.limit, w.rate, w.eta_limit_s, w.eta_crit_s))
+            # What the kernel compares with the limit: the cgroup's usage where it is this
+            # worker's alone, else the value (anon RSS is the part of a process it counts).
+            limit_value = own_usage if own_usage is not None else anon
+            w.velocity.add(mono, limit_value)
+            if wants_fast(w.velocity, limit_value, [w.cgroup_limit], interval) or wants_fast(
+                    w.velocity, w.last_value, [w.crit_bytes], interval):
+                w.fast_until = mono + FAST_HOLD_S
             if w.warn_bytes is not None or w.crit_bytes is not None or w.level != NORMAL:
                 if metric_is_heap and ht is not None:
                     warn_v, crit_v = heap_values(w.thresholds, ht.used, ht.old_used)
                 else:  # without a heap reporter anonymous RSS stands in for the heap
                     warn_v = crit_v = rss if metric_is_rss else anon
                 cfg = w.thresholds
+                sustain = cfg.sustain_s
+                if own_usage is not None and not metric_is_heap:
+                    # Percent levels compare what the limit counts: the cgroup's usage.
+                    warn_v, crit_v = limit_values(cfg, own_usage, warn_v, crit_v)
+                if sustain > 0 and imminent(w.velocity.seconds_to(w.cgroup_limit, limit_value), sustain):
+                    sustain = 0.0  # the kernel's limit comes first: sustain must not let it win
                 level = w.tracker.update(warn_v, crit_v, w.warn_bytes, w.crit_bytes, mono,
-                                         cfg.sustain_s, cfg.hysteresis)
+                                         sustain, cfg.hysteresis)
                 value = crit_v if level == CRITICAL else warn_v
                 if level != w.level:
                     limit_b = w.crit_bytes if level == CRITICAL else w.warn_bytes
@@ -893,6 +977,9 @@ class Engine:
             if limits[cg] != w.cgroup_limit:
                 w.cgroup_limit = limits[cg]
                 w.refresh_levels(self._thresholds)
+                self._watch_own_cgroup(w)
+            elif w.watch is None and w.limited is not None and self._watch_refused is None:
+                self._watch_own_cgroup(w)  # a systemd-run scope found only now
 
     def _policy_terminate(self, w: Worker, level: str, value: int, limit_b: int | None) -> None:
         if w.terminating_by is not None:
@@ -920,6 +1007,7 @@ class Engine:
         before = w.thresholds if w.override is not None else None
         w.override = config
         w.refresh_levels(self._thresholds)
+        self._watch_own_cgroup(w)
         # The event says what is in force: an override is compared on the global metric.
         after = w.thresholds if config is not None else None
         if after != before:
@@ -930,6 +1018,7 @@ class Engine:
         self._thresholds = config
         for w in self._workers.values():
             w.refresh_levels(config)
+            self._watch_own_cgroup(w)
         if changed:
             self._emit(LevelsChanged(time.time(), None, config))
 
@@ -988,6 +1077,7 @@ class Engine:
     def _on_exit(self, w: Worker) -> None:
         if w.handle.has_pidfd:
             self._selector.unregister(w.handle.fd)
+        self._drop_watch(w)
         exit_mono = time.monotonic()
         # The kernel logs a kill before the victim is gone: read what it has said so far.
         self._read_kernel()
@@ -1097,7 +1187,8 @@ class Engine:
 
     def stats(self) -> dict[str, Any]:
         """Counters for benchmarks and the status bar (read from any thread; approximate)."""
-        return {"worker_samples": self.worker_samples, "sampling_cpu_s": self.sampling_cpu_s}
+        return {"worker_samples": self.worker_samples, "sampling_cpu_s": self.sampling_cpu_s,
+                "kernel_wakeups": self.kernel_wakeups}
 
 
 def kill_line(record: KillRecord) -> str:

@@ -179,6 +179,15 @@ def heap_values(config: ThresholdConfig, used: int, old_used: int | None) -> tup
     return value(config.warn), value(config.crit)
 
 
+def limit_values(config: ThresholdConfig, usage: int, warn_value: int, crit_value: int) -> tuple[int, int]:
+    """The values a worker alone in its cgroup compares: ``usage`` for a percent level (a percent
+    of the cgroup's limit means of what that limit counts: the cgroup's usage, page cache and
+    kernel memory included), the metric's own value for an absolute size."""
+    warn = usage if config.warn is not None and config.warn.fraction is not None else warn_value
+    crit = usage if config.crit is not None and config.crit.fraction is not None else crit_value
+    return warn, crit
+
+
 class LevelTracker:
     """The level one worker is at, with sustain on the way up and hysteresis on the way down."""
 

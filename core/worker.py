@@ -14,7 +14,9 @@ from typing import IO
 from .cgroups import LimitedCgroup, MemoryCgroup
 from .errors import Error, WorkerGone
 from .events import WorkerRef
+from .crossings import Velocity
 from .forecast import Trend
+from .memwatch import CgroupWatch
 from .heapbook import HeapBook
 from .restart import Slot
 from .pidfd import ProcessHandle
@@ -31,7 +33,7 @@ class Worker:
         "ref", "handle", "popen", "limited", "parent_pid", "statm", "statm_fd", "cgroup", "cgroup_limit",
         "oom_kills_at_start", "swap", "level", "warn_bytes", "crit_bytes", "terminating_by",
         "last_signal", "exited", "comm", "comm_checks_left", "oom_record", "heap", "node_options", "thresholds", "override", "tracker", "trend", "rate", "eta_limit_s",
-        "eta_crit_s", "last_value", "slot", "started_mono", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
+        "eta_crit_s", "last_value", "velocity", "fast_until", "watch", "slot", "started_mono", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
     )
 
     def __init__(
@@ -74,6 +76,9 @@ class Worker:
         self.eta_limit_s: float | None = None
         self.eta_crit_s: float | None = None
         self.last_value = 0
+        self.velocity = Velocity()
+        self.fast_until = 0.0  # monotonic time until which the loop samples it fast
+        self.watch: CgroupWatch | None = None  # the kernel's notifications for its own cgroup
         self.slot: Slot | None = None
         self.started_mono = time.monotonic()
         self.node_options: str | None = None
@@ -181,6 +186,9 @@ class Worker:
     # ------------------------------------------------------------------- close
 
     def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
         if self.statm is not None:
             self.statm_fd = -1
             self.statm.close()

@@ -40,6 +40,6 @@ def save_png(item: Any, path: Path, width_px: int | None = None) -> Path:
     if not path.parent.is_dir():
         raise Error(f"cannot save {path}: the folder {path.parent} does not exist")
     image = render_png(item, width_px)
-    if not image.save(str(path), b"PNG"):
+    if not image.save(str(path)):  # the format follows the .png suffix
         raise Error(f"cannot write {path}: check that the folder is writable and the disk is not full")
     return path

@@ -1,0 +1,93 @@
+"""Seeing a crossing as it happens: the kernel's notifications, fast sampling, and imminence.
+
+The sampling tick (1 s by default) is too slow for a leak of hundreds of MB/s: it reaches
+the cgroup's limit between two ticks, and a sustain of 2 s on top lets the kernel win every
+time. Three things close that gap, all decided here and carried out by the engine's loop:
+
+* **Kernel notifications** (core/memwatch.py) for a launched worker's own cgroup: a wake-up
+  the moment usage crosses a level, and the engine samples that worker at once. Besides each
+  level, a short ladder above it (+1, +2, +4, +8 MiB) is registered: usage counts page cache
+  and kernel memory, so an RSS or anon value crosses a little after usage does, and the next
+  rung wakes the engine again in time.
+* **Fast sampling**: a worker that a notification woke, or whose recent climb reaches its
+  critical level or its limit within a few ticks, is sampled every :data:`FAST_INTERVAL_S`
+  until it is safe again.
+* **Imminence**: a worker whose recent climb reaches the hard limit before the sustain time
+  would end enters its level at once. Sustain filters spikes; it must never let the kernel win.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+FAST_INTERVAL_S = 0.02
+# After a wake-up or a fast climb, stay fast this long past the last reason to.
+FAST_HOLD_S = 1.0
+# A climb that reaches a line within this many sampling intervals turns fast sampling on.
+FAST_LOOKAHEAD_TICKS = 3.0
+_LADDER = (0, 1 << 20, 2 << 20, 4 << 20, 8 << 20)
+
+
+class Velocity:
+    """Short-term growth of one worker: the slope over its last few samples (bytes/s).
+
+    Not the trend (core/forecast.py), which reads the floor over minutes and waits for strong
+    evidence: this one answers "where will it be in half a second" for a worker in a hurry.
+    """
+
+    __slots__ = ("_pts",)
+
+    def __init__(self, points: int = 6) -> None:
+        self._pts: deque[tuple[float, int]] = deque(maxlen=points)
+
+    def add(self, t_mono: float, value: int) -> None:
+        self._pts.append((t_mono, value))
+
+    def bytes_per_s(self) -> float | None:
+        """Slope from the oldest to the newest kept sample; None with less than 20 ms between."""
+        if len(self._pts) < 2:
+            return None
+        (t0, v0), (t1, v1) = self._pts[0], self._pts[-1]
+        if t1 - t0 < 0.02:
+            return None
+        return (v1 - v0) / (t1 - t0)
+
+    def seconds_to(self, target: int | None, current: int) -> float | None:
+        """Seconds until ``current`` reaches ``target`` at this velocity; 0.0 when there, None
+        when not climbing or no target."""
+        if target is None:
+            return None
+        if current >= target:
+            return 0.0
+        v = self.bytes_per_s()
+        if v is None or v <= 0:
+            return None
+        return (target - current) / v
+
+
+def kernel_levels(levels_bytes: list[int | None], limit_bytes: int | None) -> list[int]:
+    """The usage levels to register with the kernel: each level and its ladder, below the limit."""
+    out: set[int] = set()
+    for level in levels_bytes:
+        if level is None or level <= 0:
+            continue
+        for step in _LADDER:
+            value = level + step
+            if limit_bytes is None or value < limit_bytes:
+                out.add(value)
+    return sorted(out)
+
+
+def imminent(seconds_to_limit: float | None, sustain_s: float) -> bool:
+    """The limit comes before the sustain time would end: act now, not after sustain."""
+    return seconds_to_limit is not None and seconds_to_limit < sustain_s
+
+
+def wants_fast(velocity: Velocity, value: int, targets: list[int | None], interval_s: float) -> bool:
+    """Any of ``targets`` (the critical level, the limit) reached within a few ticks."""
+    horizon = FAST_LOOKAHEAD_TICKS * interval_s
+    for target in targets:
+        eta = velocity.seconds_to(target, value)
+        if eta is not None and 0.0 < eta <= horizon:
+            return True
+    return False
