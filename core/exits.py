@@ -26,12 +26,11 @@ from .heapdesk import HeapDesk
 from .kerneldesk import KernelDesk, kill_line
 from .launch import LaunchSpec
 from .restart import Slot, Slots
+from .sampler import SLOW_PERIOD_S
 from .worker import Worker, WorkerTable
 
 if TYPE_CHECKING:
     from .engine import EngineConfig
-
-_SLOW_PERIOD_S = 1.0
 
 
 class Exits:
@@ -119,7 +118,7 @@ class Exits:
         """
         mono = time.monotonic()
         if mono >= self._next_full_look:
-            self._next_full_look = mono + _SLOW_PERIOD_S
+            self._next_full_look = mono + SLOW_PERIOD_S
             suspects = self._table.live
         for w in [w for w in suspects if w.handle.exited()]:
             self._guard(functools.partial(self.on_exit, w))

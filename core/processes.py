@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from . import procfs
+from .correlate import COMM_LEN
 
 _PF_KTHREAD = 0x00200000
-_COMM_LEN = 15  # TASK_COMM_LEN - 1: the kernel truncates comm to this
 
 
 def is_kernel_thread(fields: Sequence[str]) -> bool:
@@ -126,7 +126,7 @@ def list_processes(*, include_self: bool = False) -> list[ProcessInfo]:
 
 def _full_name(comm: str, cmd: Sequence[str]) -> str:
     """comm, or the program's own name where the kernel cut comm short (as ps and psutil do)."""
-    if len(comm) >= _COMM_LEN and cmd:
+    if len(comm) >= COMM_LEN and cmd:
         program = os.path.basename(cmd[0])
         if program.startswith(comm):
             return program

@@ -21,7 +21,9 @@ from .sizes import format_size
 from .thresholds import CRITICAL, LEVEL_RANK, NORMAL, ThresholdConfig, heap_values
 from .worker import Worker, WorkerTable
 
-_SLOW_PERIOD_S = 1.0
+# What need not be read every tick (swap, cgroup limits, a full look for exits) is read at
+# most once a second.
+SLOW_PERIOD_S = 1.0
 
 
 class Sampler:
@@ -54,7 +56,7 @@ class Sampler:
         if slow_tick:
             # Swap (from the costlier status file) and cgroup limits (which rarely change)
             # are read at most once a second; statm and cgroup usage every tick.
-            self._next_slow = mono + _SLOW_PERIOD_S
+            self._next_slow = mono + SLOW_PERIOD_S
             self._slow_tick(mono)
         read_swap = slow_tick and self.swap_enabled
         usage_now: dict[MemoryCgroup, int | None] = {}
