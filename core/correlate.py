@@ -25,7 +25,7 @@ from .oomlog import KillRecord
 MATCH_WINDOW_S = 5.0
 # How long an exit stays open for a late record to upgrade its cause.
 LATE_RECORD_KEEP_S = 30.0
-_COMM_LEN = 15  # TASK_COMM_LEN - 1: the kernel truncates comm to this
+COMM_LEN = 15  # TASK_COMM_LEN - 1: the kernel truncates comm to this
 
 
 def comm_matches(record_comm: str | None, *names: str | None) -> bool:
@@ -35,7 +35,7 @@ def comm_matches(record_comm: str | None, *names: str | None) -> bool:
     known = [n for n in names if n]
     if not known:
         return True
-    return any(n[:_COMM_LEN] == record_comm for n in known)
+    return any(n[:COMM_LEN] == record_comm for n in known)
 
 
 def record_time_s(record: KillRecord, arrival_mono: float) -> float:

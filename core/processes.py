@@ -1,19 +1,75 @@
-"""Processes a user may attach to: the Attach dialog's list (name, PID, user, RSS, command).
+"""Finding processes: the one scan of /proc, with one rule for what a kernel thread is.
 
-psutil serves discovery (DESIGN.md "Sampling"); the GUI never reads /proc itself. A process
-that vanishes while it is being listed, or one whose details this user may not read, is an
-ordinary case: it is left out, or listed with what could be read.
+The engine's discovery (``--children-of``, ``--match`` and their rescans twice a second) and
+the Attach dialog's list both go through here; the GUI never reads /proc itself. A process
+that vanishes while it is being looked at, or one whose details this user may not read, is
+an ordinary case: it is left out, or listed with what could be read.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import psutil  # type: ignore[import-untyped]
+from . import procfs
+from .correlate import COMM_LEN
 
-_KTHREADD_PID = 2
+_PF_KTHREAD = 0x00200000
+
+
+def is_kernel_thread(fields: Sequence[str]) -> bool:
+    """PF_KTHREAD in the flags of /proc/PID/stat (``fields`` from :func:`procfs.stat_fields`):
+    kernel threads have no user memory to watch, whoever their parent is."""
+    return bool(int(fields[6]) & _PF_KTHREAD)
+
+
+def is_gone(fields: Sequence[str]) -> bool:
+    """A zombie (or dead) process: exited, only its status is left for its parent."""
+    return fields[0] in ("Z", "X")
+
+
+def all_pids() -> Iterator[int]:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            yield int(entry)
+
+
+def children_of(pid: int, known: Iterable[int] = ()) -> list[int]:
+    """PID's children not in ``known``, in PID order."""
+    return sorted(procfs.children(pid) - set(known))
+
+
+def matching(patterns: Sequence[re.Pattern[str]], known: Iterable[int] = ()) -> list[int]:
+    """Running user-space processes whose name or command line matches a pattern, other than
+    ``known``, oomscope itself and init."""
+    found: list[int] = []
+    if not patterns:
+        return found
+    skip = set(known)
+    skip.update((os.getpid(), 1))
+    for pid in all_pids():
+        if pid in skip:
+            continue
+        name = procfs.comm(pid)
+        if name is None:
+            continue
+        # The command line is read only when the name did not match already: this scan
+        # runs over every process twice a second.
+        if not any(p.search(name) for p in patterns):
+            line = " ".join(procfs.cmdline(pid) or ())
+            if not any(p.search(line) for p in patterns):
+                continue
+        fields = procfs.stat_fields(pid)  # one read for state and flags
+        if fields is None or is_gone(fields) or is_kernel_thread(fields):
+            continue
+        found.append(pid)
+    return found
+
+
+# ------------------------------------------------------------- the Attach dialog
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,23 +94,25 @@ class ProcessInfo:
 def list_processes(*, include_self: bool = False) -> list[ProcessInfo]:
     """Every user-space process, largest RSS first. Kernel threads are left out."""
     me = os.getpid()
+    users: dict[int, str | None] = {}
     rows: list[ProcessInfo] = []
-    attrs = ["pid", "ppid", "name", "username", "memory_info", "cmdline"]
-    for proc in psutil.process_iter(attrs, ad_value=None):
-        info: dict[str, Any] = proc.info
-        pid = int(info["pid"])
-        ppid = info.get("ppid")
-        if pid == _KTHREADD_PID or ppid == _KTHREADD_PID or (pid == me and not include_self):
+    for pid in all_pids():
+        if pid == me and not include_self:
             continue
-        mem = info.get("memory_info")
-        cmd = info.get("cmdline")
+        fields = procfs.stat_fields(pid)
+        if fields is None or is_kernel_thread(fields):
+            continue
+        cmd = procfs.cmdline(pid) or ()
+        uid = procfs.owner_uid(pid)
+        if uid is not None and uid not in users:
+            users[uid] = _user_name(uid)
         rows.append(ProcessInfo(
             pid=pid,
-            ppid=int(ppid) if ppid is not None else None,
-            name=str(info.get("name") or "?"),
-            user=str(info["username"]) if info.get("username") is not None else None,
-            rss_bytes=int(mem.rss) if mem is not None else None,
-            cmdline=" ".join(str(c) for c in cmd) if cmd else "",
+            ppid=int(fields[1]),
+            name=_full_name(procfs.comm(pid) or "?", cmd),
+            user=users.get(uid) if uid is not None else None,
+            rss_bytes=int(fields[21]) * procfs.PAGE_SIZE,
+            cmdline=" ".join(cmd),
         ))
     kids: dict[int, int] = {}
     for row in rows:
@@ -64,3 +122,19 @@ def list_processes(*, include_self: bool = False) -> list[ProcessInfo]:
            for r in rows]
     out.sort(key=lambda r: -(r.rss_bytes or 0))
     return out
+
+
+def _full_name(comm: str, cmd: Sequence[str]) -> str:
+    """comm, or the program's own name where the kernel cut comm short (as ps and psutil do)."""
+    if len(comm) >= COMM_LEN and cmd:
+        program = os.path.basename(cmd[0])
+        if program.startswith(comm):
+            return program
+    return comm
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)  # a UID with no passwd entry (a container's user): its number

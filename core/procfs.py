@@ -151,24 +151,6 @@ class StatmReader:
         except (FileNotFoundError, ProcessLookupError):
             raise WorkerGone(f"process {pid} has exited") from None
 
-    def read(self) -> tuple[int, int] | None:
-        """``(rss_bytes, anon_bytes)``; None once the process is gone."""
-        try:
-            data = os.pread(self.fd, 96, 0)
-        except ProcessLookupError:
-            return None
-        except OSError as e:
-            if e.errno in _GONE_ERRNOS:
-                return None
-            raise
-        if not data:
-            return None
-        fields = data.split(b" ", 3)
-        resident = int(fields[1])
-        # statm's "shared" is RssFile + RssShmem, so resident - shared is RssAnon: the memory
-        # the OOM killer counts as anon-rss.
-        return resident * PAGE_SIZE, (resident - int(fields[2])) * PAGE_SIZE
-
     def read_swap(self) -> int | None:
         """VmSwap in bytes (status is costlier than statm: call it at a lower rate)."""
         try:

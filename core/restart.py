@@ -8,6 +8,7 @@ starts next takes it.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -114,3 +115,32 @@ class Slot:
     def summary(self) -> str:
         causes = ", ".join(f"{n} {c}" for c, n in sorted(self.deaths.items()))
         return f"slot {self.number}, life {self.lives}" + (f", deaths: {causes}" if causes else "")
+
+
+class Slots:
+    """Every slot the engine has numbered, and the slots pool children left free."""
+
+    def __init__(self) -> None:
+        self._slots: dict[int, Slot] = {}
+        self._slot_numbers = itertools.count(1)
+        self._free_child_slots: dict[int, list[Slot]] = {}
+
+    def new_slot(self, spec: LaunchSpec, policy: RestartPolicy) -> Slot:
+        spec.argv()  # a bad command is refused before it takes a slot
+        slot = Slot(next(self._slot_numbers), spec, policy)
+        self._slots[slot.number] = slot
+        return slot
+
+    def child_slot(self, parent_pid: int) -> Slot:
+        """The slot of a child the parent replaced (oldest first), else a new one."""
+        free = self._free_child_slots.setdefault(parent_pid, [])
+        if free:
+            return free.pop(0)
+        slot = Slot(next(self._slot_numbers), None, RestartPolicy())
+        self._slots[slot.number] = slot
+        return slot
+
+    def child_died(self, parent_pid: int, slot: Slot, cause: str) -> None:
+        """A pool child's slot waits for the child its parent starts in its place."""
+        slot.deaths[cause] = slot.deaths.get(cause, 0) + 1
+        self._free_child_slots.setdefault(parent_pid, []).append(slot)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import time
 import subprocess
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from typing import IO
 
 from .cgroups import LimitedCgroup, MemoryCgroup
-from .errors import Error, WorkerGone
+from .errors import BadInput, Error, WorkerGone
 from .events import WorkerRef
 from .crossings import Velocity
 from .forecast import Trend
@@ -205,4 +206,57 @@ class Worker:
             self.limited.remove()
         except (OSError, Error) as e:
             return f"could not remove cgroup {self.limited.path}: {e} (remove it by hand: rmdir)"
+        return None
+
+
+class WorkerTable:
+    """Every worker the engine has had, by id; the live ones by PID and by (PID, start time)."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, Worker] = {}
+        self.live: list[Worker] = []
+        self.live_by_pid: dict[int, Worker] = {}
+        self.by_identity: dict[tuple[int, int], Worker] = {}
+        self._ids = itertools.count(1)
+
+    def new_id(self) -> str:
+        return f"w{next(self._ids)}"
+
+    def get(self, worker_id: str) -> Worker:
+        w = self.by_id.get(worker_id)
+        if w is None:
+            raise BadInput(f"no worker with id {worker_id!r}")
+        return w
+
+    def add(self, w: Worker) -> None:
+        self.by_id[w.ref.id] = w
+        self.live.append(w)
+        self.live_by_pid[w.ref.pid] = w
+        self.by_identity[(w.ref.pid, w.handle.start_ticks)] = w
+
+    def gone(self, w: Worker) -> None:
+        """An exited worker leaves the live views (its id stays, for late records)."""
+        self.live.remove(w)
+        if self.live_by_pid.get(w.ref.pid) is w:
+            del self.live_by_pid[w.ref.pid]
+        self.by_identity.pop((w.ref.pid, w.handle.start_ticks), None)
+
+    def known_pids(self) -> set[int]:
+        return {w.ref.pid for w in self.by_id.values() if not w.exited}
+
+    def launched_alive(self) -> bool:
+        return any(w.launched and not w.exited for w in self.by_id.values())
+
+    def owner_of(self, pid: int) -> Worker | None:
+        """The live worker that is PID or its nearest ancestor (a shell worker's node)."""
+        for _ in range(32):
+            w = self.live_by_pid.get(pid)
+            if w is not None:
+                return w
+            fields = procfs.stat_fields(pid)
+            if fields is None:
+                return None
+            pid = int(fields[1])
+            if pid <= 1:
+                return None
         return None

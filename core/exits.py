@@ -1,0 +1,231 @@
+"""How workers end inside the engine: terminating (a grace period, then SIGKILL), seeing an
+exit (a pidfd, or a look each tick without one), deciding its cause with the kernel's records,
+and restarting a launched worker in its slot.
+
+It runs on the engine thread only and reaches the engine through what it is given: the loop's
+selector, the event queue, timers, the worker table, the kernel and heap desks, the cgroup pool.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import selectors
+import signal
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from . import procfs
+from .causes import EXIT, OOM_KILL, SIGNAL, UNKNOWN, classify
+from .cgpool import CgroupPool
+from .correlate import ExitNote
+from .errors import Error, Refused, WorkerGone
+from .events import Event, Notice, Output, RestartCancelled, Terminate, WorkerExited
+from .heapdesk import HeapDesk
+from .kerneldesk import KernelDesk, kill_line
+from .launch import LaunchSpec
+from .restart import Slot, Slots
+from .sampler import SLOW_PERIOD_S, drop_watch
+from .worker import Worker, WorkerTable
+
+if TYPE_CHECKING:
+    from .engine import EngineConfig
+
+
+class Exits:
+    def __init__(
+        self,
+        *,
+        config: EngineConfig,
+        selector: selectors.BaseSelector,
+        emit: Callable[[Event], None],
+        at: Callable[[float, Callable[[], None]], None],
+        guard: Callable[[Callable[[], None]], None],
+        table: WorkerTable,
+        kernel: KernelDesk,
+        heap: HeapDesk,
+        cgroups: CgroupPool,
+        slots: Slots,
+        stopping: Callable[[], bool],
+        launch: Callable[[LaunchSpec, Slot], object],
+    ) -> None:
+        self.config = config
+        self._selector = selector
+        self._emit = emit
+        self._at = at
+        self._guard = guard
+        self._table = table
+        self._kernel = kernel
+        self._heap = heap
+        self._cgroups = cgroups
+        self._slots = slots
+        self._stopping = stopping
+        self._launch = launch
+        self._next_full_look = 0.0
+
+    # ------------------------------------------------------------ terminating
+
+    def terminate(
+        self, w: Worker, by: str, kill_now: bool, grace_s: float | None, reason: str | None
+    ) -> None:
+        if w.exited:
+            raise WorkerGone(
+                f"worker {w.ref.id} ({w.ref.name}, PID {w.ref.pid}) has already exited; "
+                "nothing was signalled"
+            )
+        if w.ref.pid in (1, os.getpid()):  # attach refuses these; a second line of defence
+            raise Refused(f"oomscope never signals PID {w.ref.pid}")
+        sig = signal.SIGKILL if kill_now else signal.SIGTERM
+        if w.terminating_by is not None and not kill_now:
+            return  # already on its way: a second click must not restart the grace period
+        w.handle.send_signal(sig)
+        w.terminating_by = w.terminating_by or by
+        w.last_signal = sig
+        self._emit(Terminate(time.time(), w.ref, by, sig.name, reason))
+        if not kill_now:
+            grace = self.config.grace_s if grace_s is None else grace_s
+            self._at(time.monotonic() + grace, lambda: self._escalate(w, by))
+
+    def _escalate(self, w: Worker, by: str) -> None:
+        if w.exited:
+            return
+        try:
+            w.handle.send_signal(signal.SIGKILL)
+        except WorkerGone:
+            return
+        w.last_signal = signal.SIGKILL
+        self._emit(Terminate(time.time(), w.ref, by, "SIGKILL", "still running after the grace period"))
+
+    def terminate_launched(self) -> None:
+        """At stop: every launched worker still running gets its SIGTERM and grace period."""
+        for w in list(self._table.by_id.values()):
+            if w.launched and not w.exited and w.terminating_by is None:
+                try:
+                    self.terminate(w, "oomscope-exit", False, None, "oomscope is stopping")
+                except Error:
+                    pass
+
+    # ------------------------------------------------------------------ exits
+
+    def poll(self, suspects: list[Worker]) -> None:
+        """Without pidfds nothing wakes the loop when a worker exits: look after each tick.
+
+        A worker whose statm the tick just read as resident is alive (that descriptor, too,
+        stops answering once its process is gone), so only the others are looked at; all of
+        them once a second all the same, as the statm descriptor is opened by path a moment
+        after the handle, not through it.
+        """
+        mono = time.monotonic()
+        if mono >= self._next_full_look:
+            self._next_full_look = mono + SLOW_PERIOD_S
+            suspects = self._table.live
+        for w in [w for w in suspects if w.handle.exited()]:
+            self._guard(functools.partial(self.on_exit, w))
+
+    def on_exit(self, w: Worker) -> None:
+        if w.handle.has_pidfd:
+            self._selector.unregister(w.handle.fd)
+        drop_watch(self._selector, w)
+        exit_mono = time.monotonic()
+        # The kernel logs a kill before the victim is gone: read what it has said so far.
+        self._kernel.read()
+        returncode = None
+        if w.popen is not None:
+            w.comm = procfs.comm(w.ref.pid) or w.comm  # a zombie's comm, before the reap below
+            # The pidfd (or waitid) said it exited: this wait does not block.
+            returncode = w.popen.wait()
+            for fd, stream in list(w.output_fds()):
+                lines, _ = w.read_output(fd, stream, final=True)
+                if self.config.emit_output:
+                    now = time.time()
+                    for line in lines:
+                        self._emit(Output(now, w.ref, stream, line))
+                self._selector.unregister(fd)
+                w.close_output(fd)
+        oom_rose = w.cgroup_oom_kills_rose()
+        record = w.oom_record
+        shell_137 = returncode == 137
+        own_cgroup = w.cgroup.path if (w.limited is not None and w.cgroup is not None) else None
+        if record is None and shell_137 and own_cgroup is not None:
+            record = self._kernel.records.for_cgroup(own_cgroup, exit_mono)
+        kernel_log_ok = self._kernel.ok
+        verdict = classify(
+            returncode=returncode,
+            terminated_by=w.terminating_by,
+            last_signal_sent=w.last_signal,
+            kernel_record_line=kill_line(record) if record is not None else None,
+            cgroup_oom_kills_rose=oom_rose,
+            kernel_log_ok=kernel_log_ok,
+            # V8 prints "JavaScript heap out of memory" before its stack dump: search all kept lines.
+            stderr_tail=w.stderr_lines,
+        )
+        oom = record.to_json() if record is not None and verdict.cause == OOM_KILL else None
+        # An exit a kernel record could still explain (a SIGKILL, or no status at all, or a
+        # shell's 137) stays open for a late record.
+        if kernel_log_ok and verdict.cause in (SIGNAL, UNKNOWN, EXIT) and \
+                (returncode is None or returncode == -signal.SIGKILL or shell_137):
+            self._kernel.exits.add(ExitNote(w.ref.id, w.ref.pid, w.comm, w.ref.name, own_cgroup,
+                                            exit_mono, verdict.cause, shell_137))
+        w.exited = True
+        tail = tuple(list(w.stderr_lines)[-20:])
+        # Decided before the exit is told, so the exit event can say a new life is coming.
+        restart_in_s, restart_note = None, None
+        if w.slot is not None and w.parent_pid is not None:
+            self._slots.child_died(w.parent_pid, w.slot, verdict.cause)
+        if w.slot is not None and w.slot.policy.max > 0 and not self._stopping():
+            restart_in_s, restart_note = self._consider_restart(w, verdict.cause, verdict.by,
+                                                                verdict.exit_code, exit_mono)
+        self._emit(
+            WorkerExited(
+                time.time(),
+                w.ref,
+                cause=verdict.cause,
+                exit_code=verdict.exit_code,
+                signal=verdict.signal,
+                by=verdict.by,
+                oom=oom,
+                evidence=verdict.evidence,
+                stderr_tail=tail,
+                restart_in_s=restart_in_s,
+            )
+        )
+        if restart_note is not None:
+            self._emit(restart_note)
+        self._heap.worker_exited(w)
+        w.close()
+        self._table.gone(w)
+        if w.cgroup is not None:
+            self._cgroups.release(w.cgroup)
+            w.cgroup = None
+        problem = w.remove_cgroup()
+        if problem:
+            self._emit(Notice(time.time(), "warning", problem, w.ref))
+
+    # ---------------------------------------------------------------- restarts
+
+    def _consider_restart(self, w: Worker, cause: str, by: str | None, exit_code: int | None,
+                          exit_mono: float) -> tuple[float | None, Notice]:
+        slot = w.slot
+        assert slot is not None
+        delay, why = slot.died(cause, by, exit_code, exit_mono - w.started_mono, exit_mono)
+        level = "warning" if slot.stopped_reason is not None else "info"
+        note = Notice(time.time(), level, f"{slot.summary()}: {why}", w.ref)
+        if delay is None:
+            return None, note
+
+        def relaunch() -> None:
+            if self._stopping() or slot.spec is None:
+                return
+            if slot.stopped_reason is not None:
+                # A late kernel record made the last death part of a crash loop.
+                self._emit(RestartCancelled(time.time(), "warning",
+                                            f"slot {slot.number}: restart cancelled: {slot.stopped_reason}", w.ref))
+                return
+            try:
+                self._launch(slot.spec, slot)
+            except Error as e:
+                self._emit(RestartCancelled(time.time(), "error",
+                                            f"slot {slot.number}: restart failed: {e}", w.ref))
+        self._at(time.monotonic() + delay, relaunch)
+        return delay, note

@@ -1,0 +1,133 @@
+"""The kernel log inside the engine: the live source, its kill records, and which worker each
+record is about — a live worker (its exit, a moment away, carries the record), an exit already
+told (a late record upgrades its cause), or nobody we watch.
+
+It runs on the engine thread only and reaches the engine through what it is given: the loop's
+selector, the event queue, and the worker table.
+"""
+
+from __future__ import annotations
+
+import selectors
+import time
+from collections.abc import Callable
+
+from . import procfs
+from .causes import OOM_KILL
+from .correlate import RecentExits, RecentRecords, comm_matches
+from .events import CauseUpdated, Event, KernelLine, KernelOom, Notice, SourceState
+from .kernelfeed import KernelFeed
+from .oomlog import KillRecord
+from .oomlog import SourceState as SourceState_
+from .oomlog.lines import readable_line
+from .worker import WorkerTable
+
+KernelFeedFactory = Callable[[], tuple[KernelFeed | None, list[SourceState_]]]
+
+
+class KernelDesk:
+    def __init__(
+        self,
+        *,
+        selector: selectors.BaseSelector,
+        emit: Callable[[Event], None],
+        table: WorkerTable,
+        feed_factory: KernelFeedFactory,
+    ) -> None:
+        self._selector = selector
+        self._emit = emit
+        self._table = table
+        self._feed_factory = feed_factory
+        self._kernel: KernelFeed | None = None
+        self._kernel_dirty = False
+        self.records = RecentRecords()
+        self.exits = RecentExits()
+
+    @property
+    def ok(self) -> bool:
+        return self._kernel is not None
+
+    def open(self) -> None:
+        feed, states = self._feed_factory()
+        now = time.time()
+        for st in states:
+            self._emit(SourceState(now, st.name, st.ok, st.reason))
+        if feed is not None:
+            self._kernel = feed
+            self._selector.register(feed.fileno(), selectors.EVENT_READ, self.read)
+            self.read()
+
+    def close(self) -> None:
+        if self._kernel is not None:
+            self._kernel.close()
+            self._kernel = None
+
+    def read(self) -> None:
+        feed = self._kernel
+        if feed is None:
+            return
+        lines, records, ended = feed.read()
+        now = time.time()
+        for fl in lines:
+            self._emit(KernelLine(now, fl.line.raw or fl.line.message, fl.oom, fl.line.history,
+                                  fl.line.kernel_time_s))
+        if lines:
+            self._kernel_dirty = True
+        for rec in records:
+            self.on_record(rec)
+        if ended:
+            self._selector.unregister(feed.fileno())
+            feed.close()
+            self._kernel = None
+            self._emit(SourceState(now, feed.source.name, False,
+                                   "the kernel log source ended; OOM kills are now told by cgroup counters only"))
+
+    def flush(self) -> None:
+        """A report cut short (summary line, no kill line) is complete once the log goes quiet."""
+        if self._kernel is not None and self._kernel_dirty:
+            self._kernel_dirty = False
+            for rec in self._kernel.flush():
+                self.on_record(rec)
+
+    def prune(self, mono: float) -> None:
+        self.records.prune(mono)
+        self.exits.prune(mono)
+
+    def on_record(self, rec: KillRecord) -> None:
+        if rec.history:
+            if rec.revision == 0:
+                self._emit(KernelOom(time.time(), rec.to_json(), history=True))
+            return
+        arrival = time.monotonic()
+        self.records.add(rec, arrival)
+        if rec.revision > 0:
+            return  # a later line of a kill already handled (reaper, unit result)
+        w = self._table.live_by_pid.get(rec.pid) if rec.pid is not None else None
+        if w is not None:
+            # A launched worker may have exec'd its program since we last read its comm (the
+            # cgroup wrapper shell); it is not reaped yet, so its comm is still readable.
+            w.comm = procfs.comm(w.ref.pid) or w.comm
+            if comm_matches(rec.comm, w.comm, w.ref.name):
+                w.oom_record = rec  # the exit, a moment away, will carry it
+                return
+        note = self.exits.match(rec, arrival)
+        if note is not None:
+            w = self._table.by_id[note.worker_id]
+            self._emit(CauseUpdated(time.time(), w.ref, OOM_KILL, note.cause, rec.to_json(),
+                                    ("kernel: " + kill_line(rec),)))
+            if w.slot is not None:
+                # The guard counts what the worker died of, also when that was learnt late.
+                loop = w.slot.cause_changed(note.cause, OOM_KILL, note.exit_mono)
+                if loop is not None:
+                    self._emit(Notice(time.time(), "warning", f"{w.slot.summary()}: {loop}", w.ref))
+            return
+        self._emit(KernelOom(time.time(), rec.to_json()))
+
+
+def kill_line(record: KillRecord) -> str:
+    """The line of a record that says who was killed (for evidence and one-line displays)."""
+    for marker in ("Killed process", "oom-kill:", "sending SIG", "Killing process", "Killed ", "killing"):
+        for line in record.lines:
+            if marker in line:
+                return readable_line(line.strip())
+    return readable_line(record.lines[-1].strip()) if record.lines else f"{record.killer} killed PID {record.pid}"
