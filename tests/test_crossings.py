@@ -1,0 +1,158 @@
+"""Crossings seen before the kernel acts: kernel notifications for a launched worker's own
+cgroup, fast sampling of a worker climbing toward a line, and sustain skipped when the limit
+comes first. Real workers, real cgroups (v1 here), real kernel OOM kills where one would win."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from conftest import PY, REPO, ready_child, v1_memory_writable
+from oomscope.core.crossings import Velocity, imminent, kernel_levels, wants_fast
+from oomscope.core.events import Samples, Threshold, WorkerExited, WorkerStarted
+from oomscope.core.launch import LaunchSpec
+from oomscope.core.sizes import parse_level
+from oomscope.core.thresholds import ThresholdConfig
+
+MiB = 1 << 20
+needs_v1 = pytest.mark.skipif(not v1_memory_writable(), reason="needs a writable cgroup v1 memory controller (root)")
+
+# 8 MiB touched every 50 ms: 160 MB/s, the issue's leak.py.
+FAST_LEAK = """
+import time
+held = []
+while True:
+    b = bytearray(8 << 20)
+    b[::4096] = b"\\x01" * len(b[::4096])
+    held.append(b)
+    del b
+    time.sleep(0.05)
+"""
+
+
+def test_velocity_is_the_recent_slope() -> None:
+    v = Velocity(points=4)
+    assert v.bytes_per_s() is None
+    v.add(10.0, 100 * MiB)
+    v.add(10.01, 101 * MiB)
+    assert v.bytes_per_s() is None  # 10 ms apart: too short to trust
+    for k in range(2, 6):
+        v.add(10.0 + 0.1 * k, 100 * MiB + 10 * MiB * k)
+    assert v.bytes_per_s() == pytest.approx(100 * MiB, rel=1e-6)
+    assert v.seconds_to(200 * MiB, 150 * MiB) == pytest.approx(0.5)
+    assert v.seconds_to(200 * MiB, 250 * MiB) == 0.0
+    assert v.seconds_to(None, 0) is None
+    falling = Velocity()
+    falling.add(0.0, 10 * MiB)
+    falling.add(1.0, 5 * MiB)
+    assert falling.seconds_to(20 * MiB, 5 * MiB) is None
+
+
+def test_kernel_levels_ladder_stays_under_the_limit() -> None:
+    assert kernel_levels([None, None], 64 * MiB) == []
+    assert kernel_levels([40 * MiB, 60 * MiB], 64 * MiB) == [
+        40 * MiB, 41 * MiB, 42 * MiB, 44 * MiB, 48 * MiB, 60 * MiB, 61 * MiB, 62 * MiB]
+    assert kernel_levels([10 * MiB], None)[-1] == 18 * MiB
+
+
+def test_imminent_and_fast_decisions() -> None:
+    assert imminent(0.5, 2.0) and not imminent(3.0, 2.0) and not imminent(None, 2.0)
+    v = Velocity()
+    v.add(0.0, 0)
+    v.add(1.0, 100 * MiB)  # 100 MiB/s
+    assert wants_fast(v, 100 * MiB, [300 * MiB], interval_s=1.0)  # there in 2 s
+    assert not wants_fast(v, 100 * MiB, [900 * MiB], interval_s=1.0)  # 8 s away
+    assert not wants_fast(v, 100 * MiB, [None], interval_s=1.0)
+
+
+def _watch_json(args: list[str], timeout_s: float = 60.0) -> list[dict[str, Any]]:
+    done = subprocess.run([sys.executable, "-m", "oomscope", "watch", "--json", *args],
+                          capture_output=True, text=True, timeout=timeout_s, cwd=REPO, check=False)
+    assert done.returncode in (0, 1), done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+@needs_v1
+@pytest.mark.cgroup
+@pytest.mark.slow
+def test_policy_beats_the_kernel_on_a_160_mb_per_s_leak() -> None:
+    """The issue's command line, defaults otherwise (1 s interval, 2 s sustain): before, the
+    kernel OOM-killed the worker 1.8 s after start, every time."""
+    for _ in range(3):
+        events = _watch_json(["--mem-limit", "256MiB", "--crit", "60%", "--on-crit", "terminate",
+                              "--", PY, "-c", FAST_LEAK])
+        exits = [e for e in events if e["event"] == "worker_exited"]
+        assert exits and exits[-1]["cause"] == "terminated" and exits[-1]["by"] == "policy", exits
+        crit = [e for e in events if e["event"] == "threshold" and e["level"] == "critical"]
+        # Percent of the limit compares the cgroup's usage, what the kernel compares.
+        assert crit and crit[0]["value"] >= 0.6 * (256 * MiB)
+
+
+@needs_v1
+@pytest.mark.cgroup
+def test_a_crossing_between_ticks_is_reported_before_the_next_tick(make_engine: Callable[..., Any]) -> None:
+    """Interval 60 s: the first tick samples the worker small; it then climbs past 50 % of its
+    limit. Only the kernel's notification can say so before the next tick, a minute later."""
+    config = ThresholdConfig(warn=None, crit=parse_level("50%"), sustain_s=0.0)
+    eng, log = make_engine(interval_s=60.0, thresholds=config)
+    climb = ("import time\ntime.sleep(0.5)\nb = bytearray(48 << 20)\n"
+             "b[::4096] = b'\\x01' * len(b[::4096])\ntime.sleep(60)\n")
+    ref = eng.launch(LaunchSpec((PY, "-c", climb), mem_limit_bytes=64 << 20)).result(10)
+    hit = log.wait_for(lambda e: isinstance(e, Threshold) and e.worker.id == ref.id
+                       and e.level == "critical", timeout=20.0)
+    assert isinstance(hit, Threshold) and hit.value >= 32 * MiB
+    # Seen within the 20 s waited, long before the next tick: the kernel woke the engine.
+    assert eng.stats()["kernel_wakeups"] >= 1
+
+
+def test_a_fast_climb_is_sampled_fast(make_engine: Callable[..., Any],
+                                      children: Callable[..., subprocess.Popen[bytes]]) -> None:
+    """An attached worker (no cgroup of its own, so no kernel notification) climbing 40 MiB/s
+    toward its critical level: between 1 s ticks the engine samples it every 20 ms."""
+    config = ThresholdConfig(warn=None, crit=parse_level("400MiB"), sustain_s=0.0)
+    eng, log = make_engine(interval_s=1.0, thresholds=config)
+    climber = ready_child(children, "import time\nheld = []\nprint('ready', flush=True)\n"
+                                    "while True:\n    b = bytearray(2 << 20)\n"
+                                    "    b[::4096] = b'\\x01' * len(b[::4096])\n    held.append(b)\n"
+                                    "    del b\n    time.sleep(0.05)\n")
+    ref = eng.attach(climber.pid).result(10)
+    log.wait_for(lambda e: isinstance(e, Threshold) and e.worker.id == ref.id and e.level == "critical",
+                 timeout=30.0)
+    times = [e.t for e in log.events if isinstance(e, Samples)
+             for s in e.samples if s.worker.id == ref.id]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps) < 0.1, gaps  # fast samples, not only the 1 s ticks
+    assert sum(1 for g in gaps if g < 0.1) >= 5
+
+
+def test_no_cgroup_no_fast_sampling_for_a_steady_worker(make_engine: Callable[..., Any],
+                                                        children: Callable[..., subprocess.Popen[bytes]]) -> None:
+    config = ThresholdConfig(warn=None, crit=parse_level("400MiB"), sustain_s=0.0)
+    eng, log = make_engine(interval_s=0.2, thresholds=config)
+    steady = ready_child(children, "import time\nprint('ready', flush=True)\ntime.sleep(60)\n")
+    ref = eng.attach(steady.pid).result(10)
+    samples = log.wait_samples(ref.id, 8)
+    times = [e.t for e in log.events if isinstance(e, Samples) for s in e.samples if s.worker.id == ref.id]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert len(samples) >= 8 and min(gaps) > 0.1, gaps  # the interval, nothing faster
+
+
+@needs_v1
+@pytest.mark.cgroup
+def test_a_watched_worker_leaves_no_cgroup_behind(make_engine: Callable[..., Any]) -> None:
+    config = ThresholdConfig(warn=None, crit=parse_level("50%"))
+    eng, log = make_engine(interval_s=0.1, thresholds=config)
+    ref = eng.launch(LaunchSpec((PY, "-c", "print('hi')"), mem_limit_bytes=64 << 20)).result(10)
+    started = log.wait_for(lambda e: isinstance(e, WorkerStarted) and e.worker.id == ref.id)
+    assert isinstance(started, WorkerStarted) and started.cgroup is not None
+    ev = log.wait_exit(ref.id)
+    assert isinstance(ev, WorkerExited) and ev.cause == "exit"
+    eng.stop()
+    # The kernel's notification held the cgroup open; closed with its worker, rmdir succeeded.
+    assert not os.path.exists("/sys/fs/cgroup/memory" + started.cgroup)
