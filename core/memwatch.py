@@ -186,6 +186,7 @@ class V2Events:
         self._usage_fd = -1
         self._epoll: select.epoll | None = None
         self.pressure: PressureTrigger | None = None
+        self.pressure_refused: str | None = None
         libc = _inotify_libc()
         try:
             self._events_fd = os.open(os.path.join(directory, "memory.events"), os.O_RDONLY | os.O_CLOEXEC)
@@ -208,9 +209,10 @@ class V2Events:
         if psi_trigger is not None:
             try:
                 self.pressure = PressureTrigger(os.path.join(directory, "memory.pressure"), psi_trigger)
-            except WatchUnavailable:
-                self.close()
-                raise
+            except WatchUnavailable as e:
+                # No PSI (a kernel without it, psi=0): memory.events still says high and max.
+                self.pressure_refused = str(e)
+                return
             # One fd for the loop: an epoll over the inotify fd and the PSI trigger's epoll.
             self._epoll = select.epoll(2)
             self._epoll.register(ino, select.EPOLLIN)
@@ -310,7 +312,12 @@ class PressureTrigger:
                     if e.errno == errno.EINVAL else "")
             raise WatchUnavailable(f"cannot set the PSI trigger {trigger!r} on {path}: {e.strerror or e}{hint}") from e
         self._epoll = select.epoll(1)
-        self._epoll.register(self._fd, select.EPOLLPRI)
+        try:
+            self._epoll.register(self._fd, select.EPOLLPRI)
+        except OSError as e:  # EPERM: not a pollable PSI file (a plain file, an old kernel)
+            self._epoll.close()
+            os.close(self._fd)
+            raise WatchUnavailable(f"cannot wait on {path}: {e.strerror or e}") from e
 
     def fileno(self) -> int:
         return self._epoll.fileno()

@@ -18,7 +18,7 @@ from .errors import Error, WorkerGone
 from .events import Event, LevelsChanged, Notice, Sample, Samples, Threshold
 from .crossings import FAST_HOLD_S, imminent, kernel_levels, wants_fast
 from .forecast import GROWING_MIN_BYTES_PER_S
-from .memwatch import WatchUnavailable, watch_cgroup
+from .memwatch import DEFAULT_PSI_TRIGGER, WatchUnavailable, watch_cgroup
 from .procfs import PAGE_SIZE
 from .sizes import format_size
 from .thresholds import CRITICAL, LEVEL_RANK, NORMAL, ThresholdConfig, heap_values, limit_values
@@ -239,7 +239,8 @@ class Sampler:
                 return
             drop_watch(self._selector, w)
         try:
-            watch = watch_cgroup(cg.version, cg.directory, levels)
+            watch = watch_cgroup(cg.version, cg.directory, levels,
+                                 psi_trigger=DEFAULT_PSI_TRIGGER if cg.version == 2 else None)
         except WatchUnavailable as e:
             self._watch_refused = str(e)
             self._emit(Notice(time.time(), "warning",

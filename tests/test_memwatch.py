@@ -210,6 +210,22 @@ def test_v2_memory_events_report_the_counters_that_rose(tmp_path: Path) -> None:
         watch.close()
 
 
+def test_v2_without_psi_still_watches_memory_events(tmp_path: Path) -> None:
+    """A faithful tree's memory.pressure is a plain file the kernel's epoll refuses: the watch
+    keeps memory.events and says why pressure is not watched."""
+    group = _v2_tree(tmp_path, V2_EVENTS, MiB)
+    (group / "memory.pressure").write_text("some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+    watch = V2Events(str(group), psi_trigger=DEFAULT_PSI_TRIGGER)
+    try:
+        assert watch.pressure is None and watch.pressure_refused is not None
+        _write_events(group, {**V2_EVENTS, "high": 2})
+        assert _wait(watch)
+        crossing = watch.read()
+        assert crossing is not None and dict(crossing.events) == {"high": 2}
+    finally:
+        watch.close()
+
+
 def test_v2_watch_reads_none_once_closed(tmp_path: Path) -> None:
     group = _v2_tree(tmp_path, V2_EVENTS, MiB)
     watch = V2Events(str(group))
