@@ -421,3 +421,24 @@ class Doctor(WorkerEvent):
         d = WorkerEvent.to_json(self)
         d.update(advice=self.advice, reason=self.reason, suggested=self.suggested)
         return d
+
+
+@dataclass(frozen=True, slots=True)
+class LevelPending(WorkerEvent):
+    """The value is above ``level`` but has not stayed there for ``sustain_s`` yet (it enters
+    the level at ``since + sustain_s`` unless it drops back); ``level`` None: nothing is pending
+    any more (it entered the level, or dropped back below). ``since`` is wall-clock time."""
+
+    kind: ClassVar[str] = "pending"
+    level: str | None
+    metric: str
+    value: int
+    limit: int | None
+    since: float | None
+    sustain_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        d = WorkerEvent.to_json(self)
+        d.update(level=self.level, metric=self.metric, value=self.value, limit=self.limit,
+                 since=None if self.since is None else round(self.since, 6), sustain_s=self.sustain_s)
+        return d

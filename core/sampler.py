@@ -15,7 +15,7 @@ from collections.abc import Callable
 from . import procfs
 from .cgroups import MemoryCgroup
 from .errors import Error, WorkerGone
-from .events import Event, LevelsChanged, Notice, Sample, Samples, Threshold
+from .events import Event, LevelPending, LevelsChanged, Notice, Sample, Samples, Threshold
 from .crossings import FAST_HOLD_S, imminent, kernel_levels, wants_fast
 from .forecast import GROWING_MIN_BYTES_PER_S
 from .memwatch import DEFAULT_PSI_TRIGGER, WatchUnavailable, watch_cgroup
@@ -143,6 +143,18 @@ class Sampler:
                 level = w.tracker.update(warn_v, crit_v, w.warn_bytes, w.crit_bytes, mono,
                                          sustain, cfg.hysteresis)
                 value = crit_v if level == CRITICAL else warn_v
+                pending = w.tracker.pending() if sustain > 0 else None
+                if (pending[0] if pending else None) != w.pending:
+                    if pending is not None:
+                        p_level, p_since = pending
+                        p_value = crit_v if p_level == CRITICAL else warn_v
+                        self._emit(LevelPending(now, w.ref, p_level, self.thresholds.metric, p_value,
+                                                w.crit_bytes if p_level == CRITICAL else w.warn_bytes,
+                                                now - (mono - p_since), sustain))
+                    else:
+                        self._emit(LevelPending(now, w.ref, None, self.thresholds.metric, value, None,
+                                                None, sustain))
+                    w.pending = pending[0] if pending else None
                 if level != w.level:
                     limit_b = w.crit_bytes if level == CRITICAL else w.warn_bytes
                     self._emit(

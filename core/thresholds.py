@@ -218,6 +218,15 @@ class LevelTracker:
         self.level = level
         return level
 
+    def pending(self) -> tuple[str, float] | None:
+        """The level the value is above but has not held for the sustain time yet, and since
+        when (monotonic): ``("critical", t)``; None when nothing is pending."""
+        if self._crit_since is not None and self.level != CRITICAL:
+            return CRITICAL, self._crit_since
+        if self._warn_since is not None and self.level == NORMAL:
+            return WARNING, self._warn_since
+        return None
+
 
 # --- the codec: the one JSON and row form of thresholds ---------------------------------------
 

@@ -34,7 +34,7 @@ class Worker:
         "ref", "handle", "popen", "limited", "parent_pid", "statm", "statm_fd", "cgroup", "cgroup_limit",
         "oom_kills_at_start", "swap", "level", "warn_bytes", "crit_bytes", "terminating_by",
         "last_signal", "exited", "comm", "comm_checks_left", "oom_record", "heap", "node_options", "thresholds", "override", "tracker", "trend", "rate", "eta_limit_s",
-        "eta_crit_s", "last_value", "velocity", "fast_until", "watch", "slot", "started_mono", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
+        "eta_crit_s", "last_value", "pending", "velocity", "fast_until", "watch", "slot", "started_mono", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
     )
 
     def __init__(
@@ -78,6 +78,7 @@ class Worker:
         self.eta_crit_s: float | None = None
         self.last_value = 0
         self.velocity = Velocity()
+        self.pending: str | None = None  # the level announced as pending (LevelPending)
         self.fast_until = 0.0  # monotonic time until which the loop samples it fast
         self.watch: CgroupWatch | None = None  # the kernel's notifications for its own cgroup
         self.slot: Slot | None = None

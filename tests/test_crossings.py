@@ -15,7 +15,7 @@ import pytest
 
 from conftest import PY, REPO, ready_child, v1_memory_writable
 from oomscope.core.crossings import Velocity, imminent, kernel_levels, wants_fast
-from oomscope.core.events import Samples, Threshold, WorkerExited, WorkerStarted
+from oomscope.core.events import LevelPending, Samples, Threshold, WorkerExited, WorkerStarted
 from oomscope.core.launch import LaunchSpec
 from oomscope.core.sizes import parse_level
 from oomscope.core.thresholds import ThresholdConfig
@@ -36,18 +36,25 @@ while True:
 """
 
 
-def test_velocity_is_the_recent_slope() -> None:
-    v = Velocity(points=4)
+def test_velocity_is_the_slope_over_half_a_second() -> None:
+    v = Velocity()
     assert v.bytes_per_s() is None
     v.add(10.0, 100 * MiB)
-    v.add(10.01, 101 * MiB)
-    assert v.bytes_per_s() is None  # 10 ms apart: too short to trust
-    for k in range(2, 6):
-        v.add(10.0 + 0.1 * k, 100 * MiB + 10 * MiB * k)
-    assert v.bytes_per_s() == pytest.approx(100 * MiB, rel=1e-6)
-    assert v.seconds_to(200 * MiB, 150 * MiB) == pytest.approx(0.5)
+    v.add(10.02, 108 * MiB)
+    assert v.bytes_per_s() is None  # one burst 20 ms apart is no rate
+    for k in range(2, 40):  # 20 ms samples of a steady 100 MiB/s climb
+        v.add(10.0 + 0.02 * k, 100 * MiB + int(2 * MiB * k))
+    assert v.bytes_per_s() == pytest.approx(100 * MiB, rel=0.02)
+    assert v.seconds_to(200 * MiB, 150 * MiB) == pytest.approx(0.5, rel=0.02)
     assert v.seconds_to(200 * MiB, 250 * MiB) == 0.0
     assert v.seconds_to(None, 0) is None
+    # A step of 8 MiB every 300 ms is 27 MiB/s, not the 400 MiB/s of its 20 ms edges.
+    step = Velocity()
+    for k in range(0, 60):
+        t = 0.02 * k
+        step.add(t, (100 + 8 * int(t / 0.3)) * MiB)
+    rate = step.bytes_per_s()
+    assert rate is not None and rate < 40 * MiB
     falling = Velocity()
     falling.add(0.0, 10 * MiB)
     falling.add(1.0, 5 * MiB)
@@ -156,3 +163,23 @@ def test_a_watched_worker_leaves_no_cgroup_behind(make_engine: Callable[..., Any
     eng.stop()
     # The kernel's notification held the cgroup open; closed with its worker, rmdir succeeded.
     assert not os.path.exists("/sys/fs/cgroup/memory" + started.cgroup)
+
+
+def test_a_pending_level_is_announced_then_entered(make_engine: Callable[..., Any],
+                                                    children: Callable[..., subprocess.Popen[bytes]]) -> None:
+    """Above critical but not yet for the sustain time: a `pending` event says so (the window
+    shows "over critical 0.4 / 1 s"), and another one clears it when the level is entered."""
+    config = ThresholdConfig(warn=None, crit=parse_level("60MiB"), sustain_s=1.0)
+    eng, log = make_engine(interval_s=0.1, thresholds=config)
+    worker = ready_child(children, "import time\nb = bytearray(80 << 20)\n"
+                                   "b[::4096] = b'\\x01' * len(b[::4096])\nprint('ready', flush=True)\n"
+                                   "time.sleep(60)\n")
+    ref = eng.attach(worker.pid).result(10)
+    entered = log.wait_for(lambda e: isinstance(e, Threshold) and e.worker.id == ref.id
+                           and e.level == "critical", timeout=15.0)
+    pend = [e for e in log.events if isinstance(e, LevelPending) and e.worker.id == ref.id]
+    assert pend and pend[0].level == "critical" and pend[0].sustain_s == 1.0
+    assert pend[0].since is not None and entered.t - pend[0].since >= 1.0
+    assert pend[0].value >= 60 * MiB and pend[0].limit == 60 * MiB
+    cleared = log.wait_for(lambda e: isinstance(e, LevelPending) and e.worker.id == ref.id and e.level is None)
+    assert cleared.to_json()["level"] is None
