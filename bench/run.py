@@ -15,8 +15,10 @@ import bench_inspect  # noqa: E402
 import bench_metrics  # noqa: E402
 import bench_oom_latency  # noqa: E402
 import bench_parse  # noqa: E402
+import bench_policy_race  # noqa: E402
 import bench_record  # noqa: E402
 import bench_replay  # noqa: E402
+import bench_trend  # noqa: E402
 
 
 def main() -> None:
@@ -31,6 +33,8 @@ def main() -> None:
     bench_record.main([])
     bench_replay.main([])
     bench_metrics.main()
+    bench_policy_race.main([])
+    bench_trend.main([])
 
 
 if __name__ == "__main__":
