@@ -34,8 +34,9 @@ from .correlate import ExitNote, RecentExits, RecentRecords, comm_matches
 from .errors import BadInput, Error, Refused, WorkerGone
 from .events import (
     CauseUpdated,
+    CrashLoop,
     Event,
-    KernelLine,
+    KernelLineRead,
     KernelOom,
     LevelsChanged,
     Notice,
@@ -43,7 +44,7 @@ from .events import (
     RestartCancelled,
     Sample,
     Samples,
-    SourceState,
+    SourceChanged,
     Stopped,
     Terminate,
     Threshold,
@@ -59,7 +60,6 @@ from .heapdesk import HeapDesk
 from .kernelfeed import KernelFeed
 from .launch import LaunchSpec, spawn
 from .oomlog import KillRecord
-from .oomlog.lines import readable_line
 from .oomlog import SourceState as SourceState_
 from .pidfd import ProcessHandle, unavailable_reason
 from .restart import RestartPolicy, Slot
@@ -399,7 +399,7 @@ class Engine:
         feed, states = self._kernel_feed_factory()
         now = time.time()
         for st in states:
-            self._emit(SourceState(now, st.name, st.ok, st.reason))
+            self._emit(SourceChanged(now, st))
         if feed is not None:
             self._kernel = feed
             self._selector.register(feed.fileno(), selectors.EVENT_READ, self._read_kernel)
@@ -412,8 +412,7 @@ class Engine:
         lines, records, ended = feed.read()
         now = time.time()
         for fl in lines:
-            self._emit(KernelLine(now, fl.line.raw or fl.line.message, fl.oom, fl.line.history,
-                                  fl.line.kernel_time_s))
+            self._emit(KernelLineRead(now, fl.line, fl.oom))
         if lines:
             self._kernel_dirty = True
         for rec in records:
@@ -422,8 +421,8 @@ class Engine:
             self._selector.unregister(feed.fileno())
             feed.close()
             self._kernel = None
-            self._emit(SourceState(now, feed.source.name, False,
-                                   "the kernel log source ended; OOM kills are now told by cgroup counters only"))
+            self._emit(SourceChanged(now, SourceState_(
+                feed.source.name, False, "the kernel log source ended; OOM kills are now told by cgroup counters only")))
 
     def _flush_kernel(self) -> None:
         """A report cut short (summary line, no kill line) is complete once the log goes quiet."""
@@ -435,7 +434,7 @@ class Engine:
     def _on_record(self, rec: KillRecord) -> None:
         if rec.history:
             if rec.revision == 0:
-                self._emit(KernelOom(time.time(), rec.to_json(), history=True))
+                self._emit(KernelOom(time.time(), rec, history=True))
             return
         arrival = time.monotonic()
         self._records.add(rec, arrival)
@@ -452,15 +451,15 @@ class Engine:
         note = self._exits.match(rec, arrival)
         if note is not None:
             w = self._workers[note.worker_id]
-            self._emit(CauseUpdated(time.time(), w.ref, OOM_KILL, note.cause, rec.to_json(),
+            self._emit(CauseUpdated(time.time(), w.ref, OOM_KILL, note.cause, rec,
                                     ("kernel: " + kill_line(rec),)))
             if w.slot is not None:
                 # The guard counts what the worker died of, also when that was learnt late.
                 loop = w.slot.cause_changed(note.cause, OOM_KILL, note.exit_mono)
                 if loop is not None:
-                    self._emit(Notice(time.time(), "warning", f"{w.slot.summary()}: {loop}", w.ref))
+                    self._emit(w.slot.crash_loop(time.time(), w.ref, loop))
             return
-        self._emit(KernelOom(time.time(), rec.to_json()))
+        self._emit(KernelOom(time.time(), rec))
 
     # ------------------------------------------------------------ heap reports
 
@@ -1020,7 +1019,7 @@ class Engine:
             # V8 prints "JavaScript heap out of memory" before its stack dump: search all kept lines.
             stderr_tail=w.stderr_lines,
         )
-        oom = record.to_json() if record is not None and verdict.cause == OOM_KILL else None
+        oom = record if record is not None and verdict.cause == OOM_KILL else None
         # An exit a kernel record could still explain (a SIGKILL, or no status at all, or a
         # shell's 137) stays open for a late record.
         if self.kernel_log_ok and verdict.cause in (SIGNAL, UNKNOWN, EXIT) and \
@@ -1068,10 +1067,12 @@ class Engine:
             self._emit(Notice(time.time(), "warning", problem, w.ref))
 
     def _consider_restart(self, w: Worker, cause: str, by: str | None, exit_code: int | None,
-                          exit_mono: float) -> tuple[float | None, Notice]:
+                          exit_mono: float) -> tuple[float | None, Notice | CrashLoop]:
         slot = w.slot
         assert slot is not None
         delay, why = slot.died(cause, by, exit_code, exit_mono - w.started_mono, exit_mono)
+        if delay is None and why == slot.stopped_reason:
+            return None, slot.crash_loop(time.time(), w.ref, why)
         level = "warning" if slot.stopped_reason is not None else "info"
         note = Notice(time.time(), level, f"{slot.summary()}: {why}", w.ref)
         if delay is None:
@@ -1102,11 +1103,7 @@ class Engine:
 
 def kill_line(record: KillRecord) -> str:
     """The line of a record that says who was killed (for evidence and one-line displays)."""
-    for marker in ("Killed process", "oom-kill:", "sending SIG", "Killing process", "Killed ", "killing"):
-        for line in record.lines:
-            if marker in line:
-                return readable_line(line.strip())
-    return readable_line(record.lines[-1].strip()) if record.lines else f"{record.killer} killed PID {record.pid}"
+    return record.kill_line()
 
 
 def _is_node(pid: int) -> bool:
