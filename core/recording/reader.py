@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -421,6 +422,11 @@ def _kill_record(contract: dict[str, Any], lines: list[str], details: Any) -> Ki
     fields["task_rows"] = tuple(fields.get("task_rows") or ())
     if not isinstance(fields.get("extra", {}), dict):
         del fields["extra"]
+    if fields.get("wall_time_unix") is None and isinstance(fields["wall_time"], str):
+        try:  # a file from before records kept their details: the ISO stamp is all there is
+            fields["wall_time_unix"] = datetime.fromisoformat(fields["wall_time"]).timestamp()
+        except ValueError:
+            pass
     return KillRecord(lines=tuple(lines), **fields)
 
 
