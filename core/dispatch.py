@@ -13,6 +13,7 @@ Subclasses follow their nearest registered base along the MRO (``RestartCancelle
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -31,14 +32,24 @@ class UnhandledEvent(LookupError):
 
 
 def event_classes() -> list[type[Event]]:
-    """Every concrete event class defined so far (subclasses of ``Event``, depth first)."""
+    """Every kind of event the engine emits: the classes of ``core.events`` with a ``kind`` of
+    their own (``Event`` and ``WorkerEvent`` are only bases).
+
+    Subclasses defined elsewhere (a test's own) are left out: they are not the engine's."""
+    module = sys.modules[Event.__module__]
     out: list[type[Event]] = []
     todo: list[type[Event]] = list(Event.__subclasses__())
+    seen: set[type[Event]] = set()
     while todo:
         cls = todo.pop(0)
-        if cls not in out:
+        # ``dataclass(slots=True)`` makes a new class: the one it replaced lingers among the
+        # subclasses until collected. The module's own name for it is the real one.
+        if cls in seen or cls.__module__ != Event.__module__ or getattr(module, cls.__name__, None) is not cls:
+            continue
+        seen.add(cls)
+        todo.extend(cls.__subclasses__())
+        if "kind" in cls.__dict__:
             out.append(cls)
-            todo.extend(cls.__subclasses__())
     return out
 
 

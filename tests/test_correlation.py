@@ -172,7 +172,10 @@ def test_a_late_record_that_makes_a_crash_loop_cancels_the_announced_restart(pip
     exited = log.wait_exit(ref.id)
     assert exited.cause == "signal" and exited.restart_in_s == 1.0
     src.kill(ref.pid, "python", time.monotonic())
-    log.wait_for(lambda e: e.kind == "cause_updated")
+    updated = log.wait_for(lambda e: e.kind == "cause_updated")
+    loop = log.wait_for(lambda e: e.kind == "crash_loop", timeout=10)
+    assert loop.worker == ref and loop.deaths == 1 and loop.window_s == policy.crash_loop_window_s
+    assert log.events.index(updated) < log.events.index(loop) and "crash loop" in loop.message
     cancelled = log.wait_for(lambda e: e.kind == "restart_cancelled", timeout=10)
     assert cancelled.worker.slot == ref.slot and "crash loop" in cancelled.message
     assert cancelled.to_json()["event"] == "restart_cancelled"
