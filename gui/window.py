@@ -453,10 +453,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         # The kernel's record can arrive after the exit: a "signal" death found to be an OOM kill
         # is announced then.
         self._notify_memory_death(ev.worker, ev.cause, None)
-        if w is not None:
-            self.model.worker_changed(w)
-            if self.detail.worker is w:
-                self.detail.refresh()
+        self._show_worker_changed(w)
         self.timeline.refresh()
         self.kernel_pane.tie_record(ev.oom, ev.worker.id)
 
@@ -503,10 +500,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
 
     def _on_advice_given(self, ev: Doctor) -> None:
         w = self.roster.on_doctor(ev)
-        if w is not None:
-            self.model.worker_changed(w)
-            if self.detail.worker is w:
-                self.detail.refresh()
+        self._show_worker_changed(w)
         text = f"{ev.worker.name} ({ev.worker.id}): {ev.advice} {ev.reason}"
         if ev.suggested:
             text += f" Suggested: {ev.suggested}"
@@ -519,23 +513,24 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self._check_recording()  # the recorder's writer thread reports trouble as a notice
         who = f"{ev.worker.name} ({ev.worker.id}): " if ev.worker is not None else ""
         w = self.roster.on_notice(ev)
-        if w is not None:
-            self.model.worker_changed(w)
-            if self.detail.worker is w:
-                self.detail.refresh()
+        self._show_worker_changed(w)
         if ev.level == "info":
             self.statusBar().showMessage(who + ev.message, 8000)
         else:
             self.message_bar.show_message(who + ev.message, ev.level)
 
-    def _on_crash_loop(self, ev: CrashLoop) -> None:
-        """The engine gave up restarting a slot: that needs the user, so it is an error-red bar
-        (not the amber of a passing warning), a desktop notification, and a note on the worker."""
-        w = self.roster.on_crash_loop(ev)
+    def _show_worker_changed(self, w: WorkerState | None) -> None:
+        """A worker's row, and the detail pane when it shows that worker, tell what just changed."""
         if w is not None:
             self.model.worker_changed(w)
             if self.detail.worker is w:
                 self.detail.refresh()
+
+    def _on_crash_loop(self, ev: CrashLoop) -> None:
+        """The engine gave up restarting a slot: that needs the user, so it is an error-red bar
+        (not the amber of a passing warning), a desktop notification, and a note on the worker."""
+        w = self.roster.on_crash_loop(ev)
+        self._show_worker_changed(w)
         who = f"{ev.worker.name} ({ev.worker.id}): "
         self.message_bar.show_message(who + ev.message, "error")
         self._notify(f"oomscope: {ev.worker.name} crash loop", who + ev.message)
