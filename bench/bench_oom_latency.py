@@ -34,9 +34,9 @@ def run(kills: int = 20) -> dict[str, Any]:
                 if isinstance(ev, WorkerExited) and ev.worker.id == ref.id:
                     break
             offset = time.time() - time.monotonic()
-            if ev.cause != "oom-kill" or ev.oom is None or ev.oom["kernel_time_s"] is None:
+            if ev.cause != "oom-kill" or ev.oom is None or ev.oom.kernel_time_s is None:
                 raise RuntimeError(f"expected an oom-kill with a kernel record, got {ev.cause}: {ev.evidence}")
-            latencies_ms.append((ev.t - offset - ev.oom["kernel_time_s"]) * 1e3)
+            latencies_ms.append((ev.t - offset - ev.oom.kernel_time_s) * 1e3)
     finally:
         eng.stop()
     q = statistics.quantiles(latencies_ms, n=100, method="inclusive") if len(latencies_ms) > 1 else latencies_ms * 99

@@ -101,6 +101,9 @@ def latency(runs: int) -> dict[str, float]:
             events = _watch(["--mem-limit", "256MiB", "--crit", str(level), "--warn", "off",
                              "--metric", "anon", "--sustain", "0", "--",
                              sys.executable, "-c", STEPPER, str(out), str(level)])
+            if not out.exists():
+                exits = [e for e in events if e["event"] in ("worker_exited", "notice")]
+                raise RuntimeError(f"run {k}: the stepper never reached the level: {exits}")
             crossed = float(out.read_text())
             hits = [e for e in events if e["event"] == "threshold" and e["level"] == "critical"]
             if not hits:

@@ -23,8 +23,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from oomscope.core.engine import EngineConfig  # noqa: E402
+from oomscope.core.oomlog.lines import KernelLine  # noqa: E402
 from oomscope.core.events import (  # noqa: E402
-    KernelLine, Sample, Samples, Threshold, WorkerExited, WorkerRef, WorkerStarted,
+    KernelLineRead, Sample, Samples, Threshold, WorkerExited, WorkerRef, WorkerStarted,
 )
 from oomscope.core.recording import open_recorder  # noqa: E402
 
@@ -55,7 +56,7 @@ def make_session(path: Path, workers: int, minutes: float, interval_s: float = 0
         rec(Samples(t, tuple(out)))
         samples += len(out)
         if k % 50 == 0:
-            rec(KernelLine(t, f"6,{k},{int(k * interval_s * 1e6)},-;some kernel line {k}"))
+            rec(KernelLineRead(t, KernelLine(f"some kernel line {k}", f"6,{k},{int(k * interval_s * 1e6)},-;some kernel line {k}")))
         for i, when in list(dies.items()):
             if when == k:
                 rec(Threshold(t - 1, refs[i], "critical", "rss", rss[i], 500 * MiB))

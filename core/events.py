@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
+from .oomlog.lines import KernelLine
+from .oomlog.records import KillRecord
+from .oomlog.sources import SourceState
 from .thresholds import ThresholdConfig, thresholds_to_json
 
 
@@ -223,7 +226,7 @@ class WorkerExited(WorkerEvent):
     exit_code: int | None
     signal: str | None
     by: str | None = None
-    oom: dict[str, Any] | None = None
+    oom: KillRecord | None = None
     evidence: tuple[str, ...] = ()
     stderr_tail: tuple[str, ...] = ()
     restart_in_s: float | None = None  # a restart policy brings a new life in this many seconds
@@ -236,7 +239,7 @@ class WorkerExited(WorkerEvent):
         if self.by is not None:
             d["by"] = self.by
         if self.oom is not None:
-            d["oom"] = self.oom
+            d["oom"] = self.oom.to_json()
         d["evidence"] = list(self.evidence)
         return d
 
@@ -283,37 +286,35 @@ class Stopped(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class SourceState(Event):
-    """State of the kernel log source: ``ok``, or why not and what would fix it."""
+class SourceChanged(Event):
+    """State of the kernel log source (``oomlog.SourceState``): ok, or why not and what would fix it."""
 
     kind: ClassVar[str] = "source"
-    source: str
-    ok: bool
-    reason: str | None = None
+    state: SourceState
 
     def to_json(self) -> dict[str, Any]:
         d = Event.to_json(self)
-        d.update(source=self.source, ok=self.ok, reason=self.reason)
+        d.update(source=self.state.name, ok=self.state.ok, reason=self.state.reason)
         return d
 
 
 @dataclass(frozen=True, slots=True)
-class KernelLine(Event):
-    """One kernel log line; ``oom`` marks lines that belong to an OOM report.
+class KernelLineRead(Event):
+    """One kernel log line as decoded (``oomlog.KernelLine``); ``oom`` marks lines that belong
+    to an OOM report.
 
     Not part of the JSON contract (``watch`` does not print it): the GUI's kernel log pane
     and the recorder consume it.
     """
 
     kind: ClassVar[str] = "kernel_line"
-    text: str
+    line: KernelLine
     oom: bool = False
-    history: bool = False
-    kernel_time_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = Event.to_json(self)
-        d.update(text=self.text, oom=self.oom, history=self.history, kernel_time_s=self.kernel_time_s)
+        d.update(text=self.line.text, oom=self.oom, history=self.line.history,
+                 kernel_time_s=self.line.kernel_time_s)
         return d
 
 
@@ -322,12 +323,12 @@ class KernelOom(Event):
     """A kill record (the ``oom-log --json`` contract) that matched no worker."""
 
     kind: ClassVar[str] = "kernel_oom"
-    record: dict[str, Any]
+    record: KillRecord
     history: bool = False
 
     def to_json(self) -> dict[str, Any]:
         d = Event.to_json(self)
-        d.update(oom=self.record, history=self.history)
+        d.update(oom=self.record.to_json(), history=self.history)
         return d
 
 
@@ -341,6 +342,26 @@ class RestartCancelled(Notice):
 
 
 @dataclass(frozen=True, slots=True)
+class CrashLoop(WorkerEvent):
+    """A slot's crash-loop guard tripped: ``deaths`` memory deaths (oom-kill/heap-oom) within
+    ``window_s`` seconds, so the slot is not restarted again until the user starts it.
+
+    ``worker`` is the life whose death tripped it; ``message`` says so in words. Follows that
+    life's ``worker_exited`` (or, when a late kernel record made the loop, its ``cause_updated``).
+    """
+
+    kind: ClassVar[str] = "crash_loop"
+    deaths: int
+    window_s: float
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        d = WorkerEvent.to_json(self)
+        d.update(deaths=self.deaths, window_s=self.window_s, message=self.message)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
 class CauseUpdated(WorkerEvent):
     """A later finding changes an exited worker's cause (a kernel record arriving late).
 
@@ -350,12 +371,13 @@ class CauseUpdated(WorkerEvent):
     kind: ClassVar[str] = "cause_updated"
     cause: str
     previous: str
-    oom: dict[str, Any] | None = None
+    oom: KillRecord | None = None
     evidence: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         d = WorkerEvent.to_json(self)
-        d.update(cause=self.cause, previous=self.previous, oom=self.oom, evidence=list(self.evidence))
+        d.update(cause=self.cause, previous=self.previous, oom=None if self.oom is None else self.oom.to_json(),
+                 evidence=list(self.evidence))
         return d
 
 

@@ -21,7 +21,7 @@ from .causes import EXIT, OOM_KILL, SIGNAL, UNKNOWN, classify
 from .cgpool import CgroupPool
 from .correlate import ExitNote
 from .errors import Error, Refused, WorkerGone
-from .events import Event, Notice, Output, RestartCancelled, Terminate, WorkerExited
+from .events import CrashLoop, Event, Notice, Output, RestartCancelled, Terminate, WorkerExited
 from .heapdesk import HeapDesk
 from .kerneldesk import KernelDesk, kill_line
 from .launch import LaunchSpec
@@ -160,7 +160,7 @@ class Exits:
             # V8 prints "JavaScript heap out of memory" before its stack dump: search all kept lines.
             stderr_tail=w.stderr_lines,
         )
-        oom = record.to_json() if record is not None and verdict.cause == OOM_KILL else None
+        oom = record if record is not None and verdict.cause == OOM_KILL else None
         # An exit a kernel record could still explain (a SIGKILL, or no status at all, or a
         # shell's 137) stays open for a late record.
         if kernel_log_ok and verdict.cause in (SIGNAL, UNKNOWN, EXIT) and \
@@ -205,10 +205,12 @@ class Exits:
     # ---------------------------------------------------------------- restarts
 
     def _consider_restart(self, w: Worker, cause: str, by: str | None, exit_code: int | None,
-                          exit_mono: float) -> tuple[float | None, Notice]:
+                          exit_mono: float) -> tuple[float | None, Notice | CrashLoop]:
         slot = w.slot
         assert slot is not None
         delay, why = slot.died(cause, by, exit_code, exit_mono - w.started_mono, exit_mono)
+        if delay is None and why == slot.stopped_reason:
+            return None, slot.crash_loop(time.time(), w.ref, why)
         level = "warning" if slot.stopped_reason is not None else "info"
         note = Notice(time.time(), level, f"{slot.summary()}: {why}", w.ref)
         if delay is None:

@@ -15,11 +15,10 @@ from collections.abc import Callable
 from . import procfs
 from .causes import OOM_KILL
 from .correlate import RecentExits, RecentRecords, comm_matches
-from .events import CauseUpdated, Event, KernelLine, KernelOom, Notice, SourceState
+from .events import CauseUpdated, Event, KernelLineRead, KernelOom, Notice, SourceChanged
 from .kernelfeed import KernelFeed
 from .oomlog import KillRecord
 from .oomlog import SourceState as SourceState_
-from .oomlog.lines import readable_line
 from .worker import WorkerTable
 
 KernelFeedFactory = Callable[[], tuple[KernelFeed | None, list[SourceState_]]]
@@ -51,7 +50,7 @@ class KernelDesk:
         feed, states = self._feed_factory()
         now = time.time()
         for st in states:
-            self._emit(SourceState(now, st.name, st.ok, st.reason))
+            self._emit(SourceChanged(now, st))
         if feed is not None:
             self._kernel = feed
             self._selector.register(feed.fileno(), selectors.EVENT_READ, self.read)
@@ -69,8 +68,7 @@ class KernelDesk:
         lines, records, ended = feed.read()
         now = time.time()
         for fl in lines:
-            self._emit(KernelLine(now, fl.line.raw or fl.line.message, fl.oom, fl.line.history,
-                                  fl.line.kernel_time_s))
+            self._emit(KernelLineRead(now, fl.line, fl.oom))
         if lines:
             self._kernel_dirty = True
         for rec in records:
@@ -79,8 +77,8 @@ class KernelDesk:
             self._selector.unregister(feed.fileno())
             feed.close()
             self._kernel = None
-            self._emit(SourceState(now, feed.source.name, False,
-                                   "the kernel log source ended; OOM kills are now told by cgroup counters only"))
+            self._emit(SourceChanged(now, SourceState_(
+                feed.source.name, False, "the kernel log source ended; OOM kills are now told by cgroup counters only")))
 
     def flush(self) -> None:
         """A report cut short (summary line, no kill line) is complete once the log goes quiet."""
@@ -96,7 +94,7 @@ class KernelDesk:
     def on_record(self, rec: KillRecord) -> None:
         if rec.history:
             if rec.revision == 0:
-                self._emit(KernelOom(time.time(), rec.to_json(), history=True))
+                self._emit(KernelOom(time.time(), rec, history=True))
             return
         arrival = time.monotonic()
         self.records.add(rec, arrival)
@@ -113,21 +111,17 @@ class KernelDesk:
         note = self.exits.match(rec, arrival)
         if note is not None:
             w = self._table.by_id[note.worker_id]
-            self._emit(CauseUpdated(time.time(), w.ref, OOM_KILL, note.cause, rec.to_json(),
+            self._emit(CauseUpdated(time.time(), w.ref, OOM_KILL, note.cause, rec,
                                     ("kernel: " + kill_line(rec),)))
             if w.slot is not None:
                 # The guard counts what the worker died of, also when that was learnt late.
                 loop = w.slot.cause_changed(note.cause, OOM_KILL, note.exit_mono)
                 if loop is not None:
-                    self._emit(Notice(time.time(), "warning", f"{w.slot.summary()}: {loop}", w.ref))
+                    self._emit(w.slot.crash_loop(time.time(), w.ref, loop))
             return
-        self._emit(KernelOom(time.time(), rec.to_json()))
+        self._emit(KernelOom(time.time(), rec))
 
 
 def kill_line(record: KillRecord) -> str:
     """The line of a record that says who was killed (for evidence and one-line displays)."""
-    for marker in ("Killed process", "oom-kill:", "sending SIG", "Killing process", "Killed ", "killing"):
-        for line in record.lines:
-            if marker in line:
-                return readable_line(line.strip())
-    return readable_line(record.lines[-1].strip()) if record.lines else f"{record.killer} killed PID {record.pid}"
+    return record.kill_line()

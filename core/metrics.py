@@ -40,19 +40,31 @@ from prometheus_client.registry import Collector
 
 from .causes import CAUSES
 from .errors import BadInput
+from .dispatch import Dispatcher
 from .events import (
     CauseUpdated,
+    CrashLoop,
+    Doctor,
     Event,
+    Heap,
+    KernelLineRead,
     KernelOom,
+    LevelPending,
+    LevelsChanged,
+    Notice,
+    Output,
     Samples,
-    SourceState,
+    SourceChanged,
+    Stopped,
+    Terminate,
+    ThreadExited,
     Threshold,
     WorkerAttached,
     WorkerExited,
     WorkerRef,
     WorkerStarted,
 )
-from .oomlog.records import KILLERS
+from .oomlog.records import KILLERS, KillRecord
 from .thresholds import CRITICAL, LEVEL_RANK, WARNING, ThresholdConfig
 
 if TYPE_CHECKING:
@@ -149,39 +161,47 @@ class MetricsBook(Collector):
         self._served = 0
         self.scrapes = 0
         self._scraped = threading.Condition(self._lock)
+        self._dispatch = self._handlers()
 
     # ----------------------------------------------------------------- events
 
     def on_event(self, event: Event) -> None:
         with self._lock:
-            if isinstance(event, Samples):
-                self._on_samples(event)
-            elif isinstance(event, (WorkerStarted, WorkerAttached)):
-                self._add(event.worker, event.cgroup_limit)
-            elif isinstance(event, Threshold):
-                p = self._procs.get(event.worker.id)
-                if p is not None:
-                    p.level = LEVEL_RANK.get(event.level, 0)
-                    if event.limit is not None and event.level in (WARNING, CRITICAL):
-                        p.crossed = dict(p.crossed or {}, **{event.level: event.limit})
-                        p.crossed_metric = event.metric
-            elif isinstance(event, WorkerExited):
-                self._on_exit(event.worker, event.cause, event.t, event.oom)
-                self._counted += 1
-            elif isinstance(event, CauseUpdated):
-                # Counters only go up: a cause corrected by a late kernel record counts again,
-                # under the new cause (README: "Prometheus metrics").
-                self._on_exit(event.worker, event.cause, event.t, event.oom)
-                self._counted += 1
-            elif isinstance(event, KernelOom):
-                if not event.history:  # kills from before oomscope started are not counted
-                    self._count_kill(event.record, watched=False)
-                    self._counted += 1
-            elif isinstance(event, SourceState):
-                self._sources[event.source] = event.ok
+            self._dispatch(event)
             now = self.clock()
             if now >= self._next_expiry:
                 self._expire(now)
+
+    def _handlers(self) -> Dispatcher[object]:
+        return Dispatcher({
+            Samples: self._on_samples,
+            WorkerStarted: lambda ev: self._add(ev.worker, ev.cgroup_limit),
+            WorkerAttached: lambda ev: self._add(ev.worker, ev.cgroup_limit),
+            Threshold: self._on_threshold,
+            WorkerExited: self._on_exit,
+            # Counters only go up: a cause corrected by a late kernel record counts again,
+            # under the new cause (README: "Prometheus metrics").
+            CauseUpdated: self._on_exit,
+            KernelOom: self._on_kernel_oom,
+            SourceChanged: self._on_source,
+        }, ignore=(Heap, Output, Notice, KernelLineRead, Stopped, LevelsChanged, Terminate, ThreadExited,
+                   Doctor, CrashLoop, LevelPending), name="metrics")
+
+    def _on_threshold(self, event: Threshold) -> None:
+        p = self._procs.get(event.worker.id)
+        if p is not None:
+            p.level = LEVEL_RANK.get(event.level, 0)
+            if event.limit is not None and event.level in (WARNING, CRITICAL):
+                p.crossed = dict(p.crossed or {}, **{event.level: event.limit})
+                p.crossed_metric = event.metric
+
+    def _on_kernel_oom(self, event: KernelOom) -> None:
+        if not event.history:  # kills from before oomscope started are not counted
+            self._count_kill(event.record, watched=False)
+            self._counted += 1
+
+    def _on_source(self, event: SourceChanged) -> None:
+        self._sources[event.state.name] = event.state.ok
 
     def _add(self, ref: WorkerRef, cgroup_limit: int | None) -> _Process:
         p = self._procs.get(ref.id)
@@ -210,18 +230,19 @@ class MetricsBook(Collector):
             if s.cgroup_limit is not None:
                 p.cgroup_limit = s.cgroup_limit
 
-    def _on_exit(self, ref: WorkerRef, cause: str, t: float, oom: dict[str, Any] | None) -> None:
-        p = self._procs.get(ref.id) or self._add(ref, None)
+    def _on_exit(self, event: WorkerExited | CauseUpdated) -> None:
+        p = self._procs.get(event.worker.id) or self._add(event.worker, None)
         if p.gone_mono is None:
             p.gone_mono = self.clock()
-        key = (p.worker, cause)
+        key = (p.worker, event.cause)
         self._exits[key] = self._exits.get(key, 0) + 1
-        self._last_exit[key] = t
-        if oom is not None:
-            self._count_kill(oom, watched=True)
+        self._last_exit[key] = event.t
+        if event.oom is not None:
+            self._count_kill(event.oom, watched=True)
+        self._counted += 1
 
-    def _count_kill(self, record: dict[str, Any], watched: bool) -> None:
-        key = (str(record.get("killer") or "kernel-global"), "true" if watched else "false")
+    def _count_kill(self, record: KillRecord, watched: bool) -> None:
+        key = (record.killer, "true" if watched else "false")
         self._kills[key] = self._kills.get(key, 0) + 1
 
     def _expire(self, now: float) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from .causes import EXIT, HEAP_OOM, OOM_KILL, TERMINATED
 from .errors import BadInput
+from .events import CrashLoop, WorkerRef
 from .launch import LaunchSpec
 
 _MEMORY_DEATHS = (OOM_KILL, HEAP_OOM)
@@ -107,6 +108,12 @@ class Slot:
             self.stopped_reason = self._crash_loop_reason()
             return self.stopped_reason
         return None
+
+    def crash_loop(self, t: float, ref: WorkerRef, reason: str) -> CrashLoop:
+        """The event telling that the guard tripped on ``ref``'s death; ``reason`` is what
+        ``died``/``cause_changed`` returned."""
+        return CrashLoop(t, ref, len(self.memory_deaths), self.policy.crash_loop_window_s,
+                         f"{self.summary()}: {reason}")
 
     def _crash_loop_reason(self) -> str:
         return (f"crash loop: {len(self.memory_deaths)} memory deaths (oom-kill/heap-oom) within "

@@ -20,25 +20,27 @@ from .causes import OOM_KILL
 from .config import example_config, load_config
 from .engine import Engine, EngineConfig
 from .errors import BadInput, Error
+from .dispatch import Dispatcher
 from .events import (
     CauseUpdated,
+    CrashLoop,
     Doctor,
     Event,
     Heap,
-    KernelLine,
+    KernelLineRead,
     KernelOom,
+    LevelPending,
     LevelsChanged,
     Notice,
     Output,
     RestartCancelled,
     Samples,
-    SourceState,
+    SourceChanged,
     Stopped,
     Terminate,
     ThreadExited,
     Threshold,
     WorkerAttached,
-    WorkerEvent,
     WorkerExited,
     WorkerRef,
     WorkerStarted,
@@ -298,7 +300,7 @@ def _restore_signal_handlers(old: dict[int, Any]) -> None:
 Printer = Callable[[Event], None]
 
 
-HOOKED = (Threshold, WorkerExited, CauseUpdated, ThreadExited, KernelOom, Doctor, Terminate, LevelsChanged)
+HOOKED = (Threshold, WorkerExited, CauseUpdated, CrashLoop, ThreadExited, KernelOom, Doctor, Terminate, LevelsChanged)
 
 
 class EventHook:
@@ -373,19 +375,22 @@ class JsonPrinter:
     def __init__(self, out: TextIO, err: TextIO) -> None:
         self.out = out
         self.err = err
+        self.dispatch: Dispatcher[object] = Dispatcher({
+            Output: self._output,
+            Samples: lambda ev: self._write(ev.to_json_lines()),
+            # Every other event prints its own JSON form, when ``watch`` prints it at all.
+            Event: lambda ev: self._write([ev.to_json()]) if printed(ev) else None,
+        }, name="watch --json")
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, Output):
-            self.err.write(f"[{event.worker.id} {event.worker.name} {event.stream}] {event.line}\n")
-            self.err.flush()
-            return
-        if isinstance(event, Samples):
-            lines = event.to_json_lines()
-        elif not printed(event):
-            return
-        else:
-            lines = [event.to_json()]
-        for obj in lines:
+        self.dispatch(event)
+
+    def _output(self, event: Output) -> None:
+        self.err.write(f"[{event.worker.id} {event.worker.name} {event.stream}] {event.line}\n")
+        self.err.flush()
+
+    def _write(self, objs: list[dict[str, Any]]) -> None:
+        for obj in objs:
             self.out.write(json.dumps(obj, separators=(",", ":")) + "\n")
         self.out.flush()
 
@@ -406,73 +411,120 @@ class TextPrinter:
 def printed(event: Event) -> bool:
     """What ``watch`` shows: not kernel log lines (the GUI's pane), not kills from before it
     started (replayed from the ring buffer), not its own end marker."""
-    if isinstance(event, (KernelLine, Stopped)):
+    if isinstance(event, (KernelLineRead, Stopped)):
         return False
     if isinstance(event, KernelOom) and event.history:
         return False
     return True
 
 
-def describe(event: Event) -> str | None:
-    stamp = time.strftime("%H:%M:%S", time.localtime(event.t))
-    if isinstance(event, (Samples, Heap)) or not printed(event):
+def _stamp(event: Event) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(event.t))
+
+
+def _describe_source(event: SourceChanged) -> str:
+    st = event.state
+    state = "ok" if st.ok else f"unavailable: {st.reason}"
+    return f"{_stamp(event)} kernel log source {st.name}: {state}"
+
+
+def _describe_kernel_oom(event: KernelOom) -> str | None:
+    if event.history:
         return None
-    if isinstance(event, SourceState):
-        state = "ok" if event.ok else f"unavailable: {event.reason}"
-        return f"{stamp} kernel log source {event.source}: {state}"
-    if isinstance(event, KernelOom):
-        r = event.record
-        return (f"{stamp} kernel OOM kill of a process oomscope does not watch: PID {r.get('pid')} "
-                f"({r.get('comm')}), anon-rss {format_size((r.get('anon_rss_kb') or 0) * 1024)}, "
-                f"{r.get('killer')}" + (f" in {r['task_memcg']}" if r.get("task_memcg") else ""))
-    if isinstance(event, Notice):
-        target = f" {event.worker.id} {event.worker.name}[{event.worker.pid}]" if event.worker else ""
-        return f"{stamp}{target} {event.level}: {event.message}"
-    if isinstance(event, LevelsChanged):
-        return f"{stamp} " + _describe_levels(event)
-    if not isinstance(event, WorkerEvent):
-        return f"{stamp} {event.kind}"
-    w = event.worker
-    who = _who(w)
-    if isinstance(event, WorkerStarted):
-        cg = f" in cgroup {event.cgroup} (limit {format_size(event.cgroup_limit)})" if event.cgroup_limit else ""
-        return f"{stamp} {who} started{cg}: {' '.join(w.cmd)}"
-    if isinstance(event, WorkerAttached):
-        parent = f" (child of {event.parent_pid})" if event.parent_pid else ""
-        cg = f", cgroup limit {format_size(event.cgroup_limit)}" if event.cgroup_limit else ""
-        return f"{stamp} {who} attached{parent}{cg}"
-    if isinstance(event, Threshold):
-        if event.level == "normal":
-            return f"{stamp} {who} back to normal: {event.metric} {format_size(event.value)}"
-        return (f"{stamp} {who} {event.level.upper()}: {event.metric} {format_size(event.value)}"
-                f" >= {format_size(event.limit)}")
-    if isinstance(event, Terminate):
-        why = f" ({event.reason})" if event.reason else ""
-        return f"{stamp} {who} {event.signal} sent by {event.by}{why}"
-    if isinstance(event, WorkerExited):
-        detail = []
-        if event.signal:
-            detail.append(event.signal)
-        if event.exit_code is not None:
-            detail.append(f"exit code {event.exit_code}")
-        if event.by:
-            detail.append(f"by {event.by}")
-        detail.extend(event.evidence)
-        cause = "KILLED BY THE OOM KILLER" if event.cause == OOM_KILL else event.cause
-        again = f"; restart in {event.restart_in_s:g} s" if event.restart_in_s is not None else ""
-        return f"{stamp} {who} exited: {cause}" + (f" ({'; '.join(detail)})" if detail else "") + again
-    if isinstance(event, Doctor):
-        return f"{stamp} {who} doctor: {event.advice} ({event.reason})"
-    if isinstance(event, ThreadExited):
-        cause = "HEAP EXHAUSTED (heap-oom)" if event.cause == "heap-oom" else event.cause
-        why = f": {event.message}" if event.message else ""
-        return f"{stamp} {who} worker thread {event.thread_id} of PID {event.pid} ended: {cause}{why}"
-    if isinstance(event, CauseUpdated):
-        cause = "KILLED BY THE OOM KILLER" if event.cause == OOM_KILL else event.cause
-        return f"{stamp} {who} cause updated: {cause} (was {event.previous}; {'; '.join(event.evidence)})"
-    if isinstance(event, Output):
-        return f"[{w.id} {w.name} {event.stream}] {event.line}"
-    return f"{stamp} {who} {event.kind}"
+    r = event.record
+    return (f"{_stamp(event)} kernel OOM kill of a process oomscope does not watch: PID {r.pid} "
+            f"({r.comm}), anon-rss {format_size((r.anon_rss_kb or 0) * 1024)}, "
+            f"{r.killer}" + (f" in {r.task_memcg}" if r.task_memcg else ""))
+
+
+def _describe_notice(event: Notice) -> str:
+    target = f" {event.worker.id} {event.worker.name}[{event.worker.pid}]" if event.worker else ""
+    return f"{_stamp(event)}{target} {event.level}: {event.message}"
+
+
+def _describe_started(event: WorkerStarted) -> str:
+    cg = f" in cgroup {event.cgroup} (limit {format_size(event.cgroup_limit)})" if event.cgroup_limit else ""
+    return f"{_stamp(event)} {_who(event.worker)} started{cg}: {' '.join(event.worker.cmd)}"
+
+
+def _describe_attached(event: WorkerAttached) -> str:
+    parent = f" (child of {event.parent_pid})" if event.parent_pid else ""
+    cg = f", cgroup limit {format_size(event.cgroup_limit)}" if event.cgroup_limit else ""
+    return f"{_stamp(event)} {_who(event.worker)} attached{parent}{cg}"
+
+
+def _describe_threshold(event: Threshold) -> str:
+    head = f"{_stamp(event)} {_who(event.worker)}"
+    if event.level == "normal":
+        return f"{head} back to normal: {event.metric} {format_size(event.value)}"
+    return f"{head} {event.level.upper()}: {event.metric} {format_size(event.value)} >= {format_size(event.limit)}"
+
+
+def _describe_terminate(event: Terminate) -> str:
+    why = f" ({event.reason})" if event.reason else ""
+    return f"{_stamp(event)} {_who(event.worker)} {event.signal} sent by {event.by}{why}"
+
+
+def _cause_text(cause: str) -> str:
+    return "KILLED BY THE OOM KILLER" if cause == OOM_KILL else cause
+
+
+def _describe_exit(event: WorkerExited) -> str:
+    detail = []
+    if event.signal:
+        detail.append(event.signal)
+    if event.exit_code is not None:
+        detail.append(f"exit code {event.exit_code}")
+    if event.by:
+        detail.append(f"by {event.by}")
+    detail.extend(event.evidence)
+    again = f"; restart in {event.restart_in_s:g} s" if event.restart_in_s is not None else ""
+    return (f"{_stamp(event)} {_who(event.worker)} exited: {_cause_text(event.cause)}"
+            + (f" ({'; '.join(detail)})" if detail else "") + again)
+
+
+def _describe_thread_exit(event: ThreadExited) -> str:
+    cause = "HEAP EXHAUSTED (heap-oom)" if event.cause == "heap-oom" else event.cause
+    why = f": {event.message}" if event.message else ""
+    return f"{_stamp(event)} {_who(event.worker)} worker thread {event.thread_id} of PID {event.pid} ended: {cause}{why}"
+
+
+def _describe_cause_updated(event: CauseUpdated) -> str:
+    return (f"{_stamp(event)} {_who(event.worker)} cause updated: {_cause_text(event.cause)} "
+            f"(was {event.previous}; {'; '.join(event.evidence)})")
+
+
+_DESCRIBE: Dispatcher[str | None] = Dispatcher({
+    SourceChanged: _describe_source,
+    KernelOom: _describe_kernel_oom,
+    Notice: _describe_notice,
+    LevelsChanged: lambda ev: f"{_stamp(ev)} " + _describe_levels(ev),
+    WorkerStarted: _describe_started,
+    WorkerAttached: _describe_attached,
+    Threshold: _describe_threshold,
+    Terminate: _describe_terminate,
+    WorkerExited: _describe_exit,
+    CrashLoop: lambda ev: f"{_stamp(ev)} {_who(ev.worker)} CRASH LOOP: {ev.message}",
+    Doctor: lambda ev: f"{_stamp(ev)} {_who(ev.worker)} doctor: {ev.advice} ({ev.reason})",
+    ThreadExited: _describe_thread_exit,
+    CauseUpdated: _describe_cause_updated,
+    Output: lambda ev: f"[{ev.worker.id} {ev.worker.name} {ev.stream}] {ev.line}",
+    LevelPending: lambda ev: _describe_pending(ev),
+}, ignore=(Samples, Heap, KernelLineRead, Stopped), name="watch (text)")
+
+
+def _describe_pending(event: LevelPending) -> str | None:
+    """``over critical 230.0 MiB (limit 200.0 MiB): critical in 2 s unless it drops``; the
+    clearing event prints nothing (the threshold line, or nothing at all, says what followed)."""
+    if event.level is None:
+        return None
+    return (f"{_stamp(event)} {_who(event.worker)} over {event.level} {format_size(event.value)} "
+            f"(limit {format_size(event.limit)}): {event.level} in {event.sustain_s:g} s unless it drops")
+
+
+def describe(event: Event) -> str | None:
+    """The line ``watch`` prints for ``event`` without ``--json``; None for what it leaves out."""
+    return _DESCRIBE(event)
 
 
 def _who(w: WorkerRef) -> str:

@@ -17,18 +17,20 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Protocol
 
+from oomscope.core.dispatch import Dispatcher
 from oomscope.core.events import (
     CauseUpdated,
+    CrashLoop,
     Doctor,
     Event,
     Heap,
-    KernelLine,
+    KernelLineRead,
     KernelOom,
     LevelsChanged,
     Notice,
     Output,
     Samples,
-    SourceState,
+    SourceChanged,
     Stopped,
     Terminate,
     ThreadExited,
@@ -68,11 +70,8 @@ class NoEvents:
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
 
 
-def _ignore(_ev: Event) -> None:
-    pass
-
-
 class EngineBridge(QObject):
+    event_dispatched = Signal(object)  # every event, before its own signal below (the window's dispatcher)
     worker_added = Signal(object)  # WorkerStarted | WorkerAttached
     samples_added = Signal(object)  # Samples
     threshold_crossed = Signal(object)  # Threshold
@@ -82,9 +81,10 @@ class EngineBridge(QObject):
     cause_updated = Signal(object)  # CauseUpdated
     output_received = Signal(object)  # Output
     notice_received = Signal(object)  # Notice
-    kernel_line_received = Signal(object)  # KernelLine
+    kernel_line_received = Signal(object)  # KernelLineRead
     kernel_oom_received = Signal(object)  # KernelOom
-    source_changed = Signal(object)  # SourceState
+    source_changed = Signal(object)  # SourceChanged
+    crash_loop_detected = Signal(object)  # CrashLoop
     heap_reported = Signal(object)  # Heap (one thread's heap report)
     thread_exited = Signal(object)  # ThreadExited
     advice_given = Signal(object)  # Doctor
@@ -101,7 +101,8 @@ class EngineBridge(QObject):
         self._timer.setObjectName("engine-drain")
         self._timer.setInterval(DRAIN_INTERVAL_MS)
         self._timer.timeout.connect(self.drain)
-        self._dispatch: dict[type[Event], Callable[[Any], None]] = {
+        # A subclass of a known event (RestartCancelled is a Notice) goes where its base goes.
+        self._dispatch: Dispatcher[object] = Dispatcher({
             WorkerStarted: self.worker_added.emit,
             WorkerAttached: self.worker_added.emit,
             Samples: self.samples_added.emit,
@@ -112,13 +113,15 @@ class EngineBridge(QObject):
             CauseUpdated: self.cause_updated.emit,
             Output: self.output_received.emit,
             Notice: self.notice_received.emit,
-            KernelLine: self.kernel_line_received.emit,
+            KernelLineRead: self.kernel_line_received.emit,
             KernelOom: self.kernel_oom_received.emit,
-            SourceState: self.source_changed.emit,
+            SourceChanged: self.source_changed.emit,
+            CrashLoop: self.crash_loop_detected.emit,
             Heap: self.heap_reported.emit,
             ThreadExited: self.thread_exited.emit,
             Doctor: self.advice_given.emit,
-        }
+            Stopped: lambda _ev: self.engine_stopped.emit(),
+        }, name="bridge")
         self.events_handled = 0
 
     def start(self) -> None:
@@ -164,15 +167,8 @@ class EngineBridge(QObject):
 
     def dispatch(self, ev: Event) -> None:
         """Emit the signal for one event, as if it had just been drained (replays use this)."""
-        if isinstance(ev, Stopped):
-            self.engine_stopped.emit()
-            return
-        kind = type(ev)
-        if kind not in self._dispatch:
-            # A subclass of a known event (RestartCancelled is a Notice) goes where its base goes.
-            base = next((c for c in kind.__mro__[1:] if c in self._dispatch), None)
-            self._dispatch[kind] = self._dispatch[base] if base is not None else _ignore
-        self._dispatch[kind](ev)
+        self.event_dispatched.emit(ev)
+        self._dispatch(ev)
 
     def _poll_futures(self, answered: list[tuple[Future[Any], ResultFn | None, ErrorFn | None]]) -> None:
         if not answered:

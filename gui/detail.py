@@ -4,9 +4,7 @@ the correlated kernel lines verbatim."""
 from __future__ import annotations
 
 import html
-import re
 import time
-from typing import Any
 
 import numpy as np
 
@@ -18,21 +16,6 @@ from .qt import QtGui, QtWidgets, Qt
 from .roster import Death, Roster, WorkerState
 
 _LAST_SAMPLES = 12
-_KEY_MARKERS = ("oom-kill:", "Killed process", "invoked oom-killer", "Memory cgroup out of memory",
-                "Out of memory", "oom_reaper")
-
-
-def key_kernel_lines(record: dict[str, Any]) -> list[str]:
-    """The lines that say what happened: the trigger, ``oom-kill:``, ``Killed process``, the
-    reaper, and the task-table rows for the killed PID."""
-    lines = [str(x) for x in record.get("lines") or []]
-    pid = record.get("pid")
-    row = re.compile(r"\[\s*%d\]" % pid) if isinstance(pid, int) else None
-    out = []
-    for line in lines:
-        if any(m in line for m in _KEY_MARKERS) or (row is not None and row.search(line)):
-            out.append(line)
-    return out
 
 
 def _text_label(name: str, text: str = "") -> QtWidgets.QLabel:
@@ -176,9 +159,9 @@ class DetailPane(QtWidgets.QWidget):
         self.stderr.setPlainText("\n".join(w.stderr) if w is not None else "")
         self.stderr.moveCursor(QtGui.QTextCursor.MoveOperation.End)
         record = (w.oom if w is not None else None) or (death.record if death is not None else None)
-        if record:
-            key = [readable_line(x) for x in key_kernel_lines(record)]
-            everything = [readable_line(str(x)) for x in record.get("lines") or []]
+        if record is not None and record.lines:
+            key = [readable_line(x) for x in record.key_lines()]
+            everything = [readable_line(x) for x in record.lines]
             text = "\n".join(key)
             if len(everything) > len(key):
                 text += f"\n\n— the whole report ({len(everything)} lines) —\n" + "\n".join(everything)

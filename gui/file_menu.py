@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from oomscope.core.engine import Engine
 from oomscope.core.errors import Error
-from oomscope.core.events import Event, LevelsChanged, SourceState
+from oomscope.core.events import Event, LevelsChanged, SourceChanged
 from oomscope.core.thresholds import ThresholdConfig
 
 from .bridge import EngineBridge
@@ -54,7 +54,7 @@ class FileMenu:
     recorder: Recorder | None
     recording_failed: str | None
     replay_windows: list[ReplayWindow]
-    _last_source: SourceState | None
+    _last_source: SourceChanged | None
 
     if TYPE_CHECKING:  # the window's methods: declared for the reader, never defined here (they would shadow them)
         def statusBar(self) -> QtWidgets.QStatusBar: ...  # noqa: N802 - Qt's name

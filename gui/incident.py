@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from oomscope.core.errors import Error
-from oomscope.core.events import KernelLine
+from oomscope.core.events import KernelLineRead
 from oomscope.core.oomlog.lines import readable_line
 from oomscope.core.jsonable import jsonable
 from oomscope.core.thresholds import ThresholdConfig, settings_to_json
@@ -152,11 +152,11 @@ def _write_samples(path: Path, columns: dict[str, Any]) -> None:
         write_samples_csv(columns, out)
 
 
-def _write_kernel_log(path: Path, w: WorkerState, died_at: float, lines: Sequence[KernelLine]) -> None:
+def _write_kernel_log(path: Path, w: WorkerState, died_at: float, lines: Sequence[KernelLineRead]) -> None:
     record = w.oom
     out = [f"# oomscope incident: kernel lines for {w.ref.name} (worker {w.id}, PID {w.ref.pid}), "
            f"{w.state_text()} at {_iso(died_at)}", ""]
-    raw = [str(x) for x in (record or {}).get("lines") or []]
+    raw = list(record.lines) if record is not None else []
     if raw:
         out.append(f"# 1. The kernel's kill record for this worker: {len(raw)} lines, raw as read")
         out.extend(raw)
@@ -164,15 +164,15 @@ def _write_kernel_log(path: Path, w: WorkerState, died_at: float, lines: Sequenc
         out.append("# 1. No kernel OOM kill record names this worker"
                    + (f" (cause: {w.cause})" if w.cause else ""))
     t0, t1 = died_at - KERNEL_BEFORE_S, died_at + KERNEL_AFTER_S
-    killed_at = (record or {}).get("kernel_time_s")
-    if isinstance(killed_at, (int, float)):
+    killed_at = record.kernel_time_s if record is not None else None
+    if killed_at is not None:
         # By the kernel's own clock: lines replayed from its buffer at start carry the time they
         # were read, not the time they were logged; their kernel time is exact.
         k0, k1 = killed_at - KERNEL_BEFORE_S, killed_at + KERNEL_AFTER_S
-        around = [line for line in lines if line.kernel_time_s is not None and k0 <= line.kernel_time_s <= k1]
+        around = [ev.line for ev in lines if ev.line.kernel_time_s is not None and k0 <= ev.line.kernel_time_s <= k1]
         clock = f"kernel time {k0:.3f} to {k1:.3f} s"
     else:
-        around = [line for line in lines if not line.history and t0 <= line.t <= t1]
+        around = [ev.line for ev in lines if not ev.line.history and t0 <= ev.t <= t1]
         clock = f"{_clock(t0)} to {_clock(t1)}"
     out.append("")
     out.append(f"# 2. Kernel log lines from {clock} ({KERNEL_BEFORE_S:g} s before the death to "
@@ -210,7 +210,7 @@ def cause_json(window: MainWindow, w: WorkerState, origin: dict[str, Any]) -> di
         "died_at": ev.t,
         "died_at_iso": _iso(ev.t),
         "evidence": list(w.evidence),
-        "oom": w.oom,
+        "oom": w.oom.to_json() if w.oom is not None else None,
         "slot": w.ref.slot,
         "life": w.ref.life if w.ref.slot is not None else None,
         "slot_deaths": window.roster.slot_deaths.get(w.ref.slot, {}) if w.ref.slot is not None else None,

@@ -4,9 +4,9 @@ record highlighted and clickable."""
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
 
-from oomscope.core.events import KernelLine
+from oomscope.core.events import KernelLineRead
+from oomscope.core.oomlog.records import KillRecord
 from oomscope.core.oomlog.lines import readable_line
 
 from .qt import Qt, QtGui, QtWidgets, Signal
@@ -20,7 +20,7 @@ class KernelLogPane(QtWidgets.QWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self._lines: deque[KernelLine] = deque(maxlen=_MAX_LINES)
+        self._lines: deque[KernelLineRead] = deque(maxlen=_MAX_LINES)
         self._tied: dict[str, str] = {}  # raw line -> worker id
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
@@ -55,7 +55,7 @@ class KernelLogPane(QtWidgets.QWidget):
         else:
             self.source_label.setText(f"kernel log: <b>{source}</b> unavailable — {reason or 'no reason given'}")
 
-    def add_line(self, line: KernelLine) -> None:
+    def add_line(self, line: KernelLineRead) -> None:
         self._lines.append(line)
         if line.oom or self.all_lines.isChecked():
             self._append_item(line)
@@ -63,19 +63,20 @@ class KernelLogPane(QtWidgets.QWidget):
                 self.list.takeItem(0)
             self.list.scrollToBottom()
 
-    def tie_record(self, record: dict[str, Any] | None, worker_id: str) -> None:
+    def tie_record(self, record: KillRecord | None, worker_id: str) -> None:
         """Highlight the lines of ``record`` (shown now or arriving later) as ``worker_id``'s."""
-        if not record:
+        if record is None:
             return
-        for raw in record.get("lines") or []:
-            self._tied[str(raw)] = worker_id
+        for raw in record.lines:
+            self._tied[raw] = worker_id
         for row in range(self.list.count()):
             item = self.list.item(row)
             raw = item.data(Qt.ItemDataRole.UserRole)
             if raw in self._tied:
                 self._mark(item, self._tied[raw])
 
-    def _append_item(self, line: KernelLine) -> None:
+    def _append_item(self, ev: KernelLineRead) -> None:
+        line = ev.line
         item = QtWidgets.QListWidgetItem(readable_line(line.text))
         item.setData(Qt.ItemDataRole.UserRole, line.text)
         if line.history:

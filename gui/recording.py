@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from oomscope.core.engine import Engine, EngineConfig
-from oomscope.core.events import Event, Notice, SourceState, Threshold, WorkerAttached, WorkerStarted
+from oomscope.core.events import Event, Notice, SourceChanged, Threshold, WorkerAttached, WorkerStarted
 from oomscope.core.thresholds import NORMAL
 
 from .roster import WorkerState
@@ -51,13 +51,13 @@ def open_session_recorder(path: Path, engine: Engine, config: EngineConfig,
     return recorder
 
 
-def preamble_events(workers: Iterable[WorkerState], source: SourceState | None, metric: str,
+def preamble_events(workers: Iterable[WorkerState], source: SourceChanged | None, metric: str,
                     now: float) -> list[Event]:
     """A recording begun mid-session starts with the state the window already knows: the
     kernel log source, every live worker, and the level each live worker is at."""
     out: list[Event] = []
     if source is not None:
-        out.append(SourceState(t=now, source=source.source, ok=source.ok, reason=source.reason))
+        out.append(SourceChanged(now, source.state))
     for w in workers:
         if not w.alive:
             continue

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from datetime import datetime
 from dataclasses import dataclass, field
-from typing import Any
 
 from oomscope.core.causes import EXIT, HEAP_OOM, KERNEL_OTHER, OOM_KILL, SIGNAL, TERMINATED, UNKNOWN
 from oomscope.core.events import (
     CauseUpdated,
+    CrashLoop,
     Doctor,
     Heap,
     KernelOom,
@@ -30,6 +29,7 @@ from oomscope.core.events import (
     WorkerRef,
     WorkerStarted,
 )
+from oomscope.core.oomlog.records import KillRecord
 from oomscope.core.sizes import format_size
 from oomscope.core.thresholds import CRITICAL, NORMAL, WARNING, ThresholdConfig
 
@@ -61,7 +61,7 @@ class WorkerState:
     requested: bool = False  # the user confirmed a terminate the engine has not reported yet
     exit: WorkerExited | None = None
     cause: str | None = None
-    oom: dict[str, Any] | None = None
+    oom: KillRecord | None = None
     evidence: tuple[str, ...] = ()
     stderr: deque[str] = field(default_factory=lambda: deque(maxlen=200))
     # Worker threads (Node worker_threads) arrive with per-thread heap reports; until the
@@ -166,7 +166,7 @@ class Death:
     signal: str | None = None
     exit_code: int | None = None
     anon_rss_bytes: int | None = None
-    record: dict[str, Any] | None = None
+    record: KillRecord | None = None
     # A worker thread that died inside a process that lives on (Node worker_threads hitting
     # their resourceLimits): the marker is the thread's, the worker is still running.
     thread_id: int | None = None
@@ -342,20 +342,24 @@ class Roster:
             w.notices.append(ev.message)
         return w
 
+    def on_crash_loop(self, ev: CrashLoop) -> WorkerState | None:
+        """The slot's restarts stopped: the life that tripped the guard keeps the message."""
+        w = self.by_id.get(ev.worker.id)
+        if w is not None and ev.message not in w.notices:
+            w.notices.append(ev.message)
+        return w
+
     def on_kernel_oom(self, ev: KernelOom) -> Death | None:
         """A kill record no worker claimed; one replayed from before oomscope started is placed
         at its own wall time (and left off the timeline when the log gave none)."""
         rec = ev.record
         t = ev.t
         if ev.history:
-            wall = _iso_to_unix(rec.get("wall_time"))
-            if wall is None:
+            if rec.wall_time_unix is None:
                 return None
-            t = wall
-        kb = rec.get("anon_rss_kb")
-        death = Death(t, KERNEL, KERNEL, None, rec.get("comm") or "?", rec.get("pid"),
-                      signal="SIGKILL", anon_rss_bytes=kb * 1024 if isinstance(kb, int) else None,
-                      record=rec)
+            t = rec.wall_time_unix
+        death = Death(t, KERNEL, KERNEL, None, rec.comm or "?", rec.pid, signal="SIGKILL",
+                      anon_rss_bytes=_anon_at_kill(rec, None), record=rec)
         self.deaths.append(death)
         self.deaths.sort(key=lambda d: d.t)
         return death
@@ -416,18 +420,9 @@ class Roster:
         return any(w.series.has_heap for w in self.workers)
 
 
-def _iso_to_unix(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
-
-
-def _anon_at_kill(record: dict[str, Any] | None, w: WorkerState | None) -> int | None:
-    if record is not None and isinstance(record.get("anon_rss_kb"), int):
-        return int(record["anon_rss_kb"]) * 1024
+def _anon_at_kill(record: KillRecord | None, w: WorkerState | None) -> int | None:
+    if record is not None and record.anon_rss_kb is not None:
+        return record.anon_rss_kb * 1024
     if w is not None and w.last is not None:
         return w.last.anon
     return None

@@ -10,17 +10,20 @@ from typing import Any
 
 from oomscope.core.engine import Engine
 from oomscope.core.errors import BadInput, Error
+from oomscope.core.dispatch import Dispatcher
 from oomscope.core.events import (
     CauseUpdated,
+    CrashLoop,
     Doctor,
     Heap,
-    KernelLine,
+    KernelLineRead,
     KernelOom,
     LevelsChanged,
     Notice,
     Output,
     Samples,
-    SourceState,
+    SourceChanged,
+    Stopped,
     Terminate,
     ThreadExited,
     Threshold,
@@ -90,8 +93,8 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self._kernel_source = "starting…"
         self._cpu_mark = (time.monotonic(), self.engine.sampling_cpu_s if self.engine is not None else 0.0)
         # Kept for incident exports (the kernel pane keeps its own copy for display).
-        self.kernel_lines: deque[KernelLine] = deque(maxlen=_KERNEL_LINES_KEPT)
-        self._last_source: SourceState | None = None
+        self.kernel_lines: deque[KernelLineRead] = deque(maxlen=_KERNEL_LINES_KEPT)
+        self._last_source: SourceChanged | None = None
         self.recorder: Recorder | None = None
         self.recording_failed: str | None = None
         self.replay_windows: list[MainWindow] = []  # replays this window opened (File → Open session…)
@@ -337,22 +340,27 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
 
     def _connect_bridge(self) -> None:
         b = self.bridge
-        b.worker_added.connect(self._on_worker_added)
-        b.samples_added.connect(self._on_samples_added)
-        b.threshold_crossed.connect(self._on_threshold_crossed)
-        b.levels_changed.connect(self._on_levels_changed)
-        b.terminate_sent.connect(self._on_terminate_sent)
-        b.worker_exited.connect(self._on_worker_exited)
-        b.cause_updated.connect(self._on_cause_updated)
-        b.output_received.connect(self._on_output_received)
-        b.notice_received.connect(self._on_notice_received)
-        b.kernel_line_received.connect(self._on_kernel_line_received)
-        b.kernel_oom_received.connect(self._on_kernel_oom_received)
-        b.source_changed.connect(self._on_source_changed)
-        b.heap_reported.connect(self._on_heap_reported)
-        b.thread_exited.connect(self._on_thread_exited)
-        b.advice_given.connect(self._on_advice_given)
-        b.engine_stopped.connect(lambda: self.statusBar().showMessage("engine stopped"))
+        self.handle_event: Dispatcher[object] = Dispatcher({
+            WorkerStarted: self._on_worker_added,
+            WorkerAttached: self._on_worker_added,
+            Samples: self._on_samples_added,
+            Threshold: self._on_threshold_crossed,
+            LevelsChanged: self._on_levels_changed,
+            Terminate: self._on_terminate_sent,
+            WorkerExited: self._on_worker_exited,
+            CauseUpdated: self._on_cause_updated,
+            CrashLoop: self._on_crash_loop,
+            Output: self._on_output_received,
+            Notice: self._on_notice_received,
+            KernelLineRead: self._on_kernel_line_received,
+            KernelOom: self._on_kernel_oom_received,
+            SourceChanged: self._on_source_changed,
+            Heap: self._on_heap_reported,
+            ThreadExited: self._on_thread_exited,
+            Doctor: self._on_advice_given,
+            Stopped: lambda _ev: self.statusBar().showMessage("engine stopped"),
+        }, name="window")
+        b.event_dispatched.connect(self.handle_event)
         b.tap_failed.connect(self._on_tap_failed)
 
     # ----------------------------------------------------------- engine events
@@ -445,10 +453,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         # The kernel's record can arrive after the exit: a "signal" death found to be an OOM kill
         # is announced then.
         self._notify_memory_death(ev.worker, ev.cause, None)
-        if w is not None:
-            self.model.worker_changed(w)
-            if self.detail.worker is w:
-                self.detail.refresh()
+        self._show_worker_changed(w)
         self.timeline.refresh()
         self.kernel_pane.tie_record(ev.oom, ev.worker.id)
 
@@ -495,10 +500,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
 
     def _on_advice_given(self, ev: Doctor) -> None:
         w = self.roster.on_doctor(ev)
-        if w is not None:
-            self.model.worker_changed(w)
-            if self.detail.worker is w:
-                self.detail.refresh()
+        self._show_worker_changed(w)
         text = f"{ev.worker.name} ({ev.worker.id}): {ev.advice} {ev.reason}"
         if ev.suggested:
             text += f" Suggested: {ev.suggested}"
@@ -511,22 +513,29 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self._check_recording()  # the recorder's writer thread reports trouble as a notice
         who = f"{ev.worker.name} ({ev.worker.id}): " if ev.worker is not None else ""
         w = self.roster.on_notice(ev)
-        if w is not None:
-            self.model.worker_changed(w)
-            if self.detail.worker is w:
-                self.detail.refresh()
-        if "crash loop" in ev.message:
-            # The engine gave up restarting a slot: that needs the user, so it is an error-red
-            # bar (not the amber of a passing warning) and a desktop notification.
-            self.message_bar.show_message(who + ev.message, "error")
-            self._notify(f"oomscope: {ev.worker.name if ev.worker else 'a worker'} crash loop",
-                         who + ev.message)
-        elif ev.level == "info":
+        self._show_worker_changed(w)
+        if ev.level == "info":
             self.statusBar().showMessage(who + ev.message, 8000)
         else:
             self.message_bar.show_message(who + ev.message, ev.level)
 
-    def _on_kernel_line_received(self, ev: KernelLine) -> None:
+    def _show_worker_changed(self, w: WorkerState | None) -> None:
+        """A worker's row, and the detail pane when it shows that worker, tell what just changed."""
+        if w is not None:
+            self.model.worker_changed(w)
+            if self.detail.worker is w:
+                self.detail.refresh()
+
+    def _on_crash_loop(self, ev: CrashLoop) -> None:
+        """The engine gave up restarting a slot: that needs the user, so it is an error-red bar
+        (not the amber of a passing warning), a desktop notification, and a note on the worker."""
+        w = self.roster.on_crash_loop(ev)
+        self._show_worker_changed(w)
+        who = f"{ev.worker.name} ({ev.worker.id}): "
+        self.message_bar.show_message(who + ev.message, "error")
+        self._notify(f"oomscope: {ev.worker.name} crash loop", who + ev.message)
+
+    def _on_kernel_line_received(self, ev: KernelLineRead) -> None:
         self.kernel_lines.append(ev)
         self.kernel_pane.add_line(ev)
 
@@ -534,15 +543,16 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self.roster.on_kernel_oom(ev)
         self.timeline.refresh()
 
-    def _on_source_changed(self, ev: SourceState) -> None:
+    def _on_source_changed(self, ev: SourceChanged) -> None:
         self._last_source = ev
-        self.kernel_pane.set_source(ev.source, ev.ok, ev.reason)
-        if ev.ok:
-            self._kernel_source = f"{ev.source} ✓"
-            self.source_status.setToolTip(f"OOM kill records are read from {ev.source}")
+        st = ev.state
+        self.kernel_pane.set_source(st.name, st.ok, st.reason)
+        if st.ok:
+            self._kernel_source = f"{st.name} ✓"
+            self.source_status.setToolTip(f"OOM kill records are read from {st.name}")
         else:
-            self._kernel_source = f"{ev.source} unavailable"
-            self.source_status.setToolTip(f"{ev.source}: {ev.reason}")
+            self._kernel_source = f"{st.name} unavailable"
+            self.source_status.setToolTip(f"{st.name}: {st.reason}")
         self._update_status()
 
     def _update_status(self) -> None:

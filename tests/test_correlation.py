@@ -100,7 +100,7 @@ def test_late_record_upgrades_signal_to_oom_kill(piped) -> None:
     src.kill(ref.pid, "python", time.monotonic())
     upd = log.wait_for(lambda e: e.kind == "cause_updated")
     assert (upd.worker.id, upd.cause, upd.previous) == (ref.id, "oom-kill", "signal")
-    assert upd.oom["pid"] == ref.pid and upd.oom["comm"] == "python"
+    assert upd.oom.pid == ref.pid and upd.oom.comm == "python"
     assert upd.to_json()["event"] == "cause_updated"
 
 
@@ -112,7 +112,7 @@ def test_record_before_exit_is_attached_at_once(piped) -> None:
     eng.workers().result(5)  # round trip: the record has been read
     os.kill(ref.pid, signal.SIGKILL)
     exited = log.wait_exit(ref.id)
-    assert exited.cause == "oom-kill" and exited.oom["pid"] == ref.pid
+    assert exited.cause == "oom-kill" and exited.oom.pid == ref.pid
     assert not log.of("kernel_oom")
 
 
@@ -124,7 +124,7 @@ def test_record_for_another_pid_is_kernel_oom_and_changes_nothing(piped) -> None
     assert log.wait_exit(ref.id).cause == "signal"
     src.kill(ref.pid + 100000, "python", time.monotonic())
     other = log.wait_for(lambda e: e.kind == "kernel_oom")
-    assert other.record["pid"] == ref.pid + 100000
+    assert other.record.pid == ref.pid + 100000
     assert not log.of("cause_updated")
 
 
@@ -135,7 +135,7 @@ def test_same_pid_other_comm_is_not_this_worker(piped) -> None:
     os.kill(ref.pid, signal.SIGKILL)
     log.wait_exit(ref.id)
     src.kill(ref.pid, "postgres", time.monotonic())
-    assert log.wait_for(lambda e: e.kind == "kernel_oom").record["comm"] == "postgres"
+    assert log.wait_for(lambda e: e.kind == "kernel_oom").record.comm == "postgres"
     assert not log.of("cause_updated")
 
 
@@ -172,7 +172,10 @@ def test_a_late_record_that_makes_a_crash_loop_cancels_the_announced_restart(pip
     exited = log.wait_exit(ref.id)
     assert exited.cause == "signal" and exited.restart_in_s == 1.0
     src.kill(ref.pid, "python", time.monotonic())
-    log.wait_for(lambda e: e.kind == "cause_updated")
+    updated = log.wait_for(lambda e: e.kind == "cause_updated")
+    loop = log.wait_for(lambda e: e.kind == "crash_loop", timeout=10)
+    assert loop.worker == ref and loop.deaths == 1 and loop.window_s == policy.crash_loop_window_s
+    assert log.events.index(updated) < log.events.index(loop) and "crash loop" in loop.message
     cancelled = log.wait_for(lambda e: e.kind == "restart_cancelled", timeout=10)
     assert cancelled.worker.slot == ref.slot and "crash loop" in cancelled.message
     assert cancelled.to_json()["event"] == "restart_cancelled"

@@ -52,10 +52,10 @@ def own_cgroup() -> Iterator[LimitedCgroup]:
 def _assert_oom_kill(exited, ref, comm: str) -> None:
     assert (exited.cause, exited.signal) == ("oom-kill", "SIGKILL"), exited
     assert exited.oom is not None, exited.evidence
-    assert exited.oom["pid"] == ref.pid and exited.oom["comm"] == comm
-    assert exited.oom["killer"] == "kernel-memcg"
-    assert exited.oom["task_memcg"] and exited.oom["anon_rss_kb"] > 0
-    assert any("Killed process %d" % ref.pid in line for line in exited.oom["lines"])
+    assert exited.oom.pid == ref.pid and exited.oom.comm == comm
+    assert exited.oom.killer == "kernel-memcg"
+    assert exited.oom.task_memcg and exited.oom.anon_rss_kb > 0
+    assert any("Killed process %d" % ref.pid in line for line in exited.oom.lines)
     assert any(e.startswith("kernel: ") for e in exited.evidence)
 
 
@@ -117,8 +117,8 @@ def test_kill_9_while_the_kernel_kills_another_pid_stays_signal(make_engine) -> 
     )
     ref = eng.launch(LaunchSpec((PY, "-u", "-c", code), mem_limit_bytes=48 << 20)).result(10)
     child = int(log.wait_for(lambda e: e.kind == "output" and e.worker.id == ref.id).line)
-    kill = log.wait_for(lambda e: e.kind == "kernel_oom" and e.record["pid"] == child, timeout=60)
-    assert kill.record["task_memcg"].startswith("/oomscope/")
+    kill = log.wait_for(lambda e: e.kind == "kernel_oom" and e.record.pid == child, timeout=60)
+    assert kill.record.task_memcg.startswith("/oomscope/")
     os.kill(ref.pid, signal.SIGKILL)  # "at the same moment": right after the kernel's kill
     exited = log.wait_exit(ref.id)
     assert (exited.cause, exited.signal, exited.oom) == ("signal", "SIGKILL", None), exited
@@ -156,7 +156,7 @@ def test_pool_child_leaking_in_a_cgroup_only_it_is_oom_kill(make_engine, own_cgr
     attached = log.wait_for(lambda e: e.kind == "worker_attached" and e.worker.pid == leaker_pid)
     exited = log.wait_exit(attached.worker.id, timeout=60)
     _assert_oom_kill(exited, attached.worker, os.path.basename(PY)[:15])
-    assert exited.oom["task_memcg"] == own_cgroup.path
+    assert exited.oom.task_memcg == own_cgroup.path
     eng.workers().result(5)
     assert [e.worker.id for e in log.of("worker_exited")] == [attached.worker.id]
     # The pool's replacement child, when there is one, takes the OOM-killed child's slot.
@@ -176,7 +176,7 @@ def test_without_a_kernel_log_the_cgroup_counter_still_tells(children) -> None:
     try:
         log = EventLog(eng)
         state = log.wait_for(lambda e: e.kind == "source")
-        assert (state.ok, state.reason) == (False, unavailable[0].reason)
+        assert state.state == unavailable[0]  # the source's own verdict, as the feed gave it
         ref = eng.launch(LaunchSpec((PY, "-c", PY_LEAKER), mem_limit_bytes=48 << 20)).result(10)
         exited = log.wait_exit(ref.id, timeout=60)
         assert (exited.cause, exited.signal, exited.oom) == ("oom-kill", "SIGKILL", None)
@@ -221,7 +221,7 @@ def test_pool_worker_oom_killed_and_respawned_keeps_its_slot(make_engine, own_cg
     parent.stdin.write(b"leak\n")
     parent.stdin.flush()
     dead = log.wait_for(lambda e: e.kind == "worker_exited", timeout=60)
-    assert dead.cause == "oom-kill" and dead.oom["pid"] == dead.worker.pid
+    assert dead.cause == "oom-kill" and dead.oom.pid == dead.worker.pid
     fresh = log.wait_for(lambda e: e.kind == "worker_attached" and e.worker.pid not in {r.pid for r in first},
                          timeout=30)
     assert (fresh.worker.slot, fresh.worker.life) == (dead.worker.slot, 2)

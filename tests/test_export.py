@@ -19,7 +19,7 @@ import pytest
 
 from conftest import PY, REPO, EventLog
 from oomscope.core.engine import Engine, EngineConfig
-from oomscope.core.events import KernelLine, Samples, Stopped, WorkerExited, WorkerRef, WorkerStarted
+from oomscope.core.events import KernelLineRead, Samples, Stopped, WorkerExited, WorkerRef, WorkerStarted
 from oomscope.core.launch import LaunchSpec
 from oomscope.core.recording import SessionFile, open_recorder
 from oomscope.core.recording.export import CSV_TABLES, SAMPLE_COLUMNS, csv_header, csv_name, write_samples_csv
@@ -98,7 +98,7 @@ def test_csv_has_one_file_per_table_with_its_columns(session_file, tmp_path: Pat
     refs = [e.worker for e in events if isinstance(e, WorkerStarted)]
     assert [(w["worker"], int(w["pid"]), json.loads(w["cmd"])) for w in workers] == \
         [(r.id, r.pid, list(r.cmd)) for r in refs]
-    assert len(read_csv(out / "kernel_lines.csv")) == sum(isinstance(e, KernelLine) for e in events)
+    assert len(read_csv(out / "kernel_lines.csv")) == sum(isinstance(e, KernelLineRead) for e in events)
     assert [row["line"] for row in read_csv(out / "output.csv")] == ["hello"]
     assert {row["session_id"] for row in samples + exits + workers} == {"1"}
     (session,) = read_csv(out / "sessions.csv")

@@ -12,25 +12,28 @@ import time
 from typing import Any
 
 from gui_helpers import GUI_MARKS, confirmer, make_window  # noqa: F401 (fixtures)
+from oomscope.core.oomlog.records import KillRecord
 from oomscope.core.events import CauseUpdated, Sample, Samples, ThreadExited, WorkerExited, WorkerRef, \
     WorkerStarted
 
 pytestmark = GUI_MARKS
 
 PID = 4_194_304  # PID_MAX_LIMIT (2**22): pids stay below it, so no real process has this one
-RECORD: dict[str, Any] = {
-    "killer": "kernel-memcg", "pid": PID, "comm": "node", "uid": 0, "total_vm_kb": 1086300,
-    "anon_rss_kb": 97396, "file_rss_kb": 35492, "shmem_rss_kb": 0, "constraint": "CONSTRAINT_MEMCG",
-    "oom_memcg": "/late", "task_memcg": "/late", "kernel_time_s": 10773.06, "wall_time": None,
-    "lines": [
+_TASK_ROW = f"[ {PID}]     0 {PID}   271575    24349   372736        0             0 node"
+RECORD = KillRecord(
+    killer="kernel-memcg", pid=PID, comm="node", uid=0, total_vm_kb=1086300,
+    anon_rss_kb=97396, file_rss_kb=35492, shmem_rss_kb=0, constraint="CONSTRAINT_MEMCG",
+    oom_memcg="/late", task_memcg="/late", kernel_time_s=10773.06, wall_time=None,
+    lines=(
         "node invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0",
-        f"[ {PID}]     0 {PID}   271575    24349   372736        0             0 node",
+        _TASK_ROW,
         f"oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/late,"
         f"task_memcg=/late,task=node,pid={PID},uid=0",
         f"Memory cgroup out of memory: Killed process {PID} (node) total-vm:1086300kB, anon-rss:97396kB, "
         "file-rss:35492kB, shmem-rss:0kB, UID:0 pgtables:648kB oom_score_adj:0",
-    ],
-}
+    ),
+    task_rows=(_TASK_ROW,),
+)
 
 
 def test_late_record_moves_the_marker_to_the_oom_lane_and_fills_the_detail_pane(qtbot, make_window) -> None:
@@ -58,7 +61,7 @@ def test_late_record_moves_the_marker_to_the_oom_lane_and_fills_the_detail_pane(
 
     with qtbot.waitSignal(window.bridge.cause_updated, timeout=5_000):
         queue.put(CauseUpdated(now, ref, cause=OOM_KILL, previous=SIGNAL, oom=RECORD,
-                               evidence=(f"kernel: {RECORD['lines'][3]}",)))
+                               evidence=(f"kernel: {RECORD.lines[3]}",)))
     assert worker_markers() == {"thread": HEAP_OOM, "worker": OOM_KILL}
     w = window.roster.by_id[ref.id]
     assert window.model.data(window.model.row_of(ref.id).siblingAtColumn(COL_STATE)) == "exited: oom-kill (SIGKILL)"

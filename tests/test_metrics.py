@@ -19,6 +19,7 @@ from oomscope.core.errors import BadInput
 from oomscope.core.events import CauseUpdated, KernelOom, WorkerExited, WorkerRef, WorkerStarted
 from oomscope.core.launch import LaunchSpec
 from oomscope.core.metrics import MetricsBook, start_exporter
+from oomscope.core.oomlog.records import KillRecord
 from oomscope.core.sizes import Level
 from oomscope.core.thresholds import ThresholdConfig
 from test_prometheus_rig import HOLDER, LEAKER, QUITTER, SLEEPER, WAIT_THEN, Agent, run_arg, scrape, wait_until
@@ -165,12 +166,12 @@ def test_late_cause_and_unwatched_kills_count_history_does_not() -> None:
     clock = [100.0]
     book = MetricsBook("h", 30.0, clock=lambda: clock[0])
     ref = WorkerRef("w1", 4242, 1.0, "node", ("node", "app.js"), True, slot=3)
-    record = {"killer": "kernel-memcg", "pid": 4242}
+    record = KillRecord("kernel-memcg", pid=4242)
     book.on_event(WorkerStarted(1.0, ref))
     book.on_event(WorkerExited(2.0, ref, cause="signal", exit_code=None, signal="SIGKILL"))
     book.on_event(CauseUpdated(3.0, ref, cause="oom-kill", previous="signal", oom=record))
-    book.on_event(KernelOom(4.0, {"killer": "earlyoom", "pid": 77}))
-    book.on_event(KernelOom(5.0, {"killer": "kernel-global", "pid": 78}, history=True))
+    book.on_event(KernelOom(4.0, KillRecord("earlyoom", pid=77)))
+    book.on_event(KernelOom(5.0, KillRecord("kernel-global", pid=78), history=True))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(book)
     families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}

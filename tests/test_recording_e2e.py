@@ -67,7 +67,7 @@ def test_round_trip_with_an_oom_kill(tmp_path: Path) -> None:
         arrays = f.worker_samples(None, "w1")
         assert arrays["rss"].tolist() == [float(s["rss"]) for s in samples]
         # The kernel's own lines of the kill are in the file, as the kernel log pane showed them.
-        kernel = [e.text for e in f.events() if e.kind == "kernel_line" and e.oom and not e.history]
+        kernel = [e.line.text for e in f.events() if e.kind == "kernel_line" and e.oom and not e.line.history]
         assert any(f"Killed process {oom['pid']}" in line for line in kernel)
 
 

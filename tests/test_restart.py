@@ -85,8 +85,17 @@ def test_crash_loop_guard_stops_an_oom_killed_worker(make_engine) -> None:
     eng, log = make_engine()
     policy = RestartPolicy(max=5, backoff_initial_s=0.1, backoff_cap_s=0.2, crash_loop_kills=2)
     eng.launch(LaunchSpec((PY, "-c", LEAKER), mem_limit_bytes=48 << 20), restart=policy).result(10)
-    note = log.wait_for(lambda e: e.kind == "notice" and "crash loop" in e.message, timeout=60)
-    assert note.level == "warning"
+    loop = log.wait_for(lambda e: e.kind == "crash_loop", timeout=60)
+    # The life whose OOM kill tripped the guard: the second, two memory deaths within the window.
+    assert loop.worker.life == 2 and loop.deaths == 2 and loop.window_s == policy.crash_loop_window_s
+    assert "crash loop: 2 memory deaths" in loop.message and "2 oom-kill" in loop.message
+    exits = log.of("worker_exited")
+    assert [e.cause for e in exits] == ["oom-kill", "oom-kill"] and exits[-1].restart_in_s is None
+    assert log.events.index(exits[-1]) < log.events.index(loop)  # the exit first, then why no restart
+    assert loop.to_json() == {"t": round(loop.t, 6), "event": "crash_loop", "worker": loop.worker.to_json(),
+                              "deaths": 2, "window_s": 60.0, "message": loop.message}
+    # The guard's word is the crash_loop event, not a second notice saying the same.
+    assert not [e for e in log.events if e.kind == "notice" and "crash loop" in e.message]
     eng.workers().result(5)
     assert [e.cause for e in log.of("worker_exited")] == ["oom-kill", "oom-kill"]
     assert len(log.of("worker_started")) == 2

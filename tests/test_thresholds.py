@@ -108,7 +108,7 @@ def test_policy_stops_a_leaker_before_the_kernel_does(make_engine) -> None:
     assert exited.signal in ("SIGTERM", "SIGKILL")
     crit = [t for t in log.of("threshold", ref.id) if t.level == CRITICAL][0]
     assert crit.limit == int(0.7 * 160 * MiB)
-    assert not log.of("kernel_oom") or all(k.record["pid"] != ref.pid for k in log.of("kernel_oom"))
+    assert not log.of("kernel_oom") or all(k.record.pid != ref.pid for k in log.of("kernel_oom"))
 
 
 def test_samples_carry_the_trend_and_the_time_to_the_limit(make_engine) -> None:

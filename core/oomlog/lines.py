@@ -78,6 +78,11 @@ class KernelLine:
     history: bool = False
     extra: Mapping[str, Any] | None = None
 
+    @property
+    def text(self) -> str:
+        """The line as a person should see it (the kernel log pane, a session file)."""
+        return self.raw or self.message
+
 
 # --- month names ------------------------------------------------------------------------------
 # journalctl and dmesg -T print month names in the LC_TIME locale (FORMATS.md 4.3: "апр").

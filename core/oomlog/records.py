@@ -38,6 +38,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from .lines import readable_line
+
 Killer = Literal["kernel-global", "kernel-memcg", "systemd-oomd", "earlyoom"]
 KILLERS: Final = ("kernel-global", "kernel-memcg", "systemd-oomd", "earlyoom")
 
@@ -108,25 +110,29 @@ class KillRecord:
             "lines": list(self.lines),
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        """Everything: the contract fields plus ``extra``, the time details and the revision.
+    def kill_line(self) -> str:
+        """The line that says who was killed (for evidence and one-line displays)."""
+        for marker in _KILL_MARKERS:
+            for line in self.lines:
+                if marker in line:
+                    return readable_line(line.strip())
+        return readable_line(self.lines[-1].strip()) if self.lines else f"{self.killer} killed PID {self.pid}"
 
-        For recording (session files) and debugging; not a contract.
-        """
-        d = self.to_json()
-        d.update(
-            extra=dict(self.extra),
-            history=self.history,
-            task_rows=list(self.task_rows),
-            wall_time_text=self.wall_time_text,
-            wall_time_source=self.wall_time_source,
-            wall_time_usec=self.wall_time_usec,
-            wall_time_unix=self.wall_time_unix,
-            monotonic_time_s=self.monotonic_time_s,
-            record_id=self.record_id,
-            revision=self.revision,
-        )
-        return d
+    def key_lines(self) -> list[str]:
+        """The lines that say what happened: the trigger, ``oom-kill:``, ``Killed process``, the
+        reaper, and the victim's task-table rows; raw, in the record's order."""
+        rows = set(self.task_rows)
+        return [line for line in self.lines if line in rows or any(m in line for m in _KEY_MARKERS)]
+
+
+#: What a kill record holds beyond the contract (``to_json``), by attribute name: what a session
+#: file keeps next to the contract columns so that a replay rebuilds the same record.
+DETAIL_FIELDS: Final = ("extra", "history", "task_rows", "wall_time_text", "wall_time_source",
+                        "wall_time_usec", "wall_time_unix", "monotonic_time_s", "record_id", "revision")
+
+_KILL_MARKERS: Final = ("Killed process", "oom-kill:", "sending SIG", "Killing process", "Killed ", "killing")
+_KEY_MARKERS: Final = ("oom-kill:", "Killed process", "invoked oom-killer", "Memory cgroup out of memory",
+                       "Out of memory", "oom_reaper")
 
 
 def latest_revisions(records: list[KillRecord]) -> list[KillRecord]:

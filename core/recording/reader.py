@@ -14,26 +14,31 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from ..dispatch import Dispatcher
 from ..errors import BadInput
 from ..events import (
     CauseUpdated,
+    CrashLoop,
     Doctor,
     Event,
     Heap,
-    KernelLine,
+    KernelLineRead,
     KernelOom,
+    LevelPending,
     LevelsChanged,
     Notice,
     Output,
     Sample,
     Samples,
-    SourceState,
+    SourceChanged,
+    Stopped,
     Terminate,
     ThreadExited,
     Threshold,
@@ -42,6 +47,9 @@ from ..events import (
     WorkerRef,
     WorkerStarted,
 )
+from ..oomlog.lines import KernelLine
+from ..oomlog.records import CONTRACT_FIELDS, DETAIL_FIELDS, KillRecord
+from ..oomlog.sources import SourceState
 from ..thresholds import thresholds_from_row
 from . import heappack, schema
 from .samplecodec import FIELDS, CodecError, unpack
@@ -241,6 +249,8 @@ class SessionFile:
         names = export_columns(table)
         if table is schema.HEAP:
             return names, self._heap_rows(sids)
+        if table.name not in self._tables():
+            return names, iter(())  # a table added since this file was written
         cols = []
         for c in table.column_names:
             if c == "worker_id" and table is not schema.WORKERS:
@@ -284,8 +294,12 @@ class SessionFile:
             if samples:
                 streams.append(self._sample_events(sid, refs))
             streams.append(self._heap_events(sid, refs))
-            for table, build in _builders(refs, kills):
-                streams.append(self._table_events(sid, table, build))
+            rebuild = _builders(refs, kills)
+            present = self._tables()
+            for cls, table in TABLE_OF.items():
+                build = rebuild.handler_for(cls)
+                if build is not None and table.name in present:
+                    streams.append(self._table_events(sid, table, build))
             for _, ev in heapq.merge(*streams, key=lambda item: item[0]):
                 yield ev
 
@@ -318,8 +332,12 @@ class SessionFile:
                                "ORDER BY batch, first_seq", (sid,))
         yield from heappack.in_order(cur, refs)
 
-    def _kills(self, sid: int) -> dict[int, tuple[tuple[Any, ...], dict[str, Any]]]:
-        """kill_id → (row, record as the oom-log --json contract object)."""
+    def _tables(self) -> set[str]:
+        """The tables this file has (an older file lacks ``schema.LATER_TABLES``)."""
+        return {name for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def _kills(self, sid: int) -> dict[int, tuple[tuple[Any, ...], KillRecord]]:
+        """kill_id → (row, the typed record)."""
         lines: dict[int, list[str]] = {}
         for kid, line in self._db.execute(
                 "SELECT kill_id, line FROM kill_lines WHERE session_id = ? ORDER BY kill_id, n", (sid,)):
@@ -327,10 +345,8 @@ class SessionFile:
         cols = ", ".join(f'"{c}"' for c in schema.KILLS.column_names)
         out = {}
         for row in self._db.execute(f"SELECT {cols} FROM kills WHERE session_id = ?", (sid,)):
-            record: dict[str, Any] = dict(zip(schema.KILL_FIELDS, row[7:7 + len(schema.KILL_FIELDS)]))
-            record["lines"] = lines.get(row[1], [])
-            record.update(_json(row[-1], {}) or {})
-            out[row[1]] = (row, record)
+            contract: dict[str, Any] = dict(zip(schema.KILL_FIELDS, row[7:7 + len(schema.KILL_FIELDS)]))
+            out[row[1]] = (row, _kill_record(contract, lines.get(row[1], []), _json(row[-1], {})))
         return out
 
     def _sample_events(self, sid: int, refs: dict[int, WorkerRef]) -> Iterator[Streamed]:
@@ -388,11 +404,39 @@ def _start_events(workers: list[WorkerInfo]) -> Iterator[Streamed]:
             yield w.seq, WorkerAttached(w.t, w.ref, w.parent_pid, w.cgroup, w.cgroup_limit)
 
 
-def _builders(refs: dict[int, WorkerRef], kills: dict[int, tuple[tuple[Any, ...], dict[str, Any]]]
-              ) -> list[tuple[schema.Table, Callable[[tuple[Any, ...]], Event | None]]]:
-    """Per table, how a row (its columns in schema order) becomes the event it was."""
+#: Which table holds the events of a class (rebuilt by ``_builders``).
+TABLE_OF: dict[type[Event], schema.Table] = {
+    Threshold: schema.THRESHOLDS, LevelsChanged: schema.LEVELS, Terminate: schema.ACTIONS,
+    WorkerExited: schema.EXITS, CauseUpdated: schema.CAUSE_UPDATES, KernelOom: schema.KILLS,
+    KernelLineRead: schema.KERNEL_LINES, SourceChanged: schema.SOURCES, ThreadExited: schema.THREAD_EXITS,
+    Doctor: schema.DOCTOR, Notice: schema.NOTICES, CrashLoop: schema.CRASH_LOOPS, Output: schema.OUTPUT,
+}
 
-    def record(kill_id: int | None) -> dict[str, Any] | None:
+
+def _kill_record(contract: dict[str, Any], lines: list[str], details: Any) -> KillRecord:
+    """The record a session file holds: its contract columns, its lines and (files written since
+    records stay typed) the rest in ``extra``; what an older file lacks keeps its default."""
+    fields: dict[str, Any] = {k: contract.get(k) for k in CONTRACT_FIELDS if k != "lines"}
+    fields["killer"] = fields["killer"] or "kernel-global"
+    if isinstance(details, dict):
+        fields.update((k, v) for k, v in details.items() if k in DETAIL_FIELDS)
+    fields["task_rows"] = tuple(fields.get("task_rows") or ())
+    if not isinstance(fields.get("extra", {}), dict):
+        del fields["extra"]
+    if fields.get("wall_time_unix") is None and isinstance(fields["wall_time"], str):
+        try:  # a file from before records kept their details: the ISO stamp is all there is
+            fields["wall_time_unix"] = datetime.fromisoformat(fields["wall_time"]).timestamp()
+        except ValueError:
+            pass
+    return KillRecord(lines=tuple(lines), **fields)
+
+
+def _builders(refs: dict[int, WorkerRef], kills: dict[int, tuple[tuple[Any, ...], KillRecord]]
+              ) -> Dispatcher[Event | None]:
+    """Per event class, how a row of its table (its columns in schema order) becomes the event
+    it was. The handlers take rows, not events: the dispatcher is asked for them by class."""
+
+    def record(kill_id: int | None) -> KillRecord | None:
         return kills[kill_id][1] if kill_id is not None and kill_id in kills else None
 
     def kernel_oom(r: tuple[Any, ...]) -> Event | None:
@@ -413,22 +457,28 @@ def _builders(refs: dict[int, WorkerRef], kills: dict[int, tuple[tuple[Any, ...]
             raise DamagedRow(f"levels at seq {r[1]}: {e}") from None
         return LevelsChanged(r[2], worker, config)
 
-    return [
-        (schema.THRESHOLDS, lambda r: Threshold(r[2], refs[r[3]], r[4], r[6], r[7], r[8], r[5])),
-        (schema.LEVELS, levels),
-        (schema.ACTIONS, lambda r: Terminate(r[2], refs[r[3]], r[4], r[5], r[6])),
-        (schema.EXITS, lambda r: WorkerExited(r[2], refs[r[3]], r[4], r[5], r[6], r[7], record(r[9]),
-                                         tuple(_json(r[8], [])), tuple(_json(r[10], [])), r[11])),
-        (schema.CAUSE_UPDATES, lambda r: CauseUpdated(r[2], refs[r[3]], r[4], r[5], record(r[6]),
-                                                 tuple(_json(r[7], [])))),
-        (schema.KILLS, kernel_oom),
-        (schema.KERNEL_LINES, lambda r: KernelLine(r[2], r[3], bool(r[4]), bool(r[5]), r[6])),
-        (schema.SOURCES, lambda r: SourceState(r[2], r[3], bool(r[4]), r[5])),
-        (schema.THREAD_EXITS, lambda r: ThreadExited(r[2], refs[r[3]], r[4], r[5], r[6], r[7])),
-        (schema.DOCTOR, lambda r: Doctor(r[2], refs[r[3]], r[4], r[5], r[6])),
-        (schema.NOTICES, notice),
-        (schema.OUTPUT, lambda r: Output(r[2], refs[r[3]], r[4], r[5])),
-    ]
+    def kernel_line(r: tuple[Any, ...]) -> Event:
+        text = r[3] or ""
+        return KernelLineRead(r[2], KernelLine(text, text, history=bool(r[5]), kernel_time_s=r[6]), bool(r[4]))
+
+    return Dispatcher({
+        Threshold: lambda r: Threshold(r[2], refs[r[3]], r[4], r[6], r[7], r[8], r[5]),
+        LevelsChanged: levels,
+        Terminate: lambda r: Terminate(r[2], refs[r[3]], r[4], r[5], r[6]),
+        WorkerExited: lambda r: WorkerExited(r[2], refs[r[3]], r[4], r[5], r[6], r[7], record(r[9]),
+                                             tuple(_json(r[8], [])), tuple(_json(r[10], [])), r[11]),
+        CauseUpdated: lambda r: CauseUpdated(r[2], refs[r[3]], r[4], r[5], record(r[6]), tuple(_json(r[7], []))),
+        KernelOom: kernel_oom,
+        KernelLineRead: kernel_line,
+        SourceChanged: lambda r: SourceChanged(r[2], SourceState(r[3], bool(r[4]), r[5])),
+        ThreadExited: lambda r: ThreadExited(r[2], refs[r[3]], r[4], r[5], r[6], r[7]),
+        Doctor: lambda r: Doctor(r[2], refs[r[3]], r[4], r[5], r[6]),
+        Notice: notice,  # RestartCancelled is recorded as the notice it also is
+        CrashLoop: lambda r: CrashLoop(r[2], refs[r[3]], r[4], r[5], r[6]),
+        Output: lambda r: Output(r[2], refs[r[3]], r[4], r[5]),
+    # Samples, heap reports and worker starts have tables of their own shape (rebuilt by
+    # _sample_events, _heap_events, _start_events); Stopped is never recorded.
+    }, ignore=(Samples, Heap, WorkerStarted, WorkerAttached, Stopped, LevelPending), name="session reader")
 
 
 def _json(text: str | None, default: Any) -> Any:

@@ -125,12 +125,18 @@ DOCTOR = Table("doctor", _WORKER_EVENT + (
 NOTICES = Table("notices", _WORKER_EVENT + (
     ("level", "TEXT"), ("message", "TEXT"),
 ), _EVENT_KEY, "what the user was told (warnings, errors)")
+CRASH_LOOPS = Table("crash_loops", _WORKER_EVENT + (
+    ("deaths", "INTEGER"), ("window_s", "REAL"), ("message", "TEXT"),
+), _EVENT_KEY, "a slot's crash-loop guard stopped its restarts")
 OUTPUT = Table("output", _WORKER_EVENT + (
     ("stream", "TEXT"), ("line", "TEXT"),
 ), _EVENT_KEY, "lines launched workers wrote (bounded per worker)")
 
 TABLES = (SESSIONS, WORKERS, TICKS, SAMPLES, HEAP, THRESHOLDS, LEVELS, ACTIONS, EXITS, CAUSE_UPDATES, KILLS,
-          KILL_LINES, KERNEL_LINES, SOURCES, THREAD_EXITS, DOCTOR, NOTICES, OUTPUT)
+          KILL_LINES, KERNEL_LINES, SOURCES, THREAD_EXITS, DOCTOR, NOTICES, CRASH_LOOPS, OUTPUT)
+# Tables added after files of this schema version were written: a file may lack them (a reader
+# then finds no rows; a recorder adds them).
+LATER_TABLES = (CRASH_LOOPS,)
 
 # A worker's samples are read by worker (incident export) and replayed by batch (the key).
 INDEXES = ('CREATE INDEX IF NOT EXISTS samples_by_worker ON samples (session_id, worker_id, batch)',)

@@ -30,18 +30,21 @@ from typing import Any, Final
 from ..errors import BadInput
 from ..jsonable import jsonable
 from ..thresholds import ROW_COLUMNS, thresholds_to_row
+from ..dispatch import Dispatcher
 from ..events import (
     CauseUpdated,
+    CrashLoop,
     Doctor,
     Event,
     Heap,
-    KernelLine,
+    KernelLineRead,
     KernelOom,
+    LevelPending,
     LevelsChanged,
     Notice,
     Output,
     Samples,
-    SourceState,
+    SourceChanged,
     Stopped,
     Terminate,
     ThreadExited,
@@ -51,6 +54,7 @@ from ..events import (
     WorkerRef,
     WorkerStarted,
 )
+from ..oomlog.records import DETAIL_FIELDS, KillRecord
 from . import heappack, schema
 from .samplecodec import pack
 
@@ -136,6 +140,8 @@ def _open_for_writing(path: Path, busy_timeout_s: float) -> tuple[sqlite3.Connec
                 schema.create_schema(db)
             else:
                 schema.check_marks(path, db)
+                for table in schema.LATER_TABLES:
+                    db.execute(table.create_sql())
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -262,6 +268,7 @@ class Recorder:
         self._batch_no = 0
         self._busy_retries = 0
         self._committed_t: float | None = None
+        self._dispatch = self._handlers()
         self._thread = threading.Thread(target=self._run, name=f"oomscope-recorder-{session_id}", daemon=True)
         self._thread.start()
 
@@ -331,77 +338,92 @@ class Recorder:
                         deadline = time.monotonic() + self.commit_interval_s  # busy: try again
                 self.writer_cpu_s = time.thread_time() - cpu0
 
+    def _handlers(self) -> Dispatcher[object]:
+        """Per event class, how it becomes rows; each handler reads ``self._seq`` and ``ev.t``."""
+        return Dispatcher({
+            Samples: self._take_samples,
+            Heap: lambda ev: self._batch.heap.append((self._seq, self._wid(ev.worker, self._seq, ev.t), ev)),
+            WorkerStarted: self._take_start,
+            WorkerAttached: self._take_start,
+            Output: self._take_output,
+            KernelLineRead: lambda ev: self._row(schema.KERNEL_LINES, ev, ev.line.text, ev.oom, ev.line.history,
+                                                 ev.line.kernel_time_s),
+            Threshold: lambda ev: self._row(schema.THRESHOLDS, ev, self._wid(ev.worker, self._seq, ev.t), ev.level,
+                                            ev.previous, ev.metric, ev.value, ev.limit),
+            LevelsChanged: lambda ev: self._row(schema.LEVELS, ev, self._wid_or_none(ev.worker, ev.t),
+                                                *_levels_row(ev)),
+            Terminate: lambda ev: self._row(schema.ACTIONS, ev, self._wid(ev.worker, self._seq, ev.t), ev.by,
+                                            ev.signal, ev.reason),
+            WorkerExited: self._take_exit,
+            CauseUpdated: self._take_cause_update,
+            KernelOom: lambda ev: self._take_kill(ev.record, self._seq, ev.t, "kernel_oom", None, ev.history),
+            SourceChanged: lambda ev: self._row(schema.SOURCES, ev, ev.state.name, ev.state.ok, ev.state.reason),
+            ThreadExited: lambda ev: self._row(schema.THREAD_EXITS, ev, self._wid(ev.worker, self._seq, ev.t),
+                                               ev.pid, ev.thread_id, ev.cause, ev.message),
+            Doctor: lambda ev: self._row(schema.DOCTOR, ev, self._wid(ev.worker, self._seq, ev.t), ev.advice,
+                                         ev.reason, ev.suggested),
+            Notice: lambda ev: self._row(schema.NOTICES, ev, self._wid_or_none(ev.worker, ev.t), ev.level,
+                                         ev.message),
+            CrashLoop: lambda ev: self._row(schema.CRASH_LOOPS, ev, self._wid(ev.worker, self._seq, ev.t),
+                                            ev.deaths, ev.window_s, ev.message),
+        }, ignore=(Stopped, LevelPending), name="recorder")
+
     def _take(self, ev: Event) -> None:
         weight = len(ev.samples) if isinstance(ev, Samples) else 1
         self._taken_weight += weight
-        if isinstance(ev, Stopped):
+        handler = self._dispatch.handler_for(type(ev))
+        if handler is None:
             return
         self._seq += 1
-        seq, t, sid, b = self._seq, ev.t, self.session_id, self._batch
+        b = self._batch
         b.events += 1
-        b.last_t = t if b.last_t is None or t > b.last_t else b.last_t
-        if isinstance(ev, Samples):
-            b.add(schema.TICKS, (sid, seq, t))
-            samples = b.samples
-            ids = self._worker_ids
-            for s in ev.samples:
-                wid = ids.get(s.worker.id)
-                if wid is None:
-                    wid = self._register(s.worker, seq, t)
-                buf = samples.get(wid)
-                if buf is None:
-                    buf = samples[wid] = ([], [])
-                buf[0].append(seq)
-                buf[1].append(s[1:])
-            self.events_recorded += 1
-            return
-        if isinstance(ev, Heap):
-            b.heap.append((seq, self._wid(ev.worker, seq, t), ev))
-        elif isinstance(ev, (WorkerStarted, WorkerAttached)):
-            parent = ev.parent_pid if isinstance(ev, WorkerAttached) else None
-            known = self._worker_ids.get(ev.worker.id)
-            if known is None:
-                self._register(ev.worker, seq, t, ev.kind, parent, ev.cgroup, ev.cgroup_limit)
-            else:
-                b.worker_updates.append((seq, t, ev.kind, parent, ev.cgroup, ev.cgroup_limit, sid, known))
-        elif isinstance(ev, Output):
-            self._take_output(ev, seq, t)
-        elif isinstance(ev, KernelLine):
-            b.add(schema.KERNEL_LINES, (sid, seq, t, ev.text, ev.oom, ev.history, ev.kernel_time_s))
-        elif isinstance(ev, Threshold):
-            b.add(schema.THRESHOLDS, (sid, seq, t, self._wid(ev.worker, seq, t), ev.level, ev.previous, ev.metric,
-                                 ev.value, ev.limit))
-        elif isinstance(ev, LevelsChanged):
-            wid_or_none = self._wid(ev.worker, seq, t) if ev.worker is not None else None
-            b.add(schema.LEVELS, (sid, seq, t, wid_or_none, *_levels_row(ev)))
-        elif isinstance(ev, Terminate):
-            b.add(schema.ACTIONS, (sid, seq, t, self._wid(ev.worker, seq, t), ev.by, ev.signal, ev.reason))
-        elif isinstance(ev, WorkerExited):
-            wid = self._wid(ev.worker, seq, t)
-            kill = self._take_kill(ev.oom, seq, t, "worker_exited", wid, False)
-            b.add(schema.EXITS, (sid, seq, t, wid, ev.cause, ev.exit_code, ev.signal, ev.by,
-                            json.dumps(list(ev.evidence)), kill, json.dumps(list(ev.stderr_tail)),
-                            ev.restart_in_s))
-        elif isinstance(ev, CauseUpdated):
-            wid = self._wid(ev.worker, seq, t)
-            kill = self._take_kill(ev.oom, seq, t, "cause_updated", wid, False)
-            b.add(schema.CAUSE_UPDATES, (sid, seq, t, wid, ev.cause, ev.previous, kill, json.dumps(list(ev.evidence))))
-        elif isinstance(ev, KernelOom):
-            self._take_kill(ev.record, seq, t, "kernel_oom", None, ev.history)
-        elif isinstance(ev, SourceState):
-            b.add(schema.SOURCES, (sid, seq, t, ev.source, ev.ok, ev.reason))
-        elif isinstance(ev, ThreadExited):
-            b.add(schema.THREAD_EXITS, (sid, seq, t, self._wid(ev.worker, seq, t), ev.pid, ev.thread_id, ev.cause,
-                                   ev.message))
-        elif isinstance(ev, Doctor):
-            b.add(schema.DOCTOR, (sid, seq, t, self._wid(ev.worker, seq, t), ev.advice, ev.reason, ev.suggested))
-        elif isinstance(ev, Notice):
-            wid_or_none = self._wid(ev.worker, seq, t) if ev.worker is not None else None
-            b.add(schema.NOTICES, (sid, seq, t, wid_or_none, ev.level, ev.message))
-        else:
-            b.events -= 1  # an event kind this schema does not know: not recorded
-            return
+        b.last_t = ev.t if b.last_t is None or ev.t > b.last_t else b.last_t
+        handler(ev)
         self.events_recorded += 1
+
+    def _row(self, table: schema.Table, ev: Event, *values: Any) -> None:
+        self._batch.add(table, (self.session_id, self._seq, ev.t, *values))
+
+    def _wid_or_none(self, ref: WorkerRef | None, t: float) -> int | None:
+        return self._wid(ref, self._seq, t) if ref is not None else None
+
+    def _take_samples(self, ev: Samples) -> None:
+        seq = self._seq
+        self._batch.add(schema.TICKS, (self.session_id, seq, ev.t))
+        samples = self._batch.samples
+        ids = self._worker_ids
+        for s in ev.samples:
+            wid = ids.get(s.worker.id)
+            if wid is None:
+                wid = self._register(s.worker, seq, ev.t)
+            buf = samples.get(wid)
+            if buf is None:
+                buf = samples[wid] = ([], [])
+            buf[0].append(seq)
+            buf[1].append(s[1:])
+
+    def _take_start(self, ev: WorkerStarted | WorkerAttached) -> None:
+        seq, t = self._seq, ev.t
+        parent = ev.parent_pid if isinstance(ev, WorkerAttached) else None
+        known = self._worker_ids.get(ev.worker.id)
+        if known is None:
+            self._register(ev.worker, seq, t, ev.kind, parent, ev.cgroup, ev.cgroup_limit)
+        else:
+            self._batch.worker_updates.append((seq, t, ev.kind, parent, ev.cgroup, ev.cgroup_limit,
+                                               self.session_id, known))
+
+    def _take_exit(self, ev: WorkerExited) -> None:
+        seq, t = self._seq, ev.t
+        wid = self._wid(ev.worker, seq, t)
+        kill = self._take_kill(ev.oom, seq, t, "worker_exited", wid, False)
+        self._row(schema.EXITS, ev, wid, ev.cause, ev.exit_code, ev.signal, ev.by, json.dumps(list(ev.evidence)),
+                  kill, json.dumps(list(ev.stderr_tail)), ev.restart_in_s)
+
+    def _take_cause_update(self, ev: CauseUpdated) -> None:
+        seq, t = self._seq, ev.t
+        wid = self._wid(ev.worker, seq, t)
+        kill = self._take_kill(ev.oom, seq, t, "cause_updated", wid, False)
+        self._row(schema.CAUSE_UPDATES, ev, wid, ev.cause, ev.previous, kill, json.dumps(list(ev.evidence)))
 
     def _wid(self, ref: WorkerRef, seq: int, t: float) -> int:
         wid = self._worker_ids.get(ref.id)
@@ -420,7 +442,8 @@ class Recorder:
                                     cgroup, cgroup_limit, 0))
         return wid
 
-    def _take_output(self, ev: Output, seq: int, t: float) -> None:
+    def _take_output(self, ev: Output) -> None:
+        seq, t = self._seq, ev.t
         wid = self._wid(ev.worker, seq, t)
         n = self._output_lines.get(wid, 0)
         if n >= OUTPUT_LINES_PER_WORKER:
@@ -429,17 +452,21 @@ class Recorder:
         self._output_lines[wid] = n + 1
         self._batch.add(schema.OUTPUT, (self.session_id, seq, t, wid, ev.stream, ev.line[:OUTPUT_LINE_CHARS]))
 
-    def _take_kill(self, record: dict[str, Any] | None, seq: int, t: float, event: str,
+    def _take_kill(self, record: KillRecord | None, seq: int, t: float, event: str,
                    wid: int | None, history: bool) -> int | None:
         if record is None:
             return None
         self._kill_id += 1
         kid = self._kill_id
-        extra = {k: v for k, v in record.items() if k not in schema.KILL_FIELDS and k != "lines"}
+        contract = record.to_json()
+        # The contract has columns; the rest of the record goes to ``extra`` so that a replay
+        # rebuilds the same typed record (its wall time in Unix seconds, its task-table rows).
+        details = {f: getattr(record, f) for f in DETAIL_FIELDS}
+        details["extra"] = dict(record.extra)
         self._batch.add(schema.KILLS, (self.session_id, kid, seq, t, event, wid, history,
-                                  *(record.get(k) for k in schema.KILL_FIELDS),
-                                  json.dumps(extra) if extra else None))
-        for n, line in enumerate(record.get("lines") or ()):
+                                  *(contract[k] for k in schema.KILL_FIELDS),
+                                  json.dumps(jsonable(details))))
+        for n, line in enumerate(record.lines):
             self._batch.add(schema.KILL_LINES, (self.session_id, kid, n, str(line)))
         return kid
 
