@@ -26,6 +26,7 @@ from oomscope.core.events import (
     Heap,
     KernelLineRead,
     KernelOom,
+    LevelPending,
     LevelsChanged,
     Notice,
     Output,
@@ -88,6 +89,7 @@ class EngineBridge(QObject):
     heap_reported = Signal(object)  # Heap (one thread's heap report)
     thread_exited = Signal(object)  # ThreadExited
     advice_given = Signal(object)  # Doctor
+    level_pending = Signal(object)  # LevelPending
     engine_stopped = Signal()
     drained = Signal()  # after every tick that handed over at least one event
     tap_failed = Signal(object, object)  # the tap (now removed), the exception it raised
@@ -120,6 +122,7 @@ class EngineBridge(QObject):
             Heap: self.heap_reported.emit,
             ThreadExited: self.thread_exited.emit,
             Doctor: self.advice_given.emit,
+            LevelPending: self.level_pending.emit,
             Stopped: lambda _ev: self.engine_stopped.emit(),
         }, name="bridge")
         self.events_handled = 0

@@ -18,6 +18,7 @@ from oomscope.core.events import (
     Doctor,
     Heap,
     KernelOom,
+    LevelPending,
     Notice,
     Sample,
     Samples,
@@ -56,7 +57,10 @@ class WorkerState:
     cgroup_limit: int | None = None
     parent_pid: int | None = None
     level: str = NORMAL
+    # A level the value is above but has not held for the sustain time: (level, since, sustain_s).
+    pending: tuple[str, float, float] | None = None
     last: Sample | None = None
+    last_t: float | None = None  # the time of ``last``
     terminating: str | None = None  # the signal oomscope sent last, while the worker lives
     requested: bool = False  # the user confirmed a terminate the engine has not reported yet
     exit: WorkerExited | None = None
@@ -104,7 +108,14 @@ class WorkerState:
             return f"terminating… ({self.terminating} sent)"
         if self.requested:
             return "terminating…"
-        return {NORMAL: "running", WARNING: "warning", CRITICAL: "critical"}.get(self.level, self.level)
+        state = {NORMAL: "running", WARNING: "warning", CRITICAL: "critical"}.get(self.level, self.level)
+        if self.pending is not None:
+            level, since, sustain_s = self.pending
+            # The sample's time, not the clock: a replay and a live window read the same.
+            now = self.last_t if self.last_t is not None else since
+            held = min(max(0.0, now - since), sustain_s)
+            return f"{state} · over {level} {held:.1f} / {sustain_s:g} s"
+        return state
 
     def value(self, metric: str) -> int | None:
         if self.last is None:
@@ -258,11 +269,18 @@ class Roster:
             if w is None:
                 continue  # its started event is still in the queue behind this one
             w.last = s
+            w.last_t = ev.t
             if s.cgroup_limit is not None:
                 w.cgroup_limit = s.cgroup_limit
             if s.heap_used is not None and w.heap_since is None:
                 w.heap_since = ev.t
             w.series.append(ev.t, s.rss, s.anon, s.heap_used)
+
+    def on_pending(self, ev: LevelPending) -> WorkerState | None:
+        w = self.by_id.get(ev.worker.id)
+        if w is not None:
+            w.pending = None if ev.level is None or ev.since is None else (ev.level, ev.since, ev.sustain_s)
+        return w
 
     def on_threshold(self, ev: Threshold) -> WorkerState | None:
         w = self.by_id.get(ev.worker.id)

@@ -18,6 +18,7 @@ from oomscope.core.events import (
     Heap,
     KernelLineRead,
     KernelOom,
+    LevelPending,
     LevelsChanged,
     Notice,
     Output,
@@ -358,6 +359,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
             Heap: self._on_heap_reported,
             ThreadExited: self._on_thread_exited,
             Doctor: self._on_advice_given,
+            LevelPending: self._on_level_pending,
             Stopped: lambda _ev: self.statusBar().showMessage("engine stopped"),
         }, name="window")
         b.event_dispatched.connect(self.handle_event)
@@ -377,6 +379,12 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
             self.plot.update_metric_choices()
         self.refresh_table()
         self.plot.request_redraw()
+
+    def _on_level_pending(self, ev: LevelPending) -> None:
+        """Above a level, not yet for the sustain time: the State column counts it up."""
+        w = self.roster.on_pending(ev)
+        if w is not None:
+            self.model.worker_changed(w)
 
     def _on_threshold_crossed(self, ev: Threshold) -> None:
         w = self.roster.on_threshold(ev)

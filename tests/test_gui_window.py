@@ -205,3 +205,17 @@ def test_the_trend_column_and_the_plot_show_the_engines_forecast(qtbot, make_win
     pens = window.plot.curves.trend_lines()
     assert pens and all(pen.style() == Qt.PenStyle.DashLine for pen, _ in pens)
     assert duration_text(130) == "2 min 10 s" and duration_text(180) == "3 min" and duration_text(45) == "45 s"
+
+
+def test_a_pending_level_shows_in_the_state_column(qtbot, make_window) -> None:
+    """Above critical, not yet for the sustain time: the row says so and counts, then turns
+    critical when the sustain time has passed."""
+    from oomscope.gui.models import COL_STATE
+
+    config = ThresholdConfig(warn=None, crit=parse_level("16MiB"), sustain_s=1.5)
+    window = make_window(thresholds=config)
+    w = _launch_holder(qtbot, window, mib=24, name="pending")
+    qtbot.waitUntil(lambda: "over critical" in worker_row_text(window, w.id, COL_STATE), timeout=10_000)
+    text = worker_row_text(window, w.id, COL_STATE)
+    assert text.startswith("running · over critical ") and text.endswith(" / 1.5 s"), text
+    qtbot.waitUntil(lambda: worker_row_text(window, w.id, COL_STATE) == "critical", timeout=10_000)
