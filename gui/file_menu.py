@@ -30,6 +30,7 @@ from .roster import Roster, WorkerState
 if TYPE_CHECKING:
     from .plot import MemoryPlot
     from .replay import ReplayWindow
+    from .window import MainWindow
     from .timeline import KillTimeline
 
 _SESSION_FILTER = "oomscope sessions (*.db);;All files (*)"
@@ -53,8 +54,16 @@ class FileMenu:
     # The File menu's own state (set up by the window's __init__).
     recorder: Recorder | None
     recording_failed: str | None
-    replay_windows: list[ReplayWindow]
+    replay_windows: list[MainWindow]
     _last_source: SourceChanged | None
+
+    def _as_widget(self) -> QtWidgets.QWidget:
+        # A mixin of MainWindow (a QMainWindow): the parent of its dialogs.
+        assert isinstance(self, QtWidgets.QWidget)
+        return self
+
+    def _as_window(self) -> MainWindow:
+        return self  # type: ignore[return-value]  # the mixin is only ever part of MainWindow
 
     if TYPE_CHECKING:  # the window's methods: declared for the reader, never defined here (they would shadow them)
         def statusBar(self) -> QtWidgets.QStatusBar: ...  # noqa: N802 - Qt's name
@@ -75,7 +84,7 @@ class FileMenu:
         if self.engine is None:
             return
         start = self._last_dir("sessions") / time.strftime("oomscope-%Y%m%d-%H%M%S.db")
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Record session to", str(start), _SESSION_FILTER)
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self._as_widget(), "Record session to", str(start), _SESSION_FILTER)
         if path:
             self.start_recording(Path(path))
 
@@ -182,7 +191,7 @@ class FileMenu:
                              "(File → Open session…) replays")
 
     def open_session_dialog(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open session", str(self._last_dir("sessions")),
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self._as_widget(), "Open session", str(self._last_dir("sessions")),
                                                         _SESSION_FILTER)
         if path:
             self.open_session_in_background(Path(path))
@@ -193,7 +202,7 @@ class FileMenu:
         from .replay import open_replay
 
         try:
-            window = open_replay(path, self.settings, session_id=session_id, parent=self)
+            window = open_replay(path, self.settings, session_id=session_id, parent=self._as_widget())
         except Error as e:
             self.message_bar.show_message(f"Cannot open {path}: {e}")
             return None
@@ -216,7 +225,7 @@ class FileMenu:
         from .replay import ReplayWindow, pick_session, read_session
 
         try:
-            info = pick_session(path, session_id=session_id, parent=self)
+            info = pick_session(path, session_id=session_id, parent=self._as_widget())
         except Error as e:
             self.message_bar.show_message(f"Cannot open {path}: {e}")
             return None
@@ -245,7 +254,7 @@ class FileMenu:
 
     def _ask_png(self, title: str, stem: str) -> Path | None:
         start = self._last_dir("pictures") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.png"
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, title, str(start), _PNG_FILTER)
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self._as_widget(), title, str(start), _PNG_FILTER)
         if not path:
             return None
         self._remember_dir("pictures", Path(path).parent)
@@ -283,8 +292,7 @@ class FileMenu:
         if w is None:
             self.statusBar().showMessage("select a worker that has exited to export its incident", 5000)
             return
-        folder = QtWidgets.QFileDialog.getExistingDirectory(
-            self, f"Export the incident of {w.ref.name} (PID {w.ref.pid}) into", str(self._last_dir("incidents")))
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self._as_widget(), f"Export the incident of {w.ref.name} (PID {w.ref.pid}) into", str(self._last_dir("incidents")))
         if folder:
             self._remember_dir("incidents", Path(folder))
             self.export_incident(w.id, Path(folder))
@@ -298,7 +306,7 @@ class FileMenu:
             self.message_bar.show_message(f"No incident to export: worker {worker_id} has not exited.")
             return None
         try:
-            folder = export_incident(self, w, parent_dir)
+            folder = export_incident(self._as_window(), w, parent_dir)
         except Error as e:
             self.message_bar.show_message(f"The incident was not exported: {e}")
             return None
@@ -324,4 +332,4 @@ class FileMenu:
             self.message_bar.show_message(f"Prometheus as a data source is not available in this build of "
                                           f"oomscope ({e}); oomscope watch --metrics-port still serves metrics.")
             return
-        open_fleet_window(self)
+        open_fleet_window(self._as_widget())

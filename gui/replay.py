@@ -139,8 +139,8 @@ def load_session(file: SessionFile, session_id: int) -> SessionData:
             else:
                 late.append(WorkerAttached(at, info.ref, info.parent_pid, info.cgroup, info.cgroup_limit))
     for ev in late:
-        times = [e.t for e in events]
-        events.insert(bisect.bisect_left(times, ev.t), ev)
+        event_times = [e.t for e in events]
+        events.insert(bisect.bisect_left(event_times, ev.t), ev)
     t0, t1 = file.time_range(session_id)
     times = np.fromiter((ev.t for ev in events), np.float64, len(events))
     if len(times) and np.any(np.diff(times) < 0):

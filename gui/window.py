@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -702,7 +704,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
             w.requested = True
             self.model.worker_changed(w)
             self.bridge.call(engine.terminate(w.id, by="user", kill_now=kill),
-                             on_error=lambda e, w=w: self._on_terminate_failed(w, e))
+                             on_error=functools.partial(self._on_terminate_failed, w))
 
     def _on_terminate_failed(self, w: WorkerState, error: BaseException) -> None:
         w.requested = False
