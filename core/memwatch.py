@@ -81,6 +81,18 @@ class CgroupWatch(Protocol):
     def close(self) -> None: ...
 
 
+def _close_fds(owner: object, *names: str) -> None:
+    """Close the descriptors held in these attributes (-1: none); idempotent."""
+    for name in names:
+        fd = getattr(owner, name, -1)
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            setattr(owner, name, -1)
+
+
 def _pread_int(fd: int) -> int | None:
     try:
         return int(os.pread(fd, 64, 0).split()[0])
@@ -144,14 +156,7 @@ class V1Thresholds:
         return Crossing(self.directory, usage, count)
 
     def close(self) -> None:
-        for name in ("_efd", "_usage_fd"):
-            fd = getattr(self, name, -1)
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-                setattr(self, name, -1)
+        _close_fds(self, "_efd", "_usage_fd")
 
 
 # --- inotify, through libc (the standard library has no binding) ----------------------------
@@ -276,14 +281,7 @@ class V2Events:
         if self._epoll is not None:
             self._epoll.close()
             self._epoll = None
-        for name in ("_ino", "_events_fd", "_usage_fd"):
-            fd = getattr(self, name, -1)
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-                setattr(self, name, -1)
+        _close_fds(self, "_ino", "_events_fd", "_usage_fd")
 
 
 class PressureTrigger:

@@ -348,3 +348,31 @@ def test_the_hex_addresses_of_proc_net_tcp_are_read() -> None:
     assert inspector._hex_address("00000000000000000000000001000000:2405") == ("::1", 9221)
     mapped = "0000000000000000FFFF00000100007F:0050"
     assert inspector._hex_address(mapped) == ("::ffff:127.0.0.1", 80)
+
+
+@needs_node
+def test_a_listener_node_opens_between_the_two_reads_is_its_own(
+    children: Callable[..., subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race seen under load ("port 9229 is taken by another process (PID N)", N being node
+    itself): node binds its inspector port between oomscope's reads of node's sockets and of the
+    listen table. The bind is replayed here at the moment the table is read."""
+    node = children([NODE, "--inspect=127.0.0.1:0", "-e", "console.log('ready'); setInterval(() => {}, 1000)"],
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert node.stdout is not None and node.stdout.readline().strip() == b"ready"
+    listeners = inspector.own_listeners(node.pid)
+    assert listeners, "node opened no inspector"
+    port = listeners[0].port
+    real_inodes, real_table = inspector._socket_inodes, inspector._listen_table
+    bound = {"now": False}
+
+    def table(pid: int) -> list[Any]:
+        bound["now"] = True  # node's bind lands as the table is read
+        return real_table(pid)
+
+    def inodes(pid: int) -> set[int]:
+        return real_inodes(pid) if bound["now"] else set()
+
+    monkeypatch.setattr(inspector, "_listen_table", table)
+    monkeypatch.setattr(inspector, "_socket_inodes", inodes)
+    assert inspector._port_holder(node.pid, port) is None

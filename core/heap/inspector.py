@@ -248,8 +248,12 @@ def _readlink(path: str) -> str | None:
 
 def _port_holder(pid: int, port: int) -> int | None:
     """Inode of another process's listener that would make node's bind on PORT fail, if any."""
+    # The table first, node's own sockets after: node may bind the port between the two reads
+    # (its inspector opening), and a socket it holds in the table is then among its fds too.
+    # The other order once read node's brand-new listener as another process's.
+    table = _listen_table(pid)
     mine = _socket_inodes(pid)
-    for s in _listen_table(pid):
+    for s in table:
         if s.port == port and s.host in _CLASHING_HOSTS and s.inode not in mine:
             return s.inode
     return None
@@ -923,6 +927,8 @@ def _raise_if_taken(pid: int, port: int) -> None:
     if inode is None:
         return
     owner = _socket_owner(inode)
+    if owner == pid:
+        return  # node's own listener after all (opened as we looked): not taken
     who = f"another process (PID {owner})" if owner is not None else "another process"
     raise PortTaken(
         f"port {port} is taken by {who}: node PID {pid} cannot open its inspector there "
