@@ -91,6 +91,8 @@ class Watched:
         os.close(self.fd)
         self.proc.kill()
         self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 def run(seconds: float) -> dict[str, Any]:
