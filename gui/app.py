@@ -112,11 +112,14 @@ def _run_window(args: argparse.Namespace, config: EngineConfig, typed: bool, mem
 
 
 def _application() -> Any:
+    from .collector import MainThreadCollector
     from .qt import QtWidgets
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["oomscope"])
     app.setApplicationName("oomscope")
     app.setOrganizationName("oomscope")
+    if app.findChild(MainThreadCollector) is None:
+        MainThreadCollector(app)  # garbage collection on the GUI thread only (gui/collector.py)
     return app
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import queue
 import signal
@@ -23,6 +24,26 @@ from oomscope.core.events import Event, Samples
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_on_the_main_thread(request: pytest.FixtureRequest) -> Iterator[None]:
+    """What the app does (gui/collector.py), for tests with Qt objects: no automatic collection
+    during the test, so an engine thread never destroys a window's reference cycle (a deadlock
+    inside PySide6); everything collected here, on the main thread, when the test ends."""
+    uses_qt = request.node.get_closest_marker("gui") is not None or bool(
+        {"qapp", "qtbot", "make_window"} & set(request.fixturenames))
+    if not uses_qt:
+        yield
+        return
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.collect()
+        if was_enabled:
+            gc.enable()
 
 
 class EventLog:
