@@ -27,7 +27,8 @@ COLUMN_TIPS = (
     "Resident set size: all memory of the process currently in RAM",
     "Anonymous RSS: heap and stacks — what the kernel's OOM killer counts",
     "V8 heap used / heap limit (Node.js workers with the heap reporter; – where unknown)",
-    "The plotted metric as a percent of its limit (the cgroup limit; the V8 limit for heap)",
+    "What the limit counts, as a percent of it: the cgroup's usage (else anon RSS) of the cgroup limit; "
+    "the heap used of the V8 limit for heap",
     "Growth of the threshold metric over the last minute (the engine's fit to its floors; "
     "the plotted metric's change where the engine has no figure yet), and when it reaches the levels",
     "The memory limit of the worker's cgroup (smallest of its cgroup and parents)",
@@ -197,7 +198,7 @@ class WorkerTreeModel(QAbstractItemModel):
         return ""
 
     def _percent(self, w: WorkerState) -> float | None:
-        value, limit = w.value(self.metric), w.limit(self.metric)
+        value, limit = w.limited_value(self.metric), w.limit(self.metric)
         if value is None or not limit:
             return None
         return 100.0 * value / limit

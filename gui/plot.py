@@ -172,6 +172,7 @@ class MemoryPlot(QtWidgets.QWidget):
         self.redraws = 0
         # Heap metric: worker id -> the V8 heap limit (bytes) its dashed line was drawn at.
         self.heap_limit_lines: dict[str, int] = {}
+        self.cgroup_limit_lines: dict[str, int] = {}  # worker id -> the limit drawn
         self._limit_pens: dict[int, QtGui.QPen] = {}
         # The plot metric the engine's levels (and so its trend and ETAs) are on; the window
         # keeps it in step. None: draw no forecast (a rate of another metric would mislead).
@@ -418,6 +419,7 @@ class MemoryPlot(QtWidgets.QWidget):
         metric = self.shown_metric
         limits: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
         self.heap_limit_lines = {}
+        self.cgroup_limit_lines = {}
         self.drawn_curves = {}
         self.trend_extensions = {}
         trends: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
@@ -449,8 +451,10 @@ class MemoryPlot(QtWidgets.QWidget):
             self._add_trend(w, metric, trends)
             if metric == "heap_used":
                 limit_top = self._add_heap_limit(w, t0, t1, limits)
-                if chosen and limit_top is not None:
-                    top = max(top, limit_top)  # a selected worker's limit is always in view
+            else:
+                limit_top = self._add_cgroup_limit(w, t0, t1, limits)
+            if chosen and limit_top is not None:
+                top = max(top, limit_top)  # a selected worker's limit is always in view
         self.empty_label.setVisible(not self.roster.workers)
         self._place_lines()
         for level in ("warning", "critical"):
@@ -556,6 +560,22 @@ class MemoryPlot(QtWidgets.QWidget):
         y = s.heap_limit / MIB
         limits.append((self._limit_pen(w), _polygon(np.array((x0, x1)), np.array((y, y)))))
         self.heap_limit_lines[w.id] = s.heap_limit
+        return y
+
+    def _add_cgroup_limit(self, w: WorkerState, t0: float, t1: float,
+                          limits: list[tuple[QtGui.QPen, QtGui.QPolygonF]]) -> float | None:
+        """A faint dashed line at the worker's cgroup limit (what the kernel enforces) over the
+        time it is drawn; its height in MiB, or None without a limit."""
+        if not w.cgroup_limit:
+            return None
+        times = w.series.times()
+        x0 = max(t0, float(times[0]))
+        x1 = min(t1, float(times[-1]))
+        if x1 <= x0:
+            return None
+        y = w.cgroup_limit / MIB
+        limits.append((self._limit_pen(w), _polygon(np.array((x0, x1)), np.array((y, y)))))
+        self.cgroup_limit_lines[w.id] = w.cgroup_limit
         return y
 
     def _limit_pen(self, w: WorkerState) -> QtGui.QPen:

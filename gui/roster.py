@@ -126,6 +126,18 @@ class WorkerState:
         """Whether any worker thread (not only main threads) ever reported its own heap."""
         return any(tid != 0 for _pid, tid in self.heap_threads)
 
+    def limited_value(self, metric: str) -> int | None:
+        """What the limit counts, for ``% of limit``: the heap for the heap's limit; for a cgroup's
+        limit the cgroup's usage (page cache included: RSS counts shared file pages the cgroup
+        may not be charged for, and read 111-135 % of a hard limit), else anon RSS."""
+        if self.last is None:
+            return None
+        if metric == "heap_used":
+            return self.last.heap_used
+        if self.last.cgroup_usage is not None:
+            return self.last.cgroup_usage
+        return self.last.anon
+
     def limit(self, metric: str) -> int | None:
         """What ``% of limit`` divides by: the V8 heap limit for heap, else the cgroup limit."""
         if metric == "heap_used":

@@ -76,16 +76,22 @@ def test_model_follows_real_engine_events(qtbot, make_engine) -> None:
 
 
 @pytest.mark.parametrize("metric", ["rss", "anon"])
-def test_percent_column_uses_the_metric(qapp, metric: str) -> None:
+def test_percent_column_divides_what_the_limit_counts(qapp, metric: str) -> None:
+    """The cgroup's usage where the sample has it, else anon RSS, whatever the plotted metric:
+    RSS counts shared file pages the cgroup may not be charged for (live workers read 111-135 %
+    of a hard limit that way)."""
     from oomscope.gui.models import COL_PERCENT, WorkerTreeModel
     from oomscope.gui.roster import Roster
 
     roster = Roster()
     model = WorkerTreeModel(roster)
     model.add_worker(WorkerStarted(1.0, _ref(1), cgroup="/x", cgroup_limit=100 << 20))
-    roster.on_samples(Samples(2.0, (Sample(_ref(1), 50 << 20, 25 << 20, 0, None, 100 << 20),)))
+    model.add_worker(WorkerStarted(1.0, _ref(2), cgroup="/y", cgroup_limit=100 << 20))
+    roster.on_samples(Samples(2.0, (Sample(_ref(1), 150 << 20, 25 << 20, 0, None, 100 << 20),
+                                    Sample(_ref(2), 150 << 20, 25 << 20, 0, 40 << 20, 100 << 20))))
     model.set_metric(metric)
-    assert model.data(model.index(0, COL_PERCENT)) == ("50 %" if metric == "rss" else "25 %")
+    assert model.data(model.index(0, COL_PERCENT)) == "25 %"  # no usage known: anon RSS
+    assert model.data(model.index(1, COL_PERCENT)) == "40 %"  # the cgroup's usage
 
 
 def test_thread_heap_reports_become_child_rows(qapp, qtmodeltester) -> None:

@@ -219,3 +219,25 @@ def test_a_pending_level_shows_in_the_state_column(qtbot, make_window) -> None:
     text = worker_row_text(window, w.id, COL_STATE)
     assert text.startswith("running · over critical ") and text.endswith(" / 1.5 s"), text
     qtbot.waitUntil(lambda: worker_row_text(window, w.id, COL_STATE) == "critical", timeout=10_000)
+
+
+def test_a_limited_worker_shows_its_limit_line_and_percent_of_usage(qtbot, make_window) -> None:
+    """The cgroup limit is drawn as the worker's own dashed line, and "% of limit" divides what
+    the limit counts (the cgroup's usage), not RSS."""
+    from conftest import v1_memory_writable
+    from oomscope.gui.models import COL_PERCENT
+
+    if not v1_memory_writable():
+        pytest.skip("needs a writable cgroup v1 memory controller (root)")
+    window = make_window()
+    window.launch(LaunchSpec((PY, "-c", HOLDER.format(mib=24)), name="limited", mem_limit_bytes=128 << 20))
+    qtbot.waitUntil(lambda: any(w.ref.name == "limited" and w.last is not None and w.last.cgroup_usage
+                                for w in window.roster.workers), timeout=10_000)
+    w = next(w for w in window.roster.workers if w.ref.name == "limited")
+    window.plot.redraw()
+    assert window.plot.cgroup_limit_lines == {w.id: 128 << 20}
+    assert any(abs(poly.at(0).y() - 128.0) < 1e-6 for _pen, poly in window.plot.curves.limit_lines())
+    window.refresh_table()  # no event is handled between this and the reads below
+    s = w.last
+    assert s is not None and s.cgroup_usage is not None and s.cgroup_usage != s.rss
+    assert worker_row_text(window, w.id, COL_PERCENT) == f"{100.0 * s.cgroup_usage / (128 << 20):.0f} %"
