@@ -126,22 +126,6 @@ class Series:
             return None
         return float(self._t[i]), value
 
-    def trend_bytes_per_min(self, metric: str, span_s: float = 60.0) -> float | None:
-        """Growth over the last ``span_s`` (least squares slope), None with under 5 s of data."""
-        if self._n < 3:
-            return None
-        t = self._t[:self._n]
-        start = int(np.searchsorted(t, t[-1] - span_s))
-        tt = t[start:]
-        if tt[-1] - tt[0] < 5.0:
-            return None
-        vv = self._v[start:self._n, _COLUMN[metric]].astype(np.float64)
-        if not np.isfinite(vv).all():
-            return None
-        x = tt - tt.mean()
-        slope = float((x * (vv - vv.mean())).sum() / (x * x).sum())
-        return slope * 60.0
-
     def bounds(self, metric: str, t0: float, t1: float) -> float | None:
         """Largest value between t0 and t1 (for the y range), None if nothing is there."""
         t = self._t[:self._n]

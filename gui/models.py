@@ -185,14 +185,10 @@ class WorkerTreeModel(QAbstractItemModel):
         if col == COL_TREND:
             if not w.alive:
                 return "–"
-            if s is not None and s.trend_bytes_per_s is not None:
-                # The engine's figure: fitted to the floors of a GC sawtooth, so a heap that
-                # merely breathes reads "stable" rather than as the last minute's swing.
-                return describe_rate(s.trend_bytes_per_s)
-            trend = w.series.trend_bytes_per_min(self.metric)
-            if trend is None:
-                return "–"
-            return ("+" if trend >= 0 else "−") + format_size(abs(trend)) + "/min"
+            # The engine's figure alone: fitted to the floors of a GC sawtooth and given only once
+            # the evidence is strong. A slope of the last minute's samples here showed a steady
+            # worker at +52 MiB/min (seen in the demo): while the engine has none, "–".
+            return describe_rate(s.trend_bytes_per_s if s is not None else None)
         if col == COL_LIMIT:
             return format_size(w.cgroup_limit) if w.cgroup_limit else "none"
         return ""
@@ -224,9 +220,8 @@ class WorkerTreeModel(QAbstractItemModel):
             if not w.alive:
                 return -1e18
             if s is not None and s.trend_bytes_per_s is not None:
-                return s.trend_bytes_per_s * 60.0  # per minute, as the fallback, so both sort together
-            trend = w.series.trend_bytes_per_min(self.metric)
-            return -1e18 if trend is None else trend
+                return s.trend_bytes_per_s
+            return -1e18
         if col == COL_LIMIT:
             return w.cgroup_limit or 0
         return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from hypothesis import given, settings, strategies as st
@@ -69,15 +68,6 @@ def test_peak_view_cache_gives_the_same_as_a_fresh_view_while_data_grows() -> No
         x1, y1 = cached.points(s, "rss", now - 60.0, now, width)
         x2, y2 = PeakView().points(s, "rss", now - 60.0, now, width)
         assert np.array_equal(x1, x2) and np.array_equal(y1, y2), step
-
-
-def test_trend_is_the_slope_over_the_last_minute() -> None:
-    s = Series()
-    for i in range(600):  # 10 Hz for a minute, growing 2 MiB/s
-        s.append(1000.0 + i * 0.1, (100 << 20) + i * 0.1 * (2 << 20), 0.0, None)
-    trend = s.trend_bytes_per_min("rss")
-    assert trend is not None and math.isclose(trend, 120 * (1 << 20), rel_tol=1e-3)
-    assert Series().trend_bytes_per_min("rss") is None
 
 
 def test_value_at_and_heap_flag() -> None:
