@@ -110,7 +110,12 @@ def test_a_replay_never_runs_what_the_file_holds(qtbot, tmp_path, marker_session
     assert "starts nothing" in replay.message_bar.history[-1]
     replay.attach(os.getpid())
     assert "attaches to nothing" in replay.message_bar.history[-1]
-    qtbot.wait(300)  # let anything that would have been started have a chance to run
+    # Whatever the actions queued has run once the event queue is empty; a process started by
+    # any of it would be our child from the moment it was spawned (a replay has no engine thread
+    # that could start one later).
+    from oomscope.gui.qt import QtWidgets
+    QtWidgets.QApplication.processEvents()
+    assert replay.engine is None
     assert marker.read_text() == "ran\n"
     assert [p.cmdline() for p in psutil.Process().children(recursive=True)
             if str(marker) in " ".join(p.cmdline())] == []
