@@ -26,11 +26,17 @@ GROWER = (
 )
 
 
-def test_launch_samples_and_clean_exit(make_engine) -> None:
+def test_launch_samples_and_clean_exit(make_engine, tmp_path) -> None:
     eng, log = make_engine()
-    code = "import time; b = bytearray(30 << 20); print('hello'); time.sleep(0.6); print('bye')"
-    ref = eng.launch(LaunchSpec((PY, "-c", code))).result(5)
+    # Holds its 30 MiB until the test has seen it sampled (a fixed lifetime would race the
+    # sampler on a busy machine), then says bye.
+    go = tmp_path / "go"
+    code = ("import os, sys, time\nb = bytearray(30 << 20); b[::4096] = b'\\x01' * len(b[::4096])\n"
+            "print('hello', flush=True)\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.01)\nprint('bye')")
+    ref = eng.launch(LaunchSpec((PY, "-c", code, str(go)))).result(5)
     assert ref.launched and ref.name == os.path.basename(PY)
+    log.wait_for(lambda e: any(s.worker.id == ref.id and s.anon >= 30 << 20 for s in getattr(e, "samples", ())))
+    go.touch()
     exited = log.wait_exit(ref.id)
     assert (exited.cause, exited.exit_code, exited.signal) == ("exit", 0, None)
     samples = log.samples_of(ref.id)

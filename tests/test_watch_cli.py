@@ -34,10 +34,29 @@ def events(stdout: str, *, all_kinds: bool = False) -> list[dict[str, Any]]:
     return evs if all_kinds else [e for e in evs if "worker" in e]
 
 
-def test_json_events_for_a_worker_that_exits() -> None:
-    code = "import time; b = bytearray(20 << 20); print('working'); time.sleep(0.5)"
-    r = watch("--json", "--interval", "0.1", "--duration", "30", "--", PY, "-c", code)
-    assert r.returncode == 0, r.stderr
+def watch_until_sampled(tmp_path: Path, *args: str) -> tuple[int, str, str]:
+    """``watch --json ARGS`` over a worker that holds on until watch has printed a sample of it:
+    the worker waits for a file (its last argument), made once the first sample line appears."""
+    go = tmp_path / "go"
+    p = subprocess.Popen([*OOMSCOPE, "watch", "--json", *args, str(go)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stderr is not None
+    lines = []
+    for line in p.stdout:
+        lines.append(line)
+        if '"event":"sample"' in line.replace(" ", ""):
+            go.touch()
+            break
+    out, err = p.communicate(timeout=60)
+    return p.returncode, "".join(lines) + out, err
+
+
+def test_json_events_for_a_worker_that_exits(tmp_path) -> None:
+    code = ("import os, sys, time; b = bytearray(20 << 20); b[::4096] = bytes(len(b[::4096])); "
+            "print('working', flush=True)\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.01)")
+    rc, stdout, stderr = watch_until_sampled(tmp_path, "--interval", "0.1", "--duration", "30", "--", PY, "-c", code)
+    assert rc == 0, stderr
+    r = subprocess.CompletedProcess([], rc, stdout, stderr)
     evs = events(r.stdout)
     kinds = [e["event"] for e in evs]
     assert kinds[0] == "worker_started" and kinds[-1] == "worker_exited"
