@@ -1,4 +1,4 @@
-"""Why a worker died: the cause table of DESIGN.md, from what the engine knows at exit."""
+"""Why a worker died: the cause table of docs/DESIGN.md, from what the engine knows at exit."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from .oomlog import KillRecord
 
 # The kernel prints the kill line and sends SIGKILL in the same call; the exit follows within
-# milliseconds, or a few seconds when the oom_reaper has to step in (FORMATS.md 2.9). Journal
+# milliseconds, or a few seconds when the oom_reaper has to step in (tests/data/oom-corpus/FORMATS.md 2.9). Journal
 # and dmesg sources add their own delay to the record's *arrival*, not to its kernel time.
 MATCH_WINDOW_S = 5.0
 # How long an exit stays open for a late record to upgrade its cause.
@@ -42,7 +42,7 @@ def record_time_s(record: KillRecord, arrival_mono: float) -> float:
     """The record's moment on CLOCK_MONOTONIC.
 
     printk stamps come from local_clock(), which tracks CLOCK_MONOTONIC to within milliseconds
-    on an unsuspended machine (FORMATS.md section 5); without a stamp the arrival time stands in.
+    on an unsuspended machine (tests/data/oom-corpus/FORMATS.md section 5); without a stamp the arrival time stands in.
     """
     return record.kernel_time_s if record.kernel_time_s is not None else arrival_mono
 

@@ -1,6 +1,6 @@
 """Events: immutable records of what the engine learned, in the order it learned them.
 
-Each event knows its JSON form (the ``oomscope watch --json`` contract in DESIGN.md and
+Each event knows its JSON form (the ``oomscope watch --json`` contract in docs/DESIGN.md and
 README.md): ``{"t": <unix seconds>, "event": <name>, "worker": {...}, ...}``.
 """
 
@@ -214,7 +214,7 @@ class Terminate(WorkerEvent):
 
 @dataclass(frozen=True, slots=True)
 class WorkerExited(WorkerEvent):
-    """The worker is gone, with its cause (DESIGN.md "Correlation and causes").
+    """The worker is gone, with its cause (docs/DESIGN.md "Correlation and causes").
 
     ``exit_code``/``signal`` come from the wait status for launched workers. For attached
     processes the kernel gives no status to a non-parent: both are None, except that

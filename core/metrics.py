@@ -5,7 +5,7 @@ the process-wide one); what oomscope adds is one collector over a small state th
 thread updates from events. Each scrape copies that state under a lock and formats the copy
 outside it, so an event costs a few attribute writes and neither side waits long on the other.
 
-Label cardinality stays bounded (DESIGN.md "Beyond one machine"):
+Label cardinality stays bounded (docs/DESIGN.md "Beyond one machine"):
 
 * ``worker`` names the slot, not the process: ``python3#2`` is slot 2 whichever life runs in it,
   so a restarted worker keeps its series and its counters. Workers without a slot (``--attach``,

@@ -4,7 +4,7 @@ Qt-free on purpose (napari's lesson): the plot pulls arrays from here, tests che
 numbers without a QApplication.
 
 Memory stays bounded: a series holds at most ``capacity`` rows; when full, its older half is
-folded into min/max pairs per four rows (DESIGN.md "old history is decimated"), so an hour at
+folded into min/max pairs per four rows (docs/DESIGN.md "old history is decimated"), so an hour at
 10 Hz stays exact and older history keeps its peaks at a coarser step.
 """
 

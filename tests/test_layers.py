@@ -1,4 +1,4 @@
-"""The layers DESIGN.md draws: core never imports Qt; gui never touches /proc or signals."""
+"""The layers docs/DESIGN.md draws: core never imports Qt; gui never touches /proc or signals."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Every file of the OOM corpus, parsed and compared field by field with its expectation.
 
 The corpus is the project's own copy under ``tests/data/oom-corpus`` (its README says where each
-log comes from; FORMATS.md there describes the formats). A missing corpus is an error, not a
+log comes from; tests/data/oom-corpus/FORMATS.md there describes the formats). A missing corpus is an error, not a
 skip: these are the parser's main tests.
 
 How a corpus expectation maps onto a ``KillRecord`` (see corpus README, "Expected JSON"):

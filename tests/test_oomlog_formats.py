@@ -1,7 +1,7 @@
 """Formats the corpus does not hold, built from the kernel's and the daemons' format strings.
 
 Each text below is what printk/journalctl/dmesg would print for the format string quoted in
-``oomscope/core/oomlog/messages.py`` (FORMATS.md sections 2-4), not a copy of a sample.
+``oomscope/core/oomlog/messages.py`` (tests/data/oom-corpus/FORMATS.md sections 2-4), not a copy of a sample.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Method
 printk stamps a record with ``local_clock()`` (the scheduler clock, in ns since boot) when it is
 stored. It is neither CLOCK_MONOTONIC nor CLOCK_BOOTTIME by definition, but like MONOTONIC it does
 not advance during suspend, and on x86/arm64 with a stable counter it tracks MONOTONIC closely
-(measured on this machine's kind: within a few ms, FORMATS.md section 5). So::
+(measured on this machine's kind: within a few ms, tests/data/oom-corpus/FORMATS.md section 5). So::
 
     wall(t_printk) = (CLOCK_REALTIME - CLOCK_MONOTONIC)  measured now  +  t_printk
 

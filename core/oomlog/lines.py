@@ -1,6 +1,9 @@
 """One log line in, one ``KernelLine`` out: transport/format detection and timestamp extraction.
 
-Formats (FORMATS.md section 4), detected per line, the last format that matched tried first:
+Longer than the project's ~500 lines on purpose: one detector per format below, tried in turn
+by one loop that must see them all (the last format that matched is tried first).
+
+Formats (tests/data/oom-corpus/FORMATS.md section 4), detected per line, the last format that matched tried first:
 
 =====================  ===================================================================
 ``kmsg``               ``prio,seq,usec,flags;msg`` (/dev/kmsg); lines starting with a space
@@ -85,7 +88,7 @@ class KernelLine:
 
 
 # --- month names ------------------------------------------------------------------------------
-# journalctl and dmesg -T print month names in the LC_TIME locale (FORMATS.md 4.3: "апр").
+# journalctl and dmesg -T print month names in the LC_TIME locale (tests/data/oom-corpus/FORMATS.md 4.3: "апр").
 _MONTHS: Final[dict[str, int]] = {}
 for _names in (
     "jan feb mar apr may jun jul aug sep oct nov dec",  # C / English
@@ -246,7 +249,7 @@ def readable_line(raw: str) -> str:
 
 
 def unescape_kmsg(text: str) -> str:
-    """/dev/kmsg escapes control characters and non-printables as ``\\xNN`` (FORMATS.md 4.1)."""
+    """/dev/kmsg escapes control characters and non-printables as ``\\xNN`` (tests/data/oom-corpus/FORMATS.md 4.1)."""
     if "\\x" not in text:
         return text
     def _one(m: re.Match[str]) -> str:
@@ -510,7 +513,7 @@ class LineDecoder:
 
 
 def journal_entry_to_line(obj: Mapping[str, Any], *, history: bool = False) -> KernelLine:
-    """One ``journalctl -o json`` entry as a KernelLine (FORMATS.md 4.3 and 5)."""
+    """One ``journalctl -o json`` entry as a KernelLine (tests/data/oom-corpus/FORMATS.md 4.3 and 5)."""
     message = obj.get("MESSAGE")
     if isinstance(message, list):
         # journald stores messages with control characters as byte arrays.

@@ -1,6 +1,6 @@
 """What each OOM-related message looks like, written from the printk/log format strings.
 
-Kernel (mm/oom_kill.c, mm/memcontrol.c; FORMATS.md section 2), by version:
+Kernel (mm/oom_kill.c, mm/memcontrol.c; tests/data/oom-corpus/FORMATS.md section 2), by version:
 
 * ``"%s invoked oom-killer: gfp_mask=0x%x, order=%d, oom_score_adj=%hd"`` (3.10; 2.6.32 adds
   ``oom_adj=%d``), ``gfp_mask=%#x(%pGg), nodemask=%*pbl, order=%d, ...`` (4.x), ``gfp_mask=%#x(%pGg),
@@ -24,7 +24,7 @@ Kernel (mm/oom_kill.c, mm/memcontrol.c; FORMATS.md section 2), by version:
 * Task table header ``[ pid ]   uid  tgid total_vm      rss ... oom_score_adj name`` (columns
   differ per version; the header names them) and rows ``[%5d] %5d %5d ... %5hd %s``.
 
-User space (FORMATS.md section 3): systemd-oomd ``Killed %s due to memory pressure for %s being
+User space (tests/data/oom-corpus/FORMATS.md section 3): systemd-oomd ``Killed %s due to memory pressure for %s being
 %lu.%02lu%% > %lu.%02lu%% for > %s with reclaim activity``, ``Marked %s for killing due to ...``,
 the swap wordings, ``oomd attempting to kill %d with %s``; earlyoom ``sending %s to process %d uid %d
 "%s": badness %d, VmRSS %lld MiB`` (1.6+), without ``uid`` (1.3), ``killing process %d "%s" with

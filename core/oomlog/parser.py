@@ -1,5 +1,8 @@
 """Report assembly: ``KernelLine`` objects in, ``KillRecord`` objects out, one line at a time.
 
+Longer than the project's ~500 lines on purpose: it is one state machine over one report, and
+its states share the record being built; split, each part would need all of it.
+
 The same code serves live streams and files. A record leaves ``feed()`` as soon as its kill line
 has been read (the ``Killed process`` line, an earlyoom ``sending SIGTERM``/``Killing process``
 line, a systemd-oomd ``Killed``/``Marked`` line), never later, so live latency is one line.
@@ -17,7 +20,7 @@ What arrives after a record was emitted and belongs to it (reaper lines, memory.
 systemd unit lines, earlyoom's escalation/exit/dry-run lines) produces a *revision* of it: a new
 record with the same ``record_id`` and ``revision + 1`` (see ``records.py``).
 
-The kernel report is followed as a small state machine (FORMATS.md section 1): ``invoked
+The kernel report is followed as a small state machine (tests/data/oom-corpus/FORMATS.md section 1): ``invoked
 oom-killer`` (or the first line of a report seen without it: memcg usage, the task-table header)
 opens it; the task-table rows are kept by pid until the kill line, which closes the table; the
 report's context (invoker, memcg, oom group) then still applies to kill lines that follow within

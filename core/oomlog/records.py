@@ -2,7 +2,7 @@
 
 Where things live
 -----------------
-* The contract fields (DESIGN.md, ``oomscope oom-log --json``) are dataclass fields with the
+* The contract fields (docs/DESIGN.md, ``oomscope oom-log --json``) are dataclass fields with the
   contract's names; ``to_json()`` returns exactly those, ``None`` for what the log does not hold.
 * Time, beyond the contract's ``kernel_time_s`` and ``wall_time`` (ISO-8601), is kept as
   attributes because the corpus compares them and the correlator needs numbers:
@@ -92,7 +92,7 @@ class KillRecord:
     revision: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        """The contract object (DESIGN.md ``oomscope oom-log --json``); ``None`` for missing fields."""
+        """The contract object (docs/DESIGN.md ``oomscope oom-log --json``); ``None`` for missing fields."""
         return {
             "killer": self.killer,
             "pid": self.pid,
