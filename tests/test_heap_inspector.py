@@ -348,3 +348,41 @@ def test_the_hex_addresses_of_proc_net_tcp_are_read() -> None:
     assert inspector._hex_address("00000000000000000000000001000000:2405") == ("::1", 9221)
     mapped = "0000000000000000FFFF00000100007F:0050"
     assert inspector._hex_address(mapped) == ("::ffff:127.0.0.1", 80)
+
+
+def opens_its_port_after_the_first_read(app: NodeApp, monkeypatch: pytest.MonkeyPatch,
+                                        module: Any, names: list[str]) -> list[str]:
+    """Make node open its inspector right after whichever of ``names`` (the check's reads of
+    node's own sockets and of the listening sockets) is called first: node binding between the
+    two reads, deterministically. Returns the names in the order they were called."""
+    calls: list[str] = []
+
+    def hooked(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def read(*args: Any, **kwargs: Any) -> Any:
+            result = real(*args, **kwargs)
+            calls.append(name)
+            if len(calls) == 1:
+                app.handle.send_signal(signal.SIGUSR1)
+                assert app.p.stderr is not None
+                # Node prints this once it listens: the event that its socket is in the tables.
+                assert app.p.stderr.readline().startswith(b"Debugger listening on ws://")
+            return result
+        return read
+
+    for name in names:
+        monkeypatch.setattr(module, name, hooked(name, getattr(module, name)))
+    return calls
+
+
+@needs_free_port
+def test_node_opening_its_port_during_the_check_is_not_taken_for_another_process(
+        app: NodeApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = opens_its_port_after_the_first_read(
+        app, monkeypatch, inspector, ["_socket_inodes", "_listen_table"])
+
+    inspector._raise_if_taken(app.p.pid, DEFAULT_PORT)
+
+    assert len(calls) == 2  # both reads ran, node bound between them
+    assert [s.port for s in own_listeners(app.p.pid)] == [DEFAULT_PORT]
+    assert app.exit(0) == 0
+    assert port_closed(DEFAULT_PORT)
