@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from conftest import ready_child
 from pid_reuse import has_pending
 from test_heap_support import NODE, needs_node
 
 from oomscope.core.errors import Refused, WorkerGone
-from oomscope.core.heap import inspector
+from oomscope.core.heap import devtools, inspector, listeners
 from oomscope.core.heap.inspector import (
     DEFAULT_PORT,
     INSPECTOR_WARNING,
@@ -247,18 +248,16 @@ def test_a_taken_port_is_reported_before_anything_is_signalled(
 
 def test_a_port_taken_between_check_and_signal_is_reported_and_harms_nothing(
         app: NodeApp, port_9229_held: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = inspector._raise_if_taken
     calls = []
 
-    def misses_the_first_time(pid: int, port: int) -> None:
+    def misses(pid: int, port: int) -> None:
         # As if the port was taken just after the check: node gets the signal and fails to bind.
         calls.append(port)
-        if len(calls) > 1:
-            real(pid, port)
 
-    monkeypatch.setattr(inspector, "_raise_if_taken", misses_the_first_time)
+    monkeypatch.setattr(devtools, "raise_if_taken", misses)
     with pytest.raises(PortTaken, match=rf"port {DEFAULT_PORT} is taken"):
         NodeInspector.open(app.p.pid, app.handle)
+    assert calls == [DEFAULT_PORT]
     assert app.responds()
     assert own_listeners(app.p.pid) == []
     assert app.exit(0) == 0
@@ -343,18 +342,36 @@ def test_the_program_refuses_a_process_that_is_not_node(
     assert not has_pending(p.pid, signal.SIGUSR1)
 
 
-def test_the_hex_addresses_of_proc_net_tcp_are_read() -> None:
-    assert inspector._hex_address("0100007F:2405") == ("127.0.0.1", 9221)
-    assert inspector._hex_address("00000000000000000000000001000000:2405") == ("::1", 9221)
-    mapped = "0000000000000000FFFF00000100007F:0050"
-    assert inspector._hex_address(mapped) == ("::ffff:127.0.0.1", 80)
+def test_the_addresses_of_listeners_are_read_for_both_families() -> None:
+    with socket.socket() as v4, socket.socket(socket.AF_INET6) as v6, socket.socket() as peer:
+        v4.bind(("127.0.0.1", 0))
+        v4.listen()
+        v6.bind(("::1", 0))
+        v6.listen()
+        # A connected (not listening) socket is no listener.
+        peer.connect(v4.getsockname())
+        got = own_listeners(os.getpid())
+        assert {(s.host, s.port, s.fd) for s in got} >= {
+            ("127.0.0.1", v4.getsockname()[1], v4.fileno()),
+            ("::1", v6.getsockname()[1], v6.fileno()),
+        }
+        assert all(s.port != peer.getsockname()[1] for s in got)
+
+
+def test_the_listeners_of_a_process_that_exited_are_worker_gone(children: Start) -> None:
+    p = ready_child(children, BLOCKS_SIGUSR1)
+    pid = p.pid
+    p.kill()
+    p.wait(timeout=10)
+    with pytest.raises(WorkerGone, match=rf"process {pid} exited"):
+        own_listeners(pid)
 
 
 def opens_its_port_after_the_first_read(app: NodeApp, monkeypatch: pytest.MonkeyPatch,
-                                        module: Any, names: list[str]) -> list[str]:
-    """Make node open its inspector right after whichever of ``names`` (the check's reads of
-    node's own sockets and of the listening sockets) is called first: node binding between the
-    two reads, deterministically. Returns the names in the order they were called."""
+                                        reads: list[tuple[Any, str]]) -> list[str]:
+    """Make node open its inspector right after whichever of ``reads`` (the check's reads of
+    node's own sockets and of everyone's listening sockets, as module and name) is called first:
+    node binding between the two reads, deterministically. Returns the names in call order."""
     calls: list[str] = []
 
     def hooked(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
@@ -369,7 +386,7 @@ def opens_its_port_after_the_first_read(app: NodeApp, monkeypatch: pytest.Monkey
             return result
         return read
 
-    for name in names:
+    for module, name in reads:
         monkeypatch.setattr(module, name, hooked(name, getattr(module, name)))
     return calls
 
@@ -378,11 +395,12 @@ def opens_its_port_after_the_first_read(app: NodeApp, monkeypatch: pytest.Monkey
 def test_node_opening_its_port_during_the_check_is_not_taken_for_another_process(
         app: NodeApp, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = opens_its_port_after_the_first_read(
-        app, monkeypatch, inspector, ["_socket_inodes", "_listen_table"])
+        app, monkeypatch, [(listeners, "own_listeners"), (psutil, "net_connections")])
 
-    inspector._raise_if_taken(app.p.pid, DEFAULT_PORT)
+    listeners.raise_if_taken(app.p.pid, DEFAULT_PORT)
 
-    assert len(calls) == 2  # both reads ran, node bound between them
+    # Node bound right after the check's first read (a second read may not be needed).
+    assert calls[:1] in (["own_listeners"], ["net_connections"])
     assert [s.port for s in own_listeners(app.p.pid)] == [DEFAULT_PORT]
     assert app.exit(0) == 0
     assert port_closed(DEFAULT_PORT)
