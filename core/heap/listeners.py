@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 from ..errors import Error, NotPermitted, Refused, WorkerGone
 from ..pidfd import ProcessHandle
