@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from ..errors import Error
+from ..sizes import format_size
 from .httpclient import MAX_MESSAGE_BYTES, host_header, parse_head, read_head, tcp
 
 _WS_GUID: Final = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -120,7 +121,7 @@ class WebSocket:
                 length, pos = int.from_bytes(b[2:10], "big"), 10
             if length + sum(map(len, self.fragments)) > MAX_MESSAGE_BYTES:
                 raise Error(f"the inspector of PID {self.pid} sent a message over "
-                            f"{MAX_MESSAGE_BYTES >> 20} MiB")
+                            f"{format_size(MAX_MESSAGE_BYTES)}")
             if len(b) < pos + length:
                 return None
             payload = bytes(b[pos:pos + length])
