@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -331,6 +332,22 @@ def test_latency_program_reports_both_figures(capsys: pytest.CaptureFixture[str]
     assert inspector.main(["-n", "5"]) == 0
     out = capsys.readouterr().out
     assert "TCP_QUICKACK on : median" in out and "TCP_QUICKACK off: median" in out
+
+
+@needs_free_port
+def test_the_program_shows_the_heap_of_every_thread(
+        app: NodeApp, capsys: pytest.CaptureFixture[str]) -> None:
+    worker = app.worker(64)
+    assert inspector.main([str(app.p.pid)]) == 0
+    out = capsys.readouterr().out
+    lines = {int(m.group(1)): m for m in re.finditer(
+        r"^thread +(\d+)  used +([\d.]+) (MiB|KiB)  total +[\d.]+ [KMG]iB  limit +[\d.]+ [MG]iB$",
+        out, re.M)}
+    assert sorted(lines) == [0, worker], out
+    assert lines[worker].group(3) == "MiB" and float(lines[worker].group(2)) > 64
+    assert "query() took" in out
+    assert port_closed(DEFAULT_PORT)
+    assert app.exit(0) == 0
 
 
 def test_the_program_refuses_a_process_that_is_not_node(
