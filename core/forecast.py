@@ -36,6 +36,8 @@ from __future__ import annotations
 import math
 from array import array
 
+from .sizes import format_size
+
 # Below 1 KiB/s (60 KiB a minute, 3.5 MiB an hour) a worker counts as not growing.
 # RSS moves in 4 KiB pages and allocators hold and return memory in chunks, so a flat
 # process's floors jitter by a few pages; that must read as "stable", not as a leak with an
@@ -331,11 +333,4 @@ def describe_rate(bytes_per_s: float | None) -> str:
     if abs(bytes_per_s) < GROWING_MIN_BYTES_PER_S:
         return "stable"
     sign = "+" if bytes_per_s > 0 else "-"
-    value = abs(bytes_per_s) * 60.0 / 1024.0
-    unit = "KiB"
-    for bigger in ("MiB", "GiB", "TiB"):
-        if value < 1023.95:  # what would print as 1024.0 reads better one unit up
-            break
-        value /= 1024.0
-        unit = bigger
-    return f"{sign}{value:.1f} {unit}/min"
+    return f"{sign}{format_size(abs(bytes_per_s) * 60.0)}/min"

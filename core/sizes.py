@@ -94,15 +94,28 @@ def parse_level(text: str) -> Level:
     return Level(bytes=parse_size(text))
 
 
-def format_size(n: int | float | None) -> str:
-    """Human size with binary units: ``1.5 GiB``; ``-`` for None."""
+_BINARY_UNITS: tuple[str, ...] = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def format_size(n: int | float | None, *, spec: str = ".1f", sep: str = " ",
+                smallest: str = "B") -> str:
+    """Human size with binary units: ``1.5 GiB``; ``-`` for None.
+
+    The one size formatter; its options give the other forms callers show: ``spec`` formats the
+    number (``".4g"`` with ``sep=""`` is the typed form ``1.5GiB``), ``smallest`` is the unit
+    to start from (oom-log's ``512 KiB``). In the smallest unit a whole number (always bytes)
+    shows without decimals. A number that would show as 1024 goes one unit up.
+    """
     if n is None:
         return "-"
-    value = float(n)
-    if abs(value) < 1024:
-        return f"{int(value)} B"
-    for unit in ("KiB", "MiB", "GiB"):
-        value /= 1024
-        if abs(value) < 1024:
+    start = _BINARY_UNITS.index(smallest)
+    value = float(n) / 1024**start
+    for unit in _BINARY_UNITS[start:]:
+        if unit == smallest and (unit == "B" or value.is_integer()):
+            shown = str(int(value))
+        else:
+            shown = f"{value:{spec}}"
+        if unit == _BINARY_UNITS[-1] or abs(float(shown)) < 1024:
             break
-    return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{shown}{sep}{unit}"

@@ -45,10 +45,7 @@ def level_text(level: Level | None) -> str:
         return ""
     if level.bytes is None:
         return str(level)
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if level.bytes >= size:
-            return f"{level.bytes / size:.4g}{unit}"
-    return str(level.bytes)
+    return format_size(level.bytes, spec=".4g", sep="")
 
 
 def _int_setting(value: Any) -> int:

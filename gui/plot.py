@@ -68,13 +68,7 @@ class SizeAxis(pg.AxisItem):
     """Left axis: values are MiB; ticks read 512 MiB, 1.5 GiB."""
 
     def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
-        out = []
-        for v in values:
-            if abs(v) >= 1024:
-                out.append(f"{v / 1024:g} GiB")
-            else:
-                out.append(f"{v:g} MiB")
-        return out
+        return [format_size(v * MIB, spec="g", smallest="MiB") for v in values]
 
 
 class CurvesItem(pg.GraphicsObject):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -17,13 +18,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from conftest import ready_child
 from pid_reuse import has_pending
 from test_heap_support import NODE, needs_node
 
 from oomscope.core.errors import Refused, WorkerGone
-from oomscope.core.heap import inspector
+from oomscope.core.heap import devtools, inspector, listeners
 from oomscope.core.heap.inspector import (
     DEFAULT_PORT,
     INSPECTOR_WARNING,
@@ -247,18 +249,16 @@ def test_a_taken_port_is_reported_before_anything_is_signalled(
 
 def test_a_port_taken_between_check_and_signal_is_reported_and_harms_nothing(
         app: NodeApp, port_9229_held: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = inspector._raise_if_taken
     calls = []
 
-    def misses_the_first_time(pid: int, port: int) -> None:
+    def misses(pid: int, port: int) -> None:
         # As if the port was taken just after the check: node gets the signal and fails to bind.
         calls.append(port)
-        if len(calls) > 1:
-            real(pid, port)
 
-    monkeypatch.setattr(inspector, "_raise_if_taken", misses_the_first_time)
+    monkeypatch.setattr(devtools, "raise_if_taken", misses)
     with pytest.raises(PortTaken, match=rf"port {DEFAULT_PORT} is taken"):
         NodeInspector.open(app.p.pid, app.handle)
+    assert calls == [DEFAULT_PORT]
     assert app.responds()
     assert own_listeners(app.p.pid) == []
     assert app.exit(0) == 0
@@ -334,6 +334,22 @@ def test_latency_program_reports_both_figures(capsys: pytest.CaptureFixture[str]
     assert "TCP_QUICKACK on : median" in out and "TCP_QUICKACK off: median" in out
 
 
+@needs_free_port
+def test_the_program_shows_the_heap_of_every_thread(
+        app: NodeApp, capsys: pytest.CaptureFixture[str]) -> None:
+    worker = app.worker(64)
+    assert inspector.main([str(app.p.pid)]) == 0
+    out = capsys.readouterr().out
+    lines = {int(m.group(1)): m for m in re.finditer(
+        r"^thread +(\d+)  used +([\d.]+) (MiB|KiB)  total +[\d.]+ [KMG]iB  limit +[\d.]+ [MG]iB$",
+        out, re.M)}
+    assert sorted(lines) == [0, worker], out
+    assert lines[worker].group(3) == "MiB" and float(lines[worker].group(2)) > 64
+    assert "query() took" in out
+    assert port_closed(DEFAULT_PORT)
+    assert app.exit(0) == 0
+
+
 def test_the_program_refuses_a_process_that_is_not_node(
         children: Start, capsys: pytest.CaptureFixture[str]) -> None:
     p = ready_child(children, BLOCKS_SIGUSR1)
@@ -343,36 +359,65 @@ def test_the_program_refuses_a_process_that_is_not_node(
     assert not has_pending(p.pid, signal.SIGUSR1)
 
 
-def test_the_hex_addresses_of_proc_net_tcp_are_read() -> None:
-    assert inspector._hex_address("0100007F:2405") == ("127.0.0.1", 9221)
-    assert inspector._hex_address("00000000000000000000000001000000:2405") == ("::1", 9221)
-    mapped = "0000000000000000FFFF00000100007F:0050"
-    assert inspector._hex_address(mapped) == ("::ffff:127.0.0.1", 80)
+def test_the_addresses_of_listeners_are_read_for_both_families() -> None:
+    with socket.socket() as v4, socket.socket(socket.AF_INET6) as v6, socket.socket() as peer:
+        v4.bind(("127.0.0.1", 0))
+        v4.listen()
+        v6.bind(("::1", 0))
+        v6.listen()
+        # A connected (not listening) socket is no listener.
+        peer.connect(v4.getsockname())
+        got = own_listeners(os.getpid())
+        assert {(s.host, s.port, s.fd) for s in got} >= {
+            ("127.0.0.1", v4.getsockname()[1], v4.fileno()),
+            ("::1", v6.getsockname()[1], v6.fileno()),
+        }
+        assert all(s.port != peer.getsockname()[1] for s in got)
 
 
-@needs_node
-def test_a_listener_node_opens_between_the_two_reads_is_its_own(
-    children: Callable[..., subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The race seen under load ("port 9229 is taken by another process (PID N)", N being node
-    itself): node binds its inspector port between oomscope's reads of node's sockets and of the
-    listen table. The bind is replayed here at the moment the table is read."""
-    node = children([NODE, "--inspect=127.0.0.1:0", "-e", "console.log('ready'); setInterval(() => {}, 1000)"],
-                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert node.stdout is not None and node.stdout.readline().strip() == b"ready"
-    listeners = inspector.own_listeners(node.pid)
-    assert listeners, "node opened no inspector"
-    port = listeners[0].port
-    real_inodes, real_table = inspector._socket_inodes, inspector._listen_table
-    bound = {"now": False}
+def test_the_listeners_of_a_process_that_exited_are_worker_gone(children: Start) -> None:
+    p = ready_child(children, BLOCKS_SIGUSR1)
+    pid = p.pid
+    p.kill()
+    p.wait(timeout=10)
+    with pytest.raises(WorkerGone, match=rf"process {pid} exited"):
+        own_listeners(pid)
 
-    def table(pid: int) -> list[Any]:
-        bound["now"] = True  # node's bind lands as the table is read
-        return real_table(pid)
 
-    def inodes(pid: int) -> set[int]:
-        return real_inodes(pid) if bound["now"] else set()
+def opens_its_port_after_the_first_read(app: NodeApp, monkeypatch: pytest.MonkeyPatch,
+                                        reads: list[tuple[Any, str]]) -> list[str]:
+    """Make node open its inspector right after whichever of ``reads`` (the check's reads of
+    node's own sockets and of everyone's listening sockets, as module and name) is called first:
+    node binding between the two reads, deterministically. Returns the names in call order."""
+    calls: list[str] = []
 
-    monkeypatch.setattr(inspector, "_listen_table", table)
-    monkeypatch.setattr(inspector, "_socket_inodes", inodes)
-    assert inspector._port_holder(node.pid, port) is None
+    def hooked(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def read(*args: Any, **kwargs: Any) -> Any:
+            result = real(*args, **kwargs)
+            calls.append(name)
+            if len(calls) == 1:
+                app.handle.send_signal(signal.SIGUSR1)
+                assert app.p.stderr is not None
+                # Node prints this once it listens: the event that its socket is in the tables.
+                assert app.p.stderr.readline().startswith(b"Debugger listening on ws://")
+            return result
+        return read
+
+    for module, name in reads:
+        monkeypatch.setattr(module, name, hooked(name, getattr(module, name)))
+    return calls
+
+
+@needs_free_port
+def test_node_opening_its_port_during_the_check_is_not_taken_for_another_process(
+        app: NodeApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = opens_its_port_after_the_first_read(
+        app, monkeypatch, [(listeners, "own_listeners"), (psutil, "net_connections")])
+
+    listeners.raise_if_taken(app.p.pid, DEFAULT_PORT)
+
+    # Node bound right after the check's first read (a second read may not be needed).
+    assert calls[:1] in (["own_listeners"], ["net_connections"])
+    assert [s.port for s in own_listeners(app.p.pid)] == [DEFAULT_PORT]
+    assert app.exit(0) == 0
+    assert port_closed(DEFAULT_PORT)

@@ -63,3 +63,24 @@ def test_format_size() -> None:
     assert format_size(512) == "512 B"
     assert format_size(1536) == "1.5 KiB"
     assert format_size(3 * 1024**3) == "3.0 GiB"
+
+
+def test_format_size_rolls_a_number_that_would_show_as_1024_one_unit_up() -> None:
+    assert format_size(1024**2 - 1) == "1.0 MiB"
+    assert format_size(1023) == "1023 B"
+    assert format_size(5 * 1024**4) == "5.0 TiB"
+    assert format_size(2048 * 1024**4) == "2048.0 TiB"  # TiB is the largest unit
+
+
+def test_format_size_in_the_forms_callers_show() -> None:
+    # oom-log's anon-rss column: whole KiB below a MiB.
+    assert format_size(0, smallest="KiB") == "0 KiB"
+    assert format_size(500 * 1024, smallest="KiB") == "500 KiB"
+    assert format_size(int(63.2 * 1024**2), smallest="KiB") == "63.2 MiB"
+    # The plot's MiB axis.
+    axis = [format_size(v * 1024**2, spec="g", smallest="MiB") for v in (0, 0.5, 512, 1536)]
+    assert axis == ["0 MiB", "0.5 MiB", "512 MiB", "1.5 GiB"]
+    # The typed form of a level field, which parse_size reads back.
+    typed = [format_size(n, spec=".4g", sep="") for n in (512, 150 * 1024**2, 3 * 1024**3 // 2)]
+    assert typed == ["512B", "150MiB", "1.5GiB"]
+    assert [parse_size(t) for t in typed] == [512, 150 * 1024**2, 3 * 1024**3 // 2]

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Final, TextIO
 
 from ..errors import Error, LogFormatError
+from ..sizes import format_size
 from .clock import KernelClock
 from .reader import LogReader, iter_text_lines, parse_file
 from .records import KillRecord
@@ -90,20 +91,11 @@ def _cells(rec: KillRecord) -> tuple[str, str, str, str, str, str]:
         when = f"[{rec.monotonic_time_s:.6f}] mono"
     else:
         when = "-"
-    anon = "-" if rec.anon_rss_kb is None else _size_kb(rec.anon_rss_kb)
+    anon = "-" if rec.anon_rss_kb is None else format_size(rec.anon_rss_kb * 1024, smallest="KiB")
     memcg = rec.task_memcg or rec.oom_memcg or rec.extra.get("killed_cgroup") or "-"
     comm = "-" if rec.comm is None else rec.comm.replace("\n", " ")
     pid = "-" if rec.pid is None else str(rec.pid)
     return when, rec.killer, pid, comm, anon, str(memcg)
-
-
-def _size_kb(kb: int) -> str:
-    value = float(kb)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "KiB" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{kb} KiB"
 
 
 def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
