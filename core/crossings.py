@@ -18,7 +18,6 @@ time. Three things close that gap, all decided here and carried out by the engin
 
 from __future__ import annotations
 
-from collections import deque
 
 FAST_INTERVAL_S = 0.02
 # After a wake-up or a fast climb, stay fast this long past the last reason to.
@@ -29,7 +28,7 @@ _LADDER = (0, 1 << 20, 2 << 20, 4 << 20, 8 << 20)
 
 
 class Velocity:
-    """Short-term growth of one worker: the slope over its last half second or so (bytes/s).
+    """Short-term growth of one worker: the slope over its last half second to second (bytes/s).
 
     Not the trend (core/forecast.py), which reads the floor over minutes and waits for strong
     evidence: this one answers "where will it be in a second" for a worker in a hurry. Half a
@@ -37,27 +36,30 @@ class Velocity:
     leak of 400 MB/s.
     """
 
-    __slots__ = ("_pts", "_window_s")
+    __slots__ = ("_window_s", "_t0", "_v0", "_t1", "_v1", "_t", "_v")
 
     def __init__(self, window_s: float = 0.5) -> None:
-        self._pts: deque[tuple[float, int]] = deque(maxlen=128)
+        # Two anchors a window apart and the newest point: O(1) per sample, no list (this runs
+        # per worker per sample). The slope runs from the older anchor, a window or two back.
         self._window_s = window_s
+        self._t0 = self._t1 = self._t = -1.0
+        self._v0 = self._v1 = self._v = 0
 
     def add(self, t_mono: float, value: int) -> None:
-        pts = self._pts
-        pts.append((t_mono, value))
-        # Keep one point at least a window old: the slope spans the whole window.
-        while len(pts) > 2 and t_mono - pts[1][0] >= self._window_s:
-            pts.popleft()
+        if self._t1 < 0:
+            self._t0 = self._t1 = t_mono
+            self._v0 = self._v1 = value
+        elif t_mono - self._t1 >= self._window_s:
+            self._t0, self._v0 = self._t1, self._v1
+            self._t1, self._v1 = t_mono, value
+        self._t, self._v = t_mono, value
 
     def bytes_per_s(self) -> float | None:
-        """Slope from the oldest kept sample to the newest; None with less than 0.1 s between."""
-        if len(self._pts) < 2:
+        """Slope from the older anchor to the newest sample; None with less than 0.1 s between."""
+        dt = self._t - self._t0
+        if self._t0 < 0 or dt < 0.1:
             return None
-        (t0, v0), (t1, v1) = self._pts[0], self._pts[-1]
-        if t1 - t0 < 0.1:
-            return None
-        return (v1 - v0) / (t1 - t0)
+        return (self._v - self._v0) / dt
 
     def seconds_to(self, target: int | None, current: int) -> float | None:
         """Seconds until ``current`` reaches ``target`` at this velocity; 0.0 when there, None
@@ -90,11 +92,24 @@ def imminent(seconds_to_limit: float | None, sustain_s: float) -> bool:
     return seconds_to_limit is not None and seconds_to_limit < sustain_s
 
 
-def wants_fast(velocity: Velocity, value: int, targets: list[int | None], interval_s: float) -> bool:
-    """Any of ``targets`` (the critical level, the limit) reached within a few ticks."""
-    horizon = FAST_LOOKAHEAD_TICKS * interval_s
-    for target in targets:
-        eta = velocity.seconds_to(target, value)
-        if eta is not None and 0.0 < eta <= horizon:
-            return True
-    return False
+def climb_outlook(rate: float | None, value: int, limit: int | None, metric_value: int,
+                  crit: int | None, horizon_s: float) -> tuple[float | None, bool]:
+    """From one velocity reading: seconds until ``value`` reaches ``limit`` (None when not
+    climbing or no limit; 0.0 when there), and whether the limit, or ``crit`` on the metric's
+    ``metric_value``, is reached within ``horizon_s`` (sample fast).
+
+    Runs per worker per sample, so it is plain arithmetic on one rate: the engine's sampling
+    pass costs a few microseconds a worker, and a helper call per check doubled it.
+    """
+    if rate is None or rate <= 0:
+        return (0.0 if limit is not None and value >= limit else None), False
+    reach = rate * horizon_s
+    to_limit = None
+    fast = False
+    if limit is not None:
+        room = limit - value
+        to_limit = room / rate if room > 0 else 0.0
+        fast = 0 < room <= reach
+    if not fast and crit is not None:
+        fast = 0 < crit - metric_value <= reach
+    return to_limit, fast

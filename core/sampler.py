@@ -16,7 +16,7 @@ from . import procfs
 from .cgroups import MemoryCgroup
 from .errors import Error, WorkerGone
 from .events import Event, LevelPending, LevelsChanged, Notice, Sample, Samples, Threshold
-from .crossings import FAST_HOLD_S, imminent, kernel_levels, wants_fast
+from .crossings import FAST_HOLD_S, FAST_LOOKAHEAD_TICKS, climb_outlook, imminent, kernel_levels
 from .forecast import GROWING_MIN_BYTES_PER_S
 from .memwatch import DEFAULT_PSI_TRIGGER, WatchUnavailable, watch_cgroup
 from .procfs import PAGE_SIZE
@@ -77,7 +77,7 @@ class Sampler:
         metric_is_rss = self.thresholds.metric == "rss"
         metric_is_heap = self.thresholds.metric == "heap"
         pread = os.pread
-        interval = self._interval_s
+        horizon_s = FAST_LOOKAHEAD_TICKS * self._interval_s
         for w in (self._live if only is None else only):
             # The statm read is inlined, not a StatmReader method: this loop is the engine's
             # hot path, and a method call per worker costs a third of it. statm's "shared" is
@@ -125,8 +125,10 @@ class Sampler:
             # worker's alone, else anon RSS (the part of a process the OOM killer counts).
             limit_value = own_usage if own_usage is not None else anon
             w.velocity.add(mono, limit_value)
-            if wants_fast(w.velocity, limit_value, [w.cgroup_limit], interval) or wants_fast(
-                    w.velocity, w.last_value, [w.crit_bytes], interval):
+            # Hot path: one velocity read, plain arithmetic (crossings.climb_outlook says why).
+            to_limit, fast = climb_outlook(w.velocity.bytes_per_s(), limit_value, w.cgroup_limit,
+                                           w.last_value, w.crit_bytes, horizon_s)
+            if fast:
                 w.fast_until = mono + FAST_HOLD_S
             if w.warn_bytes is not None or w.crit_bytes is not None or w.level != NORMAL:
                 if metric_is_heap and ht is not None:
@@ -138,7 +140,7 @@ class Sampler:
                     # Percent levels compare what the limit counts: the cgroup's usage.
                     warn_v, crit_v = limit_values(cfg, own_usage, warn_v, crit_v)
                 sustain = cfg.sustain_s
-                if sustain > 0 and imminent(w.velocity.seconds_to(w.cgroup_limit, limit_value), sustain):
+                if sustain > 0 and imminent(to_limit, sustain):
                     sustain = 0.0  # the kernel's limit comes first: sustain must not let it win
                 level = w.tracker.update(warn_v, crit_v, w.warn_bytes, w.crit_bytes, mono,
                                          sustain, cfg.hysteresis)

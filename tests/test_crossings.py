@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import PY, REPO, ready_child, v1_memory_writable
-from oomscope.core.crossings import Velocity, imminent, kernel_levels, wants_fast
+from oomscope.core.crossings import Velocity, climb_outlook, imminent, kernel_levels
 from oomscope.core.events import LevelPending, Samples, Threshold, WorkerExited, WorkerStarted
 from oomscope.core.launch import LaunchSpec
 from oomscope.core.sizes import parse_level
@@ -70,13 +70,16 @@ def test_kernel_levels_ladder_stays_under_the_limit() -> None:
 
 def test_imminent_and_fast_decisions() -> None:
     assert imminent(0.5, 2.0) and not imminent(3.0, 2.0) and not imminent(None, 2.0)
-    v = Velocity()
-    v.add(0.0, 0)
-    v.add(1.0, 100 * MiB)  # 100 MiB/s
-    assert wants_fast(v, 100 * MiB, [300 * MiB], interval_s=1.0)  # there in 2 s
-    assert not wants_fast(v, 100 * MiB, [900 * MiB], interval_s=1.0)  # 8 s away
-    assert not wants_fast(v, 100 * MiB, [None], interval_s=1.0)
-
+    rate = 100.0 * MiB  # bytes/s
+    # The limit in 2 s, within a 3 s horizon: fast, and 2 s to the limit.
+    assert climb_outlook(rate, 100 * MiB, 300 * MiB, 0, None, 3.0) == (2.0, True)
+    # 8 s away: not fast yet, but the time is known.
+    assert climb_outlook(rate, 100 * MiB, 900 * MiB, 0, None, 3.0) == (8.0, False)
+    # No limit: the critical level on the metric decides.
+    assert climb_outlook(rate, 0, None, 100 * MiB, 200 * MiB, 3.0) == (None, True)
+    # Not climbing: nothing, unless already at the limit.
+    assert climb_outlook(-rate, 100 * MiB, 300 * MiB, 0, 200 * MiB, 3.0) == (None, False)
+    assert climb_outlook(None, 300 * MiB, 300 * MiB, 0, None, 3.0) == (0.0, False)
 
 def _watch_json(args: list[str], timeout_s: float = 60.0) -> list[dict[str, Any]]:
     done = subprocess.run([sys.executable, "-m", "oomscope", "watch", "--json", *args],
