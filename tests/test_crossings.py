@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import PY, REPO, ready_child, v1_memory_writable
+from gui_helpers import confirmer, make_window  # noqa: F401 (fixtures)
 from oomscope.core.crossings import Velocity, climb_outlook, imminent, kernel_levels
 from oomscope.core.events import LevelPending, Samples, Threshold, WorkerExited, WorkerStarted
 from oomscope.core.launch import LaunchSpec
@@ -186,3 +188,22 @@ def test_a_pending_level_is_announced_then_entered(make_engine: Callable[..., An
     assert pend[0].value >= 60 * MiB and pend[0].limit == 60 * MiB
     cleared = log.wait_for(lambda e: isinstance(e, LevelPending) and e.worker.id == ref.id and e.level is None)
     assert cleared.to_json()["level"] is None
+
+
+@needs_v1
+@pytest.mark.cgroup
+@pytest.mark.gui
+@pytest.mark.qt_log_ignore("propagateSizeHints")  # the offscreen platform's, for a shown window
+def test_the_window_terminates_a_160_mb_per_s_leak_before_the_kernel(qtbot: Any, make_window: Any) -> None:
+    """The same race in the window, "terminate at critical" with the defaults' interval (1 s)
+    and sustain (2 s): the row ends terminated by policy, not oom-kill."""
+    from oomscope.core.causes import TERMINATED
+    from oomscope.core.thresholds import DEFAULT_THRESHOLDS
+
+    config = replace(DEFAULT_THRESHOLDS, warn=parse_level("50%"), crit=parse_level("60%"), on_crit="terminate")
+    window = make_window(thresholds=config, interval_s=1.0)
+    window.launch(LaunchSpec((PY, "-c", FAST_LEAK), name="leak", mem_limit_bytes=256 << 20))
+    qtbot.waitUntil(lambda: any(w.ref.name == "leak" and w.exit is not None for w in window.roster.workers),
+                    timeout=30_000)
+    w = next(w for w in window.roster.workers if w.ref.name == "leak")
+    assert w.exit is not None and (w.exit.cause, w.exit.by) == (TERMINATED, "policy"), w.exit
