@@ -144,7 +144,12 @@ def test_unhandled_worker_heap_oom_behaves_as_without_the_reporter(collector: Co
                 p.wait()
     stdout, stderr = (tmp_path / "out").read_bytes(), (tmp_path / "err").read_bytes()
     assert plain.returncode != 0  # node rethrows an unhandled 'error': the process dies
-    assert (p.returncode, stdout, stderr) == (plain.returncode, plain.stdout, plain.stderr)
+    # 'main alive' is printed only if the worker took longer than 300 ms to run out of heap: on a
+    # busy machine one run may and the other not. Everything else must be the same.
+    def timed(out: bytes) -> bytes:
+        return out.replace(b"main alive\n", b"")
+
+    assert (p.returncode, timed(stdout), stderr) == (plain.returncode, timed(plain.stdout), plain.stderr)
     assert b"ERR_WORKER_OUT_OF_MEMORY" in stderr
 
 
