@@ -1,0 +1,170 @@
+"""Every benchmark script runs in its tiny configuration (``--quick``) and prints its figures.
+
+The scripts start all at once (a module fixture) and each test waits for its own: the smoke
+tests take about as long as the slowest script, not the sum. The figures of a quick run on a
+busy machine mean little; their shape (which numbers, how many, counted right) is checked.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from conftest import PY, REPO, v1_memory_writable
+
+BENCH = REPO / "bench"
+SCRIPTS = sorted(p.stem for p in BENCH.glob("bench_*.py"))
+NUM = r"(\d+(?:[.,]\d+)*)"
+needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+needs_cgroup = pytest.mark.skipif(not v1_memory_writable(), reason="needs root and a writable cgroup v1 memory controller")
+
+
+class Run:
+    def __init__(self, name: str) -> None:
+        self.out: IO[str] = tempfile.TemporaryFile("w+")
+        env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+        self.proc = subprocess.Popen([PY, str(BENCH / f"{name}.py"), "--quick"], stdout=self.out,
+                                     stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+
+    def output(self) -> str:
+        self.proc.wait(timeout=180)
+        self.out.seek(0)
+        text = self.out.read()
+        assert self.proc.returncode == 0, text
+        return text
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # our own script, by its Popen
+            self.proc.wait()
+        self.out.close()
+
+
+@pytest.fixture(scope="module")
+def runs() -> Iterator[dict[str, Run]]:
+    started = {name: Run(name) for name in SCRIPTS}
+    yield started
+    for run in started.values():
+        run.close()
+
+
+def figures(text: str, pattern: str) -> list[float]:
+    """The numbers of the one line matching ``pattern`` (thousands separators dropped)."""
+    found = [m for m in (re.search(pattern, line) for line in text.splitlines()) if m]
+    assert len(found) == 1, f"{pattern!r} in:\n{text}"
+    return [float(g.replace(",", "")) for g in found[0].groups()]
+
+
+def test_every_script_has_a_smoke_test_and_is_in_make_bench() -> None:
+    tested = {name[len("test_"):] for name in globals() if name.startswith("test_bench_")}
+    assert set(SCRIPTS) == tested
+    calls = {node.func.value.id for node in ast.walk(ast.parse((BENCH / "run.py").read_text()))
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+             and isinstance(node.func.value, ast.Name) and node.func.attr == "main"}
+    assert calls == set(SCRIPTS)
+
+
+def test_bench_engine(runs: dict[str, Run]) -> None:
+    out = runs["bench_engine"].output()
+    (n,) = figures(out, rf"^sampling: 5 idle processes at 0.1 s for 1.0 s \({NUM} worker-samples\)")
+    assert n >= 5
+    cpu, alone, warm = figures(out, rf"engine thread CPU per worker-sample: {NUM} µs \(sampling pass alone {NUM} µs; "
+                                    rf"back to back, caches warm: {NUM} µs\)")
+    assert cpu > 0 and alone > 0 and warm > 0
+    med, p99, rmed, rp99 = figures(out, rf"exit latency .*, 5 trials: median {NUM} ms, p99 {NUM} ms "
+                                        rf"\(received by the consumer: median {NUM} ms, p99 {NUM} ms\)")
+    assert 0 < med <= p99 and 0 < rmed <= rp99
+
+
+def test_bench_gui(runs: dict[str, Run]) -> None:
+    out = runs["bench_gui"].output()
+    median, p95 = figures(out, rf"^gui: plot redraw, 5 workers x 60 s at 10 Hz .*: median {NUM} ms, p95 {NUM} ms")
+    assert 0 < median <= p95
+    (rss,) = figures(out, rf"^gui: app RSS with that history: {NUM} MB")
+    assert rss > 0
+
+
+@needs_node
+def test_bench_heap(runs: dict[str, Run]) -> None:
+    out = runs["bench_heap"].output()
+    for hz in (1, 10):
+        pct, with_, without, reports, _us, fine = figures(
+            out, rf"^\s+{hz} Hz: reporter {NUM} % .*; with {NUM} %, without {NUM} %; {NUM} reports, {NUM} us per "
+                 rf"report; schedstat \(ns\) says (-?{NUM[1:-1]}) %")
+        assert reports >= hz  # a second of reports at that rate, at the least
+
+
+@needs_node
+def test_bench_inspect(runs: dict[str, Run]) -> None:
+    out = runs["bench_inspect"].output()
+    assert "main + 2 workers, 10 queries each" in out, out
+    for mode in ("on ", "off"):
+        median, p90 = figures(out, rf"TCP_QUICKACK {mode}: median {NUM} ms, p90 {NUM} ms per query\(\)")
+        assert 0 < median <= p90
+
+
+def test_bench_metrics(runs: dict[str, Run]) -> None:
+    out = runs["bench_metrics"].output()
+    tick, per_worker = figures(out, rf"^exporter: one tick of 10 workers taken in: {NUM} µs \({NUM} ns per worker\)")
+    assert per_worker > 0
+    samples, kb, ms = figures(out, rf"^exporter: a scrape of 10 workers \({NUM} samples, {NUM} kB\): {NUM} ms")
+    assert samples >= 10 and ms > 0
+
+
+@needs_cgroup
+def test_bench_oom_latency(runs: dict[str, Run]) -> None:
+    out = runs["bench_oom_latency"].output()
+    median, p99, top = figures(out, rf"^kernel kill line -> worker_exited\(oom-kill\), 2 (?:node|python) kills "
+                                    rf"under 64 MiB: median {NUM} ms, p99 {NUM} ms, max {NUM} ms")
+    assert 0 < median <= p99 <= top
+
+
+def test_bench_parse(runs: dict[str, Run]) -> None:
+    out = runs["bench_parse"].output()
+    kills, expected, rate, raw = figures(out, rf"^oom-log parse: 30,000 synthetic dmesg lines, {NUM} of {NUM} kills "
+                                              rf"found: {NUM} lines/s \(from raw bytes, decoding included: {NUM} lines/s\)")
+    assert kills == expected > 0 and rate > 0 and raw > 0
+
+
+@needs_cgroup
+def test_bench_policy_race(runs: dict[str, Run]) -> None:
+    out = runs["bench_policy_race"].output()
+    for name in ("python_160MBps", "node_400MBps"):
+        if name.startswith("node") and shutil.which("node") is None:
+            continue
+        wins, total = figures(out, rf"^policy race, {name} under .*: {NUM}/{NUM} terminated by policy")
+        assert total == 2 and 0 <= wins <= total
+    median, p99, top, n, _s = figures(out, rf"^crossing -> threshold event, .*: median {NUM} ms, p99 {NUM} ms, "
+                                           rf"max {NUM} ms \({NUM} runs, {NUM} s\)")
+    assert n == 2 and median <= p99 <= top
+
+
+def test_bench_record(runs: dict[str, Run]) -> None:
+    out = runs["bench_record"].output()
+    _node, samples, heaps, commits = figures(
+        out, rf"^record: 5 workers at 10 Hz for 2 s, {NUM} of them .*\({NUM} samples, {NUM} heap reports, {NUM} commits\)")
+    assert samples >= 5 and commits >= 1
+    (hour,) = figures(out, rf"an hour of this fleet: {NUM} MB")
+    assert hour > 0
+    replayed, bulk = figures(out, rf"reading it back: {NUM} µs per sample replayed as events, {NUM} µs per sample")
+    assert replayed > 0 and bulk > 0
+
+
+def test_bench_replay(runs: dict[str, Run]) -> None:
+    out = runs["bench_replay"].output()
+    (samples,) = figures(out, rf"^replay: 5 workers at 10 Hz for 0.5 min \({NUM} samples")
+    assert samples == 5 * 10 * 30
+    (opened,) = figures(out, rf"open \(read the file, show the end\): {NUM} s")
+    assert opened > 0
+    for frac in ("50%", "95%", "10%"):
+        (ms,) = figures(out, rf"scrub to {frac}: {NUM} ms")
+        assert ms >= 0
