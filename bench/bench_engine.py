@@ -17,6 +17,8 @@ from typing import Any
 
 import psutil
 
+import benchargs
+
 from oomscope.core.engine import Engine, EngineConfig
 from oomscope.core.events import Samples, WorkerExited, WorkerStarted
 from oomscope.core.launch import LaunchSpec
@@ -146,8 +148,9 @@ def exit_latency(trials: int = 200) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    s = sampling()
+def main(argv: list[str] | None = None) -> None:
+    quick = benchargs.quick(argv, __doc__)
+    s = sampling(5, 0.1, 1.0) if quick else sampling()
     print(f"sampling: {s['workers']} idle processes at {s['interval_s']} s for {s['duration_s']} s "
           f"({s['worker_samples']} worker-samples)")
     print(f"  engine thread CPU per worker-sample: {s['engine_thread_us_per_worker_sample']:.2f} µs "
@@ -156,7 +159,7 @@ def main() -> None:
     print(f"  psutil.Process.memory_info() per call at the same cadence, same run: {s['psutil_memory_info_us_per_call']:.2f} µs")
     print(f"  bare os.pread of statm alone at the same cadence (the kernel's floor): "
           f"{s['bare_statm_pread_us_at_cadence']:.2f} µs")
-    e = exit_latency()
+    e = exit_latency(5) if quick else exit_latency()
     print(f"exit latency (SIGKILL -> worker_exited), {e['trials']} trials: median "
           f"{e['exit_event_median_ms']:.3f} ms, p99 {e['exit_event_p99_ms']:.3f} ms "
           f"(received by the consumer: median {e['exit_event_received_median_ms']:.3f} ms, "

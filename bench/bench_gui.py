@@ -93,13 +93,17 @@ def redraws(window: Any, last_t: float, frames: int = 120, rate_hz: int = RATE_H
     return times[10:]  # the first frames fill the peak caches
 
 
-def main() -> None:
-    app, window, last_t = build()
-    times = sorted(redraws(window, last_t))
+def main(argv: list[str] | None = None) -> None:
+    import benchargs  # beside this script (the tests load it as a module, without it)
+
+    quick = benchargs.quick(argv, __doc__)
+    workers, seconds, frames = (5, 60, 15) if quick else (WORKERS, SECONDS, 120)
+    app, window, last_t = build(workers, seconds)
+    times = sorted(redraws(window, last_t, frames))
     median = statistics.median(times) * 1000
     p95 = times[int(0.95 * (len(times) - 1))] * 1000
-    points = WORKERS * SECONDS * RATE_HZ
-    print(f"gui: plot redraw, {WORKERS} workers x {SECONDS} s at {RATE_HZ} Hz ({points / 1e6:.1f} M points), "
+    points = workers * seconds * RATE_HZ
+    print(f"gui: plot redraw, {workers} workers x {seconds} s at {RATE_HZ} Hz ({points / 1e6:.1f} M points), "
           f"window 1 h: median {median:.1f} ms, p95 {p95:.1f} ms (target p95 <= 16 ms)")
     rss_mb = psutil.Process().memory_info().rss / 1e6
     print(f"gui: app RSS with that history: {rss_mb:.0f} MB (target <= 400 MB)")

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 
+import benchargs
 from oomscope.core.heap.inject import inject_node
 from oomscope.core.heap.messages import HeapReport
 from oomscope.core.heap.server import Connection, HeapServer
@@ -116,12 +117,13 @@ def overhead(node: str, interval_s: float, duration_s: float) -> dict[str, float
             "us_per_report": 1e6 * extra_s / reports if reports else float("nan")}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    quick = benchargs.quick(argv, __doc__)
     node = shutil.which("node")
     if node is None:
         print("heap reporter: node is not installed, skipped")
         return
-    duration_s = float(os.environ.get("BENCH_HEAP_SECONDS", "20"))
+    duration_s = 1.0 if quick else float(os.environ.get("BENCH_HEAP_SECONDS", "20"))
     version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
     print(f"heap reporter, node {version}, main + 4 idle worker threads, {duration_s:.0f} s per rate "
           f"(CPU of one process with the reporter minus one without, same wall time; "

@@ -216,7 +216,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=4, help="threads reporting their heap per Node.js worker")
     p.add_argument("--all-node", action="store_true", help="every worker Node.js (default: a quarter)")
     p.add_argument("--dir", help="where to write the file (default: the temporary directory)")
+    p.add_argument("--quick", action="store_true", help="5 workers for 2 s (a smoke test)")
     args = p.parse_args(argv)
+    if args.quick:
+        args.workers, args.duration = 5, 2.0
     r = record(args.workers, args.interval, args.duration, args.dir, args.threads, args.all_node)
     print(f"record: {r['workers']} workers at {1 / r['interval_s']:g} Hz for {r['duration_s']:g} s, "
           f"{r['node_workers']} of them Node.js with {r['threads']} threads reporting their heap once a second "

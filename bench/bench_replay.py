@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=200)
     ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--quick", action="store_true", help="5 workers for half a minute (a smoke test)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.workers, args.minutes = 5, 0.5
     from oomscope.gui.qt import QSettings, QtWidgets
     from oomscope.gui.replay import open_replay
 

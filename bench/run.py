@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_engine  # noqa: E402
+import benchargs  # noqa: E402
 import bench_gui  # noqa: E402
 import bench_heap  # noqa: E402
 import bench_inspect  # noqa: E402
@@ -21,20 +22,22 @@ import bench_replay  # noqa: E402
 import bench_trend  # noqa: E402
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    # --quick: every script in its tiny configuration, to check they all still run.
+    args = ["--quick"] if benchargs.quick(argv, __doc__) else []
     print(f"oomscope benchmarks on {platform.node()} ({platform.machine()}, Linux {platform.release()}, "
           f"Python {platform.python_version()})")
-    bench_engine.main()
-    bench_parse.main()
-    bench_gui.main()
-    bench_oom_latency.main()
-    bench_heap.main()
-    bench_inspect.main()
-    bench_record.main([])
-    bench_replay.main([])
-    bench_metrics.main()
-    bench_policy_race.main([])
-    bench_trend.main([])
+    bench_engine.main(args)
+    bench_parse.main(bool(args))
+    bench_gui.main(args)
+    bench_oom_latency.main(args)
+    bench_heap.main(args)
+    bench_inspect.main(args)
+    bench_record.main(args)
+    bench_replay.main(args)
+    bench_metrics.main(args)
+    bench_policy_race.main(args)
+    bench_trend.main(args)
 
 
 if __name__ == "__main__":

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gc
+import fcntl
 import os
 import queue
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -146,3 +149,91 @@ def is_root() -> bool:
 
 def v1_memory_writable() -> bool:
     return is_root() and os.access("/sys/fs/cgroup/memory", os.W_OK)
+
+
+class Gate:
+    """A lock the test holds and a child waits on: the child goes on only once the test lets it.
+
+    For children the test does not start itself (launched by an engine, by `oomscope watch`, by
+    the window), whose stdin is not the test's. The test takes the lock before the child exists,
+    so the child can never pass early; the lock goes with the test's descriptor, so a failed test
+    never leaves a child waiting for ever. The child's side is Python source without single
+    quotes, to sit inside a shell command too.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    @property
+    def wait_code(self) -> str:
+        """One statement: blocks until the test opens the gate."""
+        return f'import fcntl; fcntl.flock(open("{self.path}"), fcntl.LOCK_SH)'
+
+    @property
+    def poll_code(self) -> str:
+        """Defines ``gate_open()``, true once the test has opened the gate (never blocks)."""
+        return (
+            "import fcntl\n"
+            f'_gate = open("{self.path}")\n'
+            "def gate_open():\n"
+            "    try:\n"
+            "        fcntl.flock(_gate, fcntl.LOCK_SH | fcntl.LOCK_NB)\n"
+            "    except BlockingIOError:\n"
+            "        return False\n"
+            "    return True\n"
+        )
+
+    def open(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Iterator[Callable[[], Gate]]:
+    """Makes closed gates; every one is opened at teardown."""
+    made: list[Gate] = []
+
+    def make() -> Gate:
+        g = Gate(tmp_path / f"gate-{len(made)}")
+        made.append(g)
+        return g
+
+    yield make
+    for g in made:
+        g.open()
+
+
+def run_until(argv: list[str], until: Callable[[str], bool], then: Callable[[], None], *,
+              timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Runs ``argv`` reading its stdout as it comes; at the first line ``until`` accepts (it may
+    keep state across lines), calls ``then`` (which lets a held child go), and collects the rest.
+
+    Fails when the output ends without such a line. ``timeout`` only bounds a hung run.
+    """
+    with tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True, **kw)
+        assert p.stdout is not None
+        timer = threading.Timer(timeout, p.kill)
+        timer.start()
+        lines: list[str] = []
+        seen = False
+        try:
+            for line in p.stdout:
+                lines.append(line)
+                if not seen and until(line):
+                    seen = True
+                    then()
+            p.wait()
+        finally:
+            timer.cancel()
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdout.close()
+        err.seek(0)
+        result = subprocess.CompletedProcess(argv, p.returncode, "".join(lines), err.read())
+    assert seen, f"the awaited line never came (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
+    return result

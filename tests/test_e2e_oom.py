@@ -27,11 +27,13 @@ NODE = shutil.which("node")
 needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
 
 PY_LEAKER = "import time\nchunks = []\nwhile True:\n    chunks.append(bytearray(1 << 20)); time.sleep(0.004)\n"
-# 8 MiB filled at a time under 128 MiB: each step jumps well past what reclaim can free, so the
-# kernel kills at once. With 1 MiB steps under 64 MiB, node (40 MiB before it allocates) could
-# hover at the limit while the kernel evicted and re-read node's own code pages, stuck for
-# over a minute in reclaim (state D) on a busy machine, before any kill.
-NODE_LEAKER = "const a = []; setInterval(() => { a.push(Buffer.alloc(8 << 20, 1)); }, 5);"
+# Node's own code is some 35 MiB of file pages, charged to the worker's cgroup whenever nothing
+# else on the machine has node loaded. Leak in small steps near the limit and, with no swap, the
+# kernel reclaims and re-reads that code page by page (the worker sits in state D) instead of
+# OOM-killing it, for minutes. So: a limit well above node's baseline, passed in a few big filled
+# chunks in a tight loop, whose code is too small to thrash.
+NODE_LIMIT = 160 << 20
+NODE_LEAKER = "const a = []; for (;;) a.push(Buffer.alloc(32 << 20, 1));"
 NODE_HEAP_LEAKER = "const a = []; for (;;) a.push({x: Math.random(), y: 's' + Math.random()});"
 
 
@@ -66,7 +68,7 @@ def _assert_oom_kill(exited, ref, comm: str) -> None:
 @needs_node
 def test_node_leaker_is_oom_killed(make_engine) -> None:
     eng, log = make_engine()
-    ref = eng.launch(LaunchSpec((NODE, "-e", NODE_LEAKER), mem_limit_bytes=128 << 20)).result(10)
+    ref = eng.launch(LaunchSpec((NODE, "-e", NODE_LEAKER), mem_limit_bytes=NODE_LIMIT)).result(10)
     exited = log.wait_exit(ref.id, timeout=60)
     _assert_oom_kill(exited, ref, "node")
 

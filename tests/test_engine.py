@@ -26,17 +26,15 @@ GROWER = (
 )
 
 
-def test_launch_samples_and_clean_exit(make_engine, tmp_path) -> None:
+def test_launch_samples_and_clean_exit(make_engine, gate) -> None:
     eng, log = make_engine()
-    # Holds its 30 MiB until the test has seen it sampled (a fixed lifetime would race the
-    # sampler on a busy machine), then says bye.
-    go = tmp_path / "go"
-    code = ("import os, sys, time\nb = bytearray(30 << 20); b[::4096] = b'\\x01' * len(b[::4096])\n"
-            "print('hello', flush=True)\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.01)\nprint('bye')")
-    ref = eng.launch(LaunchSpec((PY, "-c", code, str(go)))).result(5)
+    held = gate()
+    code = f"b = bytearray(30 << 20); print('hello'); {held.wait_code}; print('bye')"
+    ref = eng.launch(LaunchSpec((PY, "-c", code))).result(5)
     assert ref.launched and ref.name == os.path.basename(PY)
-    log.wait_for(lambda e: any(s.worker.id == ref.id and s.anon >= 30 << 20 for s in getattr(e, "samples", ())))
-    go.touch()
+    # It holds its 30 MiB until a sample has shown them, then exits by itself.
+    log.wait_for(lambda e: any(s.anon >= 30 << 20 for s in log.samples_of(ref.id)))
+    held.open()
     exited = log.wait_exit(ref.id)
     assert (exited.cause, exited.exit_code, exited.signal) == ("exit", 0, None)
     samples = log.samples_of(ref.id)
@@ -260,12 +258,15 @@ def test_thresholds_warning_then_critical_then_policy_terminate(make_engine) -> 
     assert (exited.cause, exited.by, exited.signal) == ("terminated", "policy", "SIGTERM")
 
 
-def test_percent_threshold_without_limit_stays_inactive(make_engine) -> None:
+def test_percent_threshold_without_limit_stays_inactive(make_engine, gate) -> None:
     config = ThresholdConfig(warn=parse_level("1%"), metric="rss")
     eng, log = make_engine(thresholds=config)
-    ref = eng.launch(LaunchSpec((PY, "-c", "import time; time.sleep(0.5)"))).result(5)
+    held = gate()
+    ref = eng.launch(LaunchSpec((PY, "-c", held.wait_code))).result(5)
+    log.wait_samples(ref.id, 2)  # two samples judged against the level, then it may go
+    held.open()
     log.wait_exit(ref.id)
-    assert log.samples_of(ref.id) and not log.of("threshold")
+    assert not log.of("threshold")
 
 
 def test_stop_terminates_launched_workers(make_engine) -> None:
@@ -323,10 +324,12 @@ def test_simple_shell_commands_are_execed(text: str, simple: bool) -> None:
     assert is_simple_command(text) is simple
 
 
-def test_a_simple_shell_command_is_the_worker_itself(make_engine) -> None:
+def test_a_simple_shell_command_is_the_worker_itself(make_engine, gate) -> None:
     """`--run 'python3 -c …'`: the worker's PID is python's, so its memory is what is measured."""
     eng, log = make_engine()
-    ref = eng.launch(LaunchSpec(f"{PY} -c 'import time; b = b\"x\" * (40 << 20); time.sleep(1)'")).result(5)
+    held = gate()
+    ref = eng.launch(LaunchSpec(f"{PY} -c 'b = b\"x\" * (40 << 20); {held.wait_code}'")).result(5)
     assert log.wait_for(lambda e: e.kind == "samples" and any(
         s.worker.id == ref.id and s.anon >= 40 << 20 for s in e.samples), timeout=15)
+    held.open()
     assert log.wait_exit(ref.id).exit_code == 0

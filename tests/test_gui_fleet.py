@@ -136,7 +136,7 @@ def test_the_main_windows_file_menu_opens_it(qtbot: Any, make_window: Any) -> No
 
     main = make_window()
     action = main.findChild(QtGui.QAction, "connect-prometheus")
-    assert action is not None, "the main window lost File → Connect to Prometheus…"
+    assert action is not None, "the main window has no File → Connect to Prometheus… action"
     url = f"http://127.0.0.1:{free_port()}"
 
     def answer() -> None:

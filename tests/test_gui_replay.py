@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -85,9 +86,27 @@ def marker_session(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.mark.gui
 @pytest.mark.qt_log_ignore(r"This plugin does not support propagateSizeHints")
-def test_a_replay_never_runs_what_the_file_holds(qtbot, tmp_path, marker_session, close_replays) -> None:
+def test_a_replay_never_runs_what_the_file_holds(qtbot, tmp_path, marker_session, close_replays,
+                                                 monkeypatch) -> None:
     from oomscope.core.launch import LaunchSpec
+    from oomscope.gui.qt import QtCore, QTimer
     from oomscope.gui.replay import open_replay
+
+    # Every way this process could start a program, recorded (and refused) from here on: a
+    # start is seen as it is tried, not guessed from its traces after some wait.
+    started: list[str] = []
+
+    def refuse(what: str) -> Any:
+        def tried(*args: Any, **kw: Any) -> Any:
+            started.append(f"{what}{args!r}")
+            raise AssertionError(f"a replay tried to start a program: {what}{args!r}")
+        return tried
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse("Popen"))
+    for name in ("fork", "forkpty", "posix_spawn", "posix_spawnp", "system", "execv", "execve"):
+        monkeypatch.setattr(os, name, refuse(f"os.{name}"))
+    monkeypatch.setattr(QtCore.QProcess, "start", refuse("QProcess.start"))
+    monkeypatch.setattr(QtCore.QProcess, "startDetached", refuse("QProcess.startDetached"))
 
     session, marker = marker_session
     replay = open_replay(session, settings_at(tmp_path / "settings.ini"))
@@ -110,12 +129,11 @@ def test_a_replay_never_runs_what_the_file_holds(qtbot, tmp_path, marker_session
     assert "starts nothing" in replay.message_bar.history[-1]
     replay.attach(os.getpid())
     assert "attaches to nothing" in replay.message_bar.history[-1]
-    # Whatever the actions queued has run once the event queue is empty; a process started by
-    # any of it would be our child from the moment it was spawned (a replay has no engine thread
-    # that could start one later).
-    from oomscope.gui.qt import QtWidgets
-    QtWidgets.QApplication.processEvents()
-    assert replay.engine is None
+    # Whatever the actions queued runs before a timer posted after them all fires.
+    done: list[bool] = []
+    QTimer.singleShot(0, lambda: done.append(True))
+    qtbot.waitUntil(lambda: bool(done), timeout=10_000)
+    assert started == []
     assert marker.read_text() == "ran\n"
     assert [p.cmdline() for p in psutil.Process().children(recursive=True)
             if str(marker) in " ".join(p.cmdline())] == []

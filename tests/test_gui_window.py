@@ -158,14 +158,17 @@ def test_layout_thresholds_and_plot_choices_are_remembered(qtbot, make_window, t
     assert again.table.header().sectionSize(0) == 222
 
 
-def test_the_trend_column_and_the_plot_show_the_engines_forecast(qtbot, make_window) -> None:
+def test_the_trend_column_and_the_plot_show_the_engines_forecast(qtbot, make_window, gate) -> None:
     from oomscope.gui.models import COL_TREND, duration_text
     from oomscope.gui.qt import Qt
 
-    # About 12 MiB/s (some 700 MiB/min, so the table says MiB/min) for about 10 s: long enough for
-    # a 2 s trend window to see it while it grows.
-    grow = ("import time\nc = []\nfor _ in range(500):\n    c.append(bytearray(1 << 18)); time.sleep(0.02)\n"
-            "time.sleep(60)\n")
+    # About 12 MiB/s (some 700 MiB/min, so the table says MiB/min) until the test has seen all it
+    # needs (at most 400 MiB, as a bound should the test hang); then it exits.
+    grown = gate()
+    grow = (f"import time\n{grown.poll_code}c = []\nfor _ in range(1600):\n"
+            "    if gate_open():\n        break\n"
+            "    c.append(bytearray(1 << 18)); time.sleep(0.02)\n"
+            f"else:\n    {grown.wait_code}\n")
     window = make_window(ThresholdConfig(crit=parse_level("2GiB"), metric="anon"), interval_s=0.05,
                          trend_window_s=2.0, trend_bucket_s=0.2)
     assert window.plot.shown_metric == window.engine.thresholds.metric == "anon"
@@ -205,6 +208,7 @@ def test_the_trend_column_and_the_plot_show_the_engines_forecast(qtbot, make_win
     pens = window.plot.curves.trend_lines()
     assert pens and all(pen.style() == Qt.PenStyle.DashLine for pen, _ in pens)
     assert duration_text(130) == "2 min 10 s" and duration_text(180) == "3 min" and duration_text(45) == "45 s"
+    grown.open()
 
 
 def test_a_pending_level_shows_in_the_state_column(qtbot, make_window) -> None:

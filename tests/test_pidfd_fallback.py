@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from conftest import PY, REPO, EventLog, ready_child, sleeper_code
+from conftest import PY, REPO, EventLog, ready_child, run_until, sleeper_code
 from gui_helpers import GUI_MARKS, confirmer, make_window  # noqa: F401 (fixtures)
 from oomscope.core import procfs
 from oomscope.core.engine import Engine, EngineConfig
@@ -139,14 +139,16 @@ def test_fallback_wait_exited(children) -> None:
 
 # ----------------------------------------------------------------------------- the engine
 
-def test_notice_once_and_no_pidfd_held(make_engine, no_pidfd) -> None:
+def test_notice_once_and_no_pidfd_held(make_engine, no_pidfd, gate) -> None:
     before = pidfds_open_here()  # (whatever this process holds already is not this engine's)
     eng, log = engine(make_engine, interval_s=0.1)
     assert eng.pidfd_fallback is not None and NO_PIDFD_ENV in eng.pidfd_fallback
-    refs = [eng.launch(LaunchSpec((PY, "-c", "import time; time.sleep(0.3)"))).result(5)
-            for _ in range(2)]
-    log.wait_samples(refs[0].id)
-    assert pidfds_open_here() == before
+    held = gate()
+    refs = [eng.launch(LaunchSpec((PY, "-c", held.wait_code))).result(5) for _ in range(2)]
+    for ref in refs:
+        log.wait_samples(ref.id)
+    assert pidfds_open_here() == before  # both watched, neither through a pidfd
+    held.open()
     for ref in refs:
         assert log.wait_exit(ref.id).cause == "exit"
     eng.stop()
@@ -255,11 +257,25 @@ def test_parent_exit_is_seen(make_engine, children, no_pidfd) -> None:
 
 # ----------------------------------------------------------------- watch and the window
 
-def test_watch_says_so_and_still_sees_exits() -> None:
-    code = "import sys, time; time.sleep(0.3); sys.exit(3)"
+def test_watch_says_so_and_still_sees_exits(gate) -> None:
+    # The worker exits (code 3) only once watch has said so and started it.
+    first, second = gate(), gate()
+    code = "{}; import sys; sys.exit(3)"
     env = dict(os.environ, **{NO_PIDFD_ENV: "1"})
-    r = subprocess.run([PY, "-m", "oomscope", "watch", "--json", "--interval", "0.1", "--",
-                        PY, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    said: set[str] = set()
+
+    def said_and_started(line: str) -> bool:
+        e = json.loads(line)
+        if e["event"] == "worker_started" or e.get("message", "").startswith("pidfd is not"):
+            said.add(e["event"])
+        return said == {"notice", "worker_started"}
+
+    def says_and_starts(line: str) -> bool:
+        said.update(w for w in ("pidfd is not available", " started: ") if w in line)
+        return said == {"pidfd is not available", " started: "}
+
+    r = run_until([PY, "-m", "oomscope", "watch", "--json", "--interval", "0.1", "--",
+                   PY, "-c", code.format(first.wait_code)], said_and_started, first.open, env=env)
     assert r.returncode == 0, r.stderr
     evs = [json.loads(line) for line in r.stdout.splitlines()]
     notices = [e for e in evs if e["event"] == "notice" and e["message"].startswith("pidfd is not")]
@@ -267,11 +283,13 @@ def test_watch_says_so_and_still_sees_exits() -> None:
     exited = [e for e in evs if e["event"] == "worker_exited"]
     assert [(e["cause"], e["exit_code"]) for e in exited] == [("exit", 3)]
 
-    r = subprocess.run([PY, "-m", "oomscope", "watch", "--interval", "0.1", "--", PY, "-c", code],
-                       capture_output=True, text=True, timeout=60, env=env)
+    said.clear()
+    r = run_until([PY, "-m", "oomscope", "watch", "--interval", "0.1", "--", PY, "-c", code.format(second.wait_code)],
+                  says_and_starts, second.open, env=env)
     assert r.returncode == 0, r.stderr
     lines = [ln for ln in r.stdout.splitlines() if "pidfd is not available" in ln]
     assert len(lines) == 1 and " warning: " in lines[0], r.stdout
+    assert "exited: exit (exit code 3)" in r.stdout, r.stdout
 
 
 @gui_test

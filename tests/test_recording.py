@@ -81,25 +81,24 @@ class Pump:
         self.handed = len(self.log.events)
 
 
-def test_round_trip_of_a_real_session(make_engine, tmp_path: Path) -> None:
+def test_round_trip_of_a_real_session(make_engine, tmp_path: Path, gate) -> None:
     notices = Notices()
     thresholds = ThresholdConfig(warn=Level(bytes=20 * MiB), crit=Level(bytes=30 * MiB), metric="anon")
     eng, log = make_engine(thresholds=thresholds)
     rec = open_recorder(tmp_path / "s.db", eng.config, notices, command_line=["oomscope", "test"],
                         commit_interval_s=0.2)
-    # Grows past both levels, then frees it all: up, and back to normal. Each step waits for
-    # the test to have seen the last (a file each), so no level is missed on a busy machine.
-    freed, done = tmp_path / "free", tmp_path / "done"
-    grow = ("import os, sys, time\nc = []\nfor _ in range(40):\n    c.append(b'x' * (1 << 20)); time.sleep(0.01)\n"
-            "print('grown', flush=True)\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.01)\nc.clear()\n"
-            "while not os.path.exists(sys.argv[2]): time.sleep(0.01)\n")
-    w1 = eng.launch(LaunchSpec((PY, "-c", grow, str(freed), str(done)))).result(10)
+    # Grows past both levels, then frees it all: up, and back to normal.
+    # Each step waits at a gate until the test has seen the level it leads to.
+    grown, freed = gate(), gate()
+    grow = ("import time\nc = []\nfor _ in range(40):\n    c.append(b'x' * (1 << 20)); time.sleep(0.01)\n"
+            f"print('grown', flush=True)\n{grown.wait_code}\nc.clear()\n{freed.wait_code}\n")
+    w1 = eng.launch(LaunchSpec((PY, "-c", grow))).result(10)
     w2 = eng.launch(LaunchSpec((PY, "-c", "import time; time.sleep(60)"))).result(10)
     pump = Pump(log, rec)
     pump.wait_for(lambda e: e.kind == "threshold" and e.worker.id == w1.id and e.level == "critical")
-    freed.touch()
+    grown.open()
     pump.wait_for(lambda e: e.kind == "threshold" and e.worker.id == w1.id and e.level == "normal")
-    done.touch()
+    freed.open()
     pump.wait_for(lambda e: e.kind == "worker_exited" and e.worker.id == w1.id)
     eng.terminate(w2.id)
     pump.wait_for(lambda e: e.kind == "worker_exited" and e.worker.id == w2.id)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import PY, REPO, ready_child, v1_memory_writable
+from conftest import PY, REPO, ready_child, run_until, v1_memory_writable
 from oomscope.core import watch as watch_cli
 from oomscope.core.cli import build_parser, join_negative_values
 from oomscope.core.sizes import Level
@@ -34,29 +34,19 @@ def events(stdout: str, *, all_kinds: bool = False) -> list[dict[str, Any]]:
     return evs if all_kinds else [e for e in evs if "worker" in e]
 
 
-def watch_until_sampled(tmp_path: Path, *args: str) -> tuple[int, str, str]:
-    """``watch --json ARGS`` over a worker that holds on until watch has printed a sample of it:
-    the worker waits for a file (its last argument), made once the first sample line appears."""
-    go = tmp_path / "go"
-    p = subprocess.Popen([*OOMSCOPE, "watch", "--json", *args, str(go)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    assert p.stdout is not None and p.stderr is not None
-    lines = []
-    for line in p.stdout:
-        lines.append(line)
-        if '"event":"sample"' in line.replace(" ", ""):
-            go.touch()
-            break
-    out, err = p.communicate(timeout=60)
-    return p.returncode, "".join(lines) + out, err
+def sample_of(line: str, name: str | None = None, anon: int = 0) -> bool:
+    """A JSON line that is a sample (of the worker named ``name``) with at least ``anon`` bytes."""
+    e = json.loads(line)
+    return (e.get("event") == "sample" and e["anon"] >= anon
+            and (name is None or e["worker"]["name"] == name))
 
 
-def test_json_events_for_a_worker_that_exits(tmp_path) -> None:
-    code = ("import os, sys, time; b = bytearray(20 << 20); b[::4096] = bytes(len(b[::4096])); "
-            "print('working', flush=True)\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.01)")
-    rc, stdout, stderr = watch_until_sampled(tmp_path, "--interval", "0.1", "--duration", "30", "--", PY, "-c", code)
-    assert rc == 0, stderr
-    r = subprocess.CompletedProcess([], rc, stdout, stderr)
+def test_json_events_for_a_worker_that_exits(gate) -> None:
+    held = gate()
+    code = f"b = bytearray(20 << 20); print('working'); {held.wait_code}"
+    r = run_until([*OOMSCOPE, "watch", "--json", "--interval", "0.1", "--duration", "30", "--", PY, "-c", code],
+                  lambda line: sample_of(line, anon=20 << 20), held.open)
+    assert r.returncode == 0, r.stderr
     evs = events(r.stdout)
     kinds = [e["event"] for e in evs]
     assert kinds[0] == "worker_started" and kinds[-1] == "worker_exited"
@@ -80,12 +70,17 @@ def test_console_script_is_installed() -> None:
     assert " started: exit 3" in r.stdout
 
 
-def test_human_output_leaves_samples_out() -> None:
-    r = watch("--interval", "0.05", "--run", f"{PY} -c 'import time; time.sleep(0.5)'")
+def test_human_output_leaves_samples_out(gate) -> None:
+    # The warning line proves samples were taken (and judged) while the worker ran.
+    held = gate()
+    hold = f'b = bytes(1) * (40 << 20); b = b.replace(bytes(1), b"x"); {held.wait_code}'
+    r = run_until([*OOMSCOPE, "watch", "--interval", "0.05", "--warn", "10MiB", "--crit", "off", "--sustain", "0",
+                   "--metric", "anon", "--run", f"{PY} -c '{hold}'"], lambda line: "WARNING: anon" in line, held.open)
     lines = r.stdout.splitlines()
     lines = [ln for ln in lines if "kernel log source" not in ln]
-    assert len(lines) == 2, lines  # started, exited: no sample lines
-    assert "started" in lines[0] and "exited: exit (exit code 0)" in lines[1]
+    # started, warning, (back to normal as it frees its memory on the way out,) exited: no sample lines
+    assert "started" in lines[0] and "WARNING" in lines[1] and "exited: exit (exit code 0)" in lines[-1], lines
+    assert len(lines) == 3 or (len(lines) == 4 and "back to normal" in lines[2]), lines
 
 
 def test_duration_stops_and_terminates_launched_workers() -> None:
@@ -297,17 +292,31 @@ def test_mem_limit_where_no_cgroup_can_be_made(as_nobody) -> None:
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
-def test_heap_events_at_the_asked_rate(tmp_path) -> None:
-    r = watch("--json", "--heap-interval", "0.1", "--duration", "1.5", "--", "node", "-e", "setInterval(() => {}, 1000)")
-    assert r.returncode == 0, r.stderr
-    heaps = [e for e in events(r.stdout) if e["event"] == "heap"]
-    assert len(heaps) >= 8, len(heaps)  # about 10 a second, not 1
+def test_heap_events_at_the_asked_rate(children) -> None:
+    p = children([*OOMSCOPE, "watch", "--json", "--heap-interval", "0.1", "--duration", "60", "--",
+                  "node", "-e", "setInterval(() => {}, 1000)"], stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    heaps: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
+    while len(heaps) < 8 or not samples:  # a sample taken after the reports began
+        line = p.stdout.readline()
+        assert line, "watch ended before 8 heap events"
+        e = json.loads(line)
+        if e["event"] == "heap":
+            heaps.append(e)
+        elif e["event"] == "sample" and heaps:
+            samples.append(e)
+    p.send_signal(signal.SIGINT)  # our own watch: it stops and terminates node
+    p.communicate(timeout=30)
+    assert p.returncode == 0
+    # About 10 a second, not the default 1: the spacing, not a count in a fixed time.
+    gaps = sorted(b["t"] - a["t"] for a, b in zip(heaps, heaps[1:]))
+    assert gaps[len(gaps) // 2] < 0.4, gaps
     assert all(e["thread_id"] == 0 and e["runtime"] == "node" for e in heaps)
-    samples = [e for e in events(r.stdout) if e["event"] == "sample"]
     assert samples[-1]["heap_source"] == "reported" and samples[-1]["heap_used"] > 0
 
 
-def test_settings_file_and_command_line(tmp_path) -> None:
+def test_settings_file_and_command_line(tmp_path, gate) -> None:
     """Levels and a per-worker override from --config; an option given on the command line wins."""
     cfg = tmp_path / "config.toml"
     cfg.write_text(
@@ -315,13 +324,26 @@ def test_settings_file_and_command_line(tmp_path) -> None:
         '[sampling]\ninterval_s = 0.05\n'
         '[workers."quiet-worker"]\nwarn = "1GiB"\n'
     )
-    hold = "import time; b = bytes(1) * (60 << 20); b = b.replace(bytes(1), b\"x\"); time.sleep(0.8)"
-    r = watch("--json", "--config", str(cfg), "--run", f"{PY} -c '{hold}'",
-              "--run", f"{PY} -c '{hold}' quiet-worker")
+    first, second = gate(), gate()
+    # Each holds 60 MiB, past the 30 MiB level, until the test has seen a sample of it that high.
+    hold = "b = bytes(1) * (60 << 20); b = b.replace(bytes(1), b\"x\"); {}"
+    seen: set[str] = set()
+
+    def both_high(line: str) -> bool:
+        if sample_of(line, anon=60 << 20):
+            seen.add(json.loads(line)["worker"]["id"])
+        return seen == {"w1", "w2"}
+
+    r = run_until([*OOMSCOPE, "watch", "--json", "--config", str(cfg),
+                   "--run", f"{PY} -c '{hold.format(first.wait_code)}'",
+                   "--run", f"{PY} -c '{hold.format(first.wait_code)}' quiet-worker"], both_high, first.open)
     assert r.returncode == 0, r.stderr
     warned = {e["worker"]["id"] for e in events(r.stdout) if e["event"] == "threshold"}
     assert warned == {"w1"}  # w2 matches the override's 1 GiB
-    r = watch("--json", "--config", str(cfg), "--warn", "off", "--run", f"{PY} -c '{hold}'")
+    r = run_until([*OOMSCOPE, "watch", "--json", "--config", str(cfg), "--warn", "off",
+                   "--run", f"{PY} -c '{hold.format(second.wait_code)}'"],
+                  lambda line: sample_of(line, anon=60 << 20), second.open)
+    assert r.returncode == 0, r.stderr
     assert not [e for e in events(r.stdout) if e["event"] == "threshold"]
 
 
@@ -354,11 +376,13 @@ def test_restart_from_the_command_line(tmp_path) -> None:
     assert any("no restarts left" in n for n in notes)
 
 
-def test_on_event_hook_gets_each_notable_event_as_json(tmp_path) -> None:
+def test_on_event_hook_gets_each_notable_event_as_json(tmp_path, gate) -> None:
     out = tmp_path / "events.jsonl"
-    hold = "import time; b = bytes(1) * (40 << 20); b = b.replace(bytes(1), b\\\"x\\\"); time.sleep(0.5)"
-    r = watch("--warn", "10MiB", "--crit", "off", "--sustain", "0", "--metric", "anon", "--interval", "0.05",
-              "--on-event", f"cat >> {out}", "--run", f"{PY} -c \"{hold}\"")
+    held = gate()
+    hold = f'b = bytes(1) * (40 << 20); b = b.replace(bytes(1), b"x"); {held.wait_code}'
+    r = run_until([*OOMSCOPE, "watch", "--warn", "10MiB", "--crit", "off", "--sustain", "0", "--metric", "anon",
+                   "--interval", "0.05", "--on-event", f"cat >> {out}", "--run", f"{PY} -c '{hold}'"],
+                  lambda line: "WARNING: anon" in line, held.open)
     assert r.returncode == 0, r.stderr
     got = [json.loads(line) for line in out.read_text().splitlines()]
     kinds = [e["event"] for e in got]
