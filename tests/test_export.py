@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import PY, REPO, EventLog
+from conftest import PY, REPO, EventLog, Gate
 from oomscope.core.engine import Engine, EngineConfig
 from oomscope.core.events import KernelLineRead, Samples, Stopped, WorkerExited, WorkerRef, WorkerStarted
 from oomscope.core.launch import LaunchSpec
@@ -43,9 +43,13 @@ def session_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
         log = EventLog(eng)
         try:
             if run == 0:
-                hold = "import time; print('hello'); b = b'x' * (8 << 20); time.sleep(0.6)"
+                held = Gate(path.parent / "gate")
+                hold = f"print('hello'); b = b'x' * (8 << 20); {held.wait_code}"
                 a = eng.launch(LaunchSpec((PY, "-c", hold))).result(10)
                 b = eng.launch(LaunchSpec((PY, "-c", "import time; time.sleep(60)"))).result(10)
+                # a goes once a few samples of its 8 MiB are in, b is terminated after that.
+                log.wait_for(lambda e: sum(s.anon >= 8 << 20 for s in log.samples_of(a.id)) >= 3)
+                held.open()
                 log.wait_exit(a.id)
                 eng.terminate(b.id)
                 log.wait_exit(b.id)

@@ -94,14 +94,29 @@ def test_scrape_shows_the_workers_real_memory_and_its_exit_cause(agents: Any, tm
     assert value(families, "oomscope_worker_exits_total", worker=label, cause="signal") == 0.0
 
 
-def test_a_gone_workers_gauges_expire_and_its_slots_counters_live_on(agents: Any, tmp_path: Path) -> None:
+def test_a_gone_workers_gauges_expire_and_its_slots_counters_live_on(agents: Any, tmp_path: Path, gate) -> None:
     config = tmp_path / "config.toml"
     config.write_text("[restart]\nbackoff_initial_s = 0.2\nbackoff_cap_s = 0.2\n")
-    code = "import sys, time\ntime.sleep(0.6)\nsys.exit(1)\n"
+    # Each life (the same command) counts itself, then waits at its own gate until the test has
+    # seen a sample of it (so it has gauges to expire), then exits 1.
+    gates = [gate(), gate()]
+    lives_dir = tmp_path / "lives"
+    lives_dir.mkdir()
+    code = ("import fcntl, os, sys\n"
+            f"d, gates = {str(lives_dir)!r}, {[g.path for g in gates]!r}\n"
+            "n = len(os.listdir(d))\n"
+            "open(os.path.join(d, str(n)), 'w').close()\n"
+            "fcntl.flock(open(gates[n]), fcntl.LOCK_SH)\n"
+            "sys.exit(1)\n")
     agent = agents("host-x", ["--config", str(config), "--restart", "1", "--run", run_arg(SLEEPER),
                               "--run", run_arg(code)], expire_s=2.0)
-    lives = [agent.wait_event(lambda e, n=n: e["event"] == "worker_started" and e["worker"]["slot"] == 2
-                              and e["worker"]["life"] == n) for n in (1, 2)]
+    lives = []
+    for n, held in zip((1, 2), gates):
+        life = agent.wait_event(lambda e, n=n: e["event"] == "worker_started" and e["worker"]["slot"] == 2
+                                and e["worker"]["life"] == n)
+        agent.wait_event(lambda e, pid=life["worker"]["pid"]: e["event"] == "sample" and e["worker"]["pid"] == pid)
+        held.open()
+        lives.append(life)
     label = f"{lives[0]['worker']['name']}#2"
     pids = [str(e["worker"]["pid"]) for e in lives]
     second_exit = agent.wait_event(lambda e: e["event"] == "worker_exited" and str(e["worker"]["pid"]) == pids[1])
