@@ -66,7 +66,9 @@ def test_scrape_shows_the_workers_real_memory_and_its_exit_cause(agents: Any, tm
 
     def scraped_rss_was_sampled() -> float | None:
         rss = value(scrape(agent.metrics_url), "oomscope_worker_rss_bytes", worker=label, pid=pid)
-        sampled = {e["rss"] for e in agent.events() if e["event"] == "sample" and str(e["worker"]["pid"]) == pid}
+        # A sample taken once the whole 50 MiB is in (not while the holder is still filling it).
+        sampled = {e["rss"] for e in agent.events() if e["event"] == "sample" and str(e["worker"]["pid"]) == pid
+                   and e["anon"] >= 50 << 20}
         return rss if rss is not None and rss >= 50 << 20 and int(rss) in sampled else None
 
     rss = wait_until(scraped_rss_was_sampled, 15, "a scraped RSS of the 50 MiB holder that the agent sampled")
