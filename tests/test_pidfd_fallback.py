@@ -225,8 +225,9 @@ def test_terminate_attached_through_the_fallback(make_engine, children, no_pidfd
 def test_terminate_of_a_stale_worker_signals_nothing(children, no_pidfd) -> None:
     # A long tick, so the engine has not noticed the exit yet when terminate comes: the
     # handle's own check is what must refuse. The attach is queued before the engine starts,
-    # so the engine's first tick (at once) samples it and the next is 20 s away.
-    eng = Engine(EngineConfig(interval_s=20.0, kernel_log=False, heap_reports=False))
+    # so the engine's first tick (at once) samples it and the next is 10 minutes away (getting
+    # the PID back can take tens of seconds on a busy machine: 20 s once let the tick win).
+    eng = Engine(EngineConfig(interval_s=600.0, kernel_log=False, heap_reports=False))
     log = EventLog(eng)
     old = ready_child(children, BLOCKING_CHILD)
     attached = eng.attach(old.pid)
