@@ -108,14 +108,19 @@ def test_policy_beats_the_kernel_on_a_160_mb_per_s_leak() -> None:
 
 @needs_v1
 @pytest.mark.cgroup
-def test_a_crossing_between_ticks_is_reported_before_the_next_tick(make_engine: Callable[..., Any]) -> None:
+def test_a_crossing_between_ticks_is_reported_before_the_next_tick(make_engine: Callable[..., Any],
+                                                                    gate: Callable[[], Any]) -> None:
     """Interval 60 s: the first tick samples the worker small; it then climbs past 50 % of its
     limit. Only the kernel's notification can say so before the next tick, a minute later."""
     config = ThresholdConfig(warn=None, crit=parse_level("50%"), sustain_s=0.0)
     eng, log = make_engine(interval_s=60.0, thresholds=config)
-    climb = ("import time\ntime.sleep(0.5)\nb = bytearray(48 << 20)\n"
+    small = gate()  # it climbs only once the first tick has sampled it small
+    climb = (f"import time\n{small.wait_code}\nb = bytearray(48 << 20)\n"
              "b[::4096] = b'\\x01' * len(b[::4096])\ntime.sleep(60)\n")
     ref = eng.launch(LaunchSpec((PY, "-c", climb), mem_limit_bytes=64 << 20)).result(10)
+    (first,) = log.wait_samples(ref.id)
+    assert first.anon < 32 * MiB
+    small.open()
     hit = log.wait_for(lambda e: isinstance(e, Threshold) and e.worker.id == ref.id
                        and e.level == "critical", timeout=20.0)
     assert isinstance(hit, Threshold) and hit.value >= 32 * MiB

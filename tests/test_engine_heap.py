@@ -115,11 +115,14 @@ def test_heap_metric_thresholds(make_engine) -> None:
     assert crit.value >= 80 << 20
 
 
-def test_python_worker_reports_too(make_engine) -> None:
+def test_python_worker_reports_too(make_engine, gate) -> None:
     eng, log = make_engine(heap_interval_s=0.1)
-    ref = eng.launch(LaunchSpec((PY, "-c", "import time; b = bytearray(30 << 20); time.sleep(5)"))).result(10)
+    held = gate()  # it holds its 30 MiB until their report is seen, however slowly the reporter starts
+    ref = eng.launch(LaunchSpec((PY, "-c", f"b = bytearray(30 << 20); {held.wait_code}"))).result(10)
     h = log.wait_for(lambda e: e.kind == "heap" and e.worker.id == ref.id and e.heap_used > 30 << 20, timeout=30)
     assert h.runtime == "python" and h.thread_id == 0
+    held.open()
+    assert log.wait_exit(ref.id).exit_code == 0
 
 
 def test_anon_stands_in_for_the_heap_where_no_reporter_speaks(make_engine, children) -> None:

@@ -20,19 +20,23 @@ from test_gui_record_support import assert_plausible_png, png_facts
 
 pytestmark = GUI_MARKS
 
-DIES = ("import sys, time\nheld = bytearray(16 << 20)\nheld[::4096] = b'x' * len(held[::4096])\n"
-        "print('about to give up', file=sys.stderr, flush=True)\ntime.sleep(1.0)\nsys.exit(3)\n")
+# Holds its 16 MiB at a gate until the window has a sample of them, then gives up with code 3.
+DIES = ("import sys\nheld = bytearray(16 << 20)\nheld[::4096] = b'x' * len(held[::4096])\n"
+        "print('about to give up', file=sys.stderr, flush=True)\n{wait}\nsys.exit(3)\n")
 
 
-def test_incident_of_a_worker_that_exited(qtbot, make_window, tmp_path) -> None:
+def test_incident_of_a_worker_that_exited(qtbot, make_window, tmp_path, gate) -> None:
     from oomscope.core.recording.export import SAMPLE_COLUMNS
 
+    held = gate()
     window = make_window(thresholds=ThresholdConfig(warn=parse_level("8MiB"), crit=parse_level("1GiB")))
-    window.launch(LaunchSpec((PY, "-c", DIES), name="dies"))
+    window.launch(LaunchSpec((PY, "-c", DIES.format(wait=held.wait_code)), name="dies"))
     window.launch(LaunchSpec((PY, "-c", HOLDER.format(mib=4)), name="holder"))
     qtbot.waitUntil(lambda: len(window.roster.workers) == 2, timeout=10_000)
     dies, holder = window.roster.workers
-    qtbot.waitUntil(lambda: not dies.alive and len(holder.series) > 3, timeout=15_000)
+    qtbot.waitUntil(lambda: len(dies.series) > 0 and dies.series.values("anon").max() > 16 << 20, timeout=30_000)
+    held.open()
+    qtbot.waitUntil(lambda: not dies.alive and len(holder.series) > 3, timeout=30_000)
 
     # Enabled for a dead worker only: in the File menu and the table's context menu.
     window.select_worker(holder.id)
