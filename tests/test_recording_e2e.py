@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import PY, v1_memory_writable
+from conftest import PY, run_until, v1_memory_writable
 from oomscope.core.errors import BadInput
 from oomscope.core.events import Output, Samples
 from oomscope.core.recording import SessionFile
@@ -205,13 +205,34 @@ def test_kill_9_mid_recording_keeps_every_committed_batch(tmp_path: Path, watche
 
 # ------------------------------------------------------------------ disk full
 
-def test_disk_full_stops_recording_not_the_session(tmp_path: Path) -> None:
-    flood = ("import sys, time\ntime.sleep(1.2)\nfor i in range(1500): print('x' * 1500)\n"
-             "sys.stdout.flush(); time.sleep(1.0)\nprint('after', flush=True)\n")
+def test_disk_full_stops_recording_not_the_session(tmp_path: Path, gate: Any) -> None:
+    # The worker floods its output only once the file holds a commit with samples, and says its
+    # last word only once watch has told of the full disk and sampled it after that.
+    committed, told = gate(), gate()
+    flood = (f"import sys\n{committed.wait_code}\nfor i in range(1500): print('x' * 1500)\n"
+             f"sys.stdout.flush()\n{told.wait_code}\nprint('after', flush=True)\n")
+    stopped = False
+
+    def in_the_file() -> int:
+        try:
+            with SessionFile.open(path) as f:
+                return sum(e["event"] == "sample" for e in printed_json(f))
+        except (BadInput, sqlite3.Error):
+            return 0  # nothing committed yet
+
+    def sampled_after_the_notice(line: str) -> bool:
+        nonlocal stopped
+        event = json.loads(line)
+        if event["event"] == "notice" and "recording stopped" in event["message"]:
+            stopped = True
+        elif event["event"] == "sample" and not stopped and in_the_file() >= 3:
+            committed.open()  # no event tells of a commit: the file is read at each sample
+        return stopped and event["event"] == "sample"
+
     with tmpfs(tmp_path / "small", size="1m") as small:
         path = small / "s.db"
-        r = subprocess.run([*OOMSCOPE, "watch", "--json", "--record", str(path), "--interval", "0.1",
-                            "--", PY, "-c", flood], capture_output=True, text=True, timeout=60)
+        r = run_until([*OOMSCOPE, "watch", "--json", "--record", str(path), "--interval", "0.1",
+                       "--", PY, "-c", flood], sampled_after_the_notice, told.open)
         assert r.returncode == 0, r.stderr[-2000:]
         stdout = [json.loads(line) for line in r.stdout.splitlines()]
         stops = [i for i, e in enumerate(stdout) if e["event"] == "notice" and "recording stopped" in e["message"]]
