@@ -39,7 +39,8 @@ def _back_to_back(eng: Engine, ticks: int) -> tuple[float, int]:
     return eng.sampling_cpu_s - cpu0, eng.worker_samples - n0
 
 
-def sampling(n_workers: int = 200, interval_s: float = 0.1, duration_s: float = 10.0) -> dict[str, Any]:
+def sampling(n_workers: int = 200, interval_s: float = 0.1, duration_s: float = 10.0,
+             bare_ticks: int = 30) -> dict[str, Any]:
     procs = _idle_processes(n_workers)
     eng = Engine(EngineConfig(interval_s=interval_s, rescan_s=3600.0)).start()
     try:
@@ -77,7 +78,6 @@ def sampling(n_workers: int = 200, interval_s: float = 0.1, duration_s: float = 
     try:
         fds = [os.open(f"/proc/{p.pid}/statm", os.O_RDONLY) for p in procs]
         bare = 0.0
-        bare_ticks = 30
         for _ in range(bare_ticks):
             time.sleep(interval_s)  # the cadence is the point here, not a synchronisation
             t0 = time.thread_time()
@@ -150,7 +150,7 @@ def exit_latency(trials: int = 200) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     quick = benchargs.quick(argv, __doc__)
-    s = sampling(5, 0.1, 1.0) if quick else sampling()
+    s = sampling(5, 0.1, 1.0, bare_ticks=5) if quick else sampling()
     print(f"sampling: {s['workers']} idle processes at {s['interval_s']} s for {s['duration_s']} s "
           f"({s['worker_samples']} worker-samples)")
     print(f"  engine thread CPU per worker-sample: {s['engine_thread_us_per_worker_sample']:.2f} µs "

@@ -18,7 +18,6 @@ Usage: ``python bench/bench_policy_race.py [--runs N] [--quick]``. Needs a memor
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -29,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import benchargs
 
 PY_LEAKER = """
 import time
@@ -128,15 +129,14 @@ def run(runs: int = 20) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = benchargs.parser(__doc__, "1 run of each")
     p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--quick", action="store_true", help="2 runs of each (a smoke test)")
     a = p.parse_args(argv)
     if not cgroup_possible():
         print("policy race: no writable memory cgroup here (needs root): not measured")
         return None
     t0 = time.monotonic()
-    r = run(2 if a.quick else a.runs)
+    r = run(1 if a.quick else a.runs)
     for name in ("python_160MBps", "node_400MBps"):
         if name in r:
             wins = r[name].get("terminated", 0)

@@ -20,7 +20,6 @@ times an hour of the same fleet.
 
 from __future__ import annotations
 
-import argparse
 import random
 import sqlite3
 import sys
@@ -32,6 +31,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import benchargs
 from oomscope.core.engine import EngineConfig
 from oomscope.core.events import Heap, Sample, Samples, WorkerRef, WorkerStarted
 from oomscope.core.recording import SessionFile, open_recorder
@@ -209,14 +209,13 @@ def _read_back(path: Path, samples: int, heaps: int) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p = benchargs.parser(__doc__, "5 workers for 2 s")
     p.add_argument("--workers", type=int, default=200)
     p.add_argument("--interval", type=float, default=0.1)
     p.add_argument("--duration", type=float, default=30.0)
     p.add_argument("--threads", type=int, default=4, help="threads reporting their heap per Node.js worker")
     p.add_argument("--all-node", action="store_true", help="every worker Node.js (default: a quarter)")
     p.add_argument("--dir", help="where to write the file (default: the temporary directory)")
-    p.add_argument("--quick", action="store_true", help="5 workers for 2 s (a smoke test)")
     args = p.parse_args(argv)
     if args.quick:
         args.workers, args.duration = 5, 2.0

@@ -10,7 +10,6 @@ the end), and the time of a scrub (slider released) to the middle and to near th
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import sys
@@ -22,6 +21,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import benchargs  # noqa: E402
 from oomscope.core.engine import EngineConfig  # noqa: E402
 from oomscope.core.oomlog.lines import KernelLine  # noqa: E402
 from oomscope.core.events import (  # noqa: E402
@@ -70,10 +70,9 @@ def make_session(path: Path, workers: int, minutes: float, interval_s: float = 0
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser()
+    ap = benchargs.parser(__doc__, "5 workers for half a minute")
     ap.add_argument("--workers", type=int, default=200)
     ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--quick", action="store_true", help="5 workers for half a minute (a smoke test)")
     args = ap.parse_args(argv)
     if args.quick:
         args.workers, args.minutes = 5, 0.5

@@ -8,18 +8,19 @@ Python (a block allocated and freed on the period). Each is sampled like the eng
 A Python worker leaking 1 MiB a minute (17 KiB every second) runs beside them: the time until
 its trend reads growing — target: under 3 minutes. Also the CPU cost of ``add`` and of a refit.
 
-Usage: ``python bench/bench_trend.py [--seconds 600] [--quick]`` (``--quick``: 30 s, shape only).
+Usage: ``python bench/bench_trend.py [--seconds 600] [--quick]`` (``--quick``: 3 s, shape only).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
 import sys
 import time
 from typing import Any
+
+import benchargs
 
 from oomscope.core.forecast import GROWING_MIN_BYTES_PER_S, Trend
 
@@ -137,11 +138,10 @@ def cost() -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = benchargs.parser(__doc__, "3 s")
     p.add_argument("--seconds", type=float, default=600.0)
-    p.add_argument("--quick", action="store_true", help="30 s: checks the shape, not the figures")
     a = p.parse_args(argv)
-    r = run(30.0 if a.quick else a.seconds)
+    r = run(3.0 if a.quick else a.seconds)
     for name, counts in r["steady_growing_verdicts"].items():
         print(f"trend, {name}, {r['seconds']:.0f} s sampled at 1 Hz: growing verdicts rss {counts['rss']}, "
               f"anon {counts['anon']}")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 
-def parser(doc: str | None) -> argparse.ArgumentParser:
+def parser(doc: str | None, quick_help: str = "a tiny configuration") -> argparse.ArgumentParser:
+    """The script's parser with ``--quick``; ``quick_help`` says what the tiny run is."""
     p = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0] if doc else None)
     p.add_argument("--quick", action="store_true",
-                   help="a tiny configuration: checks the script works, its figures mean little")
+                   help=f"{quick_help}: checks the script works, its figures mean little")
     return p
 
 

@@ -142,10 +142,10 @@ def test_bench_policy_race(runs: dict[str, Run]) -> None:
         if name.startswith("node") and shutil.which("node") is None:
             continue
         wins, total = figures(out, rf"^policy race, {name} under .*: {NUM}/{NUM} terminated by policy")
-        assert total == 2 and 0 <= wins <= total
+        assert total == 1 and 0 <= wins <= total
     median, p99, top, n, _s = figures(out, rf"^crossing -> threshold event, .*: median {NUM} ms, p99 {NUM} ms, "
                                            rf"max {NUM} ms \({NUM} runs, {NUM} s\)")
-    assert n == 2 and median <= p99 <= top
+    assert n == 1 and median <= p99 <= top
 
 
 def test_bench_record(runs: dict[str, Run]) -> None:
@@ -175,8 +175,11 @@ def test_bench_trend(runs: dict[str, Run]) -> None:
     steady = [line for line in text.splitlines() if "steady" in line and "growing verdicts" in line]
     assert len(steady) in (3, 6), text  # python's three periods, and node's where installed
     for line in steady:
-        rss, anon = figures(line, r"growing verdicts rss " + NUM + r", anon " + NUM)
-        assert rss >= 0 and anon >= 0
-    assert "python leaking 1 MiB/min: growing after" in text
+        seconds, rss, anon = figures(line, rf"steady \d+ s, {NUM} s sampled at 1 Hz: growing verdicts rss {NUM}, "
+                                           rf"anon {NUM}$")
+        assert seconds == 3 and rss <= seconds and anon <= seconds  # at most one verdict a sample
+    # The leak's time to a growing verdict, or None: too slow to show within a quick run.
+    assert re.search(r"^trend, python leaking 1 MiB/min: growing after rss (None|\d+\.\d+) s, "
+                     r"anon (None|\d+\.\d+) s$", text, re.M), text
     add_us, refit_us = figures(text, r"trend cost: add " + NUM + r" µs per sample, refit " + NUM + r" µs")
     assert 0 < add_us and 0 < refit_us
