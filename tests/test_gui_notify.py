@@ -49,12 +49,14 @@ def test_a_flood_of_alerts_reaches_the_desktop_as_a_few_and_one_summary(qtbot, m
 pytestmark = GUI_MARKS
 
 
-# 1 MiB every 20 ms up to 60 MiB: several samples in each level on the way up.
-CLIMB_TO_60_MIB = ("import time\nc = []\nfor _ in range(60):\n    c.append(b'x' * (1 << 20)); time.sleep(0.02)\n"
+# 1 MiB every 20 ms to 30 MiB, held there at a gate until the window shows it at warning, then
+# on to 60 MiB: each level is reached, however the sampler and the climber share the CPU.
+CLIMB_TO_60_MIB = ("import time\nc = []\nfor _ in range(30):\n    c.append(b'x' * (1 << 20)); time.sleep(0.02)\n"
+                   "{wait}\nfor _ in range(30):\n    c.append(b'x' * (1 << 20)); time.sleep(0.02)\n"
                    "time.sleep(60)\n")
 
 
-def crossings_notified(qtbot: Any, make_window: Any, tmp_path: Path, thresholds_toml: str) -> list[str]:
+def crossings_notified(qtbot: Any, make_window: Any, gate: Any, tmp_path: Path, thresholds_toml: str) -> list[str]:
     """The titles notified while a worker climbs through warning (20 MiB) into critical
     (40 MiB), with the levels' actions from a settings file, as the app reads it."""
     cfg = tmp_path / "config.toml"
@@ -63,20 +65,24 @@ def crossings_notified(qtbot: Any, make_window: Any, tmp_path: Path, thresholds_
     window = make_window(load_config(cfg).thresholds, interval_s=0.05)
     shown: list[tuple[str, str]] = []
     window.notifier.show_fn = lambda title, text: shown.append((title, text))
-    ref = window.engine.launch(LaunchSpec((PY, "-c", CLIMB_TO_60_MIB), name="climber")).result(10)
-    qtbot.waitUntil(lambda: ref.id in window.roster.by_id and window.roster.by_id[ref.id].level == "critical",
-                    timeout=30_000)
+    at_warning = gate()
+    climb = CLIMB_TO_60_MIB.format(wait=at_warning.wait_code)
+    ref = window.engine.launch(LaunchSpec((PY, "-c", climb), name="climber")).result(10)
+    level = lambda: ref.id in window.roster.by_id and window.roster.by_id[ref.id].level  # noqa: E731
+    qtbot.waitUntil(lambda: level() == "warning", timeout=30_000)
+    at_warning.open()
+    qtbot.waitUntil(lambda: level() == "critical", timeout=30_000)
     window.engine.terminate(ref.id)
     return [title for title, _text in shown]
 
 
-def test_warning_notifies_and_critical_does_not_when_the_file_says_so(qtbot, make_window, tmp_path) -> None:
-    titles = crossings_notified(qtbot, make_window, tmp_path, 'on_warn = "notify"\non_crit = "none"\n')
+def test_warning_notifies_and_critical_does_not_when_the_file_says_so(qtbot, make_window, gate, tmp_path) -> None:
+    titles = crossings_notified(qtbot, make_window, gate, tmp_path, 'on_warn = "notify"\non_crit = "none"\n')
     assert "oomscope: climber is warning" in titles, titles
     assert not [t for t in titles if "critical" in t], titles
 
 
-def test_by_default_critical_notifies_and_warning_does_not(qtbot, make_window, tmp_path) -> None:
-    titles = crossings_notified(qtbot, make_window, tmp_path, "")
+def test_by_default_critical_notifies_and_warning_does_not(qtbot, make_window, gate, tmp_path) -> None:
+    titles = crossings_notified(qtbot, make_window, gate, tmp_path, "")
     assert "oomscope: climber is critical" in titles, titles
     assert not [t for t in titles if "warning" in t], titles
