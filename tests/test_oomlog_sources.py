@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -90,12 +91,19 @@ def test_journalctl_source_works_or_says_why() -> None:
     try:
         src = JournalctlSource()
     except SourceUnavailable as e:
-        # This machine has no journald; the reason must say so (or name the real obstacle).
-        assert not _journald_running() or "journal" in str(e)
-        assert "journal" in str(e)
+        # The reason names this machine's real obstacle, not just any.
+        if shutil.which("journalctl") is None:
+            assert "journalctl not found" in str(e)
+        elif not _journald_running():
+            assert "journald not running" in str(e)
+        else:
+            assert "not readable for this user" in str(e) or "failed (exit" in str(e), e
         return
     try:
-        assert all(ln.history for ln in src.read_available())
+        history = src.read_available()
+        # Opened with nothing to show is only right where a journald runs (and has no match yet).
+        assert history or _journald_running()
+        assert all(ln.history for ln in history)
     finally:
         src.close()
 
