@@ -47,8 +47,9 @@ def session_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
                 hold = f"print('hello'); b = b'x' * (8 << 20); {held.wait_code}"
                 a = eng.launch(LaunchSpec((PY, "-c", hold))).result(10)
                 b = eng.launch(LaunchSpec((PY, "-c", "import time; time.sleep(60)"))).result(10)
-                # a goes once a few samples of its 8 MiB are in, b is terminated after that.
-                log.wait_for(lambda e: sum(s.anon >= 8 << 20 for s in log.samples_of(a.id)) >= 3)
+                # a goes once six samples of its 8 MiB are in (with b's, the session holds more
+                # than the 10 samples the export tests count on), b is terminated after that.
+                log.wait_for(lambda e: sum(s.anon >= 8 << 20 for s in log.samples_of(a.id)) >= 6)
                 held.open()
                 log.wait_exit(a.id)
                 eng.terminate(b.id)
