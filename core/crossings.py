@@ -61,17 +61,6 @@ class Velocity:
             return None
         return (self._v - self._v0) / dt
 
-    def seconds_to(self, target: int | None, current: int) -> float | None:
-        """Seconds until ``current`` reaches ``target`` at this velocity; 0.0 when there, None
-        when not climbing or no target."""
-        if target is None:
-            return None
-        if current >= target:
-            return 0.0
-        v = self.bytes_per_s()
-        if v is None or v <= 0:
-            return None
-        return (target - current) / v
 
 
 def kernel_levels(levels_bytes: list[int | None], limit_bytes: int | None) -> list[int]:

@@ -73,6 +73,7 @@ class CgroupWatch(Protocol):
     """One cgroup's notifications: wait on :meth:`fileno`, then :meth:`read`."""
 
     directory: str
+    levels: tuple[int, ...]  # the levels asked for (registered with the kernel on v1)
 
     def fileno(self) -> int: ...
 
@@ -184,8 +185,12 @@ class V2Events:
     before ``max``.
     """
 
-    def __init__(self, directory: str, *, psi_trigger: str | None = None) -> None:
+    def __init__(self, directory: str, levels_bytes: Iterable[int] = (), *,
+                 psi_trigger: str | None = None) -> None:
         self.directory = directory
+        # v2 has no usage thresholds: the levels are kept only so the owner can tell whether a
+        # watch is still the one it asked for; they are checked at each wake-up and sample.
+        self.levels: tuple[int, ...] = tuple(sorted({int(b) for b in levels_bytes if b > 0}))
         self._ino = -1
         self._events_fd = -1
         self._usage_fd = -1
@@ -357,5 +362,5 @@ def watch_cgroup(version: int, directory: str, levels_bytes: Iterable[int], *,
     if version == 1:
         return V1Thresholds(directory, levels_bytes)
     if version == 2:
-        return V2Events(directory, psi_trigger=psi_trigger)
+        return V2Events(directory, levels_bytes, psi_trigger=psi_trigger)
     raise ValueError(f"cgroup version must be 1 or 2, not {version!r}")

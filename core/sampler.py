@@ -249,7 +249,7 @@ class Sampler:
             return
         levels = kernel_levels([w.warn_bytes, w.crit_bytes], w.cgroup_limit)
         if w.watch is not None:
-            if getattr(w.watch, "levels", None) == tuple(levels):
+            if w.watch.levels == tuple(levels):
                 return
             drop_watch(self._selector, w)
         try:

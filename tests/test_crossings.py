@@ -47,9 +47,10 @@ def test_velocity_is_the_slope_over_half_a_second() -> None:
     for k in range(2, 40):  # 20 ms samples of a steady 100 MiB/s climb
         v.add(10.0 + 0.02 * k, 100 * MiB + int(2 * MiB * k))
     assert v.bytes_per_s() == pytest.approx(100 * MiB, rel=0.02)
-    assert v.seconds_to(200 * MiB, 150 * MiB) == pytest.approx(0.5, rel=0.02)
-    assert v.seconds_to(200 * MiB, 250 * MiB) == 0.0
-    assert v.seconds_to(None, 0) is None
+    rate = v.bytes_per_s()
+    assert climb_outlook(rate, 150 * MiB, 200 * MiB, 0, None, 1.0)[0] == pytest.approx(0.5, rel=0.02)
+    assert climb_outlook(rate, 250 * MiB, 200 * MiB, 0, None, 1.0)[0] == 0.0
+    assert climb_outlook(rate, 0, None, 0, None, 1.0)[0] is None
     # A step of 8 MiB every 300 ms is 27 MiB/s, not the 400 MiB/s of its 20 ms edges.
     step = Velocity()
     for k in range(0, 60):
@@ -60,7 +61,7 @@ def test_velocity_is_the_slope_over_half_a_second() -> None:
     falling = Velocity()
     falling.add(0.0, 10 * MiB)
     falling.add(1.0, 5 * MiB)
-    assert falling.seconds_to(20 * MiB, 5 * MiB) is None
+    assert climb_outlook(falling.bytes_per_s(), 5 * MiB, 20 * MiB, 0, None, 1.0)[0] is None
 
 
 def test_kernel_levels_ladder_stays_under_the_limit() -> None:

@@ -191,9 +191,9 @@ V2_EVENTS = {"low": 0, "high": 0, "max": 0, "oom": 0, "oom_kill": 0, "oom_group_
 
 def test_v2_memory_events_report_the_counters_that_rose(tmp_path: Path) -> None:
     group = _v2_tree(tmp_path, {**V2_EVENTS, "high": 4}, 40 * MiB)
-    watch = watch_cgroup(2, str(group), [])
+    watch = watch_cgroup(2, str(group), [48 * MiB, 32 * MiB])
     try:
-        assert isinstance(watch, V2Events)
+        assert isinstance(watch, V2Events) and watch.levels == (32 * MiB, 48 * MiB)
         assert not _wait(watch, 0)  # nothing changed yet
         (group / "memory.current").write_text(f"{60 * MiB}\n")
         _write_events(group, {**V2_EVENTS, "high": 9, "max": 1})
