@@ -38,7 +38,6 @@ from .launch import LaunchSpec
 from .oomlog import SourceState as SourceState_
 from .pidfd import unavailable_reason
 from .restart import RestartPolicy, Slots
-from .crossings import FAST_INTERVAL_S
 from .sampler import Sampler
 from .thresholds import ThresholdConfig
 from .worker import WorkerTable
@@ -287,9 +286,11 @@ class Engine:
             while True:
                 now = time.monotonic()
                 deadline = min(next_sample, next_rescan)
-                fast = self._sampler.fast_workers(now)
+                fast, fast_interval = self._sampler.fast_workers(now)
                 if fast:
-                    # Workers climbing toward a line are sampled every FAST_INTERVAL_S between ticks.
+                    # Workers climbing toward a line are sampled fast between ticks (a wake-up
+                    # may have just shortened the interval: do not wait out the longer one).
+                    next_fast = min(next_fast, now + fast_interval)
                     deadline = min(deadline, next_fast)
                 if self._timers:
                     deadline = min(deadline, self._timers[0][0])
@@ -303,10 +304,10 @@ class Engine:
                     self._guard(fn)
                 if fast and next_fast <= now < next_sample:
                     self._guard(functools.partial(self._sampler.sample, [w for w in fast if not w.exited]))
-                    next_fast = now + FAST_INTERVAL_S
+                    next_fast = now + fast_interval
                 if now >= next_sample:
                     self._guard(self._sample)
-                    next_fast = now + FAST_INTERVAL_S
+                    next_fast = now + fast_interval
                     if not self._use_pidfd:
                         self._guard(self._poll_exits)
                     self._sampler.suspects.clear()

@@ -16,7 +16,8 @@ from . import procfs
 from .cgroups import MemoryCgroup
 from .errors import Error, WorkerGone
 from .events import Event, LevelPending, LevelsChanged, Notice, Sample, Samples, Threshold
-from .crossings import FAST_HOLD_S, FAST_LOOKAHEAD_TICKS, climb_outlook, imminent, kernel_levels
+from .crossings import (BURST_INTERVAL_S, BURST_S, FAST_HOLD_S, FAST_INTERVAL_S, FAST_LOOKAHEAD_TICKS,
+                        climb_outlook, imminent, kernel_levels)
 from .forecast import GROWING_MIN_BYTES_PER_S
 from .memwatch import DEFAULT_PSI_TRIGGER, WatchUnavailable, watch_cgroup
 from .procfs import PAGE_SIZE
@@ -281,11 +282,17 @@ class Sampler:
             drop_watch(self._selector, w)
             return
         self.kernel_wakeups += 1
-        w.fast_until = time.monotonic() + FAST_HOLD_S
+        now = time.monotonic()
+        w.fast_until = now + FAST_HOLD_S
+        w.burst_until = now + BURST_S
         self.sample([w])
 
-    def fast_workers(self, now: float) -> list[Worker]:
-        return [w for w in self._live if w.fast_until > now]
+    def fast_workers(self, now: float) -> tuple[list[Worker], float]:
+        """The workers to sample between ticks, and how often: every FAST_INTERVAL_S, or every
+        BURST_INTERVAL_S while one of them is in the burst after a kernel wake-up."""
+        fast = [w for w in self._live if w.fast_until > now]
+        burst = any(w.burst_until > now for w in fast)
+        return fast, (BURST_INTERVAL_S if burst else FAST_INTERVAL_S)
 
 
 def drop_watch(selector: selectors.BaseSelector, w: Worker) -> None:

@@ -34,7 +34,7 @@ class Worker:
         "ref", "handle", "popen", "limited", "parent_pid", "statm", "statm_fd", "cgroup", "cgroup_limit",
         "oom_kills_at_start", "swap", "level", "warn_bytes", "crit_bytes", "terminating_by",
         "last_signal", "exited", "comm", "comm_checks_left", "oom_record", "heap", "node_options", "thresholds", "override", "tracker", "trend", "rate", "eta_limit_s",
-        "eta_crit_s", "last_value", "pending", "velocity", "fast_until", "watch", "slot", "started_mono", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
+        "eta_crit_s", "last_value", "pending", "velocity", "fast_until", "burst_until", "watch", "slot", "started_mono", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
     )
 
     def __init__(
@@ -80,6 +80,7 @@ class Worker:
         self.velocity = Velocity()
         self.pending: str | None = None  # the level announced as pending (LevelPending)
         self.fast_until = 0.0  # monotonic time until which the loop samples it fast
+        self.burst_until = 0.0  # ... and faster still, just after a kernel wake-up
         self.watch: CgroupWatch | None = None  # the kernel's notifications for its own cgroup
         self.slot: Slot | None = None
         self.started_mono = time.monotonic()

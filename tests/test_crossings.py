@@ -16,7 +16,7 @@ import pytest
 
 from conftest import PY, REPO, ready_child, v1_memory_writable
 from gui_helpers import confirmer, make_window  # noqa: F401 (fixtures)
-from oomscope.core.crossings import Velocity, climb_outlook, imminent, kernel_levels
+from oomscope.core.crossings import BURST_S, Velocity, climb_outlook, imminent, kernel_levels
 from oomscope.core.events import LevelPending, Samples, Threshold, WorkerExited, WorkerStarted
 from oomscope.core.launch import LaunchSpec
 from oomscope.core.sizes import parse_level
@@ -127,6 +127,31 @@ def test_a_crossing_between_ticks_is_reported_before_the_next_tick(make_engine: 
     assert isinstance(hit, Threshold) and hit.value >= 32 * MiB
     # Seen within the 20 s waited, long before the next tick: the kernel woke the engine.
     assert eng.stats()["kernel_wakeups"] >= 1
+
+
+@needs_v1
+@pytest.mark.cgroup
+def test_a_kernel_wake_up_is_followed_by_a_burst_of_dense_samples(make_engine: Callable[..., Any],
+                                                                    gate: Callable[[], Any]) -> None:
+    """After a wake-up the value a level compares may cross it between two 20 ms samples while
+    the cgroup's usage passes no further rung: the engine samples that worker every 5 ms for a
+    moment. The climb's own rungs wake the engine several times in its first milliseconds;
+    after that, in the rest of the burst's window, 20 ms spacing would give at most 2 samples."""
+    config = ThresholdConfig(warn=None, crit=parse_level("50%"), sustain_s=0.0)
+    eng, log = make_engine(interval_s=60.0, thresholds=config)
+    small = gate()
+    climb = (f"import time\n{small.wait_code}\nb = bytearray(48 << 20)\n"
+             "b[::4096] = b'\\x01' * len(b[::4096])\ntime.sleep(60)\n")
+    ref = eng.launch(LaunchSpec((PY, "-c", climb), mem_limit_bytes=64 << 20)).result(10)
+    log.wait_samples(ref.id)
+    small.open()
+    # The wake-up's own sample reports the crossing: the threshold event has its time.
+    woke = log.wait_for(lambda e: isinstance(e, Threshold) and e.worker.id == ref.id, timeout=20.0).t
+    log.wait_for(lambda e: isinstance(e, Samples) and e.t > woke + BURST_S + 0.05, timeout=10.0)
+    burst = [ev.t for ev in log.events if isinstance(ev, Samples) and woke + 0.02 < ev.t <= woke + BURST_S
+             and any(s.worker.id == ref.id for s in ev.samples)]
+    assert eng.stats()["kernel_wakeups"] >= 1
+    assert len(burst) >= 5, [round((t - woke) * 1e3, 1) for t in burst]
 
 
 def test_a_fast_climb_is_sampled_fast(make_engine: Callable[..., Any],
