@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 import benchargs  # noqa: E402
 
 from oomscope.core.events import Sample, Samples, WorkerRef, WorkerStarted  # noqa: E402
-from oomscope.core.metrics import MetricsBook  # noqa: E402
+from oomscope.core.prometheus.metrics import MetricsBook  # noqa: E402
 
 WORKERS = 200
 

@@ -59,7 +59,7 @@ def classify(
 
     ``returncode`` is Popen's (negative: killed by that signal) for launched workers and None
     for attached ones, whose status only their real parent can read. ``kernel_record_line`` is
-    the kill line of a kernel record already matched to this worker (see correlate.py).
+    the kill line of a kernel record already matched to this worker (see oomlog/correlate.py).
     """
     sig = -returncode if returncode is not None and returncode < 0 else None
     code = returncode if returncode is not None and returncode >= 0 else None

@@ -4,7 +4,7 @@ The sampling tick (1 s by default) is too slow for a leak of hundreds of MB/s: i
 the cgroup's limit between two ticks, and a sustain of 2 s on top lets the kernel win every
 time. Three things close that gap, all decided here and carried out by the engine's loop:
 
-* **Kernel notifications** (core/memwatch.py) for a launched worker's own cgroup: a wake-up
+* **Kernel notifications** (core/cgroup/notify.py) for a launched worker's own cgroup: a wake-up
   the moment usage crosses a level, and the engine samples that worker at once. Besides each
   level, a short ladder above it (+1, +2, +4, +8 MiB) is registered: usage counts page cache
   and kernel memory, so an RSS or anon value crosses a little after usage does, and the next

@@ -26,14 +26,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .cgpool import CgroupPool
+from .cgroup.pool import CgroupPool
 from .errors import BadInput, Error
 from .events import Event, Notice, Stopped, WorkerRef
 from .exits import Exits
-from .heapdesk import HeapDesk
+from .heap.desk import HeapDesk
 from .intake import Intake
-from .kernelfeed import KernelFeed
-from .kerneldesk import KernelDesk, kill_line
+from .oomlog.feed import KernelFeed
+from .oomlog.desk import KernelDesk, kill_line
 from .launch import LaunchSpec
 from .oomlog import SourceState as SourceState_
 from .pidfd import unavailable_reason

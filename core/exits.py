@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 from . import procfs
 from .causes import EXIT, OOM_KILL, SIGNAL, UNKNOWN, classify
-from .cgpool import CgroupPool
-from .correlate import ExitNote
+from .cgroup.pool import CgroupPool
+from .oomlog.correlate import ExitNote
 from .errors import Error, Refused, WorkerGone
 from .events import CrashLoop, Event, Notice, Output, RestartCancelled, Terminate, WorkerExited
-from .heapdesk import HeapDesk
-from .kerneldesk import KernelDesk, kill_line
+from .heap.desk import HeapDesk
+from .oomlog.desk import KernelDesk, kill_line
 from .launch import LaunchSpec
 from .restart import Slot, Slots
 from .sampler import SLOW_PERIOD_S, drop_watch

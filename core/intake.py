@@ -16,15 +16,15 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from . import procfs, processes
-from .cgpool import CgroupPool
+from .cgroup.pool import CgroupPool
 from .errors import Error, Refused, WorkerGone
 from .events import Event, Notice, Output, WorkerAttached, WorkerRef, WorkerStarted
 from .forecast import Trend
 from .heap.inject import inject_node, inject_python
 from .heap.inspector import node_executable
-from .heapdesk import HeapDesk
+from .heap.desk import HeapDesk
 from .launch import LaunchSpec, spawn
-from .cgroups import create_limited_cgroup
+from .cgroup.limited import create_limited_cgroup
 from .pidfd import ProcessHandle
 from .restart import Slot, Slots
 from .sampler import Sampler

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from . import procfs
-from .correlate import COMM_LEN
+from .oomlog.correlate import COMM_LEN
 
 _PF_KTHREAD = 0x00200000
 

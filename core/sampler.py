@@ -13,13 +13,13 @@ import time
 from collections.abc import Callable
 
 from . import procfs
-from .cgroups import MemoryCgroup
+from .cgroup.limited import MemoryCgroup
 from .errors import Error, WorkerGone
 from .events import Event, LevelPending, LevelsChanged, Notice, Sample, Samples, Threshold
 from .crossings import (BURST_INTERVAL_S, BURST_S, FAST_HOLD_S, FAST_INTERVAL_S, FAST_LOOKAHEAD_TICKS,
                         climb_outlook, imminent, kernel_levels)
 from .forecast import GROWING_MIN_BYTES_PER_S
-from .memwatch import DEFAULT_PSI_TRIGGER, WatchUnavailable, watch_cgroup
+from .cgroup.notify import DEFAULT_PSI_TRIGGER, WatchUnavailable, watch_cgroup
 from .procfs import PAGE_SIZE
 from .sizes import format_size
 from .thresholds import CRITICAL, LEVEL_RANK, NORMAL, ThresholdConfig, heap_values, limit_values

@@ -229,7 +229,7 @@ def open_sinks(args: argparse.Namespace, config: EngineConfig, notice: Notify) -
             from .recording import open_recorder
             sinks.append(open_recorder(Path(args.record), config, notice))
         if args.metrics_port is not None:
-            from .metrics import start_exporter
+            from .prometheus.metrics import start_exporter
             sinks.append(start_exporter(args.metrics_port, args.metrics_addr,
                                         expire_s=args.metrics_expire, notice=notice, config=config))
     except BaseException:

@@ -12,13 +12,13 @@ from dataclasses import replace
 from collections.abc import Callable
 from typing import IO
 
-from .cgroups import LimitedCgroup, MemoryCgroup
+from .cgroup.limited import LimitedCgroup, MemoryCgroup
 from .errors import BadInput, Error, WorkerGone
 from .events import WorkerRef
 from .crossings import Velocity
 from .forecast import Trend
-from .memwatch import CgroupWatch
-from .heapbook import HeapBook
+from .cgroup.notify import CgroupWatch
+from .heap.book import HeapBook
 from .restart import Slot
 from .pidfd import ProcessHandle
 from . import procfs

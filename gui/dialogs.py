@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from oomscope.core.cgroups import describe_cgroup_support
+from oomscope.core.cgroup.limited import describe_cgroup_support
 from oomscope.core.errors import BadInput
 from oomscope.core.heap.inspector import INSPECTOR_WARNING
 from oomscope.core.launch import LaunchSpec

@@ -1,4 +1,4 @@
-"""core/cgroups.py: reading a process's memory cgroup, and making limited cgroups for workers.
+"""core/cgroup/limited.py: reading a process's memory cgroup, and making limited cgroups for workers.
 
 Two kinds of test live here:
 
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from oomscope.core import cgroups
-from oomscope.core.cgroups import LimitedCgroup, MemoryCgroup, cgroup_of, create_limited_cgroup
+from oomscope.core.cgroup import limited as cgroups
+from oomscope.core.cgroup.limited import LimitedCgroup, MemoryCgroup, cgroup_of, create_limited_cgroup
 from oomscope.core.errors import BadInput, CgroupUnavailable, Error
 
 PY = sys.executable

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import PY, EventLog
 from oomscope.core.engine import Engine, EngineConfig
-from oomscope.core.kernelfeed import KernelFeed
+from oomscope.core.oomlog.feed import KernelFeed
 from oomscope.core.launch import LaunchSpec
 from oomscope.core.oomlog import KernelLine, LineDecoder, SourceState
 

@@ -31,7 +31,7 @@ from oomscope.core.events import (
     WorkerRef,
     WorkerStarted,
 )
-from oomscope.core.metrics import MetricsBook
+from oomscope.core.prometheus.metrics import MetricsBook
 from oomscope.core.oomlog.records import KillRecord
 from oomscope.core.oomlog.sources import SourceState
 from oomscope.core.recording import reader as session_reader

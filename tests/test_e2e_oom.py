@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import PY, v1_memory_writable
-from oomscope.core.cgroups import LimitedCgroup, create_limited_cgroup
+from oomscope.core.cgroup.limited import LimitedCgroup, create_limited_cgroup
 from oomscope.core.launch import LaunchSpec
 
 pytestmark = [

@@ -1,4 +1,4 @@
-"""Kernel-notified crossings (core/memwatch.py): real v1 thresholds, a real PSI trigger, and v2's
+"""Kernel-notified crossings (core/cgroup/notify.py): real v1 thresholds, a real PSI trigger, and v2's
 ``memory.events`` against a faithful directory tree.
 
 cgroup v2 is not writable for memory on this machine, so ``V2Events`` is tested on a tree of
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ready_child, v1_memory_writable
-from oomscope.core.cgroups import LimitedCgroup, create_limited_cgroup
-from oomscope.core.memwatch import (
+from oomscope.core.cgroup.limited import LimitedCgroup, create_limited_cgroup
+from oomscope.core.cgroup.notify import (
     DEFAULT_PSI_TRIGGER,
     CgroupWatch,
     PressureTrigger,

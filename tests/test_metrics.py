@@ -18,7 +18,7 @@ from oomscope.core.engine import EngineConfig
 from oomscope.core.errors import BadInput
 from oomscope.core.events import CauseUpdated, KernelOom, WorkerExited, WorkerRef, WorkerStarted
 from oomscope.core.launch import LaunchSpec
-from oomscope.core.metrics import MetricsBook, start_exporter
+from oomscope.core.prometheus.metrics import MetricsBook, start_exporter
 from oomscope.core.oomlog.records import KillRecord
 from oomscope.core.sizes import Level
 from oomscope.core.thresholds import ThresholdConfig

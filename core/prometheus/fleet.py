@@ -2,7 +2,7 @@
 
 Two kinds of sources, read the same way and shown side by side:
 
-* oomscope agents (``oomscope watch --metrics-port``, core/metrics.py): per-worker gauges, the
+* oomscope agents (``oomscope watch --metrics-port``, core/prometheus/metrics.py): per-worker gauges, the
   exit counters of each slot by cause, the kernel log source and kill counters of each host.
 * Kubernetes, for clusters without the agent: cAdvisor's ``container_memory_working_set_bytes``
   and ``container_oom_events_total`` (the kubelet's ``/metrics/cadvisor``), and kube-state-metrics'
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import metrics as m
+from . import metrics as m
 from ..causes import KERNEL_OTHER, OOM_KILL
 from .client import FloatArray, LabelledSeries, PrometheusClient, QueryFailed
 

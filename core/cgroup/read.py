@@ -2,7 +2,7 @@
 
 The files are opened once and read with ``os.pread`` at offset 0: cgroupfs regenerates the text
 on every read from offset 0, and a removed cgroup answers ``ENODEV`` instead of stale numbers.
-Making cgroups with a limit is core/cgroups.py's business.
+Making cgroups with a limit is core/cgroup/limited.py's business.
 """
 
 from __future__ import annotations

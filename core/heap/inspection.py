@@ -15,10 +15,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from .errors import Error, WorkerGone
-from .heap.inspector import NodeInspector
-from .heap.messages import HeapReport
-from .pidfd import ProcessHandle
+from ..errors import Error, WorkerGone
+from .inspector import NodeInspector
+from .messages import HeapReport
+from ..pidfd import ProcessHandle
 
 ReportSink = Callable[[list[HeapReport]], None]
 ProblemSink = Callable[[str], None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .heap.messages import HeapReport, ThreadHello
+from .messages import HeapReport, ThreadHello
 
 # A thread that missed this many reporting intervals is shown as stale (blocked in a
 # synchronous loop, say), keeping its last values rather than dropping to zero.

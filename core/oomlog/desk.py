@@ -12,14 +12,14 @@ import selectors
 import time
 from collections.abc import Callable
 
-from . import procfs
-from .causes import OOM_KILL
+from .. import procfs
+from ..causes import OOM_KILL
 from .correlate import RecentExits, RecentRecords, comm_matches
-from .events import CauseUpdated, Event, KernelLineRead, KernelOom, Notice, SourceChanged
-from .kernelfeed import KernelFeed
-from .oomlog import KillRecord
-from .oomlog import SourceState as SourceState_
-from .worker import WorkerTable
+from ..events import CauseUpdated, Event, KernelLineRead, KernelOom, Notice, SourceChanged
+from .feed import KernelFeed
+from . import KillRecord
+from . import SourceState as SourceState_
+from ..worker import WorkerTable
 
 KernelFeedFactory = Callable[[], tuple[KernelFeed | None, list[SourceState_]]]
 

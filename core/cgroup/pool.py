@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .cgroups import MemoryCgroup, cgroup_of
-from .thresholds import ThresholdConfig
-from .worker import Worker
+from .limited import MemoryCgroup, cgroup_of
+from ..thresholds import ThresholdConfig
+from ..worker import Worker
 
 
 class CgroupPool:

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .errors import Error
+from ..errors import Error
 
 __all__ = [
     "CgroupWatch",

@@ -38,10 +38,10 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .causes import CAUSES
-from .errors import BadInput
-from .dispatch import Dispatcher
-from .events import (
+from ..causes import CAUSES
+from ..errors import BadInput
+from ..dispatch import Dispatcher
+from ..events import (
     CauseUpdated,
     CrashLoop,
     Doctor,
@@ -64,11 +64,11 @@ from .events import (
     WorkerRef,
     WorkerStarted,
 )
-from .oomlog.records import KILLERS, KillRecord
-from .thresholds import CRITICAL, LEVEL_RANK, WARNING, ThresholdConfig
+from ..oomlog.records import KILLERS, KillRecord
+from ..thresholds import CRITICAL, LEVEL_RANK, WARNING, ThresholdConfig
 
 if TYPE_CHECKING:
-    from .engine import EngineConfig
+    from ..engine import EngineConfig
 
 HOST_ENV = "OOMSCOPE_HOST"
 DEFAULT_EXPIRE_S = 300.0

@@ -1,5 +1,5 @@
 """Memory cgroups with a hard limit for launched workers (reading any process's cgroup is
-core/cgroupread.py's, re-exported here).
+core/cgroup/read.py's, re-exported here).
 
 Limiting (:func:`create_limited_cgroup`) tries, in order, cgroup v2, ``systemd-run --user
 --scope`` and cgroup v1 (docs/DESIGN.md "Memory limits for launched workers"). The worker enters its
@@ -22,7 +22,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-from .cgroupread import (
+from .read import (
     MemoryCgroup,
     _hierarchy_path,
     _parse_keyed,
@@ -31,7 +31,7 @@ from .cgroupread import (
     _v2_mounts,
     cgroup_of,
 )
-from .errors import BadInput, CgroupUnavailable, Error, NotPermitted
+from ..errors import BadInput, CgroupUnavailable, Error, NotPermitted
 
 __all__ = [
     "LimitedCgroup",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .oomlog import KernelClock, KernelLine, KillRecord, LiveSource, OomParser, SourceState, open_live_source
+from . import KernelClock, KernelLine, KillRecord, LiveSource, OomParser, SourceState, open_live_source
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,16 +13,16 @@ import selectors
 import time
 from collections.abc import Callable, Iterable
 
-from .doctor import max_old_space_mb, node_heap_advice
-from .errors import BadInput, Error, WorkerGone
-from .events import Doctor, Event, Heap, Notice, ThreadExited
-from .heap.inspector import node_executable
-from .heap.messages import HeapReport, ThreadEnded, ThreadHello
-from .heap.server import Connection, HeapServer
-from .heapbook import ThreadState
+from ..doctor import max_old_space_mb, node_heap_advice
+from ..errors import BadInput, Error, WorkerGone
+from ..events import Doctor, Event, Heap, Notice, ThreadExited
+from .inspector import node_executable
+from .messages import HeapReport, ThreadEnded, ThreadHello
+from .server import Connection, HeapServer
+from .book import ThreadState
 from .inspection import InspectionThread
-from .thresholds import ThresholdConfig
-from .worker import Worker
+from ..thresholds import ThresholdConfig
+from ..worker import Worker
 
 # The end of a thread's connection comes first; the creating thread's word on *why* (a
 # worker's ERR_WORKER_OUT_OF_MEMORY) arrives a moment later on another connection.

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from .oomlog import KillRecord
+from . import KillRecord
 
 # The kernel prints the kill line and sends SIGKILL in the same call; the exit follows within
 # milliseconds, or a few seconds when the oom_reaper has to step in (tests/data/oom-corpus/FORMATS.md 2.9). Journal
