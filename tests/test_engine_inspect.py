@@ -63,3 +63,41 @@ def test_inspect_heap_skips_a_process_that_is_not_node(children) -> None:
     finally:
         eng.stop()
 
+
+
+CLUSTER = r"""
+const cluster = require('cluster');
+if (cluster.isPrimary) {
+  let up = 0;
+  for (let i = 0; i < 3; i++) cluster.fork().on('online', () => { if (++up === 3) console.log('ready'); });
+} else {
+  setInterval(() => {}, 1000);
+}
+"""
+
+
+def test_every_worker_of_a_node_cluster_is_inspected(children, tmp_path) -> None:
+    """node's cluster module: three workers, all with 9229 as their inspector port. Each gets an
+    inspector of its own, a notice says where, and all are closed when oomscope stops."""
+    app = tmp_path / "cluster.js"
+    app.write_text(CLUSTER)
+    primary = children([NODE, str(app)], stdout=subprocess.PIPE)
+    assert primary.stdout is not None and primary.stdout.readline().strip() == b"ready"
+    eng = Engine(EngineConfig(interval_s=0.2, heap_interval_s=0.2, inspect_heap=True)).start()
+    try:
+        log = EventLog(eng)
+        refs = eng.watch_children(primary.pid).result(10)
+        assert len(refs) == 3
+        ids = {r.id for r in refs}
+        reported: set[str] = set()
+        log.wait_for(lambda e: e.kind == "heap" and e.worker.id in ids
+                     and (reported.add(e.worker.id) or reported == ids), timeout=60)
+        opened = [e for e in log.events if e.kind == "notice" and "opened the inspector" in e.message]
+        ports = {e.message.split("127.0.0.1:")[1].split(";")[0] for e in opened}
+        assert len(opened) == 3 and len(ports) == 3, [e.message for e in opened]
+        assert not [e for e in log.events if e.kind == "notice" and "taken" in e.message]
+    finally:
+        eng.stop()
+    for r in refs:
+        assert not own_listeners(r.pid), f"worker {r.pid}'s inspector must be closed after oomscope stops"
+    assert primary.poll() is None

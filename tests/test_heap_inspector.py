@@ -14,6 +14,9 @@ import select
 import signal
 import socket
 import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -142,7 +145,10 @@ needs_free_port = pytest.mark.skipif(
 def test_every_thread_is_reported_and_the_port_is_closed_afterwards(app: NodeApp) -> None:
     small, big = app.worker(8), app.worker(64)
     probe = NodeInspector.open(app.p.pid, app.handle)
-    assert probe.opened_by_us and probe.listener.port == DEFAULT_PORT
+    # Opened on node's port, then moved to one of its own: the default is free for a sibling.
+    assert probe.opened_by_us and probe.listener.port != DEFAULT_PORT
+    assert port_free(DEFAULT_PORT)
+    assert probe.address == f"127.0.0.1:{probe.listener.port}"
 
     reports = probe.query()
 
@@ -158,10 +164,71 @@ def test_every_thread_is_reported_and_the_port_is_closed_afterwards(app: NodeApp
     probe.close()
 
     assert own_listeners(app.p.pid) == []
-    assert port_closed(DEFAULT_PORT)
+    assert port_closed(DEFAULT_PORT) and port_closed(probe.listener.port)
     assert app.responds()
     assert app.exit(3) == 3
     assert "Debugger attached." in app.stderr()
+
+
+@needs_free_port
+def test_siblings_on_the_same_default_port_are_each_inspected(children: Start, tmp_path: Path) -> None:
+    """A node cluster's workers all have 9229 as their port: opened at once from three threads,
+    each gets an inspector of its own (before, the second and third found the port taken by
+    oomscope's own inspection of the first)."""
+    apps = []
+    for k in range(3):
+        (tmp_path / str(k)).mkdir()
+        apps.append(NodeApp(children, tmp_path / str(k)))
+    probes: dict[int, NodeInspector] = {}
+    errors: list[BaseException] = []
+
+    def open_one(a: NodeApp) -> None:
+        try:
+            probes[a.p.pid] = NodeInspector.open(a.p.pid, a.handle)
+        except BaseException as e:  # noqa: BLE001 - reported by the assert below
+            errors.append(e)
+
+    threads = [threading.Thread(target=open_one, args=(a,)) for a in apps]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors, errors
+        ports = {p.listener.port for p in probes.values()}
+        assert len(ports) == 3 and DEFAULT_PORT not in ports
+        assert all([r.thread_id for r in p.query()] == [0] for p in probes.values())
+    finally:
+        for p in probes.values():
+            p.close()
+    for a in apps:
+        assert own_listeners(a.p.pid) == [] and a.responds()
+        a.handle.close()
+
+
+@needs_free_port
+def test_the_inspector_closes_itself_when_oomscope_is_killed(app: NodeApp, children: Start) -> None:
+    """kill -9 of the process that opened the inspector runs none of its clean-up: node's own
+    watchdog closes the inspector within a second of seeing that process gone."""
+    holder = children([sys.executable, "-u", "-c", (
+        "import sys, time\n"
+        "from oomscope.core.heap.devtools import NodeInspector\n"
+        "from oomscope.core.pidfd import ProcessHandle\n"
+        "pid = int(sys.argv[1])\n"
+        "probe = NodeInspector.open(pid, ProcessHandle.open(pid))\n"
+        "print(probe.listener.port, flush=True)\n"
+        "time.sleep(120)\n"), str(app.p.pid)], stdout=subprocess.PIPE)
+    assert holder.stdout is not None
+    port = int(holder.stdout.readline())
+    assert [s.port for s in own_listeners(app.p.pid)] == [port]
+    holder.kill()
+    holder.wait(10)
+    deadline = time.monotonic() + 10
+    while own_listeners(app.p.pid) and time.monotonic() < deadline:
+        # No event says "node closed a socket": look every 50 ms (the watchdog ticks each 1 s).
+        app.handle.wait_exited(0.05)
+    assert own_listeners(app.p.pid) == [], "the inspector stayed open after oomscope died"
+    assert port_closed(port) and app.responds()
 
 
 @needs_free_port

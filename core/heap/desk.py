@@ -181,8 +181,17 @@ class HeapDesk:
             self._call_soon(lambda: self._emit(Notice(time.time(), "warning",
                                                       f"heap inspection: {text}", w.ref)))
 
+        def opened(address: str, by_us: bool) -> None:
+            # Opening an inspector lets any local user run code in that process: say so, and where.
+            text = (f"heap inspection: opened the inspector of PID {w.ref.pid} on {address}; it "
+                    "closes when oomscope lets go of the worker, or within a second if oomscope "
+                    "dies" if by_us else
+                    f"heap inspection: using the inspector PID {w.ref.pid} already had open on "
+                    f"{address} (left open afterwards)")
+            self._call_soon(lambda: self._emit(Notice(time.time(), "info", text, w.ref)))
+
         self._inspections[w.ref.id] = InspectionThread(
-            w.ref.pid, w.handle.start_ticks, self.interval_s, reports, problem).start()
+            w.ref.pid, w.handle.start_ticks, self.interval_s, reports, problem, opened).start()
 
     def worker_exited(self, w: Worker) -> None:
         insp = self._inspections.pop(w.ref.id, None)

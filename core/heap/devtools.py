@@ -5,7 +5,9 @@ every thread for ``Runtime.getHeapUsage`` at once. See :mod:`.inspector` for the
 from __future__ import annotations
 
 import json
+import os
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -39,7 +41,33 @@ _THREAD_INFO_JS: Final = (
     f"(() => {{ const r = {_REQUIRE}; "
     "return [r('worker_threads').threadId, r('v8').getHeapStatistics().heap_size_limit]; })()"
 )
-_CLOSE_JS: Final = f"{_REQUIRE}('inspector').close()"
+# The watchdog the move installs: stopped before an orderly close.
+_WATCHDOG: Final = "globalThis[Symbol.for('oomscope.inspector.watchdog')]"
+_CLOSE_JS: Final = f"(clearInterval({_WATCHDOG}), {_REQUIRE}('inspector').close())"
+
+
+def _move_js(host: str, owner_pid: int) -> str:
+    """Re-open the inspector on a port the kernel picks, and close it by itself once oomscope
+    (``owner_pid``) is gone. Deferred with setTimeout: close() ends this very connection, so
+    the evaluate answers first. ESRCH only: EPERM means the PID lives (as another user)."""
+    return (
+        f"(() => {{ const i = {_REQUIRE}('inspector'); setTimeout(() => {{ i.close(); "
+        f"i.open(0, {json.dumps(host)}); const t = setInterval(() => {{ "
+        f"try {{ process.kill({owner_pid}, 0); }} catch (e) {{ if (e.code === 'ESRCH') "
+        f"{{ clearInterval(t); i.close(); }} }} }}, 1000); t.unref(); {_WATCHDOG} = t; }}, 0); "
+        "return true; })()"
+    )
+
+
+# Siblings (a node cluster's workers, a pool of node processes) share the configured port: one
+# of them opens it at a time, then moves to a port of its own, freeing it for the next.
+_PORT_LOCKS: dict[int, threading.Lock] = {}
+_PORT_LOCKS_GUARD = threading.Lock()
+
+
+def _port_lock(port: int) -> threading.Lock:
+    with _PORT_LOCKS_GUARD:
+        return _PORT_LOCKS.setdefault(port, threading.Lock())
 
 
 class InspectorClosed(Error):
@@ -111,15 +139,19 @@ class NodeInspector:
         if already:
             listener = already[0]
         else:
-            raise_if_taken(pid, port)
-            handle.send_signal(signal.SIGUSR1)
-            listener = await_listener(pid, handle, before, port, deadline)
-        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listener.host, listener.host)
+            lock = _port_lock(port)
+            if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise Error(f"the inspector port {port} stayed busy with another node process "
+                            f"oomscope is opening; PID {pid} was not signalled")
+            try:
+                raise_if_taken(pid, port)
+                handle.send_signal(signal.SIGUSR1)
+                listener = await_listener(pid, handle, before, port, deadline)
+                listener = _move_to_own_port(pid, handle, listener, deadline)
+            finally:
+                lock.release()
         try:
-            left = max(0.1, deadline - time.monotonic())
-            path = debugger_path(host, listener.port, pid, left)
-            conn = WebSocket.connect(host, listener.port, path, pid, timeout_s=left,
-                                       quickack=quickack)
+            conn = _connect(pid, listener, deadline, quickack)
         except Error as e:
             if opened_by_us:
                 e.add_note(f"the inspector of PID {pid} may still be open on port "
@@ -132,6 +164,12 @@ class NodeInspector:
             probe.close()
             raise
         return probe
+
+    @property
+    def address(self) -> str:
+        """Where the inspector listens, as a user would type it."""
+        host = self.listener.host
+        return f"[{host}]:{self.listener.port}" if ":" in host else f"{host}:{self.listener.port}"
 
     def _start(self, deadline: float) -> None:
         # A node whose inspector was opened by a signal does not exit while a client is
@@ -436,3 +474,44 @@ def _error_text(msg: dict[str, Any]) -> str:
 def _wait_exit(handle: ProcessHandle, timeout_s: float) -> bool:
     """Whether the process exited within ``timeout_s``."""
     return handle.wait_exited(timeout_s)
+
+
+def _connect(pid: int, listener: Listener, deadline: float, quickack: bool = True) -> WebSocket:
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listener.host, listener.host)
+    left = max(0.1, deadline - time.monotonic())
+    path = debugger_path(host, listener.port, pid, left)
+    return WebSocket.connect(host, listener.port, path, pid, timeout_s=left, quickack=quickack)
+
+
+def _move_to_own_port(pid: int, handle: ProcessHandle, listener: Listener,
+                      deadline: float) -> Listener:
+    """Move an inspector oomscope just opened off the configured port, onto one the kernel
+    picks: the configured port is free again for the next sibling, and the inspector closes
+    itself within a second of oomscope's death (even by SIGKILL), instead of staying open to
+    every local user until the process exits."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listener.host, listener.host)
+    before = set(own_listeners(pid))
+    conn = _connect(pid, listener, deadline)
+    try:
+        conn.send_texts([json.dumps({"id": 1, "method": "Runtime.evaluate",
+                                     "params": _evaluate(_move_js(host, os.getpid()))})])
+        while True:
+            text = conn.receive(deadline)
+            if text is None:
+                raise Error(f"the inspector of PID {pid} did not answer within the time allowed; "
+                            f"it may still be open on port {listener.port}")
+            if _json(text).get("id") == 1:
+                break
+    finally:
+        conn.close()
+    while True:
+        now_open = own_listeners(pid)
+        moved = [s for s in now_open if s not in before]
+        if moved and all(s.port != listener.port for s in now_open):
+            return moved[0]
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Error(f"the inspector of PID {pid} did not move off port {listener.port} in "
+                        "the time allowed (is its main thread blocked?); it may still be open")
+        if handle.wait_exited(min(POLL_INTERVAL_S, left)):
+            raise WorkerGone(f"node process {pid} exited while its inspector was being opened")

@@ -22,14 +22,17 @@ from ..pidfd import ProcessHandle
 
 ReportSink = Callable[[list[HeapReport]], None]
 ProblemSink = Callable[[str], None]
+# Told once the inspector is open: where it listens, and whether oomscope opened it.
+OpenedSink = Callable[[str, bool], None]
 
 
 class InspectionThread:
     """Opens the inspector of one process, queries it every interval, closes it at the end."""
 
     def __init__(self, pid: int, start_ticks: int, interval_s: float, on_reports: ReportSink,
-                 on_problem: ProblemSink) -> None:
+                 on_problem: ProblemSink, on_opened: OpenedSink | None = None) -> None:
         self.pid = pid
+        self._on_opened = on_opened
         self._start_ticks = start_ticks
         self._interval_s = interval_s
         self._on_reports = on_reports
@@ -62,6 +65,8 @@ class InspectionThread:
             # A handle of our own: the engine's may be closed under us when the worker exits.
             handle = ProcessHandle.open(self.pid, self._start_ticks)
             inspector = NodeInspector.open(self.pid, handle)
+            if self._on_opened is not None:
+                self._on_opened(inspector.address, inspector.opened_by_us)
             with selectors.DefaultSelector() as sel:
                 # Node holds its exit until its debugger clients let go: watch the connection
                 # between queries, not only at them, so an exiting process is released at once.

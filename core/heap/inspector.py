@@ -79,7 +79,8 @@ __all__ = [
 INSPECTOR_WARNING: Final = (
     "While the inspector is open, any local user can run code inside this Node.js process "
     "(it listens on a TCP port on 127.0.0.1 with no password). oomscope keeps it open only "
-    "while attached and closes it on detach, on exit and on Ctrl-C."
+    "while attached and closes it on detach, on exit and on Ctrl-C; if oomscope is killed, the "
+    "process closes it itself within a second."
 )
 
 
