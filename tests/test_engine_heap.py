@@ -137,3 +137,28 @@ def test_anon_stands_in_for_the_heap_where_no_reporter_speaks(make_engine, child
     sample = log.wait_samples(ref.id)[-1]
     assert sample.heap_used is None and warn.value <= sample.rss
     assert sample.to_json(0.0)["heap_source"] == "anon"
+
+
+FAKE_ENDS = r"""
+import json, os, socket, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(os.environ["OOMSCOPE_HEAP_SOCKET"])
+for msg in ({"type": "hello", "kind": "python", "threadId": 5, "isMainThread": False},
+            {"type": "end", "threadId": 7, "cause": "heap-oom", "message": "made up"},
+            {"type": "end", "threadId": 5, "cause": "heap-oom", "message": "its own"}):
+    s.sendall(json.dumps(msg).encode() + b"\n")
+time.sleep(60)
+"""
+
+
+def test_a_thread_end_for_a_thread_that_never_reported_is_ignored(make_engine) -> None:
+    """Any process of the worker's tree may write to the heap socket: an end with heap-oom for a
+    thread that never said hello is no evidence, and is dropped with one notice; the end of a
+    thread that did say hello is still a thread death."""
+    eng, log = make_engine(heap_interval_s=0.2)
+    ref = eng.launch(LaunchSpec((PY, "-c", FAKE_ENDS))).result(10)
+    real = log.wait_for(lambda e: e.kind == "thread_exited" and e.worker.id == ref.id, timeout=20)
+    assert (real.thread_id, real.cause) == (5, "heap-oom")
+    assert not [e for e in log.of("thread_exited", ref.id) if e.thread_id == 7]
+    notes = [e for e in log.of("notice", ref.id) if "thread 7" in e.message]
+    assert len(notes) == 1 and "never reported" in notes[0].message

@@ -14,6 +14,9 @@ from .messages import HeapReport, ThreadHello
 # A thread that missed this many reporting intervals is shown as stale (blocked in a
 # synchronous loop, say), keeping its last values rather than dropping to zero.
 STALE_AFTER_INTERVALS = 3
+# Threads that ended are remembered this many at most per worker: a heap-oom for one may follow
+# its own end (from the thread that created it), and must be told apart from a made-up one.
+ENDED_KEPT = 1024
 
 
 @dataclass(slots=True)
@@ -42,6 +45,12 @@ class HeapBook:
         self.threads: dict[tuple[int, int], ThreadState] = {}
         self.totals: HeapTotals | None = None
         self.advised = False
+        self.refused_unknown_end = False  # said once per worker
+        self._ended: dict[tuple[int, int], None] = {}
+
+    def known(self, pid: int, thread_id: int) -> bool:
+        """Whether this thread said hello or reported (now or before it ended)."""
+        return (pid, thread_id) in self.threads or (pid, thread_id) in self._ended
 
     def hello(self, msg: ThreadHello, mono: float) -> ThreadState:
         st = ThreadState(msg.pid, msg.thread_id, msg.is_main, msg.kind, last_mono=mono)
@@ -64,6 +73,9 @@ class HeapBook:
         if st is not None:
             st.ended = True
             self._sum()
+            self._ended[(pid, thread_id)] = None
+            if len(self._ended) > ENDED_KEPT:
+                del self._ended[next(iter(self._ended))]
         return st
 
     def newly_stale(self, mono: float, interval_s: float) -> list[ThreadState]:

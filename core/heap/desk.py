@@ -125,6 +125,16 @@ class HeapDesk:
 
     def _on_thread_end(self, w: Worker, msg: ThreadEnded) -> None:
         key = (msg.pid, msg.thread_id)
+        if not w.heap.known(msg.pid, msg.thread_id):
+            # The socket takes any process of the worker's tree: a thread that never reported
+            # cannot have died of its heap as far as we know, whatever the message claims.
+            if not w.heap.refused_unknown_end:
+                w.heap.refused_unknown_end = True
+                self._emit(Notice(time.time(), "warning",
+                                  f"ignored a heap report that thread {msg.thread_id} of PID "
+                                  f"{msg.pid} ended ({msg.cause or 'no cause'}): that thread never "
+                                  "reported its heap", w.ref))
+            return
         st = w.heap.end(msg.pid, msg.thread_id)
         if msg.thread_id == 0 or (st is not None and st.is_main):
             return  # the process itself is ending: its pidfd tells the rest
