@@ -4,6 +4,10 @@ V8 grows the heap up to ``heap_size_limit`` before it reports exhaustion. Where 
 above what the cgroup leaves (the seed's rule: 75 % of the container limit, the rest being
 stacks, code, buffers and the young generation), the kernel kills the worker first: an
 ``oom-kill`` with no JavaScript stack, instead of a ``heap-oom`` that says what grew.
+
+That advice is about the heap. A worker whose memory is mostly outside it — ``Buffer``s and
+``ArrayBuffer``s, which V8 counts as ``external`` — is not bounded by any heap limit: for it the
+doctor says so instead (:func:`off_heap_advice`), once that memory is a real share of the limit.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from dataclasses import dataclass
 from .sizes import format_size
 
 FIT_FRACTION = 0.75
+# Off-heap memory worth a word: this share of the memory limit, and twice the heap in use.
+OFF_HEAP_SHARE = 0.25
 _MAX_OLD = re.compile(r"--max[-_]old[-_]space[-_]size(?:=|\s+)(\d+)")
 
 
@@ -53,3 +59,21 @@ def node_heap_advice(heap_limit: int, cgroup_limit: int | None, configured_mb: i
             suggested=suggested,
         )
     return None
+
+
+def off_heap_advice(heap_used: int, external: int | None, array_buffers: int | None,
+                    cgroup_limit: int | None) -> Advice | None:
+    """Advice for a worker whose growth is off the V8 heap, where a heap limit cannot help."""
+    if not cgroup_limit or external is None:
+        return None
+    if external < cgroup_limit * OFF_HEAP_SHARE or external < 2 * heap_used:
+        return None
+    buffers = f" ({format_size(array_buffers)} of it in Buffers and ArrayBuffers)" if array_buffers else ""
+    return Advice(
+        advice="off-heap (Buffer) growth: a heap limit will not help",
+        reason=(f"{format_size(external)} lives outside V8's heap{buffers}, against "
+                f"{format_size(heap_used)} on it, under a {format_size(cgroup_limit)} memory limit; "
+                "--max-old-space-size bounds only the heap, so bound the Buffers instead (stream "
+                "rather than read whole files, cap pools and caches)"),
+        suggested="",
+    )

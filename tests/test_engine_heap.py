@@ -162,3 +162,22 @@ def test_a_thread_end_for_a_thread_that_never_reported_is_ignored(make_engine) -
     assert not [e for e in log.of("thread_exited", ref.id) if e.thread_id == 7]
     notes = [e for e in log.of("notice", ref.id) if "thread 7" in e.message]
     assert len(notes) == 1 and "never reported" in notes[0].message
+
+
+@pytest.mark.skipif(not v1_memory_writable(), reason="needs a writable cgroup v1 memory controller")
+def test_the_doctor_tells_off_heap_growth_from_heap_growth(make_engine) -> None:
+    """A worker whose memory is in Buffers gets 'a heap limit will not help', not only the heap
+    limit advice (issue #15: --max-old-space-size=150 was advised for 3 MiB of heap and 186 MiB of
+    Buffers); one whose memory is on the heap does not."""
+    buffers = "const a = []; setInterval(() => { if (a.length < 12) a.push(Buffer.alloc(8 << 20, 1)); }, 20);"
+    objects = ("const a = []; setInterval(() => { if (a.length < 900000) "
+               "for (let i = 0; i < 30000; i++) a.push({ i, s: 'z' + i }); }, 20);")
+    eng, log = make_engine(heap_interval_s=0.1)
+    off = eng.launch(LaunchSpec((NODE, "--max-old-space-size=96", "-e", buffers), mem_limit_bytes=256 << 20)).result(10)
+    on = eng.launch(LaunchSpec((NODE, "--max-old-space-size=96", "-e", objects), mem_limit_bytes=256 << 20)).result(10)
+    doc = log.wait_for(lambda e: e.kind == "doctor" and e.worker.id == off.id, timeout=30)
+    assert "off-heap" in doc.advice and "will not help" in doc.advice
+    assert "Buffers" in doc.reason and doc.suggested == ""
+    # The heap grower reaches as much memory (on its heap) without being told the same.
+    log.wait_for(lambda e: e.kind == "heap" and e.worker.id == on.id and e.heap_used > 48 << 20, timeout=60)
+    assert not [e for e in log.of("doctor", on.id) if "off-heap" in e.advice]

@@ -45,6 +45,7 @@ class HeapBook:
         self.threads: dict[tuple[int, int], ThreadState] = {}
         self.totals: HeapTotals | None = None
         self.advised = False
+        self.advised_off_heap = False
         self.refused_unknown_end = False  # said once per worker
         self._ended: dict[tuple[int, int], None] = {}
 
@@ -86,6 +87,16 @@ class HeapBook:
                 st.stale = True
                 out.append(st)
         return out
+
+    def off_heap(self) -> tuple[int, int | None, int | None]:
+        """Heap used, ``external`` and ``arrayBuffers`` summed over the threads (None where a
+        thread does not report it: Python's reporter has neither)."""
+        reports = [st.report for st in self.threads.values() if st.report is not None]
+        ext = [r.external for r in reports]
+        bufs = [r.array_buffers for r in reports]
+        return (sum(r.heap_used for r in reports),
+                None if not ext or None in ext else sum(e for e in ext if e is not None),
+                None if not bufs or None in bufs else sum(b for b in bufs if b is not None))
 
     def main_report(self) -> HeapReport | None:
         for st in self.threads.values():

@@ -13,7 +13,7 @@ import selectors
 import time
 from collections.abc import Callable, Iterable
 
-from ..doctor import max_old_space_mb, node_heap_advice
+from ..doctor import max_old_space_mb, node_heap_advice, off_heap_advice
 from ..errors import BadInput, Error, WorkerGone
 from ..events import Doctor, Event, Heap, Notice, ThreadExited
 from .inspector import node_executable
@@ -122,6 +122,11 @@ class HeapDesk:
             w.refresh_levels(thresholds)
         if not w.heap.advised:
             self._advise(w)
+        if not w.heap.advised_off_heap and w.cgroup_limit:
+            advice = off_heap_advice(*w.heap.off_heap(), w.cgroup_limit)
+            if advice is not None:
+                w.heap.advised_off_heap = True
+                self._emit(Doctor(time.time(), w.ref, advice.advice, advice.reason, advice.suggested))
 
     def _on_thread_end(self, w: Worker, msg: ThreadEnded) -> None:
         key = (msg.pid, msg.thread_id)
