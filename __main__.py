@@ -7,6 +7,13 @@ import sys
 
 
 def _run_gui(args: argparse.Namespace) -> int:
+    from oomscope.gui.platform_check import display_problem
+
+    problem = display_problem()
+    if problem is not None:
+        # Qt would abort (SIGABRT) naming one library; say all of them, and how to get them.
+        print(f"oomscope: {problem}", file=sys.stderr)
+        return 2
     from oomscope.gui.app import run
 
     return run(args)
