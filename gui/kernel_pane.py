@@ -3,6 +3,8 @@ record highlighted and clickable."""
 
 from __future__ import annotations
 
+import re
+import time
 from collections import deque
 
 from oomscope.core.events import KernelLineRead
@@ -12,6 +14,7 @@ from oomscope.core.oomlog.lines import readable_line
 from .qt import Qt, QtGui, QtWidgets, Signal
 
 _MAX_LINES = 5000
+_KERNEL_STAMP = re.compile(r"^\[\s*\d+\.\d+\]\s?")
 WORKER_ROLE = int(Qt.ItemDataRole.UserRole) + 10
 
 
@@ -77,11 +80,14 @@ class KernelLogPane(QtWidgets.QWidget):
 
     def _append_item(self, ev: KernelLineRead) -> None:
         line = ev.line
-        item = QtWidgets.QListWidgetItem(readable_line(line.text))
+        readable = readable_line(line.text)
+        item = QtWidgets.QListWidgetItem(shown_line(readable, line.wall_time_unix))
         item.setData(Qt.ItemDataRole.UserRole, line.text)
+        # The line as the kernel wrote it (its own seconds since boot) stays one hover away.
+        item.setToolTip(readable)
         if line.history:
             item.setForeground(self._history_brush)
-            item.setToolTip("from the kernel's buffer before oomscope started")
+            item.setToolTip(f"{readable}\nfrom the kernel's buffer before oomscope started")
         wid = self._tied.get(line.text)
         if wid is not None:
             self._mark(item, wid)
@@ -90,7 +96,8 @@ class KernelLogPane(QtWidgets.QWidget):
     def _mark(self, item: QtWidgets.QListWidgetItem, worker_id: str) -> None:
         item.setBackground(self._tied_brush)
         item.setData(WORKER_ROLE, worker_id)
-        item.setToolTip(f"line of the kill record of worker {worker_id} — click to select it")
+        raw = readable_line(str(item.data(Qt.ItemDataRole.UserRole)))
+        item.setToolTip(f"{raw}\nline of the kill record of worker {worker_id} — click to select it")
 
     def _rebuild(self) -> None:
         self.list.clear()
@@ -114,3 +121,13 @@ class KernelLogPane(QtWidgets.QWidget):
             if wid:
                 out.append((item.text(), str(wid)))
         return out
+
+
+def shown_line(readable: str, wall_time_unix: float | None) -> str:
+    """A kernel line with the wall-clock time the plot uses (local, to the millisecond) in place
+    of the kernel's seconds since boot; as it is where no wall time is known."""
+    if wall_time_unix is None:
+        return readable
+    ms = int(wall_time_unix * 1000) % 1000
+    stamp = time.strftime("%H:%M:%S", time.localtime(wall_time_unix)) + f".{ms:03d}"
+    return f"{stamp}  {_KERNEL_STAMP.sub('', readable, count=1)}"

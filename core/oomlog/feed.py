@@ -8,7 +8,7 @@ record is usually in the ring buffer by the time the pidfd reports the exit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import KernelClock, KernelLine, KillRecord, LiveSource, OomParser, SourceState, open_live_source
 
@@ -23,7 +23,8 @@ class KernelFeed:
     def __init__(self, source: LiveSource, states: list[SourceState]) -> None:
         self.source = source
         self.states = states
-        self.parser = OomParser(clock=KernelClock())
+        self.clock = KernelClock()
+        self.parser = OomParser(clock=self.clock)
         self.ok = True
 
     @classmethod
@@ -37,11 +38,18 @@ class KernelFeed:
         return self.source.fileno()
 
     def read(self) -> tuple[list[FeedLine], list[KillRecord], bool]:
-        """Lines now available, the kill records they completed, and whether the source ended."""
+        """Lines now available (with a wall time where they carry only the kernel's), the kill
+        records they completed, and whether the source ended."""
         lines = self.source.read_available()
         out: list[FeedLine] = []
         records: list[KillRecord] = []
+        boot: float | None = None
         for line in lines:
+            if line.wall_time_unix is None and line.kernel_time_s is not None:
+                # One offset a batch: the lines of one read are milliseconds apart.
+                boot = self.clock.boot_time_unix() if boot is None else boot
+                line = replace(line, wall_time_unix=boot + line.kernel_time_s,
+                               wall_time_source=self.clock.source)
             matched = self.parser.matched
             found = self.parser.feed(line)
             records.extend(found)
