@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import PY, REPO, ready_child, run_until, v1_memory_writable
-from oomscope.core import watch as watch_cli
+from oomscope.core.watch import arguments as watch_cli
 from oomscope.core.cli import build_parser, join_negative_values
 from oomscope.core.sizes import Level
 
