@@ -28,6 +28,7 @@ from oomscope.core.events import (  # noqa: E402
     KernelLineRead, Sample, Samples, Threshold, WorkerExited, WorkerRef, WorkerStarted,
 )
 from oomscope.core.recording import open_recorder  # noqa: E402
+from oomscope.core.sizes import format_size  # noqa: E402
 
 import psutil  # noqa: E402
 
@@ -103,11 +104,12 @@ def main(argv: list[str] | None = None) -> None:
         rss1 = me.memory_info().rss
         window.close()
     print(f"replay: {args.workers} workers at 10 Hz for {args.minutes:g} min ({samples} samples, "
-          f"{len(data.events)} other events), file {size / MiB:.1f} MiB")
+          f"{len(data.events)} other events), file {format_size(size)}")
     print(f"  open (read the file, show the end): {opened:.2f} s")
     for frac, s in scrubs:
         print(f"  scrub to {frac:.0%}: {s * 1000:.0f} ms")
-    print(f"  the replay window holds {(rss1 - rss0) / MiB:.0f} MiB (process RSS {rss0 / MiB:.0f} -> {rss1 / MiB:.0f} MiB)")
+    print(f"  the replay window holds {format_size(rss1 - rss0)} (process RSS {format_size(rss0)} -> "
+          f"{format_size(rss1)})")
 
 
 if __name__ == "__main__":

@@ -10,10 +10,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import watch
 from .options import add_shared_options
 from .oomlog import cli as oomlog_cli
 from .recording import cli as recording_cli
+from .watch import arguments as watch_arguments, run as watch_run
 
 GuiRunner = Callable[[argparse.Namespace], int]
 GUI_COMMANDS = ("gui", "demo", "open")
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("watch", help="watch workers without a window (JSON lines with --json)",
                        description="Launch or attach to workers, sample their memory, report "
                        "threshold crossings and every exit with its cause.")
-    watch.add_arguments(w)
+    watch_arguments.add_arguments(w)
     o = sub.add_parser("oom-log", help="parse kernel OOM kill reports (live or from saved logs)",
                        description="One record per OOM kill from the live kernel log or from "
                        "saved dmesg / journalctl -k / /dev/kmsg captures.")
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None, gui_runner: GuiRunner | None = None)
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     if args.subcommand == "watch":
-        return watch.run(args)
+        return watch_run.run(args)
     if args.subcommand == "oom-log":
         return oomlog_cli.run(args, sys.stdout, sys.stderr)
     if args.subcommand == "export":

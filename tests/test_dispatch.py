@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from oomscope.core import watch
+from oomscope.core.watch import printers as watch
 from oomscope.core.dispatch import Dispatcher, UnhandledEvent, event_classes
 from oomscope.core.events import (
     CrashLoop,
@@ -80,7 +80,7 @@ def test_event_classes_are_the_engines_all_of_them() -> None:
 def _core_dispatchers(tmp_path: Path) -> dict[str, Dispatcher[Any]]:
     recorder = open_recorder(tmp_path / "cover.db", None, lambda level, text: None)
     try:
-        recorded = recorder._dispatch
+        recorded = recorder._rows.dispatch
     finally:
         recorder.close()
     return {

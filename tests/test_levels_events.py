@@ -29,7 +29,8 @@ from oomscope.core.launch import LaunchSpec
 from oomscope.core.recording import SessionFile, open_recorder
 from oomscope.core.sizes import parse_level
 from oomscope.core.thresholds import ThresholdConfig
-from oomscope.core.watch import HOOKED, EventHook, JsonPrinter, TextPrinter, describe, printed
+from oomscope.core.watch.hook import HOOKED, EventHook
+from oomscope.core.watch.printers import JsonPrinter, TextPrinter, describe, printed
 
 OOMSCOPE = [PY, "-m", "oomscope"]
 GLOBAL = ThresholdConfig(warn=parse_level("400MiB"), crit=parse_level("90%"), sustain_s=2.0, hysteresis=0.05)

@@ -22,9 +22,9 @@ from oomscope.core.engine import EngineConfig
 from oomscope.core.errors import BadInput
 from oomscope.core.events import Event, Output, Sample, Samples, Stopped, WorkerRef, WorkerStarted
 from oomscope.core.launch import LaunchSpec
-from oomscope.core.recording import SessionFile, open_recorder
+from oomscope.core.recording import Recorder, SessionFile, open_recorder
+from oomscope.core.recording.rows import OUTPUT_LINES_PER_WORKER
 from oomscope.core.recording.samplecodec import FIELDS
-from oomscope.core.recording.writer import OUTPUT_LINES_PER_WORKER, Recorder
 from oomscope.core.sizes import Level
 from oomscope.core.thresholds import ThresholdConfig, thresholds_from_json
 

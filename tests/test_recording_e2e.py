@@ -21,7 +21,7 @@ from conftest import PY, run_until, v1_memory_writable
 from oomscope.core.errors import BadInput
 from oomscope.core.events import Output, Samples
 from oomscope.core.recording import SessionFile
-from oomscope.core.watch import printed
+from oomscope.core.watch.printers import printed
 from test_recording_files import digest, remount_read_only, tmpfs
 
 OOMSCOPE = [PY, "-m", "oomscope"]
@@ -263,7 +263,7 @@ def test_disk_full_sets_failed_and_keeps_what_was_committed(tmp_path: Path) -> N
     from oomscope.core.engine import EngineConfig
     from oomscope.core.events import WorkerRef, WorkerStarted
     from oomscope.core.recording import open_recorder
-    from oomscope.core.recording.writer import OUTPUT_LINES_PER_WORKER
+    from oomscope.core.recording.rows import OUTPUT_LINES_PER_WORKER
     from test_recording import Notices
 
     with tmpfs(tmp_path / "small", size="256k") as small:

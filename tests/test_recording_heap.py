@@ -141,18 +141,14 @@ def test_a_damaged_heap_row_is_reported_not_raised(tmp_path: Path) -> None:
     rec.close()
     with SessionFile.open(path) as f:
         assert sum(isinstance(e, Heap) for e in f.events()) == 5
-    db = sqlite3.connect(path)
-    db.execute("UPDATE heap SET n = n + 1")
-    db.commit()
-    db.close()
-    with SessionFile.open(path) as f, pytest.raises(BadInput, match="is damaged.*heap row says 6 reports"):
-        list(f.events())
-    db = sqlite3.connect(path)
-    db.execute("UPDATE heap SET n = n - 1, data = substr(data, 1, 10)")
-    db.commit()
-    db.close()
-    with SessionFile.open(path) as f, pytest.raises(BadInput, match="is damaged"):
-        list(f.events())
+    for damage, said in (("n = n + 1", "is damaged.*heap row says 6 reports"),
+                         ("n = n - 1, data = substr(data, 1, 10)", "is damaged")):
+        db = sqlite3.connect(path)
+        db.execute(f"UPDATE heap SET {damage}")
+        db.commit()
+        db.close()
+        with SessionFile.open(path) as f, pytest.raises(BadInput, match=said):
+            list(f.events())
 
 
 # ------------------------------------------------------------------ the packing alone

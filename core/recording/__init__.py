@@ -14,12 +14,12 @@ from .schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from .reader import SessionFile, SessionInfo, WorkerInfo
-    from .writer import Recorder, open_recorder
+    from .recorder import Recorder, open_recorder
 
 __all__ = ["SCHEMA_VERSION", "Recorder", "SessionFile", "SessionInfo", "WorkerInfo", "open_recorder"]
 
 _WHERE = {"SessionFile": "reader", "SessionInfo": "reader", "WorkerInfo": "reader",
-          "Recorder": "writer", "open_recorder": "writer"}
+          "Recorder": "recorder", "open_recorder": "recorder"}
 
 
 def __getattr__(name: str) -> Any:
