@@ -189,26 +189,23 @@ _metric = _choice(METRICS, "a metric")
 _action = _choice(ACTIONS, "an action")
 
 
-def _level(raw: object) -> Level | None:
-    if raw is False:
-        return None
-    if isinstance(raw, str):
-        return parse_level(raw)
-    raise BadInput(
-        f"{_show(raw)} is not a level: write a size in quotes (\"400MiB\"), a percent of the "
-        "worker's limit (\"75%\"), or false for no level"
-    )
+def _text_or_false(parse: Callable[[str], Level | None], advice: str) -> Callable[[object], Level | None]:
+    """A string ``parse`` reads, or false for none; anything else is refused with ``advice``."""
+    def convert(raw: object) -> Level | None:
+        if raw is False:
+            return None
+        if isinstance(raw, str):
+            return parse(raw)
+        raise BadInput(f"{_show(raw)} {advice}")
+
+    return convert
 
 
-def _mem_high(raw: object) -> Level | None:
-    if raw is False:
-        return None
-    if isinstance(raw, str):
-        return parse_mem_high(raw)
-    raise BadInput(
-        f"{_show(raw)} is not allowed: write \"auto\" ({AUTO_HIGH_FRACTION:.0%} of the memory limit), a size "
-        "in quotes (\"230MiB\"), a percent of the limit (\"85%\"), or false for no throttle"
-    )
+_level = _text_or_false(parse_level, 'is not a level: write a size in quotes ("400MiB"), a percent of '
+                        'the worker\'s limit ("75%"), or false for no level')
+_mem_high = _text_or_false(parse_mem_high, f'is not allowed: write "auto" ({AUTO_HIGH_FRACTION:.0%} of the '
+                           'memory limit), a size in quotes ("230MiB"), a percent of the limit ("85%"), '
+                           'or false for no throttle')
 
 
 def _seconds(minimum: float, *, above: bool = False) -> Callable[[object], float]:
