@@ -47,7 +47,7 @@ def add_shared_options(what: argparse._ActionsContainer, limits: argparse._Actio
     limits.add_argument("--mem-high", metavar="X",
                         help="with --mem-limit, cgroup v2: a throttle below the limit (memory.high), "
                         f"where the kernel slows the worker down instead of killing it: auto "
-                        f"({AUTO_HIGH_FRACTION:.0%} of the limit), a percent of it, a size below it, or off")
+                        f"({AUTO_HIGH_FRACTION * 100:g}%% of the limit), a percent of it, a size below it, or off")
     limits.add_argument("--warn", metavar="X", help="warning level: a size (400MiB), a percent of the "
                         "worker's limit (default 75%%) or off")
     limits.add_argument("--crit", metavar="X", help="critical level: a size, a percent of the worker's "

@@ -129,3 +129,12 @@ def test_on_real_cgroup_v1_the_throttle_is_refused_and_the_worker_runs_limited()
     # The worker's own v1 cgroup was there while it ran (its output says so) and is gone now.
     assert f"memory:{started['cgroup']}" in r.stderr
     assert not os.path.exists("/sys/fs/cgroup/memory" + started["cgroup"])
+
+
+@pytest.mark.parametrize("command", [["watch", "--help"], ["--help"]])
+def test_the_option_is_in_the_help_of_both_front_ends(command: list[str]) -> None:
+    """argparse %-formats help texts: a bare % in ours once made --help raise."""
+    r = subprocess.run([*OOMSCOPE, *command], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert r.returncode == 0, r.stderr
+    assert "--mem-high X" in r.stdout and "auto (90% of the limit)" in " ".join(r.stdout.split())
