@@ -56,7 +56,7 @@ def _add_screenshot_options(p: argparse._ActionsContainer) -> None:
                    help="seconds to run before the screenshot (default 5)")
 
 
-_VALUE_OPTIONS = ("--warn", "--crit", "--mem-limit", "--interval", "--duration", "--grace", "--heap-interval", "--sustain", "--hysteresis", "--metrics-linger", "--metrics-expire")
+_VALUE_OPTIONS = ("--warn", "--crit", "--mem-limit", "--mem-high", "--interval", "--duration", "--grace", "--heap-interval", "--sustain", "--hysteresis", "--metrics-linger", "--metrics-expire")
 
 
 def join_negative_values(argv: Sequence[str]) -> list[str]:

@@ -1,4 +1,5 @@
-"""The TOML settings file shared by ``watch`` and the GUI: thresholds, restart policy, sampling.
+"""The TOML settings file shared by ``watch`` and the GUI: thresholds, restart policy, sampling,
+how launched workers run.
 
 Everything here is pure: read a file, check every value, and return frozen dataclasses. A bad
 file is refused as a whole with :class:`BadInput` naming the file, the dotted key and, where a
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar, cast
 
+from .cgroup.high import AUTO_HIGH_FRACTION, parse_mem_high
 from .errors import BadInput
 from .restart import RestartPolicy
 from .sizes import Level, parse_level
@@ -73,6 +75,8 @@ class OomscopeConfig:
     # File order, because the first matching pattern should win and the user chose the order.
     workers: tuple[tuple[str, ThresholdOverride], ...] = ()
     source: Path | None = None  # the file read; None when running on defaults alone
+    # [launch] mem_high: the memory.high throttle of launched workers that have a memory limit.
+    mem_high: Level | None = None
 
 
 # --- where the file is ---------------------------------------------------------------------
@@ -185,15 +189,23 @@ _metric = _choice(METRICS, "a metric")
 _action = _choice(ACTIONS, "an action")
 
 
-def _level(raw: object) -> Level | None:
-    if raw is False:
-        return None
-    if isinstance(raw, str):
-        return parse_level(raw)
-    raise BadInput(
-        f"{_show(raw)} is not a level: write a size in quotes (\"400MiB\"), a percent of the "
-        "worker's limit (\"75%\"), or false for no level"
-    )
+def _text_or_false(parse: Callable[[str], Level | None], advice: str) -> Callable[[object], Level | None]:
+    """A string ``parse`` reads, or false for none; anything else is refused with ``advice``."""
+    def convert(raw: object) -> Level | None:
+        if raw is False:
+            return None
+        if isinstance(raw, str):
+            return parse(raw)
+        raise BadInput(f"{_show(raw)} {advice}")
+
+    return convert
+
+
+_level = _text_or_false(parse_level, 'is not a level: write a size in quotes ("400MiB"), a percent of '
+                        'the worker\'s limit ("75%"), or false for no level')
+_mem_high = _text_or_false(parse_mem_high, f'is not allowed: write "auto" ({AUTO_HIGH_FRACTION:.0%} of the '
+                           'memory limit), a size in quotes ("230MiB"), a percent of the limit ("85%"), '
+                           'or false for no throttle')
 
 
 def _seconds(minimum: float, *, above: bool = False) -> Callable[[object], float]:
@@ -242,7 +254,8 @@ _THRESHOLD_CONVERTERS: Final[Mapping[str, Callable[[object], object]]] = {
 }
 _RESTART_KEYS: Final = tuple(RestartSettings.__dataclass_fields__)
 _SAMPLING_KEYS: Final = tuple(SamplingSettings.__dataclass_fields__)
-_TOP_KEYS: Final = ("thresholds", "restart", "sampling", "workers")
+_LAUNCH_KEYS: Final = ("mem_high",)
+_TOP_KEYS: Final = ("thresholds", "restart", "sampling", "launch", "workers")
 
 
 class _Reader:
@@ -269,6 +282,7 @@ class _Reader:
         restart = self.restart(doc)
         sampling = self.sampling(doc)
         workers = self.workers(doc, base)
+        mem_high = self.launch(doc)
         if self.problems:
             self.problems.sort(key=lambda p: (p[0] is None, p[0] or 0))
             raise BadInput("\n".join(
@@ -276,7 +290,7 @@ class _Reader:
                 else f"{self.source}: {key}: {detail}"
                 for line, key, detail in self.problems
             ))
-        return OomscopeConfig(thresholds, restart, sampling, workers, self.source)
+        return OomscopeConfig(thresholds, restart, sampling, workers, self.source, mem_high)
 
     def table(self, parent: Mapping[str, object], path: KeyPath) -> Mapping[str, object] | None:
         value = parent.get(path[-1])
@@ -363,6 +377,14 @@ class _Reader:
             interval_s=self.field(table, path, "interval_s", interval, d.interval_s),
             heap_interval_s=self.field(table, path, "heap_interval_s", interval, d.heap_interval_s),
         )
+
+    def launch(self, doc: Mapping[str, object]) -> Level | None:
+        path = ("launch",)
+        table = self.table(doc, path)
+        if table is None:
+            return None
+        self.unknown_keys(table, path, _LAUNCH_KEYS, "[launch]")
+        return self.field(table, path, "mem_high", _mem_high, None)
 
     def workers(self, doc: Mapping[str, object],
                 base: ThresholdConfig | None) -> tuple[tuple[str, ThresholdOverride], ...]:
@@ -487,6 +509,13 @@ crash_loop_window_s = 60.0
 # Seconds between memory samples and between heap reports (at least 0.05).
 interval_s = 1.0
 heap_interval_s = 1.0
+
+[launch]
+# memory.high of each launched worker's own cgroup (--mem-limit, or the app's launch dialog):
+# a throttle below the hard limit, where the kernel reclaims and slows the worker instead of
+# killing it. "auto" (90% of the limit), a percent of the limit ("85%"), a size below it
+# ("230MiB"), or false. cgroup v2 only: on cgroup v1 a notice says it is not set.
+mem_high = false
 
 # Per-worker overrides of any [thresholds] keys. The table name is a worker name or a regex;
 # tables are tried in the order written.

@@ -39,6 +39,7 @@ from .oomlog import SourceState as SourceState_
 from .pidfd import unavailable_reason
 from .restart import RestartPolicy, Slots
 from .sampler import Sampler
+from .sizes import Level
 from .thresholds import ThresholdConfig
 from .worker import WorkerTable
 
@@ -71,6 +72,9 @@ class EngineConfig:
     # The settings file's [restart]: the delays and the guard a launch with a restart count
     # follows where the caller gives only the count (the GUI's launch dialog).
     restart: RestartPolicy = field(default_factory=RestartPolicy)
+    # --mem-high / [launch] mem_high: the memory.high throttle of each launched worker's own
+    # cgroup, a size or a fraction of its limit (core/cgroup/high.py); None: no throttle.
+    mem_high: Level | None = None
 
     def override_for(self, ref: WorkerRef) -> ThresholdConfig | None:
         """The settings file's thresholds for this worker: the first pattern that matches its

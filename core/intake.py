@@ -61,6 +61,7 @@ class Intake:
         self._on_exit = on_exit
         self._parents: dict[int, ProcessHandle] = {}
         self._patterns: list[re.Pattern[str]] = []
+        self._high_refusal_told = False
 
     def close(self) -> None:
         for h in self._parents.values():
@@ -93,7 +94,7 @@ class Intake:
             env = inject_python(env, socket_path, self.config.heap_interval_s)
         limited = None
         if spec.mem_limit_bytes is not None:
-            limited = create_limited_cgroup(spec.mem_limit_bytes, wid)
+            limited = create_limited_cgroup(spec.mem_limit_bytes, wid, high=self.config.mem_high)
             argv = limited.wrap_command(argv)
         try:
             popen = spawn(spec, argv, env)
@@ -136,6 +137,9 @@ class Intake:
             )
         )
         self._sampler.announce_own_levels(w)
+        if limited is not None and limited.high_refused is not None and not self._high_refusal_told:
+            self._high_refusal_told = True  # once: every launch (and restart) would repeat it
+            self._emit(Notice(time.time(), "warning", limited.high_refused, ref))
         return ref
 
     def attach(self, pid: int, *, parent_pid: int | None = None) -> WorkerRef:

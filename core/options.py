@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from .cgroup.high import AUTO_HIGH_FRACTION, memory_high_bytes, parse_mem_high
 from .config import OomscopeConfig
 from .engine import MIN_INTERVAL_S, EngineConfig
 from .errors import BadInput
-from .sizes import Level, parse_level, parse_percent
+from .sizes import Level, parse_level, parse_percent, parse_size
 from .thresholds import ACTIONS, METRICS, crit_with_following_warn
 
 Notice = Callable[[str], None]
@@ -43,6 +44,10 @@ def add_shared_options(what: argparse._ActionsContainer, limits: argparse._Actio
                       help="watch every child of PID, including children it starts later")
     limits.add_argument("--mem-limit", metavar="SIZE",
                         help="run launched workers in their own memory cgroup with this limit")
+    limits.add_argument("--mem-high", metavar="X",
+                        help="with --mem-limit, cgroup v2: a throttle below the limit (memory.high), "
+                        f"where the kernel slows the worker down instead of killing it: auto "
+                        f"({AUTO_HIGH_FRACTION * 100:g}%% of the limit), a percent of it, a size below it, or off")
     limits.add_argument("--warn", metavar="X", help="warning level: a size (400MiB), a percent of the "
                         "worker's limit (default 75%%) or off")
     limits.add_argument("--crit", metavar="X", help="critical level: a size, a percent of the worker's "
@@ -131,8 +136,32 @@ def engine_config_from(args: argparse.Namespace, file: OomscopeConfig,
         interval_s=interval if interval is not None else file.sampling.interval_s,
         heap_interval_s=heap_interval if heap_interval is not None else file.sampling.heap_interval_s,
         thresholds=thresholds, grace_s=thresholds.grace_s, worker_overrides=tuple(overrides),
-        restart=file.restart,
+        restart=file.restart, mem_high=_mem_high(given("mem_high"), given("mem_limit"), file),
     )
+
+
+def _mem_high(text: str | None, limit_text: str | None, file: OomscopeConfig) -> Level | None:
+    """--mem-high over the file's [launch] mem_high, checked against --mem-limit when given
+    (a limit typed in the app's launch dialog is checked when the worker is launched)."""
+    where = "--mem-high"
+    if text is None:
+        high = file.mem_high
+        where = f"{file.source}: launch.mem_high"
+    else:
+        try:
+            high = parse_mem_high(text)
+        except BadInput as e:
+            raise BadInput(f"--mem-high: {e}") from None
+        if high is not None and limit_text is None:
+            raise BadInput("--mem-high sets a throttle below a memory limit: add --mem-limit SIZE "
+                           "(in the app, [launch] mem_high of the settings file also applies to a "
+                           "limit given in the launch dialog)")
+    if high is not None and limit_text is not None:
+        try:
+            memory_high_bytes(high, parse_size(limit_text))
+        except BadInput as e:
+            raise BadInput(f"{where}: {e}") from None
+    return high
 
 
 _OPTION_OF = {field: "--" + option.replace("_", "-") for option, (field, _) in _THRESHOLD_OPTIONS.items()}

@@ -57,6 +57,7 @@ class Sampler:
         self.worker_samples = 0
         self.kernel_wakeups = 0
         self._watch_refused: str | None = None  # told once: why the kernel cannot notify
+        self._throttled: set[str] = set()  # workers already told to be over memory.high
 
     def sample(self, only: list[Worker] | None = None) -> None:
         """One sampling pass: every live worker, or ``only`` these (a kernel wake-up, the fast
@@ -286,6 +287,14 @@ class Sampler:
         w.fast_until = now + FAST_HOLD_S
         w.burst_until = now + BURST_S
         self.sample([w])
+        if crossing.events.get("high") and w.ref.id not in self._throttled:
+            self._throttled.add(w.ref.id)  # once a worker: the kernel counts every reclaim pass
+            limited = w.limited
+            high = f" {format_size(limited.high_bytes)}" if limited is not None and limited.high_bytes else ""
+            self._emit(Notice(time.time(), "warning",
+                              f"{w.ref.name} (PID {w.ref.pid}) reached its memory.high{high} "
+                              f"(usage {format_size(crossing.usage_bytes)}, limit "
+                              f"{format_size(w.cgroup_limit)}): the kernel is throttling it", w.ref))
 
     def fast_workers(self, now: float) -> tuple[list[Worker], float]:
         """The workers to sample between ticks, and how often: every FAST_INTERVAL_S, or every

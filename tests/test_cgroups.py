@@ -13,6 +13,10 @@ Two kinds of test live here:
   and format the kernel writes, a fake ``/proc/PID/cgroup`` and ``/proc/self/mountinfo`` in the
   kernel's format, and a stand-in ``systemd-run`` on PATH. Where the machine's real unified
   hierarchy lacks the memory controller, the refusal is also checked against it.
+
+``--mem-high`` (core/cgroup/high.py) follows the same split: its write of ``memory.high`` and the
+``MemoryHigh=`` of a scope are checked on the faithful tree (untested on a real v2 kernel: that
+it accepts the value and throttles), its refusal on cgroup v1 against the real v1 hierarchy.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from pathlib import Path
 import pytest
 
 from oomscope.core.cgroup import limited as cgroups
+from oomscope.core.cgroup import systemd
+from oomscope.core.cgroup.high import parse_mem_high
 from oomscope.core.cgroup.limited import LimitedCgroup, MemoryCgroup, cgroup_of, create_limited_cgroup
 from oomscope.core.errors import BadInput, CgroupUnavailable, Error
 
@@ -65,10 +71,11 @@ class Lab:
         self.cgroups: list[LimitedCgroup] = []
         self.children: list[subprocess.Popen[str]] = []
 
-    def cgroup(self, limit_bytes: int, name: str = "wtest") -> LimitedCgroup:
+    def cgroup(self, limit_bytes: int, name: str = "wtest", high: str | None = None) -> LimitedCgroup:
         # v2 pointed at a directory that does not exist, so the v1 backend is the one under test.
         limited = create_limited_cgroup(
-            limit_bytes, name, v2_root=self._no_v2, v1_root=self.root, allow_systemd_run=False
+            limit_bytes, name, v2_root=self._no_v2, v1_root=self.root, allow_systemd_run=False,
+            high=parse_mem_high(high) if high is not None else None,
         )
         self.cgroups.append(limited)
         return limited
@@ -175,6 +182,28 @@ def test_real_oom_kill_inside_a_32mib_v1_cgroup(lab: Lab) -> None:
         assert limited.reader() is None
     finally:
         reader.close()
+
+
+@pytest.mark.cgroup
+def test_memory_high_is_refused_on_v1_and_the_limit_kept(lab: Lab) -> None:
+    """cgroup v1 has no memory.high; its soft limit is no throttle, so nothing stands in for it."""
+    limited = lab.cgroup(32 * MiB, "high", high="auto")
+    assert limited.backend == "cgroup1" and limited.directory is not None
+    assert limited.high_bytes is None
+    assert limited.high_refused is not None
+    assert limited.high_refused.startswith("memory.high needs cgroup v2: ")
+    assert limited.path is not None and limited.path in limited.high_refused
+    assert "32.0 MiB" in limited.high_refused
+    assert int(_read(os.path.join(limited.directory, "memory.limit_in_bytes"))) == 32 * MiB
+    # Not pretended with the soft limit: it stays unlimited, as a new cgroup's is.
+    assert _read(os.path.join(limited.directory, "memory.soft_limit_in_bytes")) == V1_UNLIMITED
+    # Without --mem-high nothing is refused.
+    assert lab.cgroup(32 * MiB, "plain").high_refused is None
+    # Bad input is refused before any cgroup is made, on v1 as on v2.
+    before = set(os.listdir(os.path.join(lab.root, "oomscope"))) if os.path.isdir(os.path.join(lab.root, "oomscope")) else set()
+    with pytest.raises(BadInput, match="not below the memory limit"):
+        lab.cgroup(32 * MiB, "over", high="40MiB")
+    assert set(os.listdir(os.path.join(lab.root, "oomscope"))) == before
 
 
 @pytest.mark.cgroup
@@ -508,6 +537,62 @@ def test_create_v2_when_subtree_control_has_memory(tmp_path: Path) -> None:
     limited.remove()
 
 
+def _v2_root(tmp_path: Path) -> Path:
+    root = tmp_path / "cgroup2"
+    _write(root / "cgroup.controllers", V2_CONTROLLERS)
+    _write(root / "cgroup.subtree_control", "cpu io memory pids\n")
+    return root
+
+
+@pytest.mark.parametrize(("asked", "expected"), [
+    ("auto", int(100 * MiB * 0.9) // 4096 * 4096),
+    ("80%", 80 * MiB),
+    ("95MiB", 95 * MiB),
+    ("90000001", 90000001 // 4096 * 4096),  # whole pages, as the kernel applies it
+])
+def test_create_v2_sets_memory_high_below_the_limit(tmp_path: Path, asked: str, expected: int) -> None:
+    root = _v2_root(tmp_path)
+    limited = create_limited_cgroup(100 * MiB, "w3", v2_root=str(root), v1_root=str(tmp_path / "none"),
+                                    allow_systemd_run=False, high=parse_mem_high(asked))
+    assert limited.backend == "cgroup2" and limited.directory is not None
+    assert (limited.high_bytes, limited.high_refused) == (expected, None)
+    assert _read(os.path.join(limited.directory, "memory.high")) == str(expected)
+    assert _read(os.path.join(limited.directory, "memory.max")) == str(100 * MiB)
+
+
+def test_create_v2_refuses_memory_high_not_below_the_limit(tmp_path: Path) -> None:
+    root = _v2_root(tmp_path)
+    for asked in ("100%", "100MiB", "1GiB"):
+        with pytest.raises(BadInput, match=r"not below the memory limit \(100.0 MiB\)"):
+            create_limited_cgroup(100 * MiB, "w3", v2_root=str(root), v1_root=str(tmp_path / "none"),
+                                  allow_systemd_run=False, high=parse_mem_high(asked))
+    assert not (root / "oomscope").exists()  # refused before anything was made
+    for bad in ("0", "-5MiB", "150%", "0%", "lots"):
+        with pytest.raises(BadInput, match="auto"):
+            parse_mem_high(bad)
+    assert parse_mem_high("off") is None
+
+
+def test_create_v2_keeps_the_limit_when_memory_high_cannot_be_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel that refuses memory.high (here: a directory where the file would be) leaves the
+    worker with its hard limit and a reason to tell, not without a cgroup."""
+    root = _v2_root(tmp_path)
+    real_make_child = cgroups._make_child
+
+    def make_child_with_a_stuck_high(parent_dir: str, name: str) -> tuple[str, str]:
+        leaf, directory = real_make_child(parent_dir, name)
+        os.mkdir(os.path.join(directory, "memory.high"))
+        return leaf, directory
+
+    monkeypatch.setattr(cgroups, "_make_child", make_child_with_a_stuck_high)
+    limited = create_limited_cgroup(100 * MiB, "w3", v2_root=str(root), v1_root=str(tmp_path / "none"),
+                                    allow_systemd_run=False, high=parse_mem_high("auto"))
+    assert limited.backend == "cgroup2" and limited.limit_bytes == 100 * MiB
+    assert limited.high_bytes is None
+    assert limited.high_refused is not None and "memory.high" in limited.high_refused
+
+
 def test_create_v2_refused_without_memory_in_subtree_control(tmp_path: Path) -> None:
     root = tmp_path / "cgroup2"
     _write(root / "cgroup.controllers", V2_CONTROLLERS)
@@ -588,19 +673,19 @@ def test_systemd_run_probe(tmp_path: Path, fake_bin: Callable[[str], None]) -> N
     root = tmp_path / "cgroup2"
     scope = root / _own_v2_path().lstrip("/")
 
-    assert cgroups._probe_systemd_run(str(root)) == "systemd-run is not installed"
+    assert systemd.probe_systemd_run(str(root)) == "systemd-run is not installed"
 
     fake_bin(FAKE_SYSTEMD_RUN_NO_BUS)
-    refusal = cgroups._probe_systemd_run(str(root))
+    refusal = systemd.probe_systemd_run(str(root))
     assert refusal is not None
     assert "Failed to connect to bus: No medium found" in refusal and "user session" in refusal
 
     fake_bin(FAKE_SYSTEMD_RUN_OK)
     _write(scope / "memory.max", "max\n")  # accepted, not enforced: no delegated controller
-    refusal = cgroups._probe_systemd_run(str(root))
+    refusal = systemd.probe_systemd_run(str(root))
     assert refusal is not None and "does not enforce" in refusal
     _write(scope / "memory.max", f"{64 * MiB}\n")
-    assert cgroups._probe_systemd_run(str(root)) is None
+    assert systemd.probe_systemd_run(str(root)) is None
 
 
 def test_systemd_run_wrapper_and_reader(tmp_path: Path) -> None:
@@ -609,6 +694,12 @@ def test_systemd_run_wrapper_and_reader(tmp_path: Path) -> None:
     assert limited.wrap_command(["node", "app.js"]) == [
         "systemd-run", "--user", "--scope", "--quiet", "--collect", f"--unit={unit}",
         "-p", f"MemoryMax={256 * MiB}", "-p", "MemorySwapMax=0", "--", "node", "app.js",
+    ]  # fmt: skip
+    throttled = LimitedCgroup("systemd-run", 256 * MiB, None, unit=unit, high_bytes=230 * MiB)
+    assert throttled.wrap_command(["node", "app.js"]) == [
+        "systemd-run", "--user", "--scope", "--quiet", "--collect", f"--unit={unit}",
+        "-p", f"MemoryMax={256 * MiB}", "-p", f"MemoryHigh={230 * MiB}", "-p", "MemorySwapMax=0",
+        "--", "node", "app.js",
     ]  # fmt: skip
 
     root = tmp_path / "cgroup2"

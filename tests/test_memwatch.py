@@ -1,10 +1,12 @@
 """Kernel-notified crossings (core/cgroup/notify.py): real v1 thresholds, a real PSI trigger, and v2's
-``memory.events`` against a faithful directory tree.
+``memory.events`` against a faithful directory tree, up to the engine's sampler telling the user
+that a worker reached its ``memory.high`` (``--mem-high``).
 
 cgroup v2 is not writable for memory on this machine, so ``V2Events`` is tested on a tree of
 regular files laid out like a v2 cgroup: inotify reports writes to a regular file as kernfs
 reports counter changes in ``memory.events`` (both are IN_MODIFY). Untested on a real v2
-hierarchy: that the kernel's notification arrives for every counter change, and the PSI trigger
+hierarchy: that the kernel's notification arrives for every counter change, that a real
+``memory.high`` throttles (and counts ``high``) as documented, and the PSI trigger
 on a cgroup's own ``memory.pressure`` (the same code is tested on the system-wide
 ``/proc/pressure/memory``, which this kernel has).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 import selectors
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,9 +31,16 @@ from oomscope.core.cgroup.notify import (
     V1Thresholds,
     V2Events,
     WatchUnavailable,
-    set_memory_high,
     watch_cgroup,
 )
+from oomscope.core.cgroup.high import parse_mem_high
+from oomscope.core.crossings import BURST_S, FAST_HOLD_S
+from oomscope.core.events import Notice, Samples, WorkerRef
+from oomscope.core.pidfd import ProcessHandle
+from oomscope.core.sampler import Sampler, drop_watch
+from oomscope.core.sizes import format_size
+from oomscope.core.thresholds import ThresholdConfig
+from oomscope.core.worker import Worker, WorkerTable
 
 MiB = 1 << 20
 needs_v1 = pytest.mark.skipif(not v1_memory_writable(), reason="needs a writable cgroup v1 memory controller (root)")
@@ -236,15 +246,79 @@ def test_v2_watch_reads_none_once_closed(tmp_path: Path) -> None:
     watch.close()  # idempotent
 
 
-def test_memory_high_goes_just_under_the_limit(tmp_path: Path) -> None:
-    group = _v2_tree(tmp_path, V2_EVENTS, MiB)
-    high = set_memory_high(str(group), 100 * MiB)
-    assert high == (int(100 * MiB * 0.9) // 4096) * 4096
-    assert (group / "memory.high").read_text() == str(high)
-    with pytest.raises(ValueError, match="between 0 and 1"):
-        set_memory_high(str(group), 100 * MiB, 1.5)
-    with pytest.raises(WatchUnavailable, match="memory.high"):
-        set_memory_high(str(tmp_path / "gone"), 100 * MiB)
+SLEEPER = """
+import sys
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_high_event_is_sampled_at_once_and_told_once(
+        tmp_path: Path, children: Callable[..., subprocess.Popen[bytes]]) -> None:
+    """The engine's side of ``--mem-high`` on a faithful v2 tree: a real worker launched through
+    the cgroup's wrapper, a real Worker and Sampler with a real selector; the "kernel" is the
+    test writing ``memory.events`` as the kernel counts ``high`` (untested on a real v2: that
+    the kernel throttles and counts)."""
+    root = tmp_path / "cgroup2"
+    root.mkdir()
+    (root / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (root / "cgroup.subtree_control").write_text("memory pids\n")
+    limited = create_limited_cgroup(64 * MiB, "w1", v2_root=str(root), v1_root=str(tmp_path / "none"),
+                                    allow_systemd_run=False, high=parse_mem_high("auto"))
+    assert limited.backend == "cgroup2" and limited.directory is not None
+    assert limited.high_bytes == int(64 * MiB * 0.9) // 4096 * 4096
+    group = Path(limited.directory)
+    assert (group / "memory.high").read_text() == str(limited.high_bytes)
+    (group / "memory.current").write_text(f"{8 * MiB}\n")
+    _write_events(group, V2_EVENTS)
+
+    start = lambda argv, **kw: children(limited.wrap_command(argv), stdin=subprocess.PIPE, **kw)  # noqa: E731
+    proc = ready_child(start, SLEEPER)
+    assert (group / "cgroup.procs").read_text().strip() == str(proc.pid)
+    ref = WorkerRef(id="w1", pid=proc.pid, start_time=0.0, name="sleeper", cmd=("python3",), launched=True)
+    w = Worker(ref, ProcessHandle.for_child(proc.pid), limited=limited)
+    w.open_readers(lambda _pid: limited.reader())
+    table = WorkerTable()
+    table.add(w)
+    events: list[object] = []
+    with selectors.DefaultSelector() as selector:
+        sampler = Sampler(emit=events.append, selector=selector, interval_s=1.0, table=table,
+                          thresholds=ThresholdConfig(), terminate=lambda *a: None, slow_tick=lambda _m: None)
+        w.refresh_levels(sampler.thresholds)
+        sampler.watch_own_cgroup(w)
+        try:
+            assert isinstance(w.watch, V2Events)
+            assert not selector.select(0)  # nothing counted yet, nothing to wake for
+
+            def kernel_counts_high(high: int, usage: int) -> None:
+                (group / "memory.current").write_text(f"{usage}\n")
+                _write_events(group, {**V2_EVENTS, "high": high})
+                ready = selector.select(10)
+                assert ready, "memory.events changed and the selector did not wake"
+                for key, _mask in ready:
+                    key.data()
+
+            before = time.monotonic()
+            kernel_counts_high(3, 58 * MiB)
+            notices = [e for e in events if isinstance(e, Notice)]
+            assert len(notices) == 1, events
+            message = notices[0].message
+            assert "memory.high" in message and "throttling" in message
+            assert format_size(limited.high_bytes) in message and format_size(58 * MiB) in message
+            samples = [s for e in events if isinstance(e, Samples) for s in e.samples]
+            assert [s.cgroup_usage for s in samples] == [58 * MiB]  # sampled at once
+            # ...then in a burst and fast, as after any wake-up (the engine's loop reads these).
+            assert w.burst_until >= before + BURST_S and w.fast_until >= before + FAST_HOLD_S
+
+            kernel_counts_high(9, 59 * MiB)  # more throttling: sampled again, not told again
+            assert len([e for e in events if isinstance(e, Notice)]) == 1
+            assert [s.cgroup_usage for e in events if isinstance(e, Samples) for s in e.samples] == [58 * MiB, 59 * MiB]
+            assert sampler.kernel_wakeups == 2
+        finally:
+            drop_watch(selector, w)
+            if w.cgroup is not None:
+                w.cgroup.close()
+            w.close()
 
 
 PRESSURE = "/proc/pressure/memory"

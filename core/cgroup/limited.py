@@ -17,8 +17,6 @@ import itertools
 import os
 import re
 import shlex
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -31,7 +29,10 @@ from .read import (
     _v2_mounts,
     cgroup_of,
 )
+from .systemd import PROBE_LIMIT_BYTES, scope_command, systemd_run_refusal
 from ..errors import BadInput, CgroupUnavailable, Error, NotPermitted
+from .high import memory_high_bytes, v1_has_no_high
+from ..sizes import Level
 
 __all__ = [
     "LimitedCgroup",
@@ -47,8 +48,6 @@ _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # EBUSY until then, and the kernel offers no event to wait for.
 _RMDIR_RETRY_S = 1.0
 
-_SYSTEMD_PROBE_TIMEOUT_S = 5.0
-_SYSTEMD_PROBE_LIMIT_BYTES = 64 << 20
 
 # Distinguishes cgroups created by one oomscope process; the PID distinguishes processes.
 _serial = itertools.count(1)
@@ -65,12 +64,16 @@ class LimitedCgroup:
     """A memory cgroup oomscope creates for one launched worker, with a hard limit.
 
     ``limit_bytes`` is the limit the kernel applies: the request rounded down to whole pages.
+    ``high_bytes`` is the ``memory.high`` throttle set (v2 and systemd-run only), and
+    ``high_refused`` why one asked for was not set (cgroup v1 has none), for the user to be told.
     For ``systemd-run``, ``path`` is ``None`` until :meth:`reader` has seen the worker in its scope.
     """
 
     backend: str
     limit_bytes: int
     path: str | None
+    high_bytes: int | None
+    high_refused: str | None
 
     def __init__(
         self,
@@ -81,6 +84,7 @@ class LimitedCgroup:
         directory: str | None = None,
         unit: str | None = None,
         mount_point: str | None = None,
+        high_bytes: int | None = None,
     ) -> None:
         if backend not in _BACKENDS:
             raise ValueError(f"unknown cgroup backend {backend!r}")
@@ -94,6 +98,8 @@ class LimitedCgroup:
         self.directory = directory
         self.unit = unit
         self._mount_point = mount_point
+        self.high_bytes = high_bytes
+        self.high_refused: str | None = None
         self._removed = False
 
     def __repr__(self) -> str:
@@ -109,16 +115,8 @@ class LimitedCgroup:
         if not argv:
             raise BadInput("empty command: nothing to run under a memory limit")
         if self.backend == "systemd-run":
-            # --scope makes systemd-run register the scope and exec in place: same PID, same
-            # cwd and environment. MemorySwapMax=0 so swap cannot hide the growth.
             assert self.unit is not None
-            return [
-                "systemd-run", "--user", "--scope", "--quiet", "--collect",
-                f"--unit={self.unit}",
-                "-p", f"MemoryMax={self.limit_bytes}",
-                "-p", "MemorySwapMax=0",
-                "--", *argv,
-            ]  # fmt: skip
+            return scope_command(self.unit, self.limit_bytes, self.high_bytes, argv)
         assert self.directory is not None
         procs = shlex.quote(os.path.join(self.directory, "cgroup.procs"))
         script = f'echo $$ > {procs} || exit 125; exec "$@"'
@@ -286,6 +284,19 @@ def _discard(directory: str) -> None:
         pass
 
 
+def _set_high(directory: str, high_bytes: int) -> str | None:
+    """Write ``memory.high`` of a v2 cgroup; None, or why it could not (the limit stays)."""
+    path = os.path.join(directory, "memory.high")
+    try:
+        _write(path, str(high_bytes))
+        _verify_limit(path, high_bytes)
+    except OSError as e:
+        return _describe_oserror(e, f"cannot set {path}")
+    except _Refused as e:
+        return str(e)
+    return None
+
+
 def _try_cgroup2(limit_bytes: int, name: str, parent: str, v2_root: str | None) -> LimitedCgroup:
     mounts = _v2_mounts("/proc", v2_root)
     if not mounts:
@@ -401,66 +412,6 @@ def _systemd_unit_name(name: str) -> str:
     return f"oomscope-{next(_leaf_names(name))}"
 
 
-def _probe_systemd_run(v2_root: str | None) -> str | None:
-    """``None`` if ``systemd-run --user --scope`` can enforce MemoryMax here, else why not.
-
-    Asking systemd-run to accept the property is not enough: without the memory controller
-    delegated to the user manager, it accepts MemoryMax and silently enforces nothing. So the
-    probe runs a shell in a real scope that reads back its own cgroup's memory.max.
-    """
-    executable = shutil.which("systemd-run")
-    if executable is None:
-        return "systemd-run is not installed"
-    mounts = _v2_mounts("/proc", v2_root)
-    if not mounts:
-        return "no cgroup2 filesystem is mounted, so systemd cannot set MemoryMax"
-    mount = mounts[0]
-    root_parts = [p for p in mount.root.split("/") if p]
-    # Strip the mount's root from the path the scope sees, as _directory_in does.
-    strip = "/" + "/".join(root_parts) if root_parts else ""
-    script = (
-        "while IFS= read -r line; do case $line in 0::*) p=${line#0::};; esac; done < /proc/self/cgroup; "
-        f'p=${{p#{shlex.quote(strip)}}}; read -r v < {shlex.quote(mount.mount_point)}"$p/memory.max" && echo "$v"'
-    )
-    command = [
-        executable, "--user", "--scope", "--quiet", "--collect",
-        "-p", f"MemoryMax={_SYSTEMD_PROBE_LIMIT_BYTES}",
-        "--", "/bin/sh", "-c", script,
-    ]  # fmt: skip
-    try:
-        done = subprocess.run(
-            command,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=_SYSTEMD_PROBE_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return f"systemd-run did not answer within {_SYSTEMD_PROBE_TIMEOUT_S:g} s"
-    except OSError as e:
-        return f"systemd-run cannot be started: {e.strerror or e}"
-    if done.returncode != 0 and not done.stdout.strip():
-        detail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit status {done.returncode}"
-        return (
-            f"systemd-run --user --scope failed ({detail}); it needs a running systemd user session: "
-            "log in through systemd-logind or run 'loginctl enable-linger $USER', and make sure "
-            "XDG_RUNTIME_DIR and DBUS_SESSION_BUS_ADDRESS are set"
-        )
-    if done.stdout.strip() != str(_SYSTEMD_PROBE_LIMIT_BYTES):
-        return (
-            "systemd-run accepts MemoryMax but does not enforce it: the memory controller is not "
-            "delegated to the systemd user manager (needs cgroup v2 and Delegate=memory on user@.service)"
-        )
-    return None
-
-
-@functools.cache
-def _systemd_run_refusal(v2_root: str | None) -> str | None:
-    return _probe_systemd_run(v2_root)
-
-
 def create_limited_cgroup(
     limit_bytes: int,
     name: str,
@@ -469,8 +420,13 @@ def create_limited_cgroup(
     v1_root: str | None = None,
     allow_systemd_run: bool = True,
     parent: str = "oomscope",
+    high: Level | None = None,
 ) -> LimitedCgroup:
     """A new memory cgroup for one worker, limited to ``limit_bytes`` (rounded down to pages).
+
+    ``high`` asks for a ``memory.high`` throttle below the limit (core/cgroup/high.py; BadInput
+    if it is not below). cgroup v1 has none: the cgroup is made with its hard limit
+    alone and ``high_refused`` says so, as it says why a v2 cgroup refused the write.
 
     Tries cgroup v2, then ``systemd-run --user --scope``, then cgroup v1; v1 and v2 cgroups go
     under ``parent`` at the hierarchy's top. ``v2_root``/``v1_root`` name the mount points
@@ -481,22 +437,35 @@ def create_limited_cgroup(
         raise BadInput(f"memory limit must be at least one page ({_PAGE_SIZE} bytes), not {limit_bytes!r}")
     if not parent or "/" in parent or parent in (".", ".."):
         raise BadInput(f"cgroup parent must be a single directory name, not {parent!r}")
+    applied = _page_floor(limit_bytes)
+    high_bytes = memory_high_bytes(high, applied) if high is not None else None
     reasons: list[str] = []
     try:
-        return _try_cgroup2(limit_bytes, name, parent, v2_root)
+        limited = _try_cgroup2(limit_bytes, name, parent, v2_root)
     except _Refused as e:
         reasons.append(f"cgroup v2: {e}")
+    else:
+        if high_bytes is not None:
+            # Right after the limit, before the worker runs: no allocation escapes the throttle.
+            assert limited.directory is not None
+            limited.high_refused = _set_high(limited.directory, high_bytes)
+            limited.high_bytes = high_bytes if limited.high_refused is None else None
+        return limited
     if allow_systemd_run:
-        refusal = _systemd_run_refusal(v2_root)
+        refusal = systemd_run_refusal(v2_root)
         if refusal is None:
-            return LimitedCgroup("systemd-run", _page_floor(limit_bytes), None, unit=_systemd_unit_name(name))
+            return LimitedCgroup("systemd-run", applied, None, unit=_systemd_unit_name(name), high_bytes=high_bytes)
         reasons.append(f"systemd-run: {refusal}")
     else:
         reasons.append("systemd-run: not tried (disabled)")
     try:
-        return _try_cgroup1(limit_bytes, name, parent, v1_root)
+        limited = _try_cgroup1(limit_bytes, name, parent, v1_root)
     except _Refused as e:
         reasons.append(f"cgroup v1: {e}")
+    else:
+        if high is not None:
+            limited.high_refused = v1_has_no_high(limited.path, applied)
+        return limited
     raise CgroupUnavailable("cannot run the worker under a memory limit:\n" + "\n".join(f"  - {r}" for r in reasons))
 
 
@@ -504,7 +473,7 @@ def create_limited_cgroup(
 def _support_note(v2_root: str | None, v1_root: str | None, allow_systemd_run: bool) -> str | None:
     try:
         probe = create_limited_cgroup(
-            _SYSTEMD_PROBE_LIMIT_BYTES,
+            PROBE_LIMIT_BYTES,
             "probe",
             v2_root=v2_root,
             v1_root=v1_root,

@@ -180,9 +180,9 @@ def _inotify_libc() -> ctypes.CDLL:
 class V2Events:
     """cgroup v2 ``memory.events`` changes (inotify), optionally with a PSI trigger.
 
-    ``memory.high`` is the v2 throttle: :func:`set_memory_high` puts it just under the hard
-    limit, so a leaking worker is slowed down (reclaim, not killed) and ``high`` events arrive
-    before ``max``.
+    ``memory.high`` is the v2 throttle: with ``--mem-high`` core/cgroup/limited.py puts it under
+    the hard limit, so a leaking worker is slowed down (reclaim, not killed) and ``high`` events
+    arrive before ``max``.
     """
 
     def __init__(self, directory: str, levels_bytes: Iterable[int] = (), *,
@@ -336,23 +336,6 @@ class PressureTrigger:
             self._epoll.close()
             os.close(self._fd)
             self._fd = -1
-
-
-def set_memory_high(directory: str, limit_bytes: int, fraction: float = 0.9) -> int:
-    """Put a v2 cgroup's ``memory.high`` at ``fraction`` of its hard limit; the bytes written.
-
-    Above ``memory.high`` the kernel reclaims and throttles the cgroup instead of killing it:
-    the worker slows down, ``high`` events arrive, and there is time to act before ``max``.
-    """
-    if not 0 < fraction < 1:
-        raise ValueError(f"memory.high fraction {fraction} must be between 0 and 1")
-    high = int(limit_bytes * fraction) // 4096 * 4096
-    try:
-        with open(os.path.join(directory, "memory.high"), "w") as f:
-            f.write(str(high))
-    except OSError as e:
-        raise WatchUnavailable(f"cannot set memory.high on {directory}: {e.strerror or e}") from e
-    return high
 
 
 def watch_cgroup(version: int, directory: str, levels_bytes: Iterable[int], *,
