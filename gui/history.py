@@ -32,6 +32,16 @@ FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
 
 
+def plotted_cgroup_usage(usage: npt.ArrayLike, limit: npt.ArrayLike) -> Float32Array:
+    """The cgroup usage the history keeps: only where the cgroup has a limit (NaN elsewhere).
+
+    A worker with no limited cgroup of its own sits in some unlimited one (the root, a session's
+    scope) whose usage is the whole machine's or many processes': drawn per worker, that is
+    hundreds of MiB of noise, and there is no limit line to read it against."""
+    u = np.asarray(usage, np.float64)
+    return np.where(np.isfinite(np.asarray(limit, np.float64)), u, np.nan).astype(np.float32)
+
+
 def history_columns(columns: dict[str, npt.ArrayLike], rows: int) -> Float32Array:
     """``Series.extend``'s block from named columns: one per metric in METRICS, a metric not
     given (a recording without cgroup usage, a fleet without heaps) NaN throughout."""

@@ -288,7 +288,9 @@ class Roster:
                 w.cgroup_limit = s.cgroup_limit
             if s.heap_used is not None and w.heap_since is None:
                 w.heap_since = ev.t
-            w.series.append(ev.t, s.rss, s.anon, s.heap_used, s.cgroup_usage)
+            # Plotted only against a limit (history.plotted_cgroup_usage says why).
+            w.series.append(ev.t, s.rss, s.anon, s.heap_used,
+                            s.cgroup_usage if s.cgroup_limit is not None else None)
 
     def on_pending(self, ev: LevelPending) -> WorkerState | None:
         w = self.by_id.get(ev.worker.id)

@@ -397,10 +397,10 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self.plot.request_redraw()
 
     def _on_samples_added(self, ev: Samples) -> None:
-        had_heap = self.roster.any_heap()
+        had = (self.roster.any_heap(), self.roster.any_cgroup_usage())
         self.roster.on_samples(ev)
-        if not had_heap and self.roster.any_heap():
-            self.plot.update_metric_choices()
+        if had != (self.roster.any_heap(), self.roster.any_cgroup_usage()):
+            self.plot.update_metric_choices()  # heap used, cgroup usage: offered once someone has it
         self.refresh_table()
         self.plot.request_redraw()
 
