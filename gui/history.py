@@ -11,6 +11,7 @@ folded into min/max pairs per four rows (docs/DESIGN.md "old history is decimate
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -42,7 +43,7 @@ def plotted_cgroup_usage(usage: npt.ArrayLike, limit: npt.ArrayLike) -> Float32A
     return np.where(np.isfinite(np.asarray(limit, np.float64)), u, np.nan).astype(np.float32)
 
 
-def history_columns(columns: dict[str, npt.ArrayLike], rows: int) -> Float32Array:
+def history_columns(columns: Mapping[str, npt.ArrayLike], rows: int) -> Float32Array:
     """``Series.extend``'s block from named columns: one per metric in METRICS, a metric not
     given (a recording without cgroup usage, a fleet without heaps) NaN throughout."""
     block = np.full((rows, len(METRICS)), np.nan, np.float32)

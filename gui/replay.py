@@ -102,7 +102,7 @@ class WorkerColumns:
     def history_block(self, i0: int, i1: int) -> npt.NDArray[np.float32]:
         """Rows ``i0:i1`` in the window history's layout (history.METRICS: a recorded cgroup
         usage is plotted as a live one is)."""
-        columns = {m: self.column(m, i0, i1) for m in METRICS}
+        columns: dict[str, npt.ArrayLike] = {m: self.column(m, i0, i1) for m in METRICS}
         columns["cgroup_usage"] = plotted_cgroup_usage(columns["cgroup_usage"], self.column("cgroup_limit", i0, i1))
         return history_columns(columns, len(self.t[i0:i1]))
 
