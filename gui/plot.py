@@ -483,8 +483,10 @@ class MemoryPlot(QtWidgets.QWidget):
                 limit_top = self._add_heap_limit(w, t0, t1, limits)
             else:
                 limit_top = self._add_cgroup_limit(w, t0, t1, limits)
-            if chosen and limit_top is not None:
-                top = max(top, limit_top)  # a selected worker's limit is always in view
+            if limit_top is not None and (chosen or metric == "cgroup_usage"):
+                # A selected worker's limit is always in view; on cgroup usage every one is: the
+                # curve is what the kernel compares with that limit, the headroom is the point.
+                top = max(top, limit_top)
         self.empty_label.setVisible(not self.roster.workers)
         self._place_lines()
         for level in ("warning", "critical"):

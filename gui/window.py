@@ -185,7 +185,15 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self.workers_dock = self._dock("Workers", "workers-dock", table_box, Qt.DockWidgetArea.BottomDockWidgetArea)
 
         self.detail = DetailPane(roster=self.roster)
-        self.detail_dock = self._dock("Details", "details-dock", self.detail, Qt.DockWidgetArea.BottomDockWidgetArea)
+        # Scrolled: a dead worker's story (wrapped header, doctor's advice, samples) at a third of a
+        # 1024 px screen's width is taller than the dock, and a dock's minimum height is taken
+        # from the plot (seen: an 80 px plot at 1024x700).
+        detail_scroll = QtWidgets.QScrollArea()
+        detail_scroll.setObjectName("details-scroll")
+        detail_scroll.setWidgetResizable(True)
+        detail_scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        detail_scroll.setWidget(self.detail)
+        self.detail_dock = self._dock("Details", "details-dock", detail_scroll, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.kernel_pane = KernelLogPane()
         self.kernel_pane.worker_clicked.connect(self.select_worker)
         self.kernel_dock = self._dock("Kernel log", "kernel-dock", self.kernel_pane,
@@ -956,6 +964,8 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         geometry = s.value("window/geometry")
         if isinstance(geometry, (bytes, bytearray)) or hasattr(geometry, "size"):
             self.restoreGeometry(geometry)
+        else:
+            self._fit_screen()
         state = s.value("window/state")
         if state is not None:
             self.restoreState(state)
@@ -971,6 +981,20 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         window = s.value("plot/window")
         if window is not None:
             self.plot.set_window(None if window in ("", "all", None) else float(window))
+
+    def _fit_screen(self) -> None:
+        """The first window on a small screen (1024x700): no bigger than the screen, or its right
+        edge, the details pane and the last columns, is off screen."""
+        screen = QtGui.QGuiApplication.primaryScreen()
+        if screen is None or QtGui.QGuiApplication.platformName() == "offscreen":
+            return  # offscreen's 800x800 "screen" is no screen a user sees
+        room = screen.availableGeometry()
+        if room.width() < self.width() or room.height() < self.height():
+            self.resize(min(self.width(), room.width()), min(self.height(), room.height()))
+            self.resizeDocks([self.workers_dock, self.detail_dock],
+                             [self.width() * 2 // 3, self.width() // 3], Qt.Orientation.Horizontal)
+            # The plot keeps most of the height: the table's 345 px would leave it a strip.
+            self.resizeDocks([self.workers_dock], [self.height() * 3 // 10], Qt.Orientation.Vertical)
 
     def save_settings(self) -> None:
         if not self.persist_layout:
