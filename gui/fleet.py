@@ -449,6 +449,7 @@ class FleetWindow(QtWidgets.QMainWindow):
             self.plot.set_thresholds(None, None)
             return
         warn, crit = rw.levels.get("warning"), rw.levels.get("critical")
+        self.plot.alert_metric = self.plot.shown_metric  # the agent's levels are on the plotted metric
         self.plot.set_thresholds(Level(bytes=warn) if warn else None, Level(bytes=crit) if crit else None,
                                  owner=f"{rw.worker} @ {rw.host}")
 
