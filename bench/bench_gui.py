@@ -26,6 +26,7 @@ from oomscope.core.engine import Engine, EngineConfig  # noqa: E402
 from oomscope.core.events import WorkerRef, WorkerStarted  # noqa: E402
 from oomscope.core.sizes import parse_level  # noqa: E402
 from oomscope.core.thresholds import ThresholdConfig  # noqa: E402
+from oomscope.gui.history import history_columns  # noqa: E402
 
 WORKERS = 200
 SECONDS = 3600
@@ -37,11 +38,7 @@ def _history(rng: np.random.Generator, n: int, base: float) -> np.ndarray:
     steps = rng.normal(0.0, 0.2, n) * (1 << 20)
     steps[rng.random(n) < 0.001] -= 30 << 20
     values = np.maximum(base + np.cumsum(steps), 16 << 20)
-    out = np.empty((n, 3), np.float32)
-    out[:, 0] = values
-    out[:, 1] = values * 0.7
-    out[:, 2] = np.nan
-    return out
+    return history_columns({"rss": values, "anon": values * 0.7}, n)
 
 
 def build(workers: int = WORKERS, seconds: int = SECONDS, rate_hz: int = RATE_HZ) -> tuple[Any, Any, float]:

@@ -78,6 +78,9 @@ def _run_window(args: argparse.Namespace, config: EngineConfig, typed: bool, mem
         saved = _saved_thresholds(settings, config.thresholds)
         if saved is not None:
             config = replace(config, thresholds=saved)
+    if not demo and getattr(args, "metric", None) is None:
+        # The Alerts on box's last choice, made on purpose; --metric outranks it.
+        config = replace(config, thresholds=_saved_alert_metric(settings, config.thresholds))
     engine = Engine(config).start()
     window = MainWindow(engine, settings, thresholds=config.thresholds,
                         persist_thresholds=not demo and screenshot is None)
@@ -201,6 +204,16 @@ def _run_replay(path: Path, screenshot: str | None, after_s: float) -> int:
     finally:
         if scratch is not None:
             scratch.cleanup()
+
+
+def _saved_alert_metric(settings: object, base: ThresholdConfig) -> ThresholdConfig:
+    metric = getattr(settings, "value")("thresholds/metric", "")
+    if not metric or metric == base.metric:
+        return base
+    try:
+        return replace(base, metric=str(metric))
+    except BadInput:
+        return base  # a hand-edited settings file must not stop the app from starting
 
 
 def _saved_thresholds(settings: object, base: ThresholdConfig) -> ThresholdConfig | None:

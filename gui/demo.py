@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -23,6 +23,9 @@ from .qt import QObject
 from .window import MainWindow
 
 FAST_LEAK_LIMIT_BYTES = 96 << 20
+# The steady worker runs under a roomy limit of its own: the plot then shows two workers' limit
+# lines, and "cgroup usage" a curve that lives on after the fast leaker's last death.
+STEADY_LIMIT_BYTES = 256 << 20
 DEMO_THRESHOLDS = ThresholdConfig(warn=parse_level("150MiB"), crit=parse_level("220MiB"), metric="rss",
                                   on_crit="notify")
 DEMO_INTERVAL_S = 0.25
@@ -48,7 +51,7 @@ def plan(node: str | None = None) -> DemoPlan:
     if node is not None:
         return DemoPlan(
             "node",
-            LaunchSpec((node, str(d / "steady.js")), name="steady"),
+            LaunchSpec((node, str(d / "steady.js")), mem_limit_bytes=STEADY_LIMIT_BYTES, name="steady"),
             LaunchSpec((node, "--expose-gc", str(d / "slow_leak.js")), name="slow-leak"),
             LaunchSpec((node, str(d / "fast_leak.js")), mem_limit_bytes=FAST_LEAK_LIMIT_BYTES, name="fast-leak"),
             LaunchSpec((node, "--max-old-space-size=48", str(d / "fast_leak.js"), "--heap"), name="fast-leak"),
@@ -57,7 +60,7 @@ def plan(node: str | None = None) -> DemoPlan:
     py = sys.executable
     return DemoPlan(
         "python",
-        LaunchSpec((py, str(d / "steady.py")), name="steady"),
+        LaunchSpec((py, str(d / "steady.py")), mem_limit_bytes=STEADY_LIMIT_BYTES, name="steady"),
         LaunchSpec((py, str(d / "slow_leak.py")), name="slow-leak"),
         LaunchSpec((py, str(d / "fast_leak.py")), mem_limit_bytes=FAST_LEAK_LIMIT_BYTES, name="fast-leak"),
         LaunchSpec((py, str(d / "fast_leak.py"), "--rlimit"), name="fast-leak"),
@@ -76,11 +79,27 @@ class DemoDirector(QObject):
 
     def start(self) -> None:
         w = self.window
-        w.statusBar().showMessage(f"demo: {self.plan.runtime} workers — a steady one, a slow leaker, "
-                                  "a fast leaker under a 96 MiB limit, and a process with three threads", 15000)
-        for spec in (self.plan.steady, self.plan.slow_leak, self.plan.threads):
+        w.statusBar().showMessage(f"demo: {self.plan.runtime} workers — a steady one under a 256 MiB limit, a slow "
+                                  "leaker, a fast leaker under a 96 MiB limit, and a process with three threads",
+                                  15000)
+        self._launch_steady()
+        for spec in (self.plan.slow_leak, self.plan.threads):
             w.launch(spec)
         self._launch_fast()
+
+    def _launch_steady(self) -> None:
+        engine = self.window.engine
+        assert engine is not None, "the demo runs in a live window"
+        spec = self.plan.steady
+
+        def failed(error: BaseException) -> None:
+            if isinstance(error, CgroupUnavailable):
+                # Without cgroups it runs unlimited; the fast leaker's message says why.
+                self.window.launch(replace(spec, mem_limit_bytes=None))
+            else:
+                self.window.message_bar.show_message(f"demo: cannot launch the steady worker: {error}")
+
+        self.window.bridge.call(engine.launch(spec), on_error=failed)
 
     def _launch_fast(self) -> None:
         def failed(error: BaseException) -> None:

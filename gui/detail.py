@@ -11,6 +11,7 @@ import numpy as np
 from oomscope.core.oomlog.lines import readable_line
 from oomscope.core.sizes import format_size
 
+from .history import METRIC_LABELS, METRICS
 from .palette import CRITICAL_ROW_RGB, WARNING_ROW_RGB
 from .qt import QtGui, QtWidgets, Qt
 from .roster import Death, Roster, WorkerState
@@ -61,9 +62,9 @@ class DetailPane(QtWidgets.QWidget):
                               "configuration (its V8 heap limit against its memory limit)")
         layout.addWidget(self.advice)
         split = QtWidgets.QSplitter(Qt.Orientation.Horizontal)
-        self.samples = QtWidgets.QTableWidget(0, 4)
+        self.samples = QtWidgets.QTableWidget(0, 1 + len(METRICS))
         self.samples.setObjectName("detail-samples")
-        self.samples.setHorizontalHeaderLabels(["time", "RSS", "anon RSS", "heap used"])
+        self.samples.setHorizontalHeaderLabels(["time"] + [METRIC_LABELS[m] for m in METRICS])
         self.samples.verticalHeader().setVisible(False)
         self.samples.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.samples.horizontalHeader().setStretchLastSection(True)
@@ -198,9 +199,10 @@ class DetailPane(QtWidgets.QWidget):
             self.samples.setRowCount(0)
             return
         t = w.series.times()[-_LAST_SAMPLES:][::-1]
-        cols = [w.series.values(m)[-_LAST_SAMPLES:][::-1] for m in ("rss", "anon", "heap_used")]
+        cols = [w.series.values(m)[-_LAST_SAMPLES:][::-1] for m in METRICS]
         self.samples.setRowCount(len(t))
-        self.samples.setColumnHidden(3, not w.series.has_heap)
+        self.samples.setColumnHidden(1 + METRICS.index("heap_used"), not w.series.has_heap)
+        self.samples.setColumnHidden(1 + METRICS.index("cgroup_usage"), not w.series.has_cgroup_usage)
         for row in range(len(t)):
             stamp = time.strftime("%H:%M:%S", time.localtime(float(t[row]))) + f".{int(t[row] * 10) % 10}"
             texts = [stamp] + ["–" if not np.isfinite(c[row]) else format_size(float(c[row])) for c in cols]

@@ -377,7 +377,8 @@ class WorkerThresholdsDialog(QtWidgets.QDialog):
         layout = QtWidgets.QVBoxLayout(self)
         intro = QtWidgets.QLabel(
             f"Levels for <b>{html.escape(worker.ref.name)}</b> (worker {worker.id}, PID {worker.ref.pid}) only, on the "
-            f"plot's metric ({global_config.metric}).<br>Global: {describe_levels(global_config)}.")
+            f"alert metric ({global_config.metric}; the toolbar's Alerts on box).<br>"
+            f"Global: {describe_levels(global_config)}.")
         intro.setWordWrap(True)
         layout.addWidget(intro)
         form = QtWidgets.QFormLayout()

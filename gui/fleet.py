@@ -24,7 +24,7 @@ from oomscope.core.prometheus import Fleet, PrometheusClient, RemoteWorker, read
 from oomscope.core.prometheus.client import DEFAULT_TIMEOUT_S
 from oomscope.core.sizes import Level, format_size
 
-from .history import Series
+from .history import Series, history_columns
 from .palette import CRITICAL_ROW_RGB, EXITED_TEXT_RGB, WARNING_ROW_RGB, worker_color
 from .plot import MemoryPlot
 from .qt import QSettings, Qt, QTimer, QtGui, QtWidgets, Signal
@@ -329,8 +329,9 @@ class FleetWindow(QtWidgets.QMainWindow):
             ref = WorkerRef(rw.key, rw.pid or 0, float(rw.times[0]), f"{rw.worker} @ {rw.host}", (), False,
                             life=rw.life or 1)
             series = Series()
-            values = np.column_stack((rw.rss, rw.anon, rw.heap_used)).astype(np.float32)
-            series.extend(rw.times, values)
+            # The exporter publishes no cgroup usage: that column stays NaN (no curve on it).
+            series.extend(rw.times, history_columns({"rss": rw.rss, "anon": rw.anon, "heap_used": rw.heap_used},
+                                                    len(rw.times)))
             w = WorkerState(ref, color, series, cgroup_limit=rw.cgroup_limit, level=rw.level)
             w.last = Sample(ref, _last_int(rw.rss), _last_int(rw.anon), None, None, rw.cgroup_limit,
                             _last_int_or_none(rw.heap_used), None, rw.heap_limit)
@@ -448,6 +449,7 @@ class FleetWindow(QtWidgets.QMainWindow):
             self.plot.set_thresholds(None, None)
             return
         warn, crit = rw.levels.get("warning"), rw.levels.get("critical")
+        self.plot.alert_metric = self.plot.shown_metric  # the agent's levels are on the plotted metric
         self.plot.set_thresholds(Level(bytes=warn) if warn else None, Level(bytes=crit) if crit else None,
                                  owner=f"{rw.worker} @ {rw.host}")
 

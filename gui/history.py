@@ -11,13 +11,19 @@ folded into min/max pairs per four rows (docs/DESIGN.md "old history is decimate
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import numpy.typing as npt
 
-METRICS = ("rss", "anon", "heap_used")
-METRIC_LABELS = {"rss": "RSS", "anon": "anon RSS", "heap_used": "heap used"}
+METRICS = ("rss", "anon", "heap_used", "cgroup_usage")
+METRIC_LABELS = {"rss": "RSS", "anon": "anon RSS", "heap_used": "heap used", "cgroup_usage": "cgroup usage"}
+# Metrics only some workers have (a heap reporter, a cgroup of their own): NaN where unknown, and
+# a worker without the figure draws no curve on them rather than a line along zero.
+SPARSE_METRICS = frozenset(("heap_used", "cgroup_usage"))
 _COLUMN = {m: i for i, m in enumerate(METRICS)}
+_HEAP = _COLUMN["heap_used"]
+_CGROUP = _COLUMN["cgroup_usage"]
 
 # One hour at 10 Hz, the densest history the plot promises to keep exact.
 DEFAULT_CAPACITY = 36_000
@@ -27,11 +33,31 @@ FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
 
 
-class Series:
-    """One worker's samples: time (Unix s, float64) and rss/anon/heap_used (bytes, float32).
+def plotted_cgroup_usage(usage: npt.ArrayLike, limit: npt.ArrayLike) -> Float32Array:
+    """The cgroup usage the history keeps: only where the cgroup has a limit (NaN elsewhere).
 
-    float32 keeps 7.2 M samples near 115 MB; its 24-bit mantissa resolves a GiB to 64 bytes.
-    Unknown values (heap without a reporter) are NaN.
+    A worker with no limited cgroup of its own sits in some unlimited one (the root, a session's
+    scope) whose usage is the whole machine's or many processes': drawn per worker, that is
+    hundreds of MiB of noise, and there is no limit line to read it against."""
+    u = np.asarray(usage, np.float64)
+    return np.where(np.isfinite(np.asarray(limit, np.float64)), u, np.nan).astype(np.float32)
+
+
+def history_columns(columns: Mapping[str, npt.ArrayLike], rows: int) -> Float32Array:
+    """``Series.extend``'s block from named columns: one per metric in METRICS, a metric not
+    given (a recording without cgroup usage, a fleet without heaps) NaN throughout."""
+    block = np.full((rows, len(METRICS)), np.nan, np.float32)
+    for name, values in columns.items():
+        block[:, _COLUMN[name]] = values
+    return block
+
+
+class Series:
+    """One worker's samples: time (Unix s, float64) and one column per metric in METRICS
+    (rss, anon, heap_used, cgroup_usage; bytes, float32).
+
+    float32 keeps 7.2 M samples near 144 MB; its 24-bit mantissa resolves a GiB to 64 bytes.
+    Unknown values (heap without a reporter, usage without a cgroup of its own) are NaN.
     """
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
@@ -42,12 +68,14 @@ class Series:
         self._v: Float32Array = np.empty((len(self._t), len(METRICS)), np.float32)
         self._n = 0
         self.has_heap = False
+        self.has_cgroup_usage = False
         self.version = 0  # bumped on every change; caches compare it
 
     def __len__(self) -> int:
         return self._n
 
-    def append(self, t: float, rss: float, anon: float, heap_used: float | None) -> None:
+    def append(self, t: float, rss: float, anon: float, heap_used: float | None,
+               cgroup_usage: float | None = None) -> None:
         if self._n == len(self._t):
             if self._n < self.capacity:
                 self._grow(min(self.capacity, 2 * self._n))
@@ -59,10 +87,15 @@ class Series:
         row[0] = rss
         row[1] = anon
         if heap_used is None:
-            row[2] = math.nan
+            row[_HEAP] = math.nan
         else:
-            row[2] = heap_used
+            row[_HEAP] = heap_used
             self.has_heap = True
+        if cgroup_usage is None:
+            row[_CGROUP] = math.nan
+        else:
+            row[_CGROUP] = cgroup_usage
+            self.has_cgroup_usage = True
         self._n = n + 1
         self.version += 1
 
@@ -79,8 +112,10 @@ class Series:
             self._t[self._n:self._n + len(chunk_t)] = chunk_t
             self._v[self._n:self._n + len(chunk_t)] = chunk_v
             self._n += len(chunk_t)
-        if len(values) and np.isfinite(values[:, 2]).any():
+        if len(values) and np.isfinite(values[:, _HEAP]).any():
             self.has_heap = True
+        if len(values) and np.isfinite(values[:, _CGROUP]).any():
+            self.has_cgroup_usage = True
         self.version += 1
 
     def _grow(self, rows: int) -> None:

@@ -32,6 +32,7 @@ from oomscope.core.jsonable import jsonable
 from oomscope.core.thresholds import ThresholdConfig, settings_to_json
 
 from .export_png import save_png
+from .history import METRICS
 from .palette import CRITICAL_RGB
 from .plot import MemoryPlot
 from .qt import Qt, pg
@@ -76,16 +77,11 @@ def _safe(name: str) -> str:
 
 def history_columns(w: WorkerState) -> dict[str, Any]:
     """A worker's samples from the window's history, as CSV columns: the history keeps time, RSS,
-    anon RSS and heap used (as float32: within a few bytes); the other columns stay empty."""
+    anon RSS, heap used and the cgroup's usage (as float32: within a few bytes); the other
+    columns stay empty."""
     t = w.series.times()
-    return {
-        "worker": w.id,
-        "pid": w.ref.pid,
-        "t": t.copy(),
-        "rss": w.series.values("rss").astype(np.float64),
-        "anon": w.series.values("anon").astype(np.float64),
-        "heap_used": w.series.values("heap_used").astype(np.float64),
-    }
+    return {"worker": w.id, "pid": w.ref.pid, "t": t.copy(),
+            **{m: w.series.values(m).astype(np.float64) for m in METRICS}}
 
 
 def incident_name(w: WorkerState, died_at: float) -> str:
@@ -252,6 +248,7 @@ def _render_pictures(window: MainWindow, w: WorkerState, died_at: float, folder:
             widget.show()
         plot.set_metric(window.plot.shown_metric)
         plot.trend_metric = None  # a forecast drawn from the last sample would point past the death
+        plot.alert_metric = window.plot.alert_metric  # the levels are drawn where they apply
         owner = w.override
         plot.set_thresholds(owner.warn if owner else window.thresholds.warn,
                             owner.crit if owner else window.thresholds.crit)

@@ -19,7 +19,7 @@ import numpy as np
 from oomscope.core.forecast import GROWING_MIN_BYTES_PER_S
 from oomscope.core.sizes import Level, format_size
 
-from .history import METRIC_LABELS, METRICS, PeakView, bucket_width
+from .history import METRIC_LABELS, METRICS, SPARSE_METRICS, PeakView, bucket_width
 from .palette import CRITICAL_RGB, WARNING_RGB, worker_rgb
 from .qt import QRectF, Qt, QtCore, QtGui, QtWidgets, Signal, pg
 from .roster import Roster, WorkerState
@@ -168,8 +168,12 @@ class MemoryPlot(QtWidgets.QWidget):
         self.heap_limit_lines: dict[str, int] = {}
         self.cgroup_limit_lines: dict[str, int] = {}  # worker id -> the limit drawn
         self._limit_pens: dict[int, QtGui.QPen] = {}
-        # The plot metric the engine's levels (and so its trend and ETAs) are on; the window
-        # keeps it in step. None: draw no forecast (a rate of another metric would mislead).
+        # The plot metric the engine's levels are on (the window's "Alerts on" box): the warning
+        # and critical lines are drawn on that metric only, since a level on RSS says nothing
+        # about where heap or cgroup usage stands. None: the levels' metric is not plotted.
+        self.alert_metric: str | None = "rss"
+        # The plot metric the engine's trend and ETAs are of (the alert metric; the window keeps
+        # it in step). None: draw no forecast (a rate of another metric would mislead).
         self.trend_metric: str | None = None
         # Worker id -> (x0, y0, x1, y1), y in MiB: the dashed forecast the last redraw drew.
         self.trend_extensions: dict[str, tuple[float, float, float, float]] = {}
@@ -188,8 +192,10 @@ class MemoryPlot(QtWidgets.QWidget):
         bar.addWidget(QtWidgets.QLabel("Metric:"))
         self.metric_box = QtWidgets.QComboBox()
         self.metric_box.setObjectName("metric")
-        self.metric_box.setToolTip("What the curves, the table's % column and the thresholds measure "
-                                   "(heap used appears once a worker reports its V8 heap)")
+        self.metric_box.setToolTip("What the curves and the table's % column show; it changes nothing the "
+                                   "alerts compare (that is the toolbar's Alerts on box). Heap used is "
+                                   "offered once a worker reports its V8 heap, cgroup usage once a worker "
+                                   "runs in a cgroup of its own")
         for m in METRICS:
             self.metric_box.addItem(METRIC_LABELS[m], m)
         self.metric_box.currentIndexChanged.connect(self._on_metric_box_changed)
@@ -213,6 +219,13 @@ class MemoryPlot(QtWidgets.QWidget):
                                       "panning or zooming with the mouse pauses)")
         self.follow_button.toggled.connect(self.set_follow)
         bar.addWidget(self.follow_button)
+        bar.addSpacing(12)
+        # Says, while another metric is plotted, why the warning and critical lines are gone.
+        self.levels_note = QtWidgets.QLabel("")
+        self.levels_note.setObjectName("levels-note")
+        self.levels_note.setStyleSheet("color: rgb(120, 90, 0);")
+        self.levels_note.setVisible(False)
+        bar.addWidget(self.levels_note)
         bar.addSpacing(12)
         self.readout = QtWidgets.QLabel("")
         self.readout.setObjectName("readout")
@@ -286,13 +299,18 @@ class MemoryPlot(QtWidgets.QWidget):
         self.redraw()
 
     def update_metric_choices(self) -> None:
-        """Offer heap only once samples carry heap values."""
-        has_heap = self.roster.any_heap()
+        """Offer heap, and the cgroup's usage, only once some worker's samples carry them."""
         model = self.metric_box.model()
-        item = model.item(METRICS.index("heap_used")) if isinstance(model, QtGui.QStandardItemModel) else None
-        if item is not None:
-            item.setEnabled(has_heap)
-            item.setToolTip("" if has_heap else "No worker reports its V8 heap (yet)")
+        if not isinstance(model, QtGui.QStandardItemModel):
+            return
+        for metric, known, why in (
+                ("heap_used", self.roster.any_heap(), "No worker reports its V8 heap (yet)"),
+                ("cgroup_usage", self.roster.any_cgroup_usage(),
+                 "No worker runs in a cgroup of its own (launch one with a memory limit)")):
+            item = model.item(METRICS.index(metric))
+            if item is not None:
+                item.setEnabled(known)
+                item.setToolTip("" if known else why)
 
     def set_window(self, seconds: float | None) -> None:
         index = self.window_box.findData(seconds)
@@ -333,6 +351,12 @@ class MemoryPlot(QtWidgets.QWidget):
         self.levels_owner = owner
         self._place_lines()
 
+    def set_alert_metric(self, metric: str | None) -> None:
+        """The plot metric the levels are on: their lines are drawn on that metric's plot only."""
+        self.alert_metric = metric
+        self._place_lines()
+        self.request_redraw()
+
     def _reference(self) -> int | None:
         """The limit a percent threshold line is drawn against: the selected worker's, else the
         first live worker's with a limit."""
@@ -346,11 +370,21 @@ class MemoryPlot(QtWidgets.QWidget):
 
     def _place_lines(self) -> None:
         self.reference_limit = self._reference()
+        on_alert_metric = self.shown_metric == self.alert_metric
+        any_level = any(lv is not None for lv in self._levels.values())
+        if on_alert_metric or not any_level:
+            self.levels_note.setVisible(False)
+        else:
+            where = METRIC_LABELS.get(self.alert_metric or "", "another metric")
+            self.levels_note.setText(f"levels are on {where}: not drawn on {METRIC_LABELS[self.shown_metric]}")
+            self.levels_note.setToolTip(f"The warning and critical levels (and the alerts and actions they "
+                                        f"drive) compare {where}; the toolbar's Alerts on box changes that")
+            self.levels_note.setVisible(True)
         for level, line in self.lines.items():
             if line.moving:
                 continue  # never yank a line from under the user's mouse
             lv = self._levels.get(level)
-            value = lv.resolve(self.reference_limit) if lv is not None else None
+            value = lv.resolve(self.reference_limit) if lv is not None and on_alert_metric else None
             if value is None:
                 line.setVisible(False)
                 continue
@@ -359,6 +393,7 @@ class MemoryPlot(QtWidgets.QWidget):
             text = f"{level} {lv}"
             if lv is not None and lv.fraction is not None:
                 text += f" ({format_size(value)})"
+            text += f" on {METRIC_LABELS[self.shown_metric]}"
             if self.levels_owner is not None:
                 text += f" — {self.levels_owner}'s own"
             line.label.setFormat(text)
@@ -433,7 +468,8 @@ class MemoryPlot(QtWidgets.QWidget):
             x, y = view.points(w.series, metric, t0, t1, width_s)
             if len(x) == 0:
                 continue
-            if metric == "heap_used":
+            if metric in SPARSE_METRICS:
+                # A worker without the figure has no curve: NaN rows are gaps, never zeros.
                 finite = np.isfinite(y)
                 if not finite.any():
                     continue
@@ -447,8 +483,10 @@ class MemoryPlot(QtWidgets.QWidget):
                 limit_top = self._add_heap_limit(w, t0, t1, limits)
             else:
                 limit_top = self._add_cgroup_limit(w, t0, t1, limits)
-            if chosen and limit_top is not None:
-                top = max(top, limit_top)  # a selected worker's limit is always in view
+            if limit_top is not None and (chosen or metric == "cgroup_usage"):
+                # A selected worker's limit is always in view; on cgroup usage every one is: the
+                # curve is what the kernel compares with that limit, the headroom is the point.
+                top = max(top, limit_top)
         self.empty_label.setVisible(not self.roster.workers)
         self._place_lines()
         for level in ("warning", "critical"):

@@ -42,6 +42,7 @@ from oomscope.core.recording import SessionFile, SessionInfo
 from oomscope.core.thresholds import ThresholdConfig, thresholds_from_json
 
 from .bridge import NoEvents
+from .history import METRICS, history_columns, plotted_cgroup_usage
 from .kernel_pane import KernelLogPane
 from .qt import QItemSelectionModel, QSettings, Qt, QTimer, QtWidgets
 from .roster import Death, WorkerState
@@ -99,8 +100,11 @@ class WorkerColumns:
         return Sample(self.ref, rss=fields.pop("rss") or 0, anon=fields.pop("anon") or 0, **fields)
 
     def history_block(self, i0: int, i1: int) -> npt.NDArray[np.float32]:
-        """Rows ``i0:i1`` in the window history's layout: rss, anon, heap used."""
-        return np.column_stack([self.column(m, i0, i1) for m in ("rss", "anon", "heap_used")]).astype(np.float32)
+        """Rows ``i0:i1`` in the window history's layout (history.METRICS: a recorded cgroup
+        usage is plotted as a live one is)."""
+        columns: dict[str, npt.ArrayLike] = {m: self.column(m, i0, i1) for m in METRICS}
+        columns["cgroup_usage"] = plotted_cgroup_usage(columns["cgroup_usage"], self.column("cgroup_limit", i0, i1))
+        return history_columns(columns, len(self.t[i0:i1]))
 
     def csv_columns(self) -> dict[str, Any]:
         # Columns left out are empty cells, as write_samples_csv writes a column not given.

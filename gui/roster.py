@@ -120,7 +120,8 @@ class WorkerState:
     def value(self, metric: str) -> int | None:
         if self.last is None:
             return None
-        return {"rss": self.last.rss, "anon": self.last.anon, "heap_used": self.last.heap_used}[metric]
+        return {"rss": self.last.rss, "anon": self.last.anon, "heap_used": self.last.heap_used,
+                "cgroup_usage": self.last.cgroup_usage}[metric]
 
     def has_thread_heaps(self) -> bool:
         """Whether any worker thread (not only main threads) ever reported its own heap."""
@@ -139,7 +140,8 @@ class WorkerState:
         return self.last.anon
 
     def limit(self, metric: str) -> int | None:
-        """What ``% of limit`` divides by: the V8 heap limit for heap, else the cgroup limit."""
+        """What ``% of limit`` divides by, and the dashed limit line is drawn at: the V8 heap limit
+        for heap, else (RSS, anon, the cgroup's own usage) the cgroup limit."""
         if metric == "heap_used":
             return self.last.heap_limit if self.last is not None else None
         return self.cgroup_limit
@@ -286,7 +288,9 @@ class Roster:
                 w.cgroup_limit = s.cgroup_limit
             if s.heap_used is not None and w.heap_since is None:
                 w.heap_since = ev.t
-            w.series.append(ev.t, s.rss, s.anon, s.heap_used)
+            # Plotted only against a limit (history.plotted_cgroup_usage says why).
+            w.series.append(ev.t, s.rss, s.anon, s.heap_used,
+                            s.cgroup_usage if s.cgroup_limit is not None else None)
 
     def on_pending(self, ev: LevelPending) -> WorkerState | None:
         w = self.by_id.get(ev.worker.id)
@@ -448,6 +452,9 @@ class Roster:
 
     def any_heap(self) -> bool:
         return any(w.series.has_heap for w in self.workers)
+
+    def any_cgroup_usage(self) -> bool:
+        return any(w.series.has_cgroup_usage for w in self.workers)
 
 
 def _anon_at_kill(record: KillRecord | None, w: WorkerState | None) -> int | None:

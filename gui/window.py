@@ -50,6 +50,7 @@ from .message_bar import MessageBar
 from .models import COL_ANON, COL_HEAP, COL_LIMIT, COL_NAME, COL_PERCENT, COL_PID, COL_RSS, COL_STATE, \
     COL_TREND, WorkerFilterProxy, WorkerTreeModel
 from .notify import Notifier, ShowFn
+from .history import METRIC_LABELS
 from .plot import WINDOWS, MemoryPlot
 from .qt import QItemSelectionModel, QSettings, Qt, QTimer, QtGui, QtWidgets, Signal
 from .recording import Recorder
@@ -59,9 +60,15 @@ from .timeline import KillTimeline, stacked_with_timeline
 
 _TABLE_REFRESH_S = 0.25
 # The plot's metric names and the engine's: the engine compares "heap" where the plot draws "heap used".
+# The cgroup's usage is plotted only: the engine's levels do not compare it.
 _ENGINE_METRIC = {"rss": "rss", "anon": "anon", "heap_used": "heap"}
 _PLOT_METRIC = {engine: plot for plot, engine in _ENGINE_METRIC.items()}
 _KERNEL_LINES_KEPT = 5000  # for an incident's kernel.log: the lines around a death
+
+
+def alert_metric_label(engine_metric: str) -> str:
+    """How the window names the metric the levels compare: "RSS", "anon RSS", "heap used"."""
+    return METRIC_LABELS.get(_PLOT_METRIC.get(engine_metric, ""), engine_metric)
 
 
 class MainWindow(FileMenu, QtWidgets.QMainWindow):
@@ -115,7 +122,8 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self._status_timer.start(1000)
         self._restore_settings()
         if self.thresholds.metric != "rss":
-            # A metric chosen on the command line (--metric heap) outranks the last plotted one.
+            # Alerts on heap or anon (--metric, the settings file, the Alerts on box last time):
+            # the plot opens on that metric, where its levels are drawn; the Metric box can leave it.
             self.plot.set_metric(_PLOT_METRIC[self.thresholds.metric])
         self._show_thresholds()
         self.bridge.start()
@@ -177,7 +185,15 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self.workers_dock = self._dock("Workers", "workers-dock", table_box, Qt.DockWidgetArea.BottomDockWidgetArea)
 
         self.detail = DetailPane(roster=self.roster)
-        self.detail_dock = self._dock("Details", "details-dock", self.detail, Qt.DockWidgetArea.BottomDockWidgetArea)
+        # Scrolled: a dead worker's story (wrapped header, doctor's advice, samples) at a third of a
+        # 1024 px screen's width is taller than the dock, and a dock's minimum height is taken
+        # from the plot (seen: an 80 px plot at 1024x700).
+        detail_scroll = QtWidgets.QScrollArea()
+        detail_scroll.setObjectName("details-scroll")
+        detail_scroll.setWidgetResizable(True)
+        detail_scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        detail_scroll.setWidget(self.detail)
+        self.detail_dock = self._dock("Details", "details-dock", detail_scroll, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.kernel_pane = KernelLogPane()
         self.kernel_pane.worker_clicked.connect(self.select_worker)
         self.kernel_dock = self._dock("Kernel log", "kernel-dock", self.kernel_pane,
@@ -268,6 +284,19 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         for action in (self.terminate_action, self.kill_action, self.terminate_critical_action):
             bar.addAction(action)
         bar.addSeparator()
+        # What the levels, and so the alerts and the actions at warning and critical, compare. A
+        # control of its own: the plot's Metric box only changes what is drawn, so looking at heap
+        # never silently moves a worker over its RSS critical back to "running".
+        self.alert_metric_box = QtWidgets.QComboBox()
+        self.alert_metric_box.setObjectName("alert-metric")
+        self.alert_metric_box.setToolTip("The metric the warning and critical levels compare: what the alerts, "
+                                         "the actions at critical, the trend and its forecasts use (--metric). "
+                                         "The plot's Metric box does not change it")
+        for plot_metric in _ENGINE_METRIC:
+            self.alert_metric_box.addItem(METRIC_LABELS[plot_metric], _ENGINE_METRIC[plot_metric])
+        self.alert_metric_box.activated.connect(self._on_alert_metric_chosen)
+        bar.addWidget(QtWidgets.QLabel(" Alerts on: "))
+        bar.addWidget(self.alert_metric_box)
         self.warn_edit = self._level_edit("warning", "Warning level: a size (400MiB, 1.5G) or a percent of "
                                           "the worker's limit (75%); empty: none. Enter applies; or drag the "
                                           "amber line")
@@ -283,6 +312,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
             for edit in (self.warn_edit, self.crit_edit):
                 edit.setReadOnly(True)
                 edit.setEnabled(False)
+            self.alert_metric_box.setEnabled(False)
             for line in self.plot.lines.values():
                 line.setMovable(False)
         self._update_actions()
@@ -375,10 +405,10 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self.plot.request_redraw()
 
     def _on_samples_added(self, ev: Samples) -> None:
-        had_heap = self.roster.any_heap()
+        had = (self.roster.any_heap(), self.roster.any_cgroup_usage())
         self.roster.on_samples(ev)
-        if not had_heap and self.roster.any_heap():
-            self.plot.update_metric_choices()
+        if had != (self.roster.any_heap(), self.roster.any_cgroup_usage()):
+            self.plot.update_metric_choices()  # heap used, cgroup usage: offered once someone has it
         self.refresh_table()
         self.plot.request_redraw()
 
@@ -715,9 +745,14 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
     # ------------------------------------------------------------- thresholds
 
     def _show_thresholds(self) -> None:
-        # Every change of the engine's thresholds passes here: the plot draws its forecasts
-        # only on the metric the engine's rate and ETAs are of.
-        self.plot.trend_metric = _PLOT_METRIC.get(self.thresholds.metric)
+        # Every change of the engine's thresholds passes here: the plot draws its level lines and
+        # its forecasts only on the metric the engine's levels, rate and ETAs are of.
+        plot_metric = _PLOT_METRIC.get(self.thresholds.metric)
+        self.plot.trend_metric = plot_metric
+        self.plot.set_alert_metric(plot_metric)
+        index = self.alert_metric_box.findData(self.thresholds.metric)
+        if index >= 0 and index != self.alert_metric_box.currentIndex():
+            self.alert_metric_box.setCurrentIndex(index)
         self.warn_edit.setText(level_text(self.thresholds.warn))
         self.crit_edit.setText(level_text(self.thresholds.crit))
         for edit in (self.warn_edit, self.crit_edit):
@@ -821,8 +856,9 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         if self.persist_thresholds:
             self.settings.setValue("thresholds/warn", level_text(config.warn))
             self.settings.setValue("thresholds/crit", level_text(config.crit))
+            self.settings.setValue("thresholds/metric", config.metric)
         self.statusBar().showMessage(f"thresholds: warning {config.warn or 'none'}, critical "
-                                     f"{config.crit or 'none'} on {config.metric}", 6000)
+                                     f"{config.crit or 'none'} on {alert_metric_label(config.metric)}", 6000)
 
     def _reject_levels(self, why: str) -> None:
         self.message_bar.show_message(why)
@@ -854,13 +890,20 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self.set_worker_levels(owner.id, changed)
 
     def _on_metric_changed(self, metric: str) -> None:
+        """The plot's Metric box: what is drawn, and the table's % column. Never the alerts."""
         self.model.set_metric(metric)
-        engine_metric = _ENGINE_METRIC.get(metric)
-        if engine_metric is not None and engine_metric != self.thresholds.metric:
-            # The lines are drawn on the plotted metric: the engine must compare that one.
-            self._apply_thresholds(replace(self.thresholds, metric=engine_metric))
         if self.persist_layout:
             self.settings.setValue("plot/metric", metric)
+
+    def _on_alert_metric_chosen(self, index: int) -> None:
+        self.set_alert_metric(str(self.alert_metric_box.itemData(index)))
+
+    def set_alert_metric(self, metric: str) -> None:
+        """Compare the levels on ``metric`` (the engine's name: rss, anon, heap) from now on."""
+        if self.read_only or metric == self.thresholds.metric:
+            self._show_thresholds()  # a replay's box goes back to the recorded metric
+            return
+        self._apply_thresholds(replace(self.thresholds, metric=metric))
 
     # ---------------------------------------------------------------- commands
 
@@ -921,6 +964,8 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         geometry = s.value("window/geometry")
         if isinstance(geometry, (bytes, bytearray)) or hasattr(geometry, "size"):
             self.restoreGeometry(geometry)
+        else:
+            self._fit_screen()
         state = s.value("window/state")
         if state is not None:
             self.restoreState(state)
@@ -936,6 +981,20 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         window = s.value("plot/window")
         if window is not None:
             self.plot.set_window(None if window in ("", "all", None) else float(window))
+
+    def _fit_screen(self) -> None:
+        """The first window on a small screen (1024x700): no bigger than the screen, or its right
+        edge, the details pane and the last columns, is off screen."""
+        screen = QtGui.QGuiApplication.primaryScreen()
+        if screen is None or QtGui.QGuiApplication.platformName() == "offscreen":
+            return  # offscreen's 800x800 "screen" is no screen a user sees
+        room = screen.availableGeometry()
+        if room.width() < self.width() or room.height() < self.height():
+            self.resize(min(self.width(), room.width()), min(self.height(), room.height()))
+            self.resizeDocks([self.workers_dock, self.detail_dock],
+                             [self.width() * 2 // 3, self.width() // 3], Qt.Orientation.Horizontal)
+            # The plot keeps most of the height: the table's 345 px would leave it a strip.
+            self.resizeDocks([self.workers_dock], [self.height() * 3 // 10], Qt.Orientation.Vertical)
 
     def save_settings(self) -> None:
         if not self.persist_layout:
