@@ -4,9 +4,12 @@ No PATH: this machine's live kernel log (what the ring buffer still holds; with 
 then every new kill until interrupted). ``-``: standard input, read as a stream (records are
 printed as their kill lines arrive, so ``journalctl -k -f | oomscope oom-log -`` works).
 
-Output: a table (time, killer, pid, comm, anon-rss, memcg), or with ``--json`` one contract
-object per kill per line. Exit status: 0 (also when no kill was found: "no OOM kills found"),
-2 when a file cannot be read or is in no known format, or no live source can be read.
+Output: a table (time, killer, pid, comm, anon-rss, memcg; text from the log with control
+characters escaped), or with ``--json`` one contract object per kill per line. Exit status: 0
+(also when no kill was found, empty input included, file or stdin: "no OOM kills found"), 2 when
+a file cannot be read or is in no known format, or no live source can be read. Input is read
+line by line in bounded memory (see ``reader.iter_text_lines``); what was skipped or mended is
+said once per input on stderr.
 
 Example::
 
