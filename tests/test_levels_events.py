@@ -243,9 +243,16 @@ def test_a_damaged_levels_row_is_a_clear_message_not_a_traceback(recorded, tmp_p
     db.commit()
     db.close()
     r = _export(str(copy), "--json", str(tmp_path / "out.json"))
-    assert r.returncode == 2
+    # The row is left out and named (exit status 1); the rest of the session is exported.
+    assert r.returncode == 1
     assert "is damaged" in r.stderr and "levels at seq" in r.stderr and "bogus" in r.stderr
     assert "Traceback" not in r.stderr
+    doc = json.loads((tmp_path / "out.json").read_text())
+    damage, = doc["damaged"]
+    assert "a row of levels is left out" in damage and "bogus" in damage
+    events = doc["sessions"][0]["events"]
+    assert not any(e["event"] == "levels" and e["worker"] is None for e in events)
+    assert any(e["event"] == "worker_exited" for e in events)
 
 
 # ------------------------------------------------------------------ the window

@@ -4,9 +4,12 @@ No PATH: this machine's live kernel log (what the ring buffer still holds; with 
 then every new kill until interrupted). ``-``: standard input, read as a stream (records are
 printed as their kill lines arrive, so ``journalctl -k -f | oomscope oom-log -`` works).
 
-Output: a table (time, killer, pid, comm, anon-rss, memcg), or with ``--json`` one contract
-object per kill per line. Exit status: 0 (also when no kill was found: "no OOM kills found"),
-2 when a file cannot be read or is in no known format, or no live source can be read.
+Output: a table (time, killer, pid, comm, anon-rss, memcg; text from the log with control
+characters escaped), or with ``--json`` one contract object per kill per line. Exit status: 0
+(also when no kill was found, empty input included, file or stdin: "no OOM kills found"), 2 when
+a file cannot be read or is in no known format, or no live source can be read. Input is read
+line by line in bounded memory (see ``reader.iter_text_lines``); what was skipped or mended is
+said once per input on stderr.
 
 Example::
 
@@ -21,14 +24,16 @@ import argparse
 import json
 import selectors
 import sys
+import zlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Final, TextIO
 
 from ..errors import Error, LogFormatError
+from ..printable import printable
 from ..sizes import format_size
 from .clock import KernelClock
-from .reader import LogReader, iter_text_lines, parse_file
+from .reader import LogReader, gunzipped, read_log
 from .records import KillRecord
 from .sources import LiveSource, open_live_source
 
@@ -93,9 +98,11 @@ def _cells(rec: KillRecord) -> tuple[str, str, str, str, str, str]:
         when = "-"
     anon = "-" if rec.anon_rss_kb is None else format_size(rec.anon_rss_kb * 1024, smallest="KiB")
     memcg = rec.task_memcg or rec.oom_memcg or rec.extra.get("killed_cgroup") or "-"
-    comm = "-" if rec.comm is None else rec.comm.replace("\n", " ")
+    comm = "-" if rec.comm is None else rec.comm
     pid = "-" if rec.pid is None else str(rec.pid)
-    return when, rec.killer, pid, comm, anon, str(memcg)
+    # Every text cell comes from the log: a process name (or a cgroup path) can carry terminal
+    # escapes that must not act on the reader's terminal.
+    return printable(when), printable(rec.killer), pid, printable(comm), anon, printable(str(memcg))
 
 
 def run(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
@@ -126,19 +133,24 @@ def _run_path(path: str, printer: _Printer, stderr: TextIO) -> int:
     try:
         if path == "-":
             reader = LogReader("<stdin>", reference_time=datetime.now())
-            for raw in iter_text_lines(sys.stdin.buffer):
+            for raw in reader.text_lines(gunzipped(sys.stdin.buffer, reader.name)):
                 printer.emit(reader.push(raw))
             printer.emit(reader.flush())
             reader.check_recognized()
+            notices = reader.notices()
         else:
-            for rec in parse_file(path):
+            result = read_log(path)
+            for rec in result.records:
                 printer.print_one(rec)
+            notices = result.notices
     except LogFormatError as e:
         stderr.write(f"oom-log: {e}\n")
         return EXIT_UNREADABLE
-    except OSError as e:
-        stderr.write(f"oom-log: {path}: cannot read: {e.strerror or e}\n")
+    except (OSError, EOFError, zlib.error) as e:  # a gzip stream cut short or corrupt
+        stderr.write(f"oom-log: {path}: cannot read: {getattr(e, 'strerror', None) or e}\n")
         return EXIT_UNREADABLE
+    for notice in notices:
+        stderr.write(f"oom-log: {notice}\n")
     return EXIT_OK
 
 

@@ -1,8 +1,10 @@
 """``oomscope export FILE.db [--csv DIR] [--json [FILE]] [--session ID] [--force]``.
 
-Without ``--csv``/``--json`` it lists the file's sessions. Exit status 0, or 2 with a message
-for a file that is not a session file this oomscope reads, an unknown session, or a target
-that exists (``--force`` overwrites) or cannot be written.
+Without ``--csv``/``--json`` it lists the file's sessions. Exit status 0; 1 when parts of the
+file are damaged (an altered value, a sample blob that does not decode): the rest is exported
+and each damaged part named on standard error; 2 with a message for a file that is not a
+session file this oomscope reads, an unknown session, or a target that exists (``--force``
+overwrites) or cannot be written.
 
 Example::
 
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from ..errors import Error
+from ..printable import printable
 
 if TYPE_CHECKING:
     from .reader import SessionFile
@@ -47,7 +50,7 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
                 f.session(args.session)  # an unknown id is said before anything is written
             if args.csv is None and args.json is None:
                 _list_sessions(f, stdout)
-                return 0
+                return _damage(f, stderr)
             if args.csv is not None:
                 paths = export_csv(f, Path(args.csv), session_id=args.session, force=args.force)
                 print(f"wrote {len(paths)} CSV files to {args.csv}", file=stderr)
@@ -59,6 +62,7 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
                     raise Error(f"{target} exists: give another file, or --force to overwrite it")
                 with open(target, "w", encoding="utf-8") as out:
                     export_json(f, out, session_id=args.session)
+            return _damage(f, stderr)
     except Error as e:
         print(f"oomscope export: {e}", file=stderr)
         return 2
@@ -72,7 +76,15 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
         where = f" {e.filename}" if e.filename else ""
         print(f"oomscope export: cannot write{where}: {e.strerror or e}", file=stderr)
         return 2
-    return 0
+
+
+def _damage(f: SessionFile, stderr: TextIO) -> int:
+    """Name what was damaged and left out; 1 if anything was, else 0."""
+    for what in f.damage:
+        print(f"oomscope export: {f.path} is damaged: {printable(what)}", file=stderr)
+    if f.damage:
+        print(f"oomscope export: the rest of {f.path} was read (exit status 1: parts are damaged)", file=stderr)
+    return 1 if f.damage else 0
 
 
 def _list_sessions(f: SessionFile, out: TextIO) -> None:
@@ -86,4 +98,5 @@ def _list_sessions(f: SessionFile, out: TextIO) -> None:
         else:
             last = time.strftime("%H:%M:%S", time.localtime(s.last_t)) if s.last_t else "none"
             ended = f"(crashed: last data {last})"
-        out.write(f"{s.id:<8} {stamp(s.started):<20} {ended:<32} {len(f.workers(s.id)):>7}  {s.host or ''}\n")
+        # The host is whatever the file says: escapes in it must not act on the terminal.
+        out.write(f"{s.id:<8} {stamp(s.started):<20} {ended:<32} {len(f.workers(s.id)):>7}  {printable(s.host or '')}\n")

@@ -4,7 +4,9 @@ CSV: ``samples.csv`` holds every sample decoded (:data:`SAMPLE_COLUMNS`); every 
 its rows with the engine's worker id (``w3``) in a ``worker`` column. Lists and objects (a
 command line, evidence, settings) are JSON text in their cell; an unknown value is an empty cell.
 
-JSON: ``{"format": "oomscope-session", "schema": N, "sessions": [...]}``; each session has its
+JSON: ``{"format": "oomscope-session", "schema": N, "sessions": [...], "damaged": [...]}``
+(``damaged``: what the file holds that could not be read, in words; empty for a sound file);
+each session has its
 fields, ``workers``, ``samples`` by worker id as columns (``{"w1": {"t": [...], "rss": [...]}}``)
 and ``events``: every other event in the ``watch --json`` shape, in the order it happened,
 including the kernel's lines (``kernel_line``) and the workers' output (``output``).
@@ -159,7 +161,8 @@ def export_json(f: SessionFile, out: TextIO, *, session_id: int | None = None) -
         for j, ev in enumerate(f.events(s.id, samples=False)):
             out.write(("," if j else "") + "\n" + json.dumps(ev.to_json()))
         out.write("]}")
-    out.write("\n]}\n")
+    # Last: only now is everything read, and with it all the damage met on the way.
+    out.write('\n], "damaged": %s}\n' % json.dumps(f.damage))
 
 
 def _json_values(name: str, values: np.ndarray[Any, Any]) -> list[Any]:

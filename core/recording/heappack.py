@@ -14,7 +14,7 @@ a replay puts every report back into the engine's order; its time is kept bit fo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from ..events import Heap, WorkerRef
@@ -66,10 +66,12 @@ def unpack_row(runtime: str, data: bytes, n: int, refs: Mapping[int, WorkerRef])
     return out
 
 
-def in_order(rows: Iterable[tuple[int, str, bytes, int]],
-             refs: Mapping[int, WorkerRef]) -> Iterator[tuple[int, Heap]]:
+def in_order(rows: Iterable[tuple[int, str, bytes, int]], refs: Mapping[int, WorkerRef],
+             damaged: Callable[[int, Exception], None] | None = None) -> Iterator[tuple[int, Heap]]:
     """``(seq, Heap)`` in the engine's order from the rows ``(batch, runtime, data, n)`` in batch
-    order: a batch's seqs all come before the next batch's, so sorting within a batch is enough."""
+    order: a batch's seqs all come before the next batch's, so sorting within a batch is enough.
+    With ``damaged``, a row that does not unpack is left out and passed to it (its batch and
+    the error) instead of raising."""
     batch: int | None = None
     pending: list[tuple[int, Heap]] = []
     for number, runtime, data, n in rows:
@@ -78,7 +80,12 @@ def in_order(rows: Iterable[tuple[int, str, bytes, int]],
             yield from pending
             pending = []
             batch = number
-        pending += unpack_row(runtime, data, n, refs)
+        try:
+            pending += unpack_row(runtime, data, n, refs)
+        except (CodecError, KeyError, TypeError) as e:
+            if damaged is None:
+                raise
+            damaged(number, e)
     pending.sort(key=lambda item: item[0])
     yield from pending
 

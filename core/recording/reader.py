@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,9 +51,10 @@ from ..events import (
 from ..oomlog.lines import KernelLine
 from ..oomlog.records import CONTRACT_FIELDS, DETAIL_FIELDS, KillRecord
 from ..oomlog.sources import SourceState
+from ..printable import printable
 from ..thresholds import thresholds_from_row
 from . import heappack, schema
-from .samplecodec import FIELDS, CodecError, unpack
+from .samplecodec import FIELDS, CodecError, Unpacked, unpack
 
 
 class DamagedRow(Exception):
@@ -104,6 +106,13 @@ class SessionFile:
         self.path = path
         self._db = db
         self._tick_cache: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
+        #: What was found damaged and left out (or stood in for) while reading, in words, each
+        #: once: an altered value, a sample blob that does not decode. The rest reads on.
+        self.damage: list[str] = []
+
+    def _damaged(self, what: str) -> None:
+        if what not in self.damage:
+            self.damage.append(what)
 
     @classmethod
     def open(cls, path: Path | str) -> SessionFile:
@@ -143,10 +152,49 @@ class SessionFile:
     def sessions(self) -> list[SessionInfo]:
         with self._reading():
             rows = self._db.execute(
-                "SELECT id, host, kernel, started, ended, settings, command_line, last_t, "
-                "oomscope_version, pid, events_lost FROM sessions ORDER BY id").fetchall()
-        return [SessionInfo(r[0], r[1], r[2], r[3], r[4], _json(r[5], {}), _json(r[6], None), r[7], r[8],
-                            r[9], r[10] or 0) for r in rows]
+                "SELECT id, host, kernel, started, ended, last_t, oomscope_version, pid, command_line, "
+                "settings, events_lost FROM sessions ORDER BY id").fetchall()
+        return [self._session_info(r) for r in rows]
+
+    def _session_info(self, r: tuple[Any, ...]) -> SessionInfo:
+        """A sessions row (its columns in schema order) with every value of the type it must have; a value altered into
+        something else is named in ``damage`` and read as unknown (``started``, which a session
+        cannot be without, as the time of its first sampling tick)."""
+        sid = r[0]
+
+        def bad(column: str, value: Any, instead: str) -> None:
+            self._damaged(f"session {sid}: {column} is {_shown(value)}, not {instead}")
+
+        host, kernel, version = (self._text(sid, c, v) for c, v in (("host", r[1]), ("kernel", r[2]),
+                                                                     ("oomscope_version", r[6])))
+        ended, last_t = (self._time(sid, c, v) for c, v in (("ended", r[4]), ("last_t", r[5])))
+        started = _finite(r[3])
+        if started is None:
+            first = self._db.execute("SELECT min(t) FROM ticks WHERE session_id = ?", (sid,)).fetchone()[0]
+            started = _finite(first) or last_t or ended or 0.0
+            bad("started", r[3], "a time; the time of its first sample stands in")
+        pid = r[7] if r[7] is None or _is_int(r[7]) else None
+        if r[7] is not None and pid is None:
+            bad("pid", r[7], "a process id")
+        lost = r[10] if _is_int(r[10]) else 0
+        if r[10] is not None and not _is_int(r[10]):
+            bad("events_lost", r[10], "a count")
+        return SessionInfo(sid, host, kernel, started, ended, _json(r[9], {}), _json(r[8], None), last_t,
+                           version, pid, lost)
+
+    def _text(self, sid: int, column: str, value: Any) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)):
+            return str(value)
+        self._damaged(f"session {sid}: {column} is {_shown(value)}, not text")
+        return None
+
+    def _time(self, sid: int, column: str, value: Any) -> float | None:
+        t = _finite(value)
+        if value is not None and t is None:
+            self._damaged(f"session {sid}: {column} is {_shown(value)}, not a time")
+        return t
 
     def session(self, session_id: int | None = None) -> SessionInfo:
         """The session with this id; None: the last one."""
@@ -190,13 +238,15 @@ class SessionFile:
         sid = self.session(session_id).id
         wid = self._worker_number(sid, worker_id)
         with self._reading():
-            blobs = [r[0] for r in self._db.execute(
-                "SELECT data FROM samples WHERE session_id = ? AND worker_id = ? ORDER BY batch, first_seq",
-                (sid, wid))]
+            blobs = self._db.execute(
+                "SELECT batch, data FROM samples WHERE session_id = ? AND worker_id = ? ORDER BY batch, first_seq",
+                (sid, wid)).fetchall()
             seq_list: list[int] = []
             columns: dict[str, list[Any]] = {f: [] for f in FIELDS}
-            for blob in blobs:
-                u = unpack(blob)
+            for batch, blob in blobs:
+                u = self._unpack_samples(sid, wid, batch, blob)
+                if u is None:
+                    continue
                 seq_list += u.seqs
                 for f in FIELDS:
                     columns[f] += u.columns[f]
@@ -206,6 +256,20 @@ class SessionFile:
         for f in FIELDS:
             out[f] = np.array(columns[f], dtype=np.float64)  # None becomes NaN
         return out
+
+    def _unpack_samples(self, sid: int, wid: int, batch: int, blob: Any) -> Unpacked | None:
+        """A samples row's blob decoded; None (and named in ``damage``) when it does not decode:
+        about a second of one worker's samples is lost, not the file."""
+        try:
+            if not isinstance(blob, bytes):
+                raise CodecError(f"a {type(blob).__name__} where a sample blob belongs")
+            return unpack(blob)
+        except CodecError as e:
+            who = self._db.execute("SELECT id FROM workers WHERE session_id = ? AND worker_id = ?",
+                                   (sid, wid)).fetchone()
+            self._damaged(f"session {sid}: the samples of worker {who[0] if who else wid} in batch {batch} "
+                          f"(about a second) are left out: {e}")
+            return None
 
     def _worker_number(self, sid: int, worker_id: str | int) -> int:
         if isinstance(worker_id, int):
@@ -224,8 +288,13 @@ class SessionFile:
         if cached is not None and not fresh:
             return cached
         rows = self._db.execute("SELECT seq, t FROM ticks WHERE session_id = ? ORDER BY seq", (sid,)).fetchall()
+        bad = [r for r in rows if not _is_int(r[0]) or _finite(r[1]) is None]
+        if bad:  # an altered tick: its samples keep their place with an unknown time (NaN)
+            self._damaged(f"session {sid}: {len(bad)} sampling tick(s) without a valid time, e.g. "
+                          f"seq {_shown(bad[0][0])} at {_shown(bad[0][1])}")
+            rows = [r for r in rows if _is_int(r[0])]
         seq = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        t = np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows))
+        t = np.fromiter((_finite(r[1]) or math.nan for r in rows), dtype=np.float64, count=len(rows))
         self._tick_cache[sid] = (seq, t)
         return seq, t
 
@@ -266,7 +335,13 @@ class SessionFile:
 
         def rows() -> Iterator[tuple[Any, ...]]:
             with self._reading():
-                yield from self._db.execute(sql, sids)
+                if table is not schema.SESSIONS:
+                    yield from self._db.execute(sql, sids)
+                    return
+                for row in self._db.execute(sql, sids):  # the values as sessions() reads them
+                    s = self._session_info(row)
+                    yield (s.id, s.host, s.kernel, s.started, s.ended, s.last_t, s.oomscope_version, s.pid,
+                           *row[8:10], s.events_lost)
 
         return names, rows()
 
@@ -321,16 +396,28 @@ class SessionFile:
                       build: Callable[[tuple[Any, ...]], Event | None]) -> Iterator[Streamed]:
         cols = ", ".join(f'"{c}"' for c in table.column_names)
         at = table.column_names.index("seq")
+        t_at = table.column_names.index("t")
         cur = self._db.execute(f'SELECT {cols} FROM "{table.name}" WHERE session_id = ? ORDER BY seq', (sid,))
         for row in cur:
-            ev = build(row)
+            try:
+                if not _is_int(row[at]) or _finite(row[t_at]) is None:
+                    raise DamagedRow(f"seq {_shown(row[at])}, t {_shown(row[t_at])}")
+                ev = build(row)
+            except (DamagedRow, KeyError, TypeError, ValueError) as e:
+                # An altered value, a row naming a worker the file does not have: that event is
+                # left out, the replay goes on.
+                self._damaged(f"session {sid}: a row of {table.name} is left out ({type(e).__name__}: {e})")
+                continue
             if ev is not None:
                 yield row[at], ev
 
     def _heap_events(self, sid: int, refs: dict[int, WorkerRef]) -> Iterator[tuple[int, Heap]]:
         cur = self._db.execute("SELECT batch, runtime, data, n FROM heap WHERE session_id = ? "
                                "ORDER BY batch, first_seq", (sid,))
-        yield from heappack.in_order(cur, refs)
+        def damaged(batch: int, e: Exception) -> None:
+            self._damaged(f"session {sid}: the heap reports of batch {batch} are left out ({type(e).__name__}: {e})")
+
+        yield from heappack.in_order(cur, refs, damaged)
 
     def _tables(self) -> set[str]:
         """The tables this file has (an older file lacks ``schema.LATER_TABLES``)."""
@@ -362,8 +449,10 @@ class SessionFile:
                 yield from self._ticks_of(sid, by_seq, t_of)
                 by_seq = {}
                 batch = number
-            u = unpack(blob)
-            ref = refs[wid]
+            u = self._unpack_samples(sid, wid, number, blob)
+            ref = refs.get(wid)
+            if u is None or ref is None:
+                continue
             columns = [u.columns[f] for f in FIELDS]
             for seq, *values in zip(u.seqs, *columns):
                 lst = by_seq.get(seq)
@@ -481,10 +570,29 @@ def _builders(refs: dict[int, WorkerRef], kills: dict[int, tuple[tuple[Any, ...]
     }, ignore=(Samples, Heap, WorkerStarted, WorkerAttached, Stopped, LevelPending), name="session reader")
 
 
+def _finite(value: Any) -> float | None:
+    """A stored time or size as a float; None for anything else (text, a blob, NaN, inf)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    """A stored value as a damage note shows it: short, and printable whatever it holds."""
+    if isinstance(value, bytes):
+        return f"a {len(value)}-byte blob"
+    text = repr(value)
+    return printable(text if len(text) <= 40 else text[:37] + "...")
+
+
 def _json(text: str | None, default: Any) -> Any:
     if text is None:
         return default
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, TypeError):  # not JSON, or not text at all (an altered value)
         return default
