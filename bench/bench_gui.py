@@ -12,8 +12,11 @@ widget painted into an image the size it has in the 1400x900 window. Prints::
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import statistics
+import tempfile
 import time
 from typing import Any
 
@@ -47,7 +50,11 @@ def build(workers: int = WORKERS, seconds: int = SECONDS, rate_hz: int = RATE_HZ
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["oomscope-bench"])
     engine = Engine(EngineConfig(interval_s=1.0 / rate_hz, kernel_log=False))  # never started
-    settings = QSettings(os.devnull, QSettings.Format.IniFormat)
+    # A throwaway file, never os.devnull: QSettings saves by writing a new file and renaming it
+    # over the old one, which replaced the machine's /dev/null with a regular file.
+    settings_dir = tempfile.mkdtemp(prefix="oomscope-bench-gui-")
+    atexit.register(shutil.rmtree, settings_dir, True)
+    settings = QSettings(os.path.join(settings_dir, "settings.ini"), QSettings.Format.IniFormat)
     thresholds = ThresholdConfig(warn=parse_level("600MiB"), crit=parse_level("800MiB"))
     window = MainWindow(engine, settings, thresholds=thresholds, persist_thresholds=False)
     window.bridge.stop()
