@@ -26,6 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from . import leftovers
 from .cgroup.pool import CgroupPool
 from .errors import BadInput, Error
 from .events import Event, Notice, Stopped, WorkerRef
@@ -278,6 +279,7 @@ class Engine:
     def _run(self) -> None:
         if self.pidfd_fallback is not None:
             self._emit(Notice(time.time(), "warning", self.pidfd_fallback))
+        self._guard(self._clear_leftovers)
         if self.config.kernel_log:
             self._guard(self._kernel.open)
         if self.config.heap_reports:
@@ -323,6 +325,23 @@ class Engine:
                     next_rescan = now + self.config.rescan_s
         finally:
             self._shutdown()
+
+    def _clear_leftovers(self) -> None:
+        """What an oomscope that died uncleanly left (core/leftovers.py), said once at start."""
+        cgroups = leftovers.sweep(leftovers.parent_dirs())
+        folders = leftovers.sweep_heap_dirs()
+        removed = [c for c in cgroups if c.removed]
+        if removed or folders:
+            self._emit(Notice(time.time(), "info",
+                              f"removed what oomscope processes that are gone left behind: "
+                              f"{len(removed)} empty cgroup(s), {len(folders)} heap-socket folder(s)"))
+        for c in cgroups:
+            if not c.removed:
+                self._emit(Notice(time.time(), "warning",
+                                  f"cgroup {c.directory} of oomscope PID {c.owner_pid}, which is gone, "
+                                  f"still holds PID {', '.join(map(str, c.pids))}: workers it launched "
+                                  "outlived it; oomscope does not signal them (kill them by PID if they "
+                                  "are not wanted)"))
 
     def _guard(self, fn: Callable[[], None]) -> None:
         try:

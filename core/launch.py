@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
+import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,8 +79,31 @@ def is_simple_command(text: str) -> bool:
     return not any(w and set(w) <= set(";&|()") for w in words)
 
 
+@functools.cache
+def _setpriv() -> str | None:
+    """util-linux's setpriv, if it can set a parent-death signal (2.33 and later)."""
+    path = shutil.which("setpriv")
+    if path is None:
+        return None
+    try:
+        done = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if "--pdeathsig" in done.stdout else None
+
+
+def dies_with_us(argv: list[str]) -> list[str]:
+    """``argv`` run so that the kernel kills it (SIGKILL) when the thread that started it ends,
+    oomscope's death by ``kill -9`` included: workers must not outlive the tool that launched
+    them. setpriv sets PR_SET_PDEATHSIG and then execs, so the PID stays the worker's; Python's
+    ``preexec_fn`` would do it in-process but is unsafe in the engine's thread. Where setpriv
+    cannot, the command runs as given (the next oomscope reports what was left)."""
+    setpriv = _setpriv()
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else list(argv)
+
+
 def spawn(spec: LaunchSpec, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start the process with piped output, in a session of its own.
+    """Start the process with piped output, in a session of its own, to die with its launcher.
 
     Its own session keeps a terminal's Ctrl-C away from workers: oomscope decides how they
     stop (SIGTERM, grace, SIGKILL) when it is interrupted.
@@ -88,9 +113,10 @@ def spawn(spec: LaunchSpec, argv: list[str], env: dict[str, str] | None = None) 
     if env is None:
         env = dict(os.environ)
         env.update(spec.env)
+    _check_executable(argv[0], env.get("PATH", os.defpath), spec.cwd)
     try:
         return subprocess.Popen(
-            argv,
+            dies_with_us(argv),
             cwd=spec.cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -105,3 +131,16 @@ def spawn(spec: LaunchSpec, argv: list[str], env: dict[str, str] | None = None) 
         ) from None
     except PermissionError:
         raise BadInput(f"cannot execute {argv[0]!r}: permission denied") from None
+
+
+def _check_executable(program: str, path: str, cwd: str | None) -> None:
+    """Say "command not found" before the spawn: behind setpriv, a missing program is setpriv's
+    exit 127 instead of the exec error Popen raises for it."""
+    if "/" in program:
+        full = program if os.path.isabs(program) else os.path.join(cwd or os.getcwd(), program)
+        if not os.path.exists(full):
+            raise BadInput(f"command not found: {program!r} (check the spelling, or give the full path)")
+        if os.path.isdir(full) or not os.access(full, os.X_OK):
+            raise BadInput(f"cannot execute {program!r}: permission denied")
+    elif shutil.which(program, path=path) is None:
+        raise BadInput(f"command not found: {program!r} (check the spelling, or give the full path)")

@@ -203,7 +203,8 @@ class HeapServer:
         self.refused_total = 0
         self._refused: collections.deque[RefusedPeer] = collections.deque(maxlen=_REFUSED_KEPT)
         try:
-            self.directory = tempfile.mkdtemp(prefix="oomscope-heap-", dir=directory)
+            # The PID in the name lets the next oomscope remove it if this one dies uncleanly.
+            self.directory = tempfile.mkdtemp(prefix=f"oomscope-heap-{os.getpid()}-", dir=directory)
         except OSError as e:
             raise HeapSocketError(
                 f"cannot create a private directory for the heap socket in "
