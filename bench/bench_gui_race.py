@@ -134,42 +134,43 @@ def _outcome(state_text: str) -> str:
     return state_text.removeprefix("exited: ")
 
 
-def run(runs: int) -> dict[str, dict[str, int]]:
+def run(runs: int) -> dict[str, dict[str, Any]]:
     leakers = {"python_160MBps": f"{shlex.quote(sys.executable)} -c {shlex.quote(PY_LEAKER)}"}
     node = shutil.which("node")
     if node:
         leakers["node_400MBps"] = f"{shlex.quote(node)} -e {shlex.quote(NODE_LEAKER)}"
-    result: dict[str, dict[str, int]] = {}
+    result: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="oomscope-bench-") as tmp:
         config = Path(tmp) / "config.toml"
         config.write_text(SETTINGS)
         window = Window(config, Path(tmp) / "settings.ini")
         try:
             for name, command in leakers.items():
+                t0 = time.monotonic()
                 outcomes: dict[str, int] = {}
                 for _ in range(runs):
                     outcome = _outcome(window.race_once(command))
                     outcomes[outcome] = outcomes.get(outcome, 0) + 1
-                result[name] = outcomes
+                result[name] = {"outcomes": outcomes, "seconds": time.monotonic() - t0}
         finally:
             window.close()
     return result
 
 
-def main(argv: list[str] | None = None) -> dict[str, dict[str, int]] | None:
+def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]] | None:
     p = benchargs.parser(__doc__, "1 run of each")
     p.add_argument("--runs", type=int, default=20)
     a = p.parse_args(argv)
     if not cgroup_possible():
         print("gui policy race: no writable memory cgroup here (needs root): not measured")
         return None
-    t0 = time.monotonic()
     r = run(1 if a.quick else a.runs)
-    for name, outcomes in r.items():
+    for name, race in r.items():
+        outcomes = race["outcomes"]
         wins = outcomes.get("terminated", 0)
         print(f"gui policy race, {name}, launched in the window with limit {LIMIT}, settings crit 60% "
               f"on_crit terminate: {wins}/{sum(outcomes.values())} terminated by policy; outcomes {outcomes} "
-              f"({time.monotonic() - t0:.0f} s)")
+              f"({race['seconds']:.0f} s)")
     return r
 
 
