@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,8 +26,7 @@ from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import benchargs  # noqa: E402
-from bench_policy_race import NODE_LEAKER, PY_LEAKER, cgroup_possible  # noqa: E402
+from bench_policy_race import leakers, runs_asked  # noqa: E402
 
 SETTINGS = """\
 [thresholds]
@@ -135,17 +132,14 @@ def _outcome(state_text: str) -> str:
 
 
 def run(runs: int) -> dict[str, dict[str, Any]]:
-    leakers = {"python_160MBps": f"{shlex.quote(sys.executable)} -c {shlex.quote(PY_LEAKER)}"}
-    node = shutil.which("node")
-    if node:
-        leakers["node_400MBps"] = f"{shlex.quote(node)} -e {shlex.quote(NODE_LEAKER)}"
     result: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="oomscope-bench-") as tmp:
         config = Path(tmp) / "config.toml"
         config.write_text(SETTINGS)
         window = Window(config, Path(tmp) / "settings.ini")
         try:
-            for name, command in leakers.items():
+            for name, argv in leakers().items():
+                command = shlex.join(argv)  # typed into the dialog as a shell command line
                 t0 = time.monotonic()
                 outcomes: dict[str, int] = {}
                 for _ in range(runs):
@@ -158,13 +152,10 @@ def run(runs: int) -> dict[str, dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]] | None:
-    p = benchargs.parser(__doc__, "1 run of each")
-    p.add_argument("--runs", type=int, default=20)
-    a = p.parse_args(argv)
-    if not cgroup_possible():
-        print("gui policy race: no writable memory cgroup here (needs root): not measured")
+    runs = runs_asked(argv, __doc__, "gui policy race")
+    if runs is None:
         return None
-    r = run(1 if a.quick else a.runs)
+    r = run(runs)
     for name, race in r.items():
         outcomes = race["outcomes"]
         wins = outcomes.get("terminated", 0)
