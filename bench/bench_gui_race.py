@@ -79,8 +79,10 @@ class Window:
         return True
 
     def launch_as_dialog(self, command: str) -> None:
-        """What *Launch…* does once the user has filled the dialog and pressed Launch."""
+        """What *Launch…* does: the dialog filled in, its Launch button pressed, and what it built
+        launched (``open_launch_dialog`` minus the modal ``exec``)."""
         from oomscope.gui.dialogs import LaunchDialog
+        from oomscope.gui.qt import QtWidgets
 
         w = self.window
         dialog = LaunchDialog(w.settings, w, restart=self.engine.config.restart)
@@ -88,11 +90,12 @@ class Window:
         dialog.mem_limit.setText(LIMIT)
         dialog.restart.setValue(0)
         dialog.open()
-        # The dialog disables its limit field if the cgroup probe finds no memory cgroup.
-        self.wait(lambda: not dialog._note_timer.isActive(), 10.0)
+        # The dialog disables its limit field if its cgroup probe finds no memory cgroup.
+        self.wait(lambda: not dialog.cgroup_note.text().startswith("checking"), 10.0)
         if not dialog.mem_limit.isEnabled():
             raise RuntimeError(f"the Launch dialog says: {dialog.cgroup_note.text()}")
-        dialog._on_accept()
+        buttons = dialog.findChild(QtWidgets.QDialogButtonBox)
+        buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok).click()  # "Launch"
         if dialog.spec is None:
             raise RuntimeError(f"the Launch dialog refused the command: {dialog.error.text()}")
         w.launch(dialog.spec, restart=dialog.restart_policy())
