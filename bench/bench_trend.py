@@ -61,9 +61,14 @@ while True:
 # ArrayBuffer, allocated outside V8's heap and filled here, so the leak is resident anonymous
 # memory that RSS and anon both see (a leak of JS objects would grow the V8 heap, which
 # RSS shows only when V8 grows its spaces, in steps of megabytes).
+# A busy worker's own allocations run V8's collector every few seconds; this quiet one would
+# not, and a dropped Buffer (the control's) would stay resident until some collection came (a
+# first run without this read the control growing 10 MiB in 10 minutes, as the leaker did). So
+# both collect every 10 s (node --expose-gc).
 NODE_LEAK = """
 const held = [];
 setInterval(() => { held.push(Buffer.alloc(17 * 1024 + 512, 1)); }, 1000);
+setInterval(() => gc(), 10000);
 console.log('ready');
 """
 
@@ -130,8 +135,8 @@ def run(seconds: float) -> dict[str, Any]:
             watched.append(Watched(f"python steady {period} s", [sys.executable, "-c", PY_STEADY, str(period)]))
         leaks = [Watched("python leaking 1 MiB/min", [sys.executable, "-c", PY_LEAK])]
         if node:
-            leaks.append(Watched("node leaking 1 MiB/min", [node, "-e", NODE_LEAK]))
-            leaks.append(Watched("node control (the same Buffers, none kept)", [node, "-e", NODE_CONTROL]))
+            leaks.append(Watched("node leaking 1 MiB/min", [node, "--expose-gc", "-e", NODE_LEAK]))
+            leaks.append(Watched("node control (the same Buffers, none kept)", [node, "--expose-gc", "-e", NODE_CONTROL]))
         watched.extend(leaks)
         start = time.monotonic()
         tick = start
