@@ -124,24 +124,39 @@ def cgroup_possible() -> bool:
                                   or os.access("/sys/fs/cgroup/cgroup.subtree_control", os.W_OK))
 
 
-def run(runs: int = 20) -> dict[str, Any]:
-    result: dict[str, Any] = {"python_160MBps": race([sys.executable, "-c", PY_LEAKER], runs)}
+def leakers() -> dict[str, list[str]]:
+    """The racing leakers' command lines by figure name (node's where it is installed)."""
+    found = {"python_160MBps": [sys.executable, "-c", PY_LEAKER]}
     node = shutil.which("node")
     if node:
-        result["node_400MBps"] = race([node, "-e", NODE_LEAKER], runs)
+        found["node_400MBps"] = [node, "-e", NODE_LEAKER]
+    return found
+
+
+def runs_asked(argv: list[str] | None, doc: str | None, what: str) -> int | None:
+    """How many runs of each race a script is asked for (1 with ``--quick``); None, and says so,
+    where no memory cgroup can be made."""
+    p = benchargs.parser(doc, "1 run of each")
+    p.add_argument("--runs", type=int, default=20)
+    a = p.parse_args(argv)
+    if not cgroup_possible():
+        print(f"{what}: no writable memory cgroup here (needs root): not measured")
+        return None
+    return 1 if a.quick else int(a.runs)
+
+
+def run(runs: int = 20) -> dict[str, Any]:
+    result: dict[str, Any] = {name: race(argv, runs) for name, argv in leakers().items()}
     result["latency"] = latency(runs)
     return result
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
-    p = benchargs.parser(__doc__, "1 run of each")
-    p.add_argument("--runs", type=int, default=20)
-    a = p.parse_args(argv)
-    if not cgroup_possible():
-        print("policy race: no writable memory cgroup here (needs root): not measured")
+    runs = runs_asked(argv, __doc__, "policy race")
+    if runs is None:
         return None
     t0 = time.monotonic()
-    r = run(1 if a.quick else a.runs)
+    r = run(runs)
     for name in ("python_160MBps", "node_400MBps"):
         if name in r:
             wins = r[name].get("terminated", 0)

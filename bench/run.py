@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_engine  # noqa: E402
 import benchargs  # noqa: E402
 import bench_gui  # noqa: E402
+import bench_gui_race  # noqa: E402
 import bench_heap  # noqa: E402
 import bench_inspect  # noqa: E402
 import bench_metrics  # noqa: E402
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     bench_replay.main(args)
     bench_metrics.main(args)
     bench_policy_race.main(args)
+    bench_gui_race.main(args)
     bench_trend.main(args)
 
 
