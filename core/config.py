@@ -77,6 +77,8 @@ class OomscopeConfig:
     source: Path | None = None  # the file read; None when running on defaults alone
     # [launch] mem_high: the memory.high throttle of launched workers that have a memory limit.
     mem_high: Level | None = None
+    # What the file's values made oomscope decide for the user (said once at start, as notices).
+    notes: tuple[str, ...] = ()
 
 
 # --- where the file is ---------------------------------------------------------------------
@@ -265,6 +267,7 @@ class _Reader:
         self.source = source
         self.lines = lines
         self.problems: list[tuple[int | None, str, str]] = []
+        self.notes: list[str] = []
 
     def error(self, path: KeyPath, detail: str) -> None:
         self.problems.append((self.lines.get(path), _dotted(path), detail))
@@ -278,6 +281,12 @@ class _Reader:
             override = self.override(table, ("thresholds",))
             thresholds = self.build(lambda: override.apply(DEFAULT_THRESHOLDS), table,
                                     ("thresholds",), ("crit", "warn"), mark) or thresholds
+            if "warn" not in table and thresholds.warn != DEFAULT_THRESHOLDS.warn:
+                line = self.lines.get(("thresholds", "crit"))
+                self.notes.append(
+                    f"{self.source}:{line}: thresholds.crit {thresholds.crit} is not above the default "
+                    f"warning level {DEFAULT_THRESHOLDS.warn}: the warning level is {thresholds.warn} "
+                    "instead (set thresholds.warn to choose it)")
         base = thresholds if not self.problems else None
         restart = self.restart(doc)
         sampling = self.sampling(doc)
@@ -290,7 +299,7 @@ class _Reader:
                 else f"{self.source}: {key}: {detail}"
                 for line, key, detail in self.problems
             ))
-        return OomscopeConfig(thresholds, restart, sampling, workers, self.source, mem_high)
+        return OomscopeConfig(thresholds, restart, sampling, workers, self.source, mem_high, tuple(self.notes))
 
     def table(self, parent: Mapping[str, object], path: KeyPath) -> Mapping[str, object] | None:
         value = parent.get(path[-1])

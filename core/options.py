@@ -107,6 +107,9 @@ def engine_config_from(args: argparse.Namespace, file: OomscopeConfig,
     def given(name: str) -> Any:
         return getattr(args, name, None)
 
+    if notice is not None:
+        for note in file.notes:
+            notice(note)
     try:
         changes = {field: parse(given(option)) for option, (field, parse) in _THRESHOLD_OPTIONS.items()
                    if given(option) is not None}

@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from .errors import BadInput
 from .sizes import Level, parse_level
@@ -143,8 +143,13 @@ class ThresholdOverride:
 
     def apply(self, base: ThresholdConfig) -> ThresholdConfig:
         """``base`` with this override's keys replaced; BadInput if the result is invalid (a
-        worker's warn at or above the global crit)."""
-        return replace(base, **dict(self.changes))
+        worker's warn at or above the global crit). A critical level given without a warning
+        level takes the warning level down with it where it must (:func:`crit_with_following_warn`),
+        as ``--crit`` alone does on the command line."""
+        changes = dict(self.changes)
+        if "crit" in changes and "warn" not in changes:
+            base, _moved = crit_with_following_warn(base, cast("Level | None", changes.pop("crit")))
+        return replace(base, **changes)
 
 
 def crit_with_following_warn(base: ThresholdConfig, crit: Level | None) -> tuple[ThresholdConfig, bool]:

@@ -242,6 +242,32 @@ def test_warn_alone_above_default_crit_is_blamed_on_warn(tmp_path: Path) -> None
     assert bad(path).startswith(f"{path}:2: thresholds.warn: ")
 
 
+def test_crit_alone_below_the_default_warning_takes_it_down_and_says_so(tmp_path: Path) -> None:
+    """Issue #13's first complaint, in the settings file: crit = "60%" alone was refused ("warning
+    level 75% must be below critical level 60%") for a warning level the user never set."""
+    import argparse
+
+    from oomscope.core.options import engine_config_from
+
+    path = write(tmp_path, '[thresholds]\ncrit = "60%"\non_crit = "terminate"\n')
+    c = load_config(path)
+    assert c.thresholds.crit == Level(fraction=0.6) and c.thresholds.warn == Level(fraction=0.5)
+    (note,) = c.notes
+    assert note.startswith(f"{path}:2: thresholds.crit 60% ") and "warning level is 50%" in note
+    told: list[str] = []
+    engine_config_from(argparse.Namespace(), c, told.append)
+    assert told == [note]
+    # Given both, wrongly, it is still the user's mistake to fix.
+    assert "must be below" in bad(write(tmp_path, '[thresholds]\nwarn = "75%"\ncrit = "60%"\n'))
+
+
+def test_worker_crit_alone_takes_its_warning_down(tmp_path: Path) -> None:
+    c = load_config(write(tmp_path, '[workers.web]\ncrit = "60%"\n'))
+    (pattern, override), = c.workers
+    t = override.apply(c.thresholds)
+    assert (t.warn, t.crit) == (Level(fraction=0.5), Level(fraction=0.6))
+
+
 def test_unknown_key_is_named_with_line_and_suggestion(tmp_path: Path) -> None:
     path = write(tmp_path, '[thresholds]\nwarn = "75%"\nsustian_s = 3\n')
     msg = bad(path)
