@@ -27,6 +27,28 @@ _HEAP_OOM_MARKERS = (
 )
 
 
+# The start of an exit's evidence when the shell could not find the program (exit code 127 with
+# its "not found" on stderr): such a worker never ran, and is not restarted.
+COMMAND_NOT_FOUND = "command not found"
+_SHELL_NOT_FOUND = 127
+
+
+def command_not_found(evidence: Iterable[str]) -> bool:
+    """Whether an exit's evidence says its command was not found."""
+    return any(line.startswith(COMMAND_NOT_FOUND + ": ") for line in evidence)
+
+
+def _not_found_line(code: int | None, stderr_tail: Iterable[str]) -> str | None:
+    """The shell's own "not found" line (dash: `sh: 1: x: not found`, bash: `…: command not
+    found`) behind an exit code 127; a program that exits 127 by itself has none."""
+    if code != _SHELL_NOT_FOUND:
+        return None
+    for line in reversed(list(stderr_tail)):
+        if line.rstrip().endswith("not found"):
+            return line.strip()
+    return None
+
+
 def signal_name(signum: int | None) -> str | None:
     if signum is None:
         return None
@@ -99,5 +121,8 @@ def classify(
     if sig is not None:
         return Verdict(SIGNAL, None, signal_name(sig), None, aside)
     if code is not None:
+        missing = _not_found_line(code, stderr_tail)
+        if missing is not None:
+            aside = (f"{COMMAND_NOT_FOUND}: {missing}",) + aside
         return Verdict(EXIT, code, None, None, aside)
     return Verdict(UNKNOWN, None, None, None, ("attached process vanished; no exit status",) + aside)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import procfs
-from .causes import EXIT, OOM_KILL, SIGNAL, UNKNOWN, classify
+from .causes import EXIT, OOM_KILL, SIGNAL, UNKNOWN, Verdict, classify, command_not_found
 from .cgroup.pool import CgroupPool
 from .oomlog.correlate import ExitNote
 from .errors import Error, Refused, WorkerGone
@@ -174,8 +174,7 @@ class Exits:
         if w.slot is not None and w.parent_pid is not None:
             self._slots.child_died(w.parent_pid, w.slot, verdict.cause)
         if w.slot is not None and w.slot.policy.max > 0 and not self._stopping():
-            restart_in_s, restart_note = self._consider_restart(w, verdict.cause, verdict.by,
-                                                                verdict.exit_code, exit_mono)
+            restart_in_s, restart_note = self._consider_restart(w, verdict, exit_mono)
         self._emit(
             WorkerExited(
                 time.time(),
@@ -204,11 +203,12 @@ class Exits:
 
     # ---------------------------------------------------------------- restarts
 
-    def _consider_restart(self, w: Worker, cause: str, by: str | None, exit_code: int | None,
+    def _consider_restart(self, w: Worker, verdict: Verdict,
                           exit_mono: float) -> tuple[float | None, Notice | CrashLoop]:
         slot = w.slot
         assert slot is not None
-        delay, why = slot.died(cause, by, exit_code, exit_mono - w.started_mono, exit_mono)
+        delay, why = slot.died(verdict.cause, verdict.by, verdict.exit_code, exit_mono - w.started_mono,
+                               exit_mono, not_found=command_not_found(verdict.evidence))
         if delay is None and why == slot.stopped_reason:
             return None, slot.crash_loop(time.time(), w.ref, why)
         level = "warning" if slot.stopped_reason is not None else "info"
@@ -231,3 +231,25 @@ class Exits:
                                             f"slot {slot.number}: restart failed: {e}", w.ref))
         self._at(time.monotonic() + delay, relaunch)
         return delay, note
+
+
+class MissingCommands:
+    """Passes every event on, and keeps the launched commands whose first life ended with
+    "command not found": ``watch`` exits 2 when that is every command it launched."""
+
+    def __init__(self, printer: Callable[[Event], None]) -> None:
+        self._printer = printer
+        self.slots: dict[int | None, str] = {}  # slot: the evidence that said so
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, WorkerExited) and event.worker.launched and event.worker.life == 1:
+            said = [line for line in event.evidence if command_not_found((line,))]
+            if said:
+                self.slots[event.worker.slot] = said[0]
+        self._printer(event)
+
+    def none_started(self, launched: int) -> str | None:
+        """What to tell when none of the ``launched`` commands could start; None otherwise."""
+        if launched == 0 or len(self.slots) < launched:
+            return None
+        return "no worker could be started: " + "; ".join(self.slots.values())

@@ -20,6 +20,7 @@ from .causes import OOM_KILL
 from .config import example_config, load_config
 from .engine import Engine, EngineConfig
 from .errors import BadInput, Error
+from .exits import MissingCommands
 from .dispatch import Dispatcher
 from .events import (
     CauseUpdated,
@@ -166,6 +167,7 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
         return 2
     if sinks:
         printer = _tee(sinks, printer)
+    printer = missing = MissingCommands(printer)
     engine = Engine(config).start()
     engines.append(engine)
     for message in notices:  # through the engine's queue: printed, recorded and hooked like any
@@ -174,14 +176,16 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
     ended_by_itself = False
     try:
         try:
+            # Followed from the start: one that ends before the next is launched must not end watch.
+            first: set[str] = set()
             for pid in args.attach:
-                engine.attach(pid).result()
+                first.add(engine.attach(pid).result().id)
             for pid in args.children_of:
                 engine.watch_children(pid).result()
             for pattern in args.match:
                 engine.watch_matching(pattern).result()
             for spec in specs:
-                engine.launch(spec, restart).result()
+                first.add(engine.launch(spec, restart).result().id)
         except Error as e:
             print(f"oomscope watch: {e}", file=stderr)
             engine.stop()
@@ -189,7 +193,7 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
             return 2
         follows_more = bool(args.children_of or args.match)
         deadline = time.monotonic() + args.duration if args.duration else None
-        _follow(engine, printer, deadline, follows_more)
+        _follow(engine, printer, deadline, follows_more, first)
         ended_by_itself = True
     except _Interrupted:
         pass
@@ -206,6 +210,9 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
                     linger(args.metrics_linger, notice)
         for sink in sinks:
             sink.close()
+    if (none_started := missing.none_started(len(specs))) is not None:
+        print(f"oomscope watch: {none_started}", file=stderr)
+        return 2
     return 0
 
 
@@ -247,8 +254,8 @@ def _tee(sinks: list[Sink], printer: Printer) -> Printer:
     return both
 
 
-def _follow(engine: Engine, printer: Printer, deadline: float | None, follows_more: bool) -> None:
-    live: set[str] = set()
+def _follow(engine: Engine, printer: Printer, deadline: float | None, follows_more: bool,
+            live: set[str]) -> None:
     restarting: set[int | None] = set()  # slots whose next life is on its way
     while True:
         timeout = None if deadline is None else deadline - time.monotonic()

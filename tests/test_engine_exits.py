@@ -34,3 +34,31 @@ def test_last_output_and_exit_in_one_round_are_ordinary(make_engine) -> None:
         assert kinds.index("worker_exited") > max(j for j, k in enumerate(kinds) if k == "output")
         exited = next(e for e in mine if e.kind == "worker_exited")
         assert (exited.cause, exited.exit_code) == ("exit", 3)
+
+
+# ------------------------------------------------------------- a missing command
+
+def test_missing_command_says_so_and_is_not_restarted(make_engine) -> None:
+    eng, log = make_engine()
+    policy = RestartPolicy(max=3, backoff_initial_s=0.05)
+    ref = eng.launch(LaunchSpec("no_such_command_xyz --flag"), policy).result(5)
+    exited = log.wait_exit(ref.id)
+    assert (exited.cause, exited.exit_code) == ("exit", 127)
+    assert exited.evidence[0].startswith("command not found: ")
+    assert "no_such_command_xyz" in exited.evidence[0]
+    assert exited.restart_in_s is None
+    note = log.wait_for(lambda e: e.kind == "notice" and e.worker is not None and e.worker.id == ref.id)
+    assert "not found" in note.message and "not restarted" in note.message
+
+
+def test_a_program_exiting_127_by_itself_is_an_ordinary_exit(make_engine) -> None:
+    """127 alone is not "not found": the shell's message on stderr is what says so."""
+    eng, log = make_engine()
+    policy = RestartPolicy(max=1, backoff_initial_s=0.05)
+    ref = eng.launch(LaunchSpec("echo nothing missing >&2; exit 127"), policy).result(5)
+    exited = log.wait_exit(ref.id)
+    assert (exited.cause, exited.exit_code, exited.evidence) == ("exit", 127, ())
+    assert exited.restart_in_s == 0.05
+    again = log.wait_for(lambda e: e.kind == "worker_started" and e.worker.slot == ref.slot
+                         and e.worker.life == 2)
+    log.wait_exit(again.worker.id)
