@@ -27,7 +27,13 @@ from .oomlog.desk import KernelDesk, kill_line
 from .launch import LaunchSpec
 from .restart import Slot, Slots
 from .sampler import SLOW_PERIOD_S, drop_watch
+from .pidfd import ExitStatus
 from .worker import Worker, WorkerTable
+
+# How long an attached process's exit waits for its parent to collect it (only then does the
+# kernel hand its status to pidfd holders), and how often it looks meanwhile.
+REAP_WAIT_S = 1.0
+_REAP_LOOK_S = 0.01
 
 if TYPE_CHECKING:
     from .engine import EngineConfig
@@ -128,10 +134,40 @@ class Exits:
             self._selector.unregister(w.handle.fd)
         drop_watch(self._selector, w)
         exit_mono = time.monotonic()
+        self._conclude(w, exit_mono, exit_mono + REAP_WAIT_S)
+
+    def _attached_status(self, w: Worker, exit_mono: float, reap_by: float) -> ExitStatus | None:
+        """An attached process's exit status where the kernel gives it; None: look again soon
+        (its parent has not collected it yet)."""
+        if not w.handle.has_pidfd:
+            return ExitStatus(None, reason="without a pidfd only its real parent can read its exit status")
+        status = w.handle.exit_status()
+        if not status.waiting:
+            return status
+        mono = time.monotonic()
+        # A kernel kill record names it already: that decides, the status would add nothing.
+        if mono < reap_by and w.oom_record is None:
+            self._at(mono + _REAP_LOOK_S, lambda: self._conclude(w, exit_mono, reap_by))
+            return None
+        fields = procfs.stat_fields(w.ref.pid)  # a zombie: its PID is still its own
+        parent = f" (PID {fields[1]})" if fields is not None else ""
+        return ExitStatus(None, reason=f"its parent{parent} has not collected its exit status yet "
+                                       "(the kernel tells others only then)")
+
+    def _conclude(self, w: Worker, exit_mono: float, reap_by: float) -> None:
+        """Decide and tell the cause of an ended worker."""
+        if w.exited:
+            return
         # The kernel logs a kill before the victim is gone: read what it has said so far.
         self._kernel.read()
         returncode = None
-        if w.popen is not None:
+        no_status = None
+        if w.popen is None:
+            status = self._attached_status(w, exit_mono, reap_by)
+            if status is None:
+                return
+            returncode, no_status = status.returncode, status.reason
+        else:
             w.comm = procfs.comm(w.ref.pid) or w.comm  # a zombie's comm, before the reap below
             # The pidfd (or waitid) said it exited: this wait does not block.
             returncode = w.popen.wait()
@@ -159,6 +195,7 @@ class Exits:
             kernel_log_ok=kernel_log_ok,
             # V8 prints "JavaScript heap out of memory" before its stack dump: search all kept lines.
             stderr_tail=w.stderr_lines,
+            no_status=no_status,
         )
         oom = record if record is not None and verdict.cause == OOM_KILL else None
         # An exit a kernel record could still explain (a SIGKILL, or no status at all, or a

@@ -62,3 +62,90 @@ def test_a_program_exiting_127_by_itself_is_an_ordinary_exit(make_engine) -> Non
     again = log.wait_for(lambda e: e.kind == "worker_started" and e.worker.slot == ref.slot
                          and e.worker.life == 2)
     log.wait_exit(again.worker.id)
+
+
+# ------------------------------------------------- exit status of attached processes
+
+def _grandchild(children: Callable[..., subprocess.Popen[bytes]], code: str, *,
+                reap: bool = True) -> tuple[subprocess.Popen[bytes], int]:
+    """A python process whose parent is neither the test nor the engine: a shell that collects
+    it at once (``reap``), or a python parent that collects it only when its stdin says so.
+    The grandchild prints 'ready' once set up; returns (its parent, its PID)."""
+    if reap:
+        parent = children(["/bin/sh", "-c", f"{PY} -u -c '{code}' & echo $!; wait"],
+                          stdout=subprocess.PIPE)
+    else:
+        keeper = ("import os, sys, subprocess\n"
+                  f"p = subprocess.Popen([{PY!r}, '-u', '-c', {code!r}])\n"
+                  "print(p.pid, flush=True)\n"
+                  "sys.stdin.readline()\n"
+                  "p.wait()\n")
+        parent = children([PY, "-u", "-c", keeper], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert parent.stdout is not None
+    lines = {parent.stdout.readline().strip() for _ in range(2)}  # its PID and its 'ready'
+    assert b"ready" in lines, lines
+    pid = int(next(x for x in lines if x != b"ready"))
+    assert pid != parent.pid
+    return parent, pid
+
+
+def test_attached_kill_9_is_signal(make_engine, children, gate) -> None:
+    eng, log = make_engine()
+    held = gate()
+    _, pid = _grandchild(children, f"print(\"ready\"); {held.wait_code}")
+    ref = eng.attach(pid).result(5)
+    log.wait_samples(ref.id)
+    os.kill(pid, signal.SIGKILL)  # the test's own grandchild, held by its gate: still this PID
+    exited = log.wait_exit(ref.id)
+    assert (exited.cause, exited.signal, exited.exit_code) == ("signal", "SIGKILL", None), exited.evidence
+
+
+def test_attached_clean_exit_is_its_exit_code(make_engine, children, gate) -> None:
+    eng, log = make_engine()
+    held = gate()
+    _, pid = _grandchild(children, f"print(\"ready\"); {held.wait_code}; raise SystemExit(5)")
+    ref = eng.attach(pid).result(5)
+    log.wait_samples(ref.id)
+    held.open()
+    exited = log.wait_exit(ref.id)
+    assert (exited.cause, exited.exit_code, exited.signal) == ("exit", 5, None), exited.evidence
+
+
+def test_attached_zombie_nobody_collects_is_unknown_with_the_reason(make_engine, children, gate) -> None:
+    eng, log = make_engine()
+    held = gate()
+    parent, pid = _grandchild(children, f"print(\"ready\"); {held.wait_code}", reap=False)
+    ref = eng.attach(pid).result(5)
+    log.wait_samples(ref.id)
+    os.kill(pid, signal.SIGKILL)
+    exited = log.wait_exit(ref.id)
+    assert (exited.cause, exited.exit_code) == ("unknown", None)
+    assert f"its parent (PID {parent.pid}) has not collected its exit status" in exited.evidence[0]
+    assert parent.stdin is not None
+    parent.stdin.write(b"reap\n")
+    parent.stdin.flush()
+    assert parent.wait(10) == 0
+
+
+@pytest.mark.parametrize("attached", [True, False])
+def test_a_sigkill_from_elsewhere_after_an_ignored_sigterm_is_signal(make_engine, children, gate,
+                                                                      attached: bool) -> None:
+    """oomscope's SIGTERM (by policy) was ignored; the SIGKILL came from somebody else before
+    the grace period ended: the signal that ended it is told, not oomscope's."""
+    eng, log = make_engine()
+    held = gate()
+    code = f"import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(\"ready\"); {held.wait_code}"
+    if attached:
+        _, pid = _grandchild(children, code)
+        ref = eng.attach(pid).result(5)
+    else:
+        ref = eng.launch(LaunchSpec((PY, "-u", "-c", code))).result(5)
+        pid = ref.pid
+        log.wait_for(lambda e: e.kind == "output" and e.worker.id == ref.id and e.line == "ready")
+    eng.terminate(ref.id, by="policy", grace_s=60).result(5)
+    assert log.wait_for(lambda e: e.kind == "terminate" and e.worker.id == ref.id).signal == "SIGTERM"
+    os.kill(pid, signal.SIGKILL)
+    exited = log.wait_exit(ref.id)
+    assert (exited.cause, exited.signal, exited.by) == ("signal", "SIGKILL", None), exited
+    assert any("oomscope had sent SIGTERM (policy)" in e for e in exited.evidence)
+    assert [t.signal for t in log.of("terminate", ref.id)] == ["SIGTERM"]
