@@ -89,26 +89,23 @@ def _grandchild(children: Callable[..., subprocess.Popen[bytes]], code: str, *,
     return parent, pid
 
 
-def test_attached_kill_9_is_signal(make_engine, children, gate) -> None:
-    eng, log = make_engine()
-    held = gate()
-    _, pid = _grandchild(children, f"print(\"ready\"); {held.wait_code}")
-    ref = eng.attach(pid).result(5)
-    log.wait_samples(ref.id)
-    os.kill(pid, signal.SIGKILL)  # the test's own grandchild, held by its gate: still this PID
-    exited = log.wait_exit(ref.id)
-    assert (exited.cause, exited.signal, exited.exit_code) == ("signal", "SIGKILL", None), exited.evidence
-
-
-def test_attached_clean_exit_is_its_exit_code(make_engine, children, gate) -> None:
+@pytest.mark.parametrize("ending, expected", [
+    ("kill -9", ("signal", "SIGKILL", None)),
+    ("exit 5", ("exit", None, 5)),
+])
+def test_attached_exit_status_is_told(make_engine, children, gate, ending: str,
+                                      expected: tuple[str, str | None, int | None]) -> None:
     eng, log = make_engine()
     held = gate()
     _, pid = _grandchild(children, f"print(\"ready\"); {held.wait_code}; raise SystemExit(5)")
     ref = eng.attach(pid).result(5)
     log.wait_samples(ref.id)
-    held.open()
+    if ending == "kill -9":
+        os.kill(pid, signal.SIGKILL)  # the test's own grandchild, held by its gate: still this PID
+    else:
+        held.open()
     exited = log.wait_exit(ref.id)
-    assert (exited.cause, exited.exit_code, exited.signal) == ("exit", 5, None), exited.evidence
+    assert (exited.cause, exited.signal, exited.exit_code) == expected, exited.evidence
 
 
 def test_attached_zombie_nobody_collects_is_unknown_with_the_reason(make_engine, children, gate) -> None:
