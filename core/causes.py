@@ -27,6 +27,28 @@ _HEAP_OOM_MARKERS = (
 )
 
 
+# The start of an exit's evidence when the shell could not find the program (exit code 127 with
+# its "not found" on stderr): such a worker never ran, and is not restarted.
+COMMAND_NOT_FOUND = "command not found"
+_SHELL_NOT_FOUND = 127
+
+
+def command_not_found(evidence: Iterable[str]) -> bool:
+    """Whether an exit's evidence says its command was not found."""
+    return any(line.startswith(COMMAND_NOT_FOUND + ": ") for line in evidence)
+
+
+def _not_found_line(code: int | None, stderr_tail: Iterable[str]) -> str | None:
+    """The shell's own "not found" line (dash: `sh: 1: x: not found`, bash: `…: command not
+    found`) behind an exit code 127; a program that exits 127 by itself has none."""
+    if code != _SHELL_NOT_FOUND:
+        return None
+    for line in reversed(list(stderr_tail)):
+        if line.rstrip().endswith("not found"):
+            return line.strip()
+    return None
+
+
 def signal_name(signum: int | None) -> str | None:
     if signum is None:
         return None
@@ -54,12 +76,14 @@ def classify(
     cgroup_oom_kills_rose: bool,
     kernel_log_ok: bool,
     stderr_tail: Iterable[str],
+    no_status: str | None = None,
 ) -> Verdict:
     """The cause of one exit.
 
-    ``returncode`` is Popen's (negative: killed by that signal) for launched workers and None
-    for attached ones, whose status only their real parent can read. ``kernel_record_line`` is
-    the kill line of a kernel record already matched to this worker (see oomlog/correlate.py).
+    ``returncode`` is Popen's (negative: killed by that signal); for an attached process what
+    its pidfd told (Linux 6.15+), or None with ``no_status`` saying why it is not known.
+    ``kernel_record_line`` is the kill line of a kernel record already matched to this worker
+    (see oomlog/correlate.py).
     """
     sig = -returncode if returncode is not None and returncode < 0 else None
     code = returncode if returncode is not None and returncode >= 0 else None
@@ -77,7 +101,10 @@ def classify(
         # we cannot read, the record says which signal ended it.
         ended = signal_name(sig) if sig is not None else (None if shell_137 else "SIGKILL")
         return Verdict(OOM_KILL, code, ended, None, evidence)
-    if terminated_by is not None:
+    # A SIGKILL oomscope did not send (it had sent SIGTERM, which the worker ignored) came from
+    # elsewhere: nothing can catch it, so it is not the worker's answer to oomscope's signal.
+    foreign_kill = terminated_by is not None and killed and last_signal_sent != signal.SIGKILL
+    if terminated_by is not None and not foreign_kill:
         ended_by = sig if sig is not None else (last_signal_sent if code is None else None)
         evidence = ("oomscope sent " + (signal_name(last_signal_sent) or "a signal"),)
         return Verdict(TERMINATED, code, signal_name(ended_by), terminated_by, evidence)
@@ -96,8 +123,15 @@ def classify(
     if cgroup_oom_kills_rose:
         aside = ("the worker's cgroup oom_kill counter rose, but no kernel record names this PID "
                  "(another process in the cgroup was OOM-killed, or the record is late)",)
+    if foreign_kill:
+        aside = (f"oomscope had sent {signal_name(last_signal_sent) or 'a signal'} ({terminated_by}) "
+                 "before; the SIGKILL that ended it came from elsewhere",) + aside
     if sig is not None:
         return Verdict(SIGNAL, None, signal_name(sig), None, aside)
     if code is not None:
+        missing = _not_found_line(code, stderr_tail)
+        if missing is not None:
+            aside = (f"{COMMAND_NOT_FOUND}: {missing}",) + aside
         return Verdict(EXIT, code, None, None, aside)
-    return Verdict(UNKNOWN, None, None, None, ("attached process vanished; no exit status",) + aside)
+    why = f": {no_status}" if no_status else ""
+    return Verdict(UNKNOWN, None, None, None, (f"attached process vanished; no exit status{why}",) + aside)

@@ -300,8 +300,14 @@ class Engine:
                     deadline = min(deadline, next_fast)
                 if self._timers:
                     deadline = min(deadline, self._timers[0][0])
-                for key, _mask in self._selector.select(max(0.0, deadline - now)):
-                    self._guard(key.data)
+                ready = self._selector.select(max(0.0, deadline - now))
+                registered = self._selector.get_map()
+                for key, _mask in ready:
+                    # An earlier callback of this round may have unregistered this descriptor
+                    # (a worker's exit reads its last output and closes its pipes), and its
+                    # number may already serve a new registration: that key is not this one.
+                    if registered.get(key.fd) is key:
+                        self._guard(key.data)
                 if self._stopping and not self._table.launched_alive():
                     break
                 now = time.monotonic()

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import procfs
-from .causes import EXIT, OOM_KILL, SIGNAL, UNKNOWN, classify
+from .causes import EXIT, OOM_KILL, SIGNAL, UNKNOWN, Verdict, classify, command_not_found
 from .cgroup.pool import CgroupPool
 from .oomlog.correlate import ExitNote
 from .errors import Error, Refused, WorkerGone
@@ -27,7 +27,13 @@ from .oomlog.desk import KernelDesk, kill_line
 from .launch import LaunchSpec
 from .restart import Slot, Slots
 from .sampler import SLOW_PERIOD_S, drop_watch
+from .pidfd import ExitStatus
 from .worker import Worker, WorkerTable
+
+# How long an attached process's exit waits for its parent to collect it (only then does the
+# kernel hand its status to pidfd holders), and how often it looks meanwhile.
+REAP_WAIT_S = 1.0
+_REAP_LOOK_S = 0.01
 
 if TYPE_CHECKING:
     from .engine import EngineConfig
@@ -128,10 +134,40 @@ class Exits:
             self._selector.unregister(w.handle.fd)
         drop_watch(self._selector, w)
         exit_mono = time.monotonic()
+        self._conclude(w, exit_mono, exit_mono + REAP_WAIT_S)
+
+    def _attached_status(self, w: Worker, exit_mono: float, reap_by: float) -> ExitStatus | None:
+        """An attached process's exit status where the kernel gives it; None: look again soon
+        (its parent has not collected it yet)."""
+        if not w.handle.has_pidfd:
+            return ExitStatus(None, reason="without a pidfd only its real parent can read its exit status")
+        status = w.handle.exit_status()
+        if not status.waiting:
+            return status
+        mono = time.monotonic()
+        # A kernel kill record names it already: that decides, the status would add nothing.
+        if mono < reap_by and w.oom_record is None:
+            self._at(mono + _REAP_LOOK_S, lambda: self._conclude(w, exit_mono, reap_by))
+            return None
+        fields = procfs.stat_fields(w.ref.pid)  # a zombie: its PID is still its own
+        parent = f" (PID {fields[1]})" if fields is not None else ""
+        return ExitStatus(None, reason=f"its parent{parent} has not collected its exit status yet "
+                                       "(the kernel tells others only then)")
+
+    def _conclude(self, w: Worker, exit_mono: float, reap_by: float) -> None:
+        """Decide and tell the cause of an ended worker."""
+        if w.exited:
+            return
         # The kernel logs a kill before the victim is gone: read what it has said so far.
         self._kernel.read()
         returncode = None
-        if w.popen is not None:
+        no_status = None
+        if w.popen is None:
+            status = self._attached_status(w, exit_mono, reap_by)
+            if status is None:
+                return
+            returncode, no_status = status.returncode, status.reason
+        else:
             w.comm = procfs.comm(w.ref.pid) or w.comm  # a zombie's comm, before the reap below
             # The pidfd (or waitid) said it exited: this wait does not block.
             returncode = w.popen.wait()
@@ -159,6 +195,7 @@ class Exits:
             kernel_log_ok=kernel_log_ok,
             # V8 prints "JavaScript heap out of memory" before its stack dump: search all kept lines.
             stderr_tail=w.stderr_lines,
+            no_status=no_status,
         )
         oom = record if record is not None and verdict.cause == OOM_KILL else None
         # An exit a kernel record could still explain (a SIGKILL, or no status at all, or a
@@ -174,8 +211,7 @@ class Exits:
         if w.slot is not None and w.parent_pid is not None:
             self._slots.child_died(w.parent_pid, w.slot, verdict.cause)
         if w.slot is not None and w.slot.policy.max > 0 and not self._stopping():
-            restart_in_s, restart_note = self._consider_restart(w, verdict.cause, verdict.by,
-                                                                verdict.exit_code, exit_mono)
+            restart_in_s, restart_note = self._consider_restart(w, verdict, exit_mono)
         self._emit(
             WorkerExited(
                 time.time(),
@@ -204,11 +240,12 @@ class Exits:
 
     # ---------------------------------------------------------------- restarts
 
-    def _consider_restart(self, w: Worker, cause: str, by: str | None, exit_code: int | None,
+    def _consider_restart(self, w: Worker, verdict: Verdict,
                           exit_mono: float) -> tuple[float | None, Notice | CrashLoop]:
         slot = w.slot
         assert slot is not None
-        delay, why = slot.died(cause, by, exit_code, exit_mono - w.started_mono, exit_mono)
+        delay, why = slot.died(verdict.cause, verdict.by, verdict.exit_code, exit_mono - w.started_mono,
+                               exit_mono, not_found=command_not_found(verdict.evidence))
         if delay is None and why == slot.stopped_reason:
             return None, slot.crash_loop(time.time(), w.ref, why)
         level = "warning" if slot.stopped_reason is not None else "info"
@@ -231,3 +268,25 @@ class Exits:
                                             f"slot {slot.number}: restart failed: {e}", w.ref))
         self._at(time.monotonic() + delay, relaunch)
         return delay, note
+
+
+class MissingCommands:
+    """Passes every event on, and keeps the launched commands whose first life ended with
+    "command not found": ``watch`` exits 2 when that is every command it launched."""
+
+    def __init__(self, printer: Callable[[Event], None]) -> None:
+        self._printer = printer
+        self.slots: dict[int | None, str] = {}  # slot: the evidence that said so
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, WorkerExited) and event.worker.launched and event.worker.life == 1:
+            said = [line for line in event.evidence if command_not_found((line,))]
+            if said:
+                self.slots[event.worker.slot] = said[0]
+        self._printer(event)
+
+    def none_started(self, launched: int) -> str | None:
+        """What to tell when none of the ``launched`` commands could start; None otherwise."""
+        if launched == 0 or len(self.slots) < launched:
+            return None
+        return "no worker could be started: " + "; ".join(self.slots.values())

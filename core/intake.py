@@ -271,6 +271,8 @@ class Intake:
     # ----------------------------------------------------------------- output
 
     def on_output(self, w: Worker, fd: int, stream: str) -> None:
+        if not w.reads(fd):
+            return  # its exit has read the rest and closed the pipe already
         lines, eof = w.read_output(fd, stream)
         if eof:
             self._selector.unregister(fd)

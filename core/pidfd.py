@@ -15,16 +15,26 @@ somebody asks (:meth:`ProcessHandle.exited`), not the moment it happens.
 from __future__ import annotations
 
 import errno
+import fcntl
 import functools
 import os
 import select
 import signal
+import struct
 import time
+from dataclasses import dataclass
 
 from . import procfs
 from .errors import NotPermitted, Refused, WorkerGone
 
 NO_PIDFD_ENV = "OOMSCOPE_NO_PIDFD"
+# include/uapi/linux/pidfd.h: PIDFD_GET_INFO is _IOWR(0xFF, 11, struct pidfd_info). Asked with
+# the first published size (PIDFD_INFO_SIZE_VER0, 64 bytes): the kernel copies what fits, and
+# exit_code, the last field of that version, is a wait status (the low 7 bits a signal).
+_INFO_SIZE = 64
+PIDFD_GET_INFO = (3 << 30) | (_INFO_SIZE << 16) | (0xFF << 8) | 11
+_PIDFD_INFO_EXIT = 1 << 3
+_MASK_AT, _EXIT_CODE_AT = 0, 60
 _POLL_S = 0.02  # how often wait_exited() looks without a pidfd: there is nothing to wait on
 
 
@@ -65,6 +75,20 @@ def _syscall_problem(call: str, e: OSError, release: str) -> str:
         # pidfd_open on our own PID needs no privilege: EPERM means a seccomp filter said no.
         return f"{call} is blocked, most likely by the container's seccomp profile; kernel {release}"
     return f"{call} failed: {e.strerror}; kernel {release}"
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStatus:
+    """What a pidfd tells about an ended process that is not our child.
+
+    ``returncode`` as Popen has it (negative: killed by that signal), or None: then ``waiting``
+    (it has exited, but its parent has not collected it yet: the kernel hands the status to
+    other holders only then; ask again) or ``reason`` (why it cannot be known).
+    """
+
+    returncode: int | None
+    waiting: bool = False
+    reason: str | None = None
 
 
 class ProcessHandle:
@@ -229,6 +253,31 @@ class ProcessHandle:
                 return False
             time.sleep(min(_POLL_S, left))  # no pidfd: nothing to wait on but the clock
         return True
+
+    def exit_status(self) -> ExitStatus:
+        """The exit status of an ended process, for any holder of its pidfd (Linux 6.15+:
+        ``PIDFD_GET_INFO`` with ``PIDFD_INFO_EXIT``, once its parent has collected it)."""
+        if self.fd < 0:
+            return ExitStatus(None, reason="no pidfd to read it from")
+        info = bytearray(_INFO_SIZE)
+        struct.pack_into("=Q", info, _MASK_AT, _PIDFD_INFO_EXIT)
+        try:
+            fcntl.ioctl(self.fd, PIDFD_GET_INFO, info, True)
+        except OSError as e:
+            # ESRCH: reaped, and the kernel kept no status (before 6.15); ENOTTY or EINVAL:
+            # no PIDFD_GET_INFO at all (before 6.13).
+            if e.errno in (errno.ESRCH, errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
+                return ExitStatus(None, reason=f"kernel {os.uname().release} gives no exit status "
+                                               "through a pidfd (PIDFD_INFO_EXIT needs Linux 6.15)")
+            return ExitStatus(None, reason=f"PIDFD_GET_INFO failed: {e.strerror}")
+        (mask,) = struct.unpack_from("=Q", info, _MASK_AT)
+        if not mask & _PIDFD_INFO_EXIT:
+            return ExitStatus(None, waiting=True)
+        (status,) = struct.unpack_from("=i", info, _EXIT_CODE_AT)
+        try:
+            return ExitStatus(os.waitstatus_to_exitcode(status))
+        except ValueError:  # not an exit or a death by signal: nothing a process ends with
+            return ExitStatus(None, reason=f"the kernel gave an unexpected status {status:#x}")
 
     def close(self) -> None:
         for fd in (self.fd, self.stat_fd):

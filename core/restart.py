@@ -62,8 +62,10 @@ class Slot:
     stopped_reason: str | None = None
 
     def died(self, cause: str, by: str | None, exit_code: int | None, ran_s: float,
-             now_mono: float) -> tuple[float | None, str]:
-        """The delay before the next life, or None with the reason there is none."""
+             now_mono: float, *, not_found: bool = False) -> tuple[float | None, str]:
+        """The delay before the next life, or None with the reason there is none.
+
+        ``not_found``: the shell could not find the command; another life would not either."""
         self.deaths[cause] = self.deaths.get(cause, 0) + 1
         if cause in _MEMORY_DEATHS:
             self.memory_deaths.append(now_mono)
@@ -73,6 +75,8 @@ class Slot:
             return None, f"terminated by {by}"
         if cause == EXIT and exit_code == 0:
             return None, "it exited cleanly"
+        if not_found:
+            return None, "its command was not found: not restarted (check the spelling, or give the full path)"
         if len(self.memory_deaths) >= self.policy.crash_loop_kills:
             self.stopped_reason = self._crash_loop_reason()
             return None, self.stopped_reason

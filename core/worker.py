@@ -149,8 +149,16 @@ class Worker:
     def output_fds(self) -> list[tuple[int, str]]:
         return list(self._out_fds.items())
 
+    def reads(self, fd: int) -> bool:
+        """Whether fd is one of this worker's output pipes, still open."""
+        return fd in self._out_fds
+
     def read_output(self, fd: int, stream: str, final: bool = False) -> tuple[list[str], bool]:
-        """Whole lines now available on fd, and whether the pipe reached EOF."""
+        """Whole lines now available on fd, and whether the pipe reached EOF.
+
+        ``final``: the worker has exited; everything in the pipe is read (a pipe holds at most
+        its buffer once nobody writes), and a last line without its newline counts.
+        """
         chunks: list[bytes] = []
         eof = False
         while True:
@@ -167,7 +175,7 @@ class Worker:
                 eof = True
                 break
             chunks.append(data)
-            if len(chunks) >= 16:  # let the loop breathe when a worker floods its output
+            if len(chunks) >= (256 if final else 16):  # let the loop breathe when a worker floods its output
                 break
         buf = self._partial.get(fd, b"") + b"".join(chunks)
         parts = buf.split(b"\n")

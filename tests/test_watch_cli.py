@@ -169,7 +169,8 @@ def test_children_of_from_the_command_line(children) -> None:
         if e["event"] == "worker_exited":
             exited.append(e)
     assert sorted(e["worker"]["pid"] for e in exited) == sorted(e["worker"]["pid"] for e in attached)
-    assert all((e["cause"], e["exit_code"]) == ("unknown", None) for e in exited)
+    # Their parent collects them: the pidfd gives their status (Linux 6.15+).
+    assert all((e["cause"], e["exit_code"]) == ("exit", 0) for e in exited)
     # The parent lives on, so watch keeps following it: stop it as a user would.
     w.send_signal(signal.SIGINT)
     w.communicate(timeout=30)
@@ -475,3 +476,23 @@ def test_crit_alone_as_a_user_runs_it_tells_and_watches() -> None:
     # Both given, and wrong: the user's own levels clash, and that stays an error.
     both = watch("--warn", "75%", "--crit", "60%", "--run", "true")
     assert both.returncode == 2 and "warning level 75% must be below critical level 60%" in both.stderr
+
+
+def test_a_missing_command_is_exit_2_and_not_restarted() -> None:
+    r = watch("--json", "--restart", "3", "--run", "no_such_command_xyz", timeout=30)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "no worker could be started" in r.stderr and "no_such_command_xyz" in r.stderr
+    evs = events(r.stdout)
+    assert [e["event"] for e in evs if e["event"] in ("worker_started", "worker_exited")] == \
+        ["worker_started", "worker_exited"]
+    exited = next(e for e in evs if e["event"] == "worker_exited")
+    assert (exited["cause"], exited["exit_code"], exited.get("restart_in_s")) == ("exit", 127, None)
+    assert exited["evidence"][0].startswith("command not found: ")
+
+
+def test_one_missing_command_beside_a_started_one_is_exit_0() -> None:
+    r = watch("--json", "--run", "no_such_command_xyz", "--run", "exit 0", timeout=30)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    causes = sorted((e["exit_code"], bool(e["evidence"])) for e in events(r.stdout)
+                    if e["event"] == "worker_exited")
+    assert causes == [(0, False), (127, True)]

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TextIO
 from ..config import example_config
 from ..engine import Engine, EngineConfig
 from ..errors import Error
+from ..exits import MissingCommands
 from ..events import (
     Event,
     Notice,
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
         return 2
     if sinks:
         printer = _tee(sinks, printer)
+    printer = missing = MissingCommands(printer)
     engine = Engine(config).start()
     engines.append(engine)
     for message in notices:  # through the engine's queue: printed, recorded and hooked like any
@@ -81,14 +83,16 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
     ended_by_itself = False
     try:
         try:
+            # Followed from the start: one that ends before the next is launched must not end watch.
+            first: set[str] = set()
             for pid in args.attach:
-                engine.attach(pid).result()
+                first.add(engine.attach(pid).result().id)
             for pid in args.children_of:
                 engine.watch_children(pid).result()
             for pattern in args.match:
                 engine.watch_matching(pattern).result()
             for spec in specs:
-                engine.launch(spec, restart).result()
+                first.add(engine.launch(spec, restart).result().id)
         except Error as e:
             print(f"oomscope watch: {e}", file=stderr)
             engine.stop()
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
             return 2
         follows_more = bool(args.children_of or args.match)
         deadline = time.monotonic() + args.duration if args.duration else None
-        _follow(engine, printer, deadline, follows_more)
+        _follow(engine, printer, deadline, follows_more, first)
         ended_by_itself = True
     except _Interrupted:
         pass
@@ -113,6 +117,9 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
                     linger(args.metrics_linger, notice)
         for sink in sinks:
             sink.close()
+    if (none_started := missing.none_started(len(specs))) is not None:
+        print(f"oomscope watch: {none_started}", file=stderr)
+        return 2
     return 0
 
 
@@ -154,8 +161,8 @@ def _tee(sinks: list[Sink], printer: Printer) -> Printer:
     return both
 
 
-def _follow(engine: Engine, printer: Printer, deadline: float | None, follows_more: bool) -> None:
-    live: set[str] = set()
+def _follow(engine: Engine, printer: Printer, deadline: float | None, follows_more: bool,
+            live: set[str]) -> None:
     restarting: set[int | None] = set()  # slots whose next life is on its way
     while True:
         timeout = None if deadline is None else deadline - time.monotonic()
