@@ -5,9 +5,7 @@ every thread for ``Runtime.getHeapUsage`` at once. See :mod:`.inspector` for the
 from __future__ import annotations
 
 import json
-import os
 import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -16,7 +14,7 @@ from typing import Any, Final
 from .. import procfs
 from ..errors import Error, Refused, WorkerGone
 from ..pidfd import ProcessHandle
-from .httpclient import debugger_path
+from .inspectorjs import CLOSE_JS, THREAD_INFO_JS, error_text, evaluate, parse, thread_info
 from .listeners import (
     POLL_INTERVAL_S,
     Listener,
@@ -28,51 +26,12 @@ from .listeners import (
     same_netns,
 )
 from .messages import HeapReport
+from .ownport import connect, move_to_own_port, port_lock
 from .websocket import ConnectionLost, WebSocket
 
 # A closed connection with a live process may just be the process in the middle of exiting; the
 # pidfd tells which within this time.
 _EXIT_GRACE_S: Final = 1.0
-
-# getBuiltinModule (node >= 20.16) works in every context; older nodes get ``require`` from the
-# command-line API, which is why every evaluate asks for includeCommandLineAPI.
-_REQUIRE: Final = "(globalThis.process?.getBuiltinModule ?? require)"
-_THREAD_INFO_JS: Final = (
-    f"(() => {{ const r = {_REQUIRE}; "
-    "return [r('worker_threads').threadId, r('v8').getHeapStatistics().heap_size_limit]; })()"
-)
-# The watchdog the move installs: stopped before an orderly close.
-_WATCHDOG: Final = "globalThis[Symbol.for('oomscope.inspector.watchdog')]"
-_CLOSE_JS: Final = f"(clearInterval({_WATCHDOG}), {_REQUIRE}('inspector').close())"
-
-
-def _move_js(host: str, owner_pid: int) -> str:
-    """Re-open the inspector on a port the kernel picks, and close it by itself once oomscope
-    (``owner_pid``) is gone (ESRCH only: EPERM means the PID lives, as another user).
-
-    close() runs inside this evaluate, as _CLOSE_JS does: it ends every session, ours included,
-    while node dispatches our message. Called from a timer instead, it raced with our client's
-    disconnect, and node 20 crashed (SIGSEGV) in 6 of 25 moves on a busy machine; open() then
-    waits for a later turn of the event loop, with no session left."""
-    return (
-        f"(() => {{ const i = {_REQUIRE}('inspector'); i.close(); setTimeout(() => {{ "
-        f"i.open(0, {json.dumps(host)}); const t = setInterval(() => {{ "
-        f"try {{ process.kill({owner_pid}, 0); }} catch (e) {{ if (e.code === 'ESRCH') "
-        f"{{ clearInterval(t); i.close(); }} }} }}, 1000); t.unref(); {_WATCHDOG} = t; }}, 50); "
-        "return true; })()"
-    )
-
-
-# Siblings (a node cluster's workers, a pool of node processes) share the configured port: one
-# of them opens it at a time, then moves to a port of its own, freeing it for the next.
-_PORT_LOCKS: dict[int, threading.Lock] = {}
-_PORT_LOCKS_GUARD = threading.Lock()
-
-
-def _port_lock(port: int) -> threading.Lock:
-    with _PORT_LOCKS_GUARD:
-        return _PORT_LOCKS.setdefault(port, threading.Lock())
-
 
 class InspectorClosed(Error):
     """The inspector connection ended while the process lives on (it closed its inspector)."""
@@ -143,7 +102,7 @@ class NodeInspector:
         if already:
             listener = already[0]
         else:
-            lock = _port_lock(port)
+            lock = port_lock(port)
             if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 raise Error(f"the inspector port {port} stayed busy with another node process "
                             f"oomscope is opening; PID {pid} was not signalled")
@@ -151,11 +110,11 @@ class NodeInspector:
                 raise_if_taken(pid, port)
                 handle.send_signal(signal.SIGUSR1)
                 listener = await_listener(pid, handle, before, port, deadline)
-                listener = _move_to_own_port(pid, handle, listener, deadline)
+                listener = move_to_own_port(pid, handle, listener, deadline)
             finally:
                 lock.release()
         try:
-            conn = _connect(pid, listener, deadline, quickack)
+            conn = connect(pid, listener, deadline, quickack)
         except Error as e:
             if opened_by_us:
                 e.add_note(f"the inspector of PID {pid} may still be open on port "
@@ -183,8 +142,8 @@ class NodeInspector:
         # Attach events for workers that already run come before enable's answer (node sends
         # them while handling enable), so after this call every existing worker is known.
         self._call("NodeWorker.enable", {"waitForDebuggerOnStart": False}, deadline)
-        answer = self._call("Runtime.evaluate", _evaluate(_THREAD_INFO_JS), deadline)
-        info = _thread_info(answer)
+        answer = self._call("Runtime.evaluate", evaluate(THREAD_INFO_JS), deadline)
+        info = thread_info(answer)
         if info is not None:
             self._main.heap_limit = info[1]
 
@@ -201,7 +160,7 @@ class NodeInspector:
             if msg.get("id") == mid:
                 if "error" in msg:
                     raise Error(f"the inspector of PID {self.pid} refused {method}: "
-                                f"{_error_text(msg)}")
+                                f"{error_text(msg)}")
                 result = msg.get("result")
                 return result if isinstance(result, dict) else {}
 
@@ -243,7 +202,7 @@ class NodeInspector:
     def _info_request(self, thread: _Thread) -> str:
         mid = self._id()
         self._pending.info[(thread.session, mid)] = thread
-        return self._wrap(thread.session, mid, "Runtime.evaluate", _evaluate(_THREAD_INFO_JS))
+        return self._wrap(thread.session, mid, "Runtime.evaluate", evaluate(THREAD_INFO_JS))
 
     def _wrap(self, session: str | None, mid: int, method: str, params: dict[str, Any]) -> str:
         inner = json.dumps({"id": mid, "method": method, "params": params})
@@ -267,7 +226,7 @@ class NodeInspector:
             raise self._why_lost(e) from None
         if text is None:
             return None
-        msg = _json(text)
+        msg = parse(text)
         method = msg.get("method")
         params = msg.get("params")
         if not isinstance(params, dict):
@@ -290,7 +249,7 @@ class NodeInspector:
         elif method == "NodeWorker.receivedMessageFromWorker":
             session, inner = params.get("sessionId"), params.get("message")
             if isinstance(session, str) and isinstance(inner, str):
-                self._answer(session, _json(inner), answered)
+                self._answer(session, parse(inner), answered)
         elif method is None and "id" in msg:
             self._answer(None, msg, answered)
         return msg
@@ -310,7 +269,7 @@ class NodeInspector:
         result = msg.get("result") if isinstance(msg.get("result"), dict) else None
         thread = self._pending.info.pop(key, None)
         if thread is not None:
-            info = _thread_info(result)
+            info = thread_info(result)
             if info is not None:
                 thread.thread_id, thread.heap_limit = info
                 self._report_if_ready(thread, answered)
@@ -377,7 +336,7 @@ class NodeInspector:
                 try:
                     # inspector.close() tears down every connection, ours included, before
                     # evaluate could answer: the end of the connection is the normal outcome.
-                    self._call_on(conn, _CLOSE_JS, deadline)
+                    self._call_on(conn, CLOSE_JS, deadline)
                 except Error:
                     pass
         finally:
@@ -404,12 +363,12 @@ class NodeInspector:
     def _call_on(self, conn: WebSocket, expression: str, deadline: float) -> None:
         mid = self._id()
         conn.send_texts([json.dumps({"id": mid, "method": "Runtime.evaluate",
-                                     "params": _evaluate(expression)})])
+                                     "params": evaluate(expression)})])
         while True:
             text = conn.receive(deadline)
             if text is None:
                 return
-            msg = _json(text)
+            msg = parse(text)
             # An exiting process waits for us to let go: no answer will come.
             if msg.get("id") == mid or msg.get("method") == "NodeRuntime.waitingForDisconnect":
                 return
@@ -449,75 +408,6 @@ class NodeInspector:
                 f"workers={len(self._workers)}, open={self._conn is not None})")
 
 
-def _evaluate(expression: str) -> dict[str, Any]:
-    return {"expression": expression, "includeCommandLineAPI": True, "returnByValue": True,
-            "silent": True}
-
-
-def _thread_info(result: dict[str, Any] | None) -> tuple[int, int] | None:
-    value = ((result or {}).get("result") or {}).get("value")
-    if (isinstance(value, list) and len(value) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-        return int(value[0]), int(value[1])
-    return None
-
-
-def _json(text: str) -> dict[str, Any]:
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        return {}
-    return obj if isinstance(obj, dict) else {}
-
-
-def _error_text(msg: dict[str, Any]) -> str:
-    err = msg.get("error")
-    return str(err.get("message", err))[:200] if isinstance(err, dict) else str(err)[:200]
-
-
 def _wait_exit(handle: ProcessHandle, timeout_s: float) -> bool:
     """Whether the process exited within ``timeout_s``."""
     return handle.wait_exited(timeout_s)
-
-
-def _connect(pid: int, listener: Listener, deadline: float, quickack: bool = True) -> WebSocket:
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listener.host, listener.host)
-    left = max(0.1, deadline - time.monotonic())
-    path = debugger_path(host, listener.port, pid, left)
-    return WebSocket.connect(host, listener.port, path, pid, timeout_s=left, quickack=quickack)
-
-
-def _move_to_own_port(pid: int, handle: ProcessHandle, listener: Listener,
-                      deadline: float) -> Listener:
-    """Move an inspector oomscope just opened off the configured port, onto one the kernel
-    picks: the configured port is free again for the next sibling, and the inspector closes
-    itself within a second of oomscope's death (even by SIGKILL), instead of staying open to
-    every local user until the process exits."""
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listener.host, listener.host)
-    before = set(own_listeners(pid))
-    conn = _connect(pid, listener, deadline)
-    try:
-        conn.send_texts([json.dumps({"id": 1, "method": "Runtime.evaluate",
-                                     "params": _evaluate(_move_js(host, os.getpid()))})])
-        # The close inside the evaluate ends this connection, usually before any answer: the
-        # end is the expected outcome, and the listeners below say whether the move happened.
-        while True:
-            try:
-                text = conn.receive(deadline)
-            except ConnectionLost:
-                break
-            if text is None or _json(text).get("id") == 1:
-                break
-    finally:
-        conn.close()
-    while True:
-        now_open = own_listeners(pid)
-        moved = [s for s in now_open if s not in before]
-        if moved and all(s.port != listener.port for s in now_open):
-            return moved[0]
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise Error(f"the inspector of PID {pid} did not move off port {listener.port} in "
-                        "the time allowed (is its main thread blocked?); it may still be open")
-        if handle.wait_exited(min(POLL_INTERVAL_S, left)):
-            raise WorkerGone(f"node process {pid} exited while its inspector was being opened")
