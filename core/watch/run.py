@@ -27,6 +27,7 @@ from ..events import (
     WorkerExited,
     WorkerStarted,
 )
+from ..gate.gate import Gate, gate_options
 from .arguments import config_from_args
 from .hook import EventHook
 from .printers import JsonPrinter, Printer, TextPrinter
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
     notices: list[str] = []
     try:
         config, specs, restart = config_from_args(args, notices)
+        gate = Gate(gate_options(args, config.thresholds.metric, len(specs)))
     except Error as e:
         print(f"oomscope watch: {e}", file=stderr)
         return 2
@@ -73,6 +75,7 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
         return 2
     if sinks:
         printer = _tee(sinks, printer)
+    printer = _tee([gate], printer)  # the CI gate's summary is built from the same events
     engine = Engine(config).start()
     engines.append(engine)
     for message in notices:  # through the engine's queue: printed, recorded and hooked like any
@@ -113,7 +116,7 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
                     linger(args.metrics_linger, notice)
         for sink in sinks:
             sink.close()
-    return 0
+    return gate.finish(stderr, stdout)
 
 
 class Sink(Protocol):
