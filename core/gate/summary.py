@@ -33,6 +33,7 @@ from ..events import (
     WorkerRef,
     WorkerStarted,
 )
+from ..oomlog.lines import readable_line
 from ..oomlog.records import KillRecord
 
 PEAK_KEYS = ("rss", "anon", "heap", "cgroup")
@@ -131,7 +132,7 @@ class WorkerSummary:
 def _kernel_lines(record: KillRecord | None) -> tuple[str, ...]:
     if record is None:
         return ()
-    return tuple(record.key_lines()) or record.lines
+    return tuple(readable_line(line.strip()) for line in (record.key_lines() or record.lines))
 
 
 class SummaryBuilder:
@@ -179,7 +180,7 @@ class SummaryBuilder:
                     w.peaks[key] = value
             if s.cgroup_limit is not None:
                 w.cgroup_limit = s.cgroup_limit
-            if s.heap_limit is not None:
+            if s.heap_limit:  # 0: a reporter without a limit (Python's)
                 w.heap_limit = s.heap_limit
             # Where no reporter speaks, anonymous memory stands in for the heap (as the levels do).
             alert = {"rss": s.rss, "anon": s.anon,
