@@ -49,13 +49,19 @@ class Run:
         return [ln for ln in self.stdout.splitlines() if ln.startswith("::error ")]
 
 
-def gated(tmp: Path, *args: str, github: bool = True, until: Any = None, then: Any = None) -> Run:
+def gated(tmp: Path, *args: str, github: bool = True, until: Any = None, then: Any = None,
+          extra_env: dict[str, str] | None = None) -> Run:
     argv = [*OOMSCOPE, "watch", "--interval", "0.05", "--summary", str(tmp / "summary.json"),
             "--junit", str(tmp / "junit.xml"), *args]
-    env = {**os.environ, "GITHUB_ACTIONS": "true" if github else "false"}
+    env = {**os.environ, "GITHUB_ACTIONS": "true" if github else "false", **(extra_env or {})}
     if until is not None:
         return Run(run_until(argv, until, then, env=env), tmp)
     return Run(subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env), tmp)
+
+
+def sample_of(line: str, anon: int) -> bool:
+    e = json.loads(line) if line.startswith("{") else {}
+    return e.get("event") == "sample" and e["anon"] >= anon
 
 
 def only_worker(run: Run) -> dict[str, Any]:
@@ -137,8 +143,7 @@ def test_worker_over_budget_fails_though_it_lived(tmp_path: Path, gate: Any) -> 
     hold = f"b = bytearray(48 << 20); b[::4096] = b'x' * len(b[::4096]); {held.wait_code}"
 
     def big(line: str) -> bool:
-        e = json.loads(line)
-        return e.get("event") == "sample" and e["anon"] >= 48 << 20
+        return sample_of(line, 48 << 20)
 
     run = gated(tmp_path, "--json", "--metric", "anon", "--budget", "32MiB", "--", PY, "-c", hold,
                 until=big, then=held.open)
@@ -176,10 +181,12 @@ def test_policy_terminate_and_several_workers(tmp_path: Path) -> None:
     assert run.errors() == []  # GITHUB_ACTIONS is not "true"
 
 
-def test_fail_on_critical_and_a_signal_status(tmp_path: Path) -> None:
-    burst = "b = bytearray(40 << 20); b[::4096] = b'x' * len(b[::4096]); import time; time.sleep(0.5)"
-    run = gated(tmp_path, "--fail-on", "critical", "--crit", "20MiB", "--metric", "anon", "--sustain", "0",
-                "--", PY, "-c", burst)
+def test_fail_on_critical_and_a_signal_status(tmp_path: Path, gate: Any) -> None:
+    held = gate()
+    burst = f"b = bytearray(40 << 20); b[::4096] = b'x' * len(b[::4096]); {held.wait_code}"
+    run = gated(tmp_path, "--json", "--fail-on", "critical", "--crit", "20MiB", "--metric", "anon",
+                "--sustain", "0", "--", PY, "-c", burst,
+                until=lambda line: json.loads(line).get("level") == "critical", then=held.open)
     assert run.status == 102, run.stderr
     assert [f["kind"] for f in only_worker(run)["failures"]] == ["critical"]
     # A single command killed by a signal: 128+N, as a shell says it.
@@ -188,16 +195,24 @@ def test_fail_on_critical_and_a_signal_status(tmp_path: Path) -> None:
     assert only_worker(run)["exit"]["signal"] == "SIGUSR1"
 
 
-def test_compare_with_a_baseline(tmp_path: Path) -> None:
-    hold = "b = bytearray(40 << 20); b[::4096] = b'x' * len(b[::4096]); import time; time.sleep(0.5)"
-    first = gated(tmp_path, "--metric", "anon", "--", PY, "-c", hold)
+def test_compare_with_a_baseline(tmp_path: Path, gate: Any) -> None:
+    def held_run(*args: str, code: str = "") -> Run:
+        # The gate's path comes through the environment: the command line, by which the
+        # baseline finds the worker again, is the same in every run.
+        held = gate()
+        wait = 'import fcntl, os; fcntl.flock(open(os.environ["GATE"]), fcntl.LOCK_SH)'
+        hold = f"b = bytearray(40 << 20); b[::4096] = b'x' * len(b[::4096]); {wait}{code}"
+        return gated(tmp_path, "--json", "--metric", "anon", *args, "--", PY, "-c", hold,
+                     until=lambda line: sample_of(line, 40 << 20), then=held.open,
+                     extra_env={"GATE": held.path})
+
+    first = held_run()
     assert first.status == 0, first.stderr
     peak = only_worker(first)["peak"]["anon"]
     assert peak >= 40 << 20
     baseline = tmp_path / "baseline.json"
     baseline.write_text(json.dumps(first.summary))
-    same = gated(tmp_path, "--metric", "anon", "--compare-with", str(baseline), "--max-growth", "50%",
-                 "--", PY, "-c", hold)
+    same = held_run("--compare-with", str(baseline), "--max-growth", "50%")
     assert same.status == 0, same.stderr
     (row,) = same.summary["baseline"]["workers"]
     assert row["baseline"] == peak and not row["failed"]
@@ -205,12 +220,12 @@ def test_compare_with_a_baseline(tmp_path: Path) -> None:
     doc = first.summary
     doc["workers"][0]["peak"]["anon"] = peak // 2
     baseline.write_text(json.dumps(doc))
-    grew = gated(tmp_path, "--metric", "anon", "--compare-with", str(baseline), "--", PY, "-c", hold)
+    grew = held_run("--compare-with", str(baseline))
     assert grew.status == 104, grew.stderr
     (failure,) = grew.failures()
     assert failure.get("type") == "growth" and "over the baseline" in failure.get("message")
     # Another worker (another command) has no baseline: nothing to compare, no failure.
-    other = gated(tmp_path, "--metric", "anon", "--compare-with", str(baseline), "--", PY, "-c", hold + "  # v2")
+    other = held_run("--compare-with", str(baseline), code="  # v2")
     assert other.status == 0 and other.summary["baseline"]["workers"][0]["baseline"] is None
 
 
