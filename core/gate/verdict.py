@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..causes import HEAP_OOM, OOM_KILL, TERMINATED
+from ..causes import EXIT, HEAP_OOM, OOM_KILL, TERMINATED, UNKNOWN
 from ..errors import BadInput
 from ..sizes import Level, format_size
 from .summary import CRITICAL, WARNING, WorkerSummary
@@ -85,7 +85,8 @@ def worker_failures(w: WorkerSummary, fail_on: Sequence[str], budget: Level | No
         text = d.kernel_lines or d.evidence
         if d.cause in fail_on:
             out.append(Failure(d.cause, message, text + _tail(d.stderr_tail)))
-        elif d.cause != "exit" or d.exit_code not in (0, None):
+        elif d.cause not in (UNKNOWN, EXIT) or d.exit_code not in (0, None):
+            # An attached process's end is ``unknown`` (no status to read): not a failure.
             out.append(Failure("exit", message, text + _tail(d.stderr_tail)))
     if HEAP_OOM in fail_on:
         for t in w.thread_deaths:
