@@ -250,3 +250,22 @@ def test_a_summary_that_is_not_one_is_refused(tmp_path: Path) -> None:
     r = subprocess.run([*OOMSCOPE, "watch", "--compare-with", str(bad), "--", "true"], capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 2 and "not an oomscope watch --summary file" in r.stderr
+
+
+@pytest.mark.cgroup
+@needs_cgroup
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_the_doctors_advice_followed_is_not_given_again(tmp_path: Path) -> None:
+    """docs/ci.md's job: 512 MiB, --max-old-space-size=384 (75 %). V8's heap_size_limit adds
+    the young generation to it (387 MiB): the doctor once repeated its own advice to it."""
+    assert NODE is not None
+    quiet = gated(tmp_path, "--heap-interval", "0.05", "--mem-limit", "512MiB", "--",
+                  NODE, "--max-old-space-size=384", "-e", "setTimeout(() => {}, 800)")
+    assert quiet.status == 0, quiet.stderr
+    w = only_worker(quiet)
+    assert w["heap_limit"] and w["heap_limit"] > 384 << 20  # the young generation on top
+    assert w["doctor"] == [] and "doctor:" not in quiet.stderr
+    told = gated(tmp_path, "--heap-interval", "0.05", "--mem-limit", "512MiB", "--",
+                 NODE, "--max-old-space-size=400", "-e", "setTimeout(() => {}, 800)")
+    assert told.status == 0, told.stderr
+    assert [a["suggested"] for a in only_worker(told)["doctor"]] == ["--max-old-space-size=384"]
