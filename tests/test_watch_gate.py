@@ -269,3 +269,25 @@ def test_the_doctors_advice_followed_is_not_given_again(tmp_path: Path) -> None:
                  NODE, "--max-old-space-size=400", "-e", "setTimeout(() => {}, 800)")
     assert told.status == 0, told.stderr
     assert [a["suggested"] for a in only_worker(told)["doctor"]] == ["--max-old-space-size=384"]
+
+
+@pytest.mark.cgroup
+@needs_cgroup
+def test_a_test_runners_child_oom_killed_fails_the_run(tmp_path: Path) -> None:
+    """A runner (here a shell) that forks its tests and reports a kill as its own exit code 1:
+    the kernel's record names a process in the worker's own cgroup, and that is a memory death."""
+    leak = tmp_path / "leak.py"
+    leak.write_text(PY_LEAKER)
+    run = gated(tmp_path, "--mem-limit", "64MiB", "--budget", "50%", "--",
+                "sh", "-c", f"{PY} {leak}; exit 1")
+    assert run.status == 100, run.stderr
+    w = only_worker(run)
+    assert (w["exit"]["cause"], w["exit"]["exit_code"]) == ("exit", 1)
+    (kill,) = w["cgroup_kills"]
+    assert kill["pid"] != w["worker"]["pid"] and "Killed process" in kill["kill_line"]
+    # A percent budget is of what the limit counts, as the levels: the cgroup's usage.
+    assert sorted(f["kind"] for f in w["failures"]) == ["budget", "exit", "oom-kill"]
+    assert any("peak cgroup usage" in f["message"] for f in w["failures"])
+    assert {f.get("type") for f in run.failures()} == {"budget", "exit", "oom-kill"}
+    assert "in its cgroup: " in run.stderr
+    assert run.summary["unwatched_kills"] == []

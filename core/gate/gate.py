@@ -178,6 +178,8 @@ class Gate:
             if d.kill_line:
                 out.append(f"  kernel: {d.kill_line}")
             out.extend(f"  evidence: {e}" for e in d.evidence if not e.startswith("kernel: "))
+        out.extend(f"  kernel killed PID {k['pid']} ({k['comm']}) in its cgroup: {k['kill_line']}"
+                   for k in w.cgroup_kills)
         out.extend(f"  thread {t['thread_id']} of PID {t['pid']} died: {t['cause']}"
                    + (f" ({t['message']})" if t["message"] else "") for t in w.thread_deaths)
         if w.crash_loop:

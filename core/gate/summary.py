@@ -97,6 +97,10 @@ class WorkerSummary:
     thread_deaths: list[dict[str, Any]] = field(default_factory=list)
     advice: list[dict[str, Any]] = field(default_factory=list)
     crash_loop: str | None = None
+    cgroup: str | None = None
+    # OOM kills of other processes in the worker's own cgroup (what a test runner forks): the
+    # worker may live on, or exit with a status of its own, but its memory limit was hit.
+    cgroup_kills: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -126,6 +130,7 @@ class WorkerSummary:
             "thread_deaths": self.thread_deaths,
             "doctor": self.advice,
             "crash_loop": self.crash_loop,
+            "cgroup_kills": self.cgroup_kills,
         }
 
 
@@ -170,6 +175,7 @@ class SummaryBuilder:
     def _started(self, ev: WorkerStarted | WorkerAttached) -> None:
         w = self._worker(ev.worker, ev.t)
         w.cgroup_limit = ev.cgroup_limit
+        w.cgroup = ev.cgroup
 
     def _samples(self, ev: Samples) -> None:
         for s in ev.samples:
@@ -230,8 +236,17 @@ class SummaryBuilder:
         self.kernel_source = ev.state.name if ev.state.ok else f"{ev.state.name}: {ev.state.reason}"
 
     def _kernel_oom(self, ev: KernelOom) -> None:
-        if not ev.history:
-            self.unwatched_kills.append(ev.record.kill_line())
+        if ev.history:
+            return
+        r = ev.record
+        # A launched worker's cgroup is its own: a kill there is a process it started.
+        owner = next((w for w in reversed(self.workers.values())
+                      if w.ref.launched and w.cgroup is not None and w.cgroup == r.task_memcg), None)
+        if owner is None:
+            self.unwatched_kills.append(r.kill_line())
+            return
+        owner.cgroup_kills.append({"pid": r.pid, "comm": r.comm, "kill_line": r.kill_line(),
+                                   "kernel_lines": list(_kernel_lines(r))})
 
     def finish(self, t: float | None = None) -> list[WorkerSummary]:
         """Closes the level time of workers still running (watch stopped before them)."""

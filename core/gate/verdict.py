@@ -74,6 +74,14 @@ def budget_bytes(budget: Level, w: WorkerSummary, metric: str) -> int | None:
     return budget.resolve(w.heap_limit if metric == "heap" else w.cgroup_limit)
 
 
+def budget_peak(budget: Level, w: WorkerSummary, metric: str) -> tuple[str, int | None]:
+    """What a budget compares, as the levels do: a percent of a cgroup limit is of what that
+    limit counts, the cgroup's usage (a shell's children included); a size, the metric."""
+    if budget.fraction is not None and metric != "heap" and w.cgroup_limit and "cgroup" in w.peaks:
+        return "cgroup usage", w.peaks["cgroup"]
+    return metric, w.alert_peak
+
+
 def worker_failures(w: WorkerSummary, fail_on: Sequence[str], budget: Level | None, metric: str,
                     ) -> list[Failure]:
     out: list[Failure] = []
@@ -88,6 +96,10 @@ def worker_failures(w: WorkerSummary, fail_on: Sequence[str], budget: Level | No
         elif d.cause not in (UNKNOWN, EXIT) or d.exit_code not in (0, None):
             # An attached process's end is ``unknown`` (no status to read): not a failure.
             out.append(Failure("exit", message, text + _tail(d.stderr_tail)))
+    if OOM_KILL in fail_on:
+        for k in w.cgroup_kills:
+            out.append(Failure(OOM_KILL, f"{w.ref.name} (PID {w.ref.pid}): PID {k['pid']} ({k['comm']}) in its "
+                               "cgroup was OOM-killed", tuple(k["kernel_lines"])))
     if HEAP_OOM in fail_on:
         for t in w.thread_deaths:
             if t["cause"] == HEAP_OOM:
@@ -98,11 +110,12 @@ def worker_failures(w: WorkerSummary, fail_on: Sequence[str], budget: Level | No
             out.append(Failure(level, f"{w.ref.name} (PID {w.ref.pid}) reached {level} "
                                f"({w.above_s[level]:.1f} s above it)"))
             break
-    if budget is not None and w.alert_peak is not None:
+    if budget is not None:
+        measure, peak = budget_peak(budget, w, metric)
         limit = budget_bytes(budget, w, metric)
-        if limit is not None and w.alert_peak > limit:
-            out.append(Failure("budget", f"{w.ref.name} (PID {w.ref.pid}) peak {metric} "
-                               f"{format_size(w.alert_peak)} passed the budget {format_size(limit)}"
+        if limit is not None and peak is not None and peak > limit:
+            out.append(Failure("budget", f"{w.ref.name} (PID {w.ref.pid}) peak {measure} "
+                               f"{format_size(peak)} passed the budget {format_size(limit)}"
                                + ("" if budget.bytes is not None else f" ({budget})")))
     return out
 
