@@ -1,6 +1,8 @@
-"""``--compare-with FILE.json``: an earlier ``--summary`` as the baseline. A worker whose peak (on
-the current alert metric) grew more than ``--max-growth`` over the same worker's peak there — the
-same name, command line and slot — fails the gate; a memory regression fails the pull request."""
+"""``--compare-with FILE.json``: an earlier ``--summary`` as the baseline. A worker whose peak grew
+more than ``--max-growth`` over the same worker's peak there — the same name, command line and
+slot — fails the gate; a memory regression fails the pull request. The peak is what a limit
+judges (:meth:`WorkerSummary.limit_peak`): the cgroup's usage for a worker under ``--mem-limit``,
+else the alert metric."""
 
 from __future__ import annotations
 
@@ -46,12 +48,12 @@ def load_baseline(path: Path) -> Baseline:
     return Baseline(str(path), str(doc.get("metric", "rss")), peaks)
 
 
-def _peak_by_key(workers: Sequence[WorkerSummary], metric: str) -> dict[str, int]:
-    out: dict[str, int] = {}
+def _peak_by_key(workers: Sequence[WorkerSummary], metric: str) -> dict[str, tuple[str, int]]:
+    out: dict[str, tuple[str, int]] = {}
     for w in workers:
-        v = w.peaks.get(metric)
-        if v is not None and v > out.get(w.key, -1):
-            out[w.key] = v
+        measure, v = w.limit_peak(metric)
+        if v is not None and v > out.get(w.key, ("", -1))[1]:
+            out[w.key] = (measure, v)
     return out
 
 
@@ -62,9 +64,9 @@ def compare(workers: Sequence[WorkerSummary], baseline: Baseline, metric: str, m
     Lives of one slot compare as one (their highest peak): a restart is not a new worker."""
     rows: list[dict[str, Any]] = []
     failures: dict[str, Failure] = {}
-    for key, now in _peak_by_key(workers, metric).items():
-        before = baseline.peaks.get(key, {}).get(metric)
-        row: dict[str, Any] = {"key": key, "metric": metric, "peak": now, "baseline": before,
+    for key, (measure, now) in _peak_by_key(workers, metric).items():
+        before = baseline.peaks.get(key, {}).get(measure)
+        row: dict[str, Any] = {"key": key, "measure": measure, "peak": now, "baseline": before,
                                "growth": None, "failed": False}
         if before is not None and before > 0:
             growth = (now - before) / before
@@ -72,7 +74,7 @@ def compare(workers: Sequence[WorkerSummary], baseline: Baseline, metric: str, m
             if growth > max_growth:
                 row["failed"] = True
                 failures[key] = Failure("growth", (
-                    f"{key}: peak {metric} {format_size(now)} grew {growth:.1%} over the baseline "
+                    f"{key}: peak {measure} {format_size(now)} grew {growth:.1%} over the baseline "
                     f"{format_size(before)} (allowed {max_growth:.0%})"))
         rows.append(row)
     return rows, failures

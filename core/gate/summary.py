@@ -108,6 +108,14 @@ class WorkerSummary:
         slot = f"slot {self.ref.slot}" if self.ref.slot is not None else "attached"
         return f"{self.ref.name} | {' '.join(self.ref.cmd)} | {slot}"
 
+    def limit_peak(self, metric: str) -> tuple[str, int | None]:
+        """The peak a memory limit judges, as a percent level does: for a worker with a cgroup
+        limit, the cgroup's usage (what the kernel counts, a shell's children included) unless
+        the metric is the heap; otherwise the metric's own peak. Returns (peak key, value)."""
+        if metric != "heap" and self.cgroup_limit and "cgroup" in self.peaks:
+            return "cgroup", self.peaks["cgroup"]
+        return metric, self.alert_peak
+
     def close_level(self, t: float) -> None:
         spent = max(0.0, t - self.level_since)
         if self.level in (WARNING, CRITICAL):

@@ -77,8 +77,9 @@ def budget_bytes(budget: Level, w: WorkerSummary, metric: str) -> int | None:
 def budget_peak(budget: Level, w: WorkerSummary, metric: str) -> tuple[str, int | None]:
     """What a budget compares, as the levels do: a percent of a cgroup limit is of what that
     limit counts, the cgroup's usage (a shell's children included); a size, the metric."""
-    if budget.fraction is not None and metric != "heap" and w.cgroup_limit and "cgroup" in w.peaks:
-        return "cgroup usage", w.peaks["cgroup"]
+    if budget.fraction is not None:
+        key, peak = w.limit_peak(metric)
+        return ("cgroup usage" if key == "cgroup" else key), peak
     return metric, w.alert_peak
 
 
