@@ -26,6 +26,7 @@ from .verdict import (
     STATUS_TEXT,
     Failure,
     budget_bytes,
+    budget_peak,
     exit_status,
     parse_fail_on,
     worker_failures,
@@ -172,7 +173,9 @@ class Gate:
         out.append("  peak: " + ("; ".join(peaks) if peaks else "no sample taken"))
         if self.options.budget is not None:
             budget = budget_bytes(self.options.budget, w, self.options.metric)
-            out.append(f"  budget ({self.options.metric}): {format_size(budget) if budget else 'no limit to take a percent of'}")
+            measure, peak = budget_peak(self.options.budget, w, self.options.metric)
+            out.append(f"  budget: {format_size(budget) if budget else 'none (no limit to take a percent of)'} "
+                       f"on {measure}, peak {format_size(peak) if peak is not None else 'not measured'}")
         out.append(f"  time above warning {w.above_s[WARNING]:.1f} s, above critical {w.above_s[CRITICAL]:.1f} s")
         if d is not None and not d.by_oomscope_exit:
             if d.kill_line:
