@@ -157,9 +157,7 @@ class Gate:
         elif d.by_oomscope_exit:
             end = f"stopped by watch ({d.signal})"
         else:
-            how = ", ".join(x for x in (d.signal, None if d.exit_code is None else f"exit code {d.exit_code}",
-                                        None if d.by is None else f"by {d.by}") if x)
-            end = f"{d.cause}" + (f" ({how})" if how else "")
+            end = d.how()
         out = [f"{ref.id} {ref.name}[{ref.pid}]{slot}: {end} — {'FAILED' if failures else 'ok'}",
                f"  command: {' '.join(ref.cmd)}"]
         peaks = []

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..causes import HEAP_OOM, OOM_KILL, TERMINATED
+from ..causes import TERMINATED
 from ..dispatch import Dispatcher
 from ..events import (
     CauseUpdated,
@@ -57,9 +57,11 @@ class Death:
                 "evidence": list(self.evidence), "kill_line": self.kill_line,
                 "kernel_lines": list(self.kernel_lines), "stderr_tail": list(self.stderr_tail)}
 
-    @property
-    def memory(self) -> bool:
-        return self.cause in (OOM_KILL, HEAP_OOM)
+    def how(self) -> str:
+        """``oom-kill (SIGKILL)``, ``exit (exit code 3)``, ``terminated (SIGTERM, by policy)``."""
+        detail = ", ".join(x for x in (self.signal, None if self.exit_code is None else f"exit code {self.exit_code}",
+                                       None if self.by is None else f"by {self.by}") if x)
+        return self.cause + (f" ({detail})" if detail else "")
 
     @property
     def by_oomscope_exit(self) -> bool:

@@ -88,9 +88,7 @@ def worker_failures(w: WorkerSummary, fail_on: Sequence[str], budget: Level | No
     out: list[Failure] = []
     d = w.death
     if d is not None and not d.by_oomscope_exit:
-        how = ", ".join(x for x in (d.signal, None if d.exit_code is None else f"exit code {d.exit_code}",
-                                    None if d.by is None else f"by {d.by}") if x)
-        message = f"{w.ref.name} (PID {w.ref.pid}) died: {d.cause}" + (f" ({how})" if how else "")
+        message = f"{w.ref.name} (PID {w.ref.pid}) died: {d.how()}"
         text = d.kernel_lines or d.evidence
         if d.cause in fail_on:
             out.append(Failure(d.cause, message, text + _tail(d.stderr_tail)))
