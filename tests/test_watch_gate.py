@@ -45,8 +45,8 @@ class Run:
         return self.junit.findall(".//testcase/failure")
 
     def errors(self) -> list[str]:
-        """The ``::error`` workflow commands on stdout."""
-        return [ln for ln in self.stdout.splitlines() if ln.startswith("::error ")]
+        """The ``::error`` workflow commands: on stdout, or on stderr with ``--json``."""
+        return [ln for ln in (self.stdout + self.stderr).splitlines() if ln.startswith("::error ")]
 
 
 def gated(tmp: Path, *args: str, github: bool = True, until: Any = None, then: Any = None,
@@ -125,9 +125,9 @@ def test_clean_worker_passes(tmp_path: Path) -> None:
 def test_worker_exiting_3_gives_its_own_status(tmp_path: Path) -> None:
     run = gated(tmp_path, "--json", "--", PY, "-c", "import sys; sys.stderr.write('boom\\n'); sys.exit(3)")
     assert run.status == 3, run.stderr
-    # --json: stdout is the events and the annotations, nothing else; the summary went to stderr.
-    lines = run.stdout.splitlines()
-    assert all(json.loads(ln)["event"] for ln in lines if not ln.startswith("::"))
+    # --json: stdout is the events, nothing else; the summary and the annotations go to stderr.
+    assert all(json.loads(ln)["event"] for ln in run.stdout.splitlines())
+    assert any(ln.startswith("::error ") for ln in run.stderr.splitlines())
     w = only_worker(run)
     assert w["exit"]["exit_code"] == 3 and [f["kind"] for f in w["failures"]] == ["exit"]
     (failure,) = run.failures()

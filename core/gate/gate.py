@@ -109,7 +109,7 @@ class Gate:
         pass
 
     def finish(self, err: TextIO, out: TextIO) -> int:
-        """``out`` takes the GitHub annotations (the runner reads workflow commands there)."""
+        """``out`` takes the GitHub annotations (stdout, or stderr with ``--json``)."""
         o = self.options
         ended = time.time()
         workers = self.builder.finish(ended)

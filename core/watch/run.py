@@ -116,7 +116,8 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
                     linger(args.metrics_linger, notice)
         for sink in sinks:
             sink.close()
-    return gate.finish(stderr, stdout)
+    # GitHub's runner reads workflow commands on both streams: with --json, stdout stays JSON.
+    return gate.finish(stderr, stderr if args.json else stdout)
 
 
 class Sink(Protocol):
