@@ -42,7 +42,9 @@ def node_heap_advice(heap_limit: int, cgroup_limit: int | None, configured_mb: i
         return None
     fit_mb = int(cgroup_limit * FIT_FRACTION) // (1024 * 1024)
     suggested = f"--max-old-space-size={fit_mb}"
-    if heap_limit > cgroup_limit * FIT_FRACTION:
+    # heap_size_limit adds the young generation to --max-old-space-size: a worker that follows
+    # the advice (old space at 75 %) reports a few MiB above it, and must not be told again.
+    if heap_limit > cgroup_limit * FIT_FRACTION and (configured_mb is None or configured_mb > fit_mb):
         return Advice(
             advice=f"set {suggested} (75% of the {format_size(cgroup_limit)} memory limit)",
             reason=(f"V8's heap limit is {format_size(heap_limit)}, above 75% of the cgroup limit "

@@ -31,6 +31,7 @@ from oomscope.core.events import (
     WorkerRef,
     WorkerStarted,
 )
+from oomscope.core.gate.summary import SummaryBuilder
 from oomscope.core.prometheus.metrics import MetricsBook
 from oomscope.core.oomlog.records import KillRecord
 from oomscope.core.oomlog.sources import SourceState
@@ -89,6 +90,7 @@ def _core_dispatchers(tmp_path: Path) -> dict[str, Dispatcher[Any]]:
         "recorder": recorded,
         "session reader": session_reader._builders({}, {}),
         "metrics": MetricsBook("host", 60.0)._dispatch,
+        "watch gate summary": SummaryBuilder("rss").dispatch,
     }
 
 

@@ -27,13 +27,15 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def record_with_watch(path: Path, tmp_path: Path, *commands: str, extra: tuple[str, ...] = ()) -> None:
-    """``oomscope watch --record path --run CMD…``: returns once every worker has exited."""
+def record_with_watch(path: Path, tmp_path: Path, *commands: str, extra: tuple[str, ...] = (),
+                      status: int = 0) -> None:
+    """``oomscope watch --record path --run CMD…``: returns once every worker has exited, with
+    ``status`` (watch's exit status: one command's own)."""
     args = OOMSCOPE + ["watch", "--record", str(path), "--interval", "0.1", *extra]
     for command in commands:
         args += ["--run", command]
     r = subprocess.run(args, env=cli_env(tmp_path), capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == status, r.stderr
     assert path.stat().st_size > 0
 
 

@@ -201,7 +201,8 @@ def test_a_file_with_several_sessions_lets_the_user_pick(qtbot, tmp_path, close_
 
     session = tmp_path / "two.db"
     for code in (0, 5):
-        record_with_watch(session, tmp_path, f"{PY} -c 'import sys, time; time.sleep(0.3); sys.exit({code})'")
+        record_with_watch(session, tmp_path, f"{PY} -c 'import sys, time; time.sleep(0.3); sys.exit({code})'",
+                          status=code)
     seen: list[list[str]] = []
 
     def pick_the_first() -> None:

@@ -65,7 +65,7 @@ def test_console_script_is_installed() -> None:
     script = Path(PY).parent / "oomscope"
     assert script.exists()
     r = subprocess.run([str(script), "watch", "--run", "exit 3"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 3, r.stderr  # one launched command: its own exit status
     assert "exited: exit (exit code 3)" in r.stdout
     assert " started: exit 3" in r.stdout
 
@@ -112,7 +112,7 @@ def test_on_crit_terminate_from_the_command_line() -> None:
     grow = "import time\nc = []\nfor _ in range(300):\n    c.append(bytearray(1 << 20)); time.sleep(0.01)\ntime.sleep(60)\n"
     r = watch("--json", "--interval", "0.05", "--warn", "40MiB", "--crit", "80MiB", "--metric", "anon",
               "--on-crit", "terminate", "--grace", "1", "--", PY, "-c", grow)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 101, r.stderr  # a policy terminated a worker
     evs = events(r.stdout)
     levels = [e["level"] for e in evs if e["event"] == "threshold"]
     assert levels[:2] == ["warning", "critical"]
@@ -125,7 +125,7 @@ def test_on_crit_terminate_from_the_command_line() -> None:
 @pytest.mark.skipif(not v1_memory_writable(), reason="needs root and a writable cgroup v1 memory controller")
 def test_mem_limit_oom_kill_from_the_command_line() -> None:
     r = watch("--json", "--interval", "0.05", "--mem-limit", "64MiB", "--", PY, "-c", LEAKER)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 100, r.stderr  # a worker died of oom-kill
     evs = events(r.stdout)
     started = evs[0]
     assert started["cgroup_limit"] == 64 << 20
@@ -220,7 +220,7 @@ def test_a_restart_that_cannot_start_ends_watch(tmp_path: Path) -> None:
     prog.write_text('#!/bin/sh\nrm -f "$0"\nexit 3\n')
     prog.chmod(0o755)
     r = watch("--json", "--restart", "2", "--", str(prog), timeout=30)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 3, r.stderr  # the command's own status: its only life exited 3
     events = [json.loads(line) for line in r.stdout.splitlines()]
     kinds = [e["event"] for e in events]
     assert "worker_exited" in kinds and kinds[-1] == "restart_cancelled", kinds
@@ -370,7 +370,7 @@ def test_restart_from_the_command_line(tmp_path) -> None:
     cfg = tmp_path / "config.toml"
     cfg.write_text("[restart]\nbackoff_initial_s = 0.1\nbackoff_cap_s = 0.2\n")
     r = watch("--json", "--config", str(cfg), "--restart", "2", "--", PY, "-c", "import sys; sys.exit(1)")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # the last life's own exit status
     starts = [e for e in events(r.stdout) if e["event"] == "worker_started"]
     assert [e["worker"]["life"] for e in starts] == [1, 2, 3]
     assert len({e["worker"]["slot"] for e in starts}) == 1

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import load_config
+from ..gate.gate import add_gate_arguments
 from ..engine import EngineConfig
 from ..errors import BadInput
 from ..launch import LaunchSpec
@@ -56,6 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--metrics-linger", metavar="S", type=float, default=15.0,
                      help="when watch ends by itself, serve up to S more seconds until Prometheus has "
                      "scraped the last exits (default 15; 0: do not wait)")
+    add_gate_arguments(p)
 
 
 def config_from_args(args: argparse.Namespace, notices: list[str] | None = None,

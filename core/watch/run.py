@@ -28,6 +28,7 @@ from ..events import (
     WorkerExited,
     WorkerStarted,
 )
+from ..gate.gate import Gate, gate_options
 from .arguments import config_from_args
 from .hook import EventHook
 from .printers import JsonPrinter, Printer, TextPrinter
@@ -48,6 +49,7 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
     notices: list[str] = []
     try:
         config, specs, restart = config_from_args(args, notices)
+        gate = Gate(gate_options(args, config.thresholds.metric, len(specs)))
     except Error as e:
         print(f"oomscope watch: {e}", file=stderr)
         return 2
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
         return 2
     if sinks:
         printer = _tee(sinks, printer)
+    printer = _tee([gate], printer)  # the CI gate's summary is built from the same events
     printer = missing = MissingCommands(printer)
     engine = Engine(config).start()
     engines.append(engine)
@@ -117,10 +120,12 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
                     linger(args.metrics_linger, notice)
         for sink in sinks:
             sink.close()
+    # GitHub's runner reads workflow commands on both streams: with --json, stdout stays JSON.
+    status = gate.finish(stderr, stderr if args.json else stdout)
     if (none_started := missing.none_started(len(specs))) is not None:
         print(f"oomscope watch: {none_started}", file=stderr)
         return 2
-    return 0
+    return status
 
 
 class Sink(Protocol):
