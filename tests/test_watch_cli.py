@@ -491,9 +491,10 @@ def test_a_missing_command_is_exit_2_and_not_restarted() -> None:
     assert exited["evidence"][0].startswith("command not found: ")
 
 
-def test_one_missing_command_beside_a_started_one_is_exit_0() -> None:
+def test_one_missing_command_beside_a_started_one_is_a_failed_worker() -> None:
+    # Not "no worker could be started" (2): one ran; the missing one failed by itself (the gate's 1).
     r = watch("--json", "--run", "no_such_command_xyz", "--run", "exit 0", timeout=30)
-    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert r.returncode == 1, (r.stdout, r.stderr)
     causes = sorted((e["exit_code"], bool(e["evidence"])) for e in events(r.stdout)
                     if e["event"] == "worker_exited")
     assert causes == [(0, False), (127, True)]
