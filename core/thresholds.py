@@ -50,9 +50,9 @@ def check_seconds(value: float, minimum: float, *, above: bool = False,
                   maximum: float = MAX_SECONDS) -> None:
     if not (math.isfinite(value) and (value > minimum if above else value >= minimum)
             and value <= maximum):
-        bound = f"above {minimum:g}" if above else f"from {minimum:g}"
-        raise BadInput(f"{value:g} is not allowed: write a number of seconds {bound} "
-                       f"to {maximum:g}{' (a week)' if maximum == MAX_SECONDS else ''}")
+        bound = f"above {minimum:g}" if above else f"at least {minimum:g}"
+        raise BadInput(f"{value:g} is not allowed: write a number of seconds {bound} and at most "
+                       f"{maximum:g}{' (a week)' if maximum == MAX_SECONDS else ''}")
 
 
 def check_hysteresis(value: float) -> None:

@@ -43,7 +43,7 @@ def parse_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 def test_watch_refuses_durations_out_of_range(option: str, value: str,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     err = parse_error(["watch", f"{option}={value}", "--run", "true"], capsys)
-    assert f"argument {option}:" in err and "to 604800 (a week)" in err, err
+    assert f"argument {option}:" in err and "and at most 604800 (a week)" in err, err
     assert "too short" not in err and "usage:" not in err
 
 
@@ -72,7 +72,7 @@ def test_settings_file_refuses_an_absurd_interval(tmp_path: Path) -> None:
 def test_interval_nan_end_to_end() -> None:
     r = watch("--interval", "nan", "--run", "true")
     assert r.returncode == 2
-    assert "--interval" in r.stderr and "from 0.05 to 604800" in r.stderr
+    assert "--interval" in r.stderr and "at least 0.05 and at most 604800" in r.stderr
     assert len(r.stderr.splitlines()) == 2, r.stderr  # the reason and the hint, no usage
 
 
