@@ -62,10 +62,12 @@ def test_durations_in_range_are_taken(capsys: pytest.CaptureFixture[str]) -> Non
     assert "not a number" in parse_error(["watch", "--grace", "soon", "--run", "true"], capsys)
 
 
-def test_settings_file_refuses_an_absurd_interval(tmp_path: Path) -> None:
+@pytest.mark.parametrize("text", ["[sampling]\ninterval_s = 1e308\n", "[restart]\nbackoff_cap_s = 1e9\n",
+                                  "[thresholds]\ngrace_s = 604801\n"])
+def test_settings_file_refuses_absurd_durations(tmp_path: Path, text: str) -> None:
     f = tmp_path / "config.toml"
-    f.write_text("[sampling]\ninterval_s = 1e308\n")
-    with pytest.raises(BadInput, match="604800"):
+    f.write_text(text)
+    with pytest.raises(BadInput, match="at most 604800 \\(a week\\)"):
         load_config(f)
 
 
