@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
-from .options import add_shared_options
+from .options import add_shared_options, seconds_arg
 from .oomlog import cli as oomlog_cli
 from .recording import cli as recording_cli
 from .watch import arguments as watch_arguments, run as watch_run
@@ -19,8 +20,16 @@ GuiRunner = Callable[[argparse.Namespace], int]
 GUI_COMMANDS = ("gui", "demo", "open")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A mistyped option gets its reason and a one-line hint, not the whole usage (13 lines
+    for ``watch``) in front of the reason. Subcommands' parsers are of this class too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n(`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="oomscope",
         description="Watch worker processes' memory and tell why they die. "
         "Without a subcommand, opens the desktop app.",
@@ -52,11 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_screenshot_options(p: argparse._ActionsContainer) -> None:
     p.add_argument("--screenshot", metavar="FILE.png",
                    help="render the window offscreen to FILE.png after --after seconds, then exit")
-    p.add_argument("--after", metavar="S", type=float, default=5.0,
+    p.add_argument("--after", metavar="S", type=seconds_arg(0), default=5.0,
                    help="seconds to run before the screenshot (default 5)")
 
 
-_VALUE_OPTIONS = ("--warn", "--crit", "--mem-limit", "--mem-high", "--interval", "--duration", "--grace", "--heap-interval", "--sustain", "--hysteresis", "--metrics-linger", "--metrics-expire")
+_VALUE_OPTIONS = ("--warn", "--crit", "--mem-limit", "--mem-high", "--interval", "--duration", "--grace", "--heap-interval", "--sustain", "--hysteresis", "--metrics-linger", "--metrics-expire",
+                 "--after")
 
 
 def join_negative_values(argv: Sequence[str]) -> list[str]:

@@ -62,6 +62,8 @@ class Intake:
         self._parents: dict[int, ProcessHandle] = {}
         self._patterns: list[re.Pattern[str]] = []
         self._high_refusal_told = False
+        self._refusals_told: set[int] = set()  # PIDs whose "cannot watch" was said: once each
+        self._ancestors: frozenset[int] = frozenset()
 
     def close(self) -> None:
         for h in self._parents.values():
@@ -232,7 +234,9 @@ class Intake:
         except (WorkerGone, Refused):
             return None
         except Error as e:
-            self._emit(Notice(time.time(), "warning", f"cannot watch PID {pid}: {e}"))
+            if pid not in self._refusals_told:  # every rescan finds it again: say it once
+                self._refusals_told.add(pid)
+                self._emit(Notice(time.time(), "warning", f"cannot watch PID {pid}: {e}"))
             return None
 
     def _on_parent_exit(self, pid: int) -> None:
@@ -247,6 +251,10 @@ class Intake:
         )
 
     def watch_matching(self, pattern: re.Pattern[str]) -> list[WorkerRef]:
+        if not self._patterns:
+            # The shell and terminal oomscope runs in carry its own command line: a pattern
+            # would match them, and terminating them would take oomscope down with them.
+            self._ancestors = frozenset(_ancestors(os.getpid()))
         self._patterns.append(pattern)
         return self.attach_matching()
 
@@ -254,7 +262,7 @@ class Intake:
         refs: list[WorkerRef] = []
         if not self._patterns:
             return refs
-        for pid in processes.matching(self._patterns, self._table.known_pids()):
+        for pid in processes.matching(self._patterns, self._ancestors.union(self._table.known_pids())):
             ref = self._try_attach(pid)
             if ref is not None:
                 refs.append(ref)
@@ -281,6 +289,18 @@ class Intake:
             now = time.time()
             for line in lines:
                 self._emit(Output(now, w.ref, stream, line))
+
+
+def _ancestors(pid: int) -> list[int]:
+    """``pid`` and its parent, grandparent, … up to init (which is left out)."""
+    found: list[int] = []
+    while pid > 1 and pid not in found:
+        found.append(pid)
+        fields = procfs.stat_fields(pid)
+        if fields is None:
+            break
+        pid = int(fields[1])
+    return found
 
 
 def _is_node(pid: int) -> bool:

@@ -16,8 +16,8 @@ from .cgroup.high import AUTO_HIGH_FRACTION, memory_high_bytes, parse_mem_high
 from .config import OomscopeConfig
 from .engine import MIN_INTERVAL_S, EngineConfig
 from .errors import BadInput
-from .sizes import Level, parse_level, parse_percent, parse_size
-from .thresholds import ACTIONS, METRICS, crit_with_following_warn
+from .sizes import Level, parse_level, parse_mem_limit, parse_percent, parse_size
+from .thresholds import ACTIONS, MAX_SECONDS, METRICS, check_seconds, crit_with_following_warn
 
 Notice = Callable[[str], None]
 
@@ -43,7 +43,8 @@ def add_shared_options(what: argparse._ActionsContainer, limits: argparse._Actio
     what.add_argument("--children-of", metavar="PID", action="append", default=[], type=parse_pid,
                       help="watch every child of PID, including children it starts later")
     limits.add_argument("--mem-limit", metavar="SIZE",
-                        help="run launched workers in their own memory cgroup with this limit")
+                        help="run launched workers in their own memory cgroup with this limit (at "
+                        "most the machine's RAM + swap)")
     limits.add_argument("--mem-high", metavar="X",
                         help="with --mem-limit, cgroup v2: a throttle below the limit (memory.high), "
                         f"where the kernel slows the worker down instead of killing it: auto "
@@ -61,16 +62,17 @@ def add_shared_options(what: argparse._ActionsContainer, limits: argparse._Actio
     limits.add_argument("--on-crit", default=None, choices=ACTIONS,
                         help="what entering critical does (default notify; terminate: SIGTERM, grace, "
                         "SIGKILL)")
-    limits.add_argument("--sustain", metavar="S", type=float, default=None,
+    limits.add_argument("--sustain", metavar="S", type=seconds_arg(0), default=None,
                         help="a level counts once the value stayed above it this long (default 2 s)")
     limits.add_argument("--hysteresis", metavar="P", default=None,
                         help="a level is left only below it minus this percent of it (default 5%%)")
-    limits.add_argument("--grace", metavar="S", type=float, default=None,
+    limits.add_argument("--grace", metavar="S", type=seconds_arg(0), default=None,
                         help="seconds between SIGTERM and SIGKILL (default 3)")
-    how.add_argument("--interval", metavar="S", type=float, default=None,
+    how.add_argument("--interval", metavar="S", type=seconds_arg(MIN_INTERVAL_S), default=None,
                      help=f"sampling interval in seconds (default 1, minimum {MIN_INTERVAL_S})")
-    how.add_argument("--heap-interval", metavar="S", type=float, default=None,
-                     help="how often launched workers' heap reporters report (default 1 s, minimum 0.05)")
+    how.add_argument("--heap-interval", metavar="S", type=seconds_arg(MIN_INTERVAL_S), default=None,
+                     help=f"how often launched workers' heap reporters report (default 1 s, minimum "
+                     f"{MIN_INTERVAL_S})")
     how.add_argument("--config", metavar="FILE",
                      help="settings file (default: $XDG_CONFIG_HOME/oomscope/config.toml or "
                      "~/.config/oomscope/config.toml); options given here win over it")
@@ -84,6 +86,25 @@ def parse_pid(text: str) -> int:
     if pid <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a PID (a positive whole number)")
     return pid
+
+
+def seconds_arg(minimum: float, *, above: bool = False,
+                maximum: float = MAX_SECONDS) -> Callable[[str], float]:
+    """An argparse ``type`` for a duration option: a finite number of seconds in its range (nan,
+    inf and 1e308 are refused with the range, as the settings file refuses them)."""
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a number: write seconds as a number, e.g. 2.5") from None
+        try:
+            check_seconds(value, minimum, above=above, maximum=maximum)
+        except BadInput as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return value
+
+    return convert
 
 
 def level_arg(text: str) -> Level | None:
@@ -134,6 +155,11 @@ def engine_config_from(args: argparse.Namespace, file: OomscopeConfig,
             overrides.append((pattern, override.apply(thresholds)))
         except BadInput as e:
             raise BadInput(f'{file.source}: [workers."{pattern}"] with the command line\'s levels: {e}') from None
+    if given("mem_limit") is not None:
+        try:
+            parse_mem_limit(given("mem_limit"))
+        except BadInput as e:
+            raise BadInput(f"--mem-limit: {e}") from None
     interval, heap_interval = given("interval"), given("heap_interval")
     return EngineConfig(
         interval_s=interval if interval is not None else file.sampling.interval_s,

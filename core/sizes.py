@@ -50,6 +50,37 @@ def parse_size(text: str) -> int:
     return int(value)
 
 
+def machine_memory() -> tuple[int, int]:
+    """(RAM, swap) in bytes from /proc/meminfo; (0, 0) where it cannot be read."""
+    found = {"MemTotal:": 0, "SwapTotal:": 0}
+    try:
+        with open("/proc/meminfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, _, rest = line.partition(" ")
+                if key in found:
+                    found[key] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+    return found["MemTotal:"], found["SwapTotal:"]
+
+
+def parse_mem_limit(text: str, machine: tuple[int, int] | None = None) -> int:
+    """A worker's memory limit: a size (:func:`parse_size`) that this machine can reach.
+
+    A limit above RAM + swap (``machine``, default: this machine's) can never be hit, so it
+    is refused here, naming the machine's memory, before any cgroup is made: a size problem is
+    not the cgroup mechanisms' to explain."""
+    limit = parse_size(text)
+    ram, swap = machine_memory() if machine is None else machine
+    if ram and limit > ram + swap:
+        raise BadInput(
+            f"memory limit {text.strip()} ({format_size(limit)}) is more than this machine has: "
+            f"{format_size(ram)} of RAM + {format_size(swap)} of swap = {format_size(ram + swap)}; "
+            f"a limit above that never applies: give at most {(ram + swap) // 2**20}MiB"
+        )
+    return limit
+
+
 def parse_percent(text: str) -> float:
     """Fraction in (0, 1] from ``"75%"``; raises :class:`BadInput` with advice."""
     body = text.strip()

@@ -41,10 +41,18 @@ def check_choice(value: object, allowed: tuple[str, ...], what: str) -> None:
         raise BadInput(f"{shown} is not {what}: choose one of {', '.join(json.dumps(a) for a in allowed)}")
 
 
-def check_seconds(value: float, minimum: float, *, above: bool = False) -> None:
-    if not (math.isfinite(value) and (value > minimum if above else value >= minimum)):
+# The longest duration any setting takes (a week): beyond it a value is a typo (1e308), and
+# timers given such a number overflow instead of waiting.
+MAX_SECONDS: Final = 7 * 24 * 3600.0
+
+
+def check_seconds(value: float, minimum: float, *, above: bool = False,
+                  maximum: float = MAX_SECONDS) -> None:
+    if not (math.isfinite(value) and (value > minimum if above else value >= minimum)
+            and value <= maximum):
         bound = f"above {minimum:g}" if above else f"at least {minimum:g}"
-        raise BadInput(f"{value:g} is not allowed: write a number of seconds {bound}")
+        raise BadInput(f"{value:g} is not allowed: write a number of seconds {bound} and at most "
+                       f"{maximum:g}{' (a week)' if maximum == MAX_SECONDS else ''}")
 
 
 def check_hysteresis(value: float) -> None:

@@ -19,7 +19,7 @@ from oomscope.core.heap.inspector import INSPECTOR_WARNING
 from oomscope.core.launch import LaunchSpec
 from oomscope.core.processes import ProcessInfo, list_processes
 from oomscope.core.restart import RestartPolicy
-from oomscope.core.sizes import Level, format_size, parse_level, parse_size
+from oomscope.core.sizes import Level, format_size, parse_level, parse_mem_limit
 from oomscope.core.thresholds import ThresholdConfig
 
 from .qt import QAbstractItemModel, QModelIndex, QPersistentModelIndex, QSettings, QSortFilterProxyModel, Qt, \
@@ -179,7 +179,7 @@ class LaunchDialog(QtWidgets.QDialog):
         except ValueError as e:
             raise BadInput(f"the command does not parse as a shell command line: {e}") from None
         limit_text = self.mem_limit.text().strip()
-        limit = parse_size(limit_text) if limit_text and self.mem_limit.isEnabled() else None
+        limit = parse_mem_limit(limit_text) if limit_text and self.mem_limit.isEnabled() else None
         return LaunchSpec(command, cwd=self.cwd.text().strip() or None,
                           env=parse_env(self.env.toPlainText()), mem_limit_bytes=limit)
 

@@ -4,6 +4,7 @@ engine's settings, the workers to launch and the restart policy before anything 
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from ..gate.gate import add_gate_arguments
 from ..engine import EngineConfig
 from ..errors import BadInput
 from ..launch import LaunchSpec
-from ..options import add_shared_options, engine_config_from
+from ..options import add_shared_options, engine_config_from, seconds_arg
 from ..restart import RestartPolicy
 from ..sizes import parse_size
 
@@ -29,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       "(opened with SIGUSR1 while attached: any local user can run code in them then)")
     what.add_argument("command", nargs=argparse.REMAINDER,
                       help="after --: a command (argv, no shell) to launch as a worker")
-    run.add_argument("--duration", metavar="S", type=float,
+    run.add_argument("--duration", metavar="S", type=seconds_arg(0, above=True),
                      help="stop after S seconds (launched workers are terminated)")
     run.add_argument("--json", action="store_true", help="one JSON event per line")
     run.add_argument("--on-event", metavar="CMD",
@@ -51,10 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--metrics-addr", metavar="ADDR", default="127.0.0.1",
                      help="address for --metrics-port (default 127.0.0.1; the endpoint has no "
                      "authentication)")
-    out.add_argument("--metrics-expire", metavar="S", type=float, default=300.0,
+    out.add_argument("--metrics-expire", metavar="S", type=seconds_arg(0, above=True), default=300.0,
                      help="a gone worker's gauges disappear after S seconds; its slot's counters stay "
                      "(default 300)")
-    out.add_argument("--metrics-linger", metavar="S", type=float, default=15.0,
+    out.add_argument("--metrics-linger", metavar="S", type=seconds_arg(0), default=15.0,
                      help="when watch ends by itself, serve up to S more seconds until Prometheus has "
                      "scraped the last exits (default 15; 0: do not wait)")
     add_gate_arguments(p)
@@ -70,10 +71,6 @@ def config_from_args(args: argparse.Namespace, notices: list[str] | None = None,
     config = engine_config_from(args, settings, notices.append if notices is not None else None)
     restart = config.restart if args.restart is None else replace(config.restart, max=args.restart)
     config = replace(config, inspect_heap=args.inspect_heap, restart=restart)
-    if args.metrics_linger < 0:
-        raise BadInput(f"--metrics-linger {args.metrics_linger:g}: give a number of seconds, 0 or more")
-    if args.duration is not None and not args.duration > 0:
-        raise BadInput(f"--duration {args.duration:g}: give a number of seconds above 0")
     mem_limit = parse_size(args.mem_limit) if args.mem_limit else None
     specs = [LaunchSpec(cmd, mem_limit_bytes=mem_limit) for cmd in args.run]
     command = list(args.command)
@@ -85,8 +82,22 @@ def config_from_args(args: argparse.Namespace, notices: list[str] | None = None,
         specs.append(LaunchSpec(tuple(command), mem_limit_bytes=mem_limit))
     if mem_limit is not None and not specs:
         raise BadInput("--mem-limit applies to launched workers: add --run CMD or -- CMD")
+    for pattern in args.match:
+        _check_match(pattern)
     if not (specs or args.attach or args.children_of or args.match):
         raise BadInput("nothing to watch: give --run CMD, --attach PID, --children-of PID, --match REGEX or -- CMD")
     if restart.max > 0 and not specs:
         raise BadInput("--restart applies to launched workers: add --run CMD or -- CMD")
     return config, specs, restart
+
+
+def _check_match(pattern: str) -> None:
+    """Refuse a --match pattern that matches every process (oomscope's own shell too): empty,
+    blank, or matching empty text (``.*``, ``x?``). An invalid one is the engine's to explain."""
+    try:
+        matches_all = not pattern.strip() or re.search(pattern, "") is not None
+    except re.error:
+        return
+    if matches_all:
+        raise BadInput(f"--match {pattern!r} matches every process: give a part of the workers' "
+                       "name or command line, e.g. --match 'gunicorn'")

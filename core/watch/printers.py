@@ -33,6 +33,7 @@ from ..events import (
     WorkerRef,
     WorkerStarted,
 )
+from ..printable import printable
 from ..sizes import format_size
 
 Printer = Callable[[Event], None]
@@ -58,7 +59,8 @@ class JsonPrinter:
         self.dispatch(event)
 
     def _output(self, event: Output) -> None:
-        self.err.write(f"[{event.worker.id} {event.worker.name} {event.stream}] {event.line}\n")
+        # Human text on a terminal, unlike stdout's JSON: a worker's name and output are escaped.
+        self.err.write(printable(f"[{event.worker.id} {event.worker.name} {event.stream}] {event.line}") + "\n")
         self.err.flush()
 
     def _write(self, objs: list[dict[str, Any]]) -> None:
@@ -68,7 +70,11 @@ class JsonPrinter:
 
 
 class TextPrinter:
-    """One readable line per state change; samples are left out."""
+    """One readable line per state change; samples are left out.
+
+    Process names, command lines, output lines and messages come from elsewhere (a process
+    names itself ``\\x1b[2J…`` at will): every line is passed through :func:`printable`, whole,
+    so no field can be missed and no control character reaches the terminal."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
@@ -76,7 +82,7 @@ class TextPrinter:
     def __call__(self, event: Event) -> None:
         text = describe(event)
         if text is not None:
-            self.out.write(text + "\n")
+            self.out.write(printable(text) + "\n")
             self.out.flush()
 
 
