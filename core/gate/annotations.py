@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..printable import printable
 from .summary import WorkerSummary
 from .verdict import Failure
 
 
 def _data(text: str) -> str:
-    # The runner's escaping for a command's message (workflow commands documentation).
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    # The runner's escaping for a command's message (workflow commands documentation); any other
+    # control character (a process can name itself with terminal escapes) shown, not sent.
+    return printable(text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A"))
 
 
 def _prop(text: str) -> str:

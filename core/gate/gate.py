@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from ..errors import BadInput
 from ..events import Event
 from ..options import hysteresis_arg
+from ..printable import printable
 from ..sizes import Level, format_size, parse_level
 from .annotations import workflow_commands
 from .compare import Baseline, compare, load_baseline
@@ -130,7 +131,8 @@ class Gate:
         status = exit_status([f for _, fs in judged for f in fs], own)
         lines = {w.ref.id: self._worker_lines(w, fs) for w, fs in judged}
         if o.print_summary:
-            err.write("\n".join(self._text(judged, lines, status)) + "\n")
+            # Names, command lines and kernel lines come from outside: no raw control characters.
+            err.write("\n".join(printable(line) for line in self._text(judged, lines, status)) + "\n")
             err.flush()
         if os.environ.get("GITHUB_ACTIONS") == "true":
             for line in workflow_commands(judged):
