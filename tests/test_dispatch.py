@@ -35,7 +35,7 @@ from oomscope.core.gate.summary import SummaryBuilder
 from oomscope.core.prometheus.metrics import MetricsBook
 from oomscope.core.oomlog.records import KillRecord
 from oomscope.core.oomlog.sources import SourceState
-from oomscope.core.recording import reader as session_reader
+from oomscope.core.recording import rowevents as session_reader
 from oomscope.core.recording import open_recorder
 
 REF = WorkerRef("w1", 4242, 1.0, "python3", ("python3",), True, slot=1, life=2)
@@ -88,7 +88,7 @@ def _core_dispatchers(tmp_path: Path) -> dict[str, Dispatcher[Any]]:
         "watch --json": watch.JsonPrinter(io.StringIO(), io.StringIO()).dispatch,
         "watch (text)": watch._DESCRIBE,
         "recorder": recorded,
-        "session reader": session_reader._builders({}, {}),
+        "session reader": session_reader.builders({}, {}),
         "metrics": MetricsBook("host", 60.0)._dispatch,
         "watch gate summary": SummaryBuilder("rss").dispatch,
     }
@@ -104,7 +104,7 @@ def test_what_the_recorder_writes_the_reader_rebuilds(tmp_path) -> None:
     """Every kind the recorder stores comes back from a table of rows, or from the tables of
     their own shape (packed samples and heap reports, the workers table)."""
     recorded = _core_dispatchers(tmp_path)["recorder"]
-    rebuilt = session_reader._builders({}, {})
+    rebuilt = session_reader.builders({}, {})
     own_shape = {Samples, Heap, WorkerStarted, WorkerAttached}
     lost = [cls.__name__ for cls in event_classes()
             if recorded.handler_for(cls) is not None

@@ -25,7 +25,8 @@ import numpy as np
 
 from ..errors import BadInput
 from . import schema
-from .reader import SessionFile, export_columns
+from .reader import SessionFile
+from .rowevents import export_columns
 from .samplecodec import FIELDS, TENTHS_FIELDS
 
 SAMPLE_COLUMNS: tuple[str, ...] = ("session_id", "worker", "pid", "t") + FIELDS

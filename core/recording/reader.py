@@ -9,56 +9,24 @@ session has ``ended`` None.
 from __future__ import annotations
 
 import heapq
-import json
 import math
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from ..dispatch import Dispatcher
 from ..errors import BadInput
-from ..events import (
-    CauseUpdated,
-    CrashLoop,
-    Doctor,
-    Event,
-    Heap,
-    KernelLineRead,
-    KernelOom,
-    LevelPending,
-    LevelsChanged,
-    Notice,
-    Output,
-    Sample,
-    Samples,
-    SourceChanged,
-    Stopped,
-    Terminate,
-    ThreadExited,
-    Threshold,
-    WorkerAttached,
-    WorkerExited,
-    WorkerRef,
-    WorkerStarted,
-)
-from ..oomlog.lines import KernelLine
-from ..oomlog.records import CONTRACT_FIELDS, DETAIL_FIELDS, KillRecord
-from ..oomlog.sources import SourceState
-from ..printable import printable
-from ..thresholds import thresholds_from_row
+from ..events import Event, Heap, Sample, Samples, WorkerAttached, WorkerRef, WorkerStarted
+from ..oomlog.records import KillRecord
 from . import heappack, schema
 from .samplecodec import FIELDS, CodecError, Unpacked, unpack
-
-
-class DamagedRow(Exception):
-    """A row whose values cannot be the event it was (levels no engine would have taken)."""
+from .rowevents import (TABLE_OF, DamagedRow, Streamed, builders, export_columns, finite, is_int, kill_record,
+                        loads_or, shown)
 
 
 @dataclass(frozen=True)
@@ -95,7 +63,6 @@ class WorkerInfo:
     output_dropped: int
 
 
-Streamed = tuple[int, Event]
 
 
 class SessionFile:
@@ -163,23 +130,23 @@ class SessionFile:
         sid = r[0]
 
         def bad(column: str, value: Any, instead: str) -> None:
-            self._damaged(f"session {sid}: {column} is {_shown(value)}, not {instead}")
+            self._damaged(f"session {sid}: {column} is {shown(value)}, not {instead}")
 
         host, kernel, version = (self._text(sid, c, v) for c, v in (("host", r[1]), ("kernel", r[2]),
                                                                      ("oomscope_version", r[6])))
         ended, last_t = (self._time(sid, c, v) for c, v in (("ended", r[4]), ("last_t", r[5])))
-        started = _finite(r[3])
+        started = finite(r[3])
         if started is None:
             first = self._db.execute("SELECT min(t) FROM ticks WHERE session_id = ?", (sid,)).fetchone()[0]
-            started = _finite(first) or last_t or ended or 0.0
+            started = finite(first) or last_t or ended or 0.0
             bad("started", r[3], "a time; the time of its first sample stands in")
-        pid = r[7] if r[7] is None or _is_int(r[7]) else None
+        pid = r[7] if r[7] is None or is_int(r[7]) else None
         if r[7] is not None and pid is None:
             bad("pid", r[7], "a process id")
-        lost = r[10] if _is_int(r[10]) else 0
-        if r[10] is not None and not _is_int(r[10]):
+        lost = r[10] if is_int(r[10]) else 0
+        if r[10] is not None and not is_int(r[10]):
             bad("events_lost", r[10], "a count")
-        return SessionInfo(sid, host, kernel, started, ended, _json(r[9], {}), _json(r[8], None), last_t,
+        return SessionInfo(sid, host, kernel, started, ended, loads_or(r[9], {}), loads_or(r[8], None), last_t,
                            version, pid, lost)
 
     def _text(self, sid: int, column: str, value: Any) -> str | None:
@@ -187,13 +154,13 @@ class SessionFile:
             return value
         if isinstance(value, (int, float)):
             return str(value)
-        self._damaged(f"session {sid}: {column} is {_shown(value)}, not text")
+        self._damaged(f"session {sid}: {column} is {shown(value)}, not text")
         return None
 
     def _time(self, sid: int, column: str, value: Any) -> float | None:
-        t = _finite(value)
+        t = finite(value)
         if value is not None and t is None:
-            self._damaged(f"session {sid}: {column} is {_shown(value)}, not a time")
+            self._damaged(f"session {sid}: {column} is {shown(value)}, not a time")
         return t
 
     def session(self, session_id: int | None = None) -> SessionInfo:
@@ -223,7 +190,7 @@ class SessionFile:
                 "ORDER BY worker_id", (sid,)).fetchall()
         out = []
         for r in rows:
-            ref = WorkerRef(r[1], r[2], r[3], r[4], tuple(_json(r[5], [])), bool(r[6]), r[7],
+            ref = WorkerRef(r[1], r[2], r[3], r[4], tuple(loads_or(r[5], [])), bool(r[6]), r[7],
                             r[8] if r[8] is not None else 1)
             out.append(WorkerInfo(r[0], ref, r[9], r[10], r[11], r[12], r[13], r[14], r[15] or 0))
         return out
@@ -288,13 +255,13 @@ class SessionFile:
         if cached is not None and not fresh:
             return cached
         rows = self._db.execute("SELECT seq, t FROM ticks WHERE session_id = ? ORDER BY seq", (sid,)).fetchall()
-        bad = [r for r in rows if not _is_int(r[0]) or _finite(r[1]) is None]
+        bad = [r for r in rows if not is_int(r[0]) or finite(r[1]) is None]
         if bad:  # an altered tick: its samples keep their place with an unknown time (NaN)
             self._damaged(f"session {sid}: {len(bad)} sampling tick(s) without a valid time, e.g. "
-                          f"seq {_shown(bad[0][0])} at {_shown(bad[0][1])}")
-            rows = [r for r in rows if _is_int(r[0])]
+                          f"seq {shown(bad[0][0])} at {shown(bad[0][1])}")
+            rows = [r for r in rows if is_int(r[0])]
         seq = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        t = np.fromiter((_finite(r[1]) or math.nan for r in rows), dtype=np.float64, count=len(rows))
+        t = np.fromiter((finite(r[1]) or math.nan for r in rows), dtype=np.float64, count=len(rows))
         self._tick_cache[sid] = (seq, t)
         return seq, t
 
@@ -365,11 +332,11 @@ class SessionFile:
             workers = self.workers(sid)
             refs = {w.worker_id: w.ref for w in workers}
             kills = self._kills(sid)
-            streams: list[Iterator[Streamed]] = [iter(sorted(_start_events(workers), key=lambda x: x[0]))]
+            streams: list[Iterator[Streamed]] = [iter(sorted(start_events(workers), key=lambda x: x[0]))]
             if samples:
                 streams.append(self._sample_events(sid, refs))
             streams.append(self._heap_events(sid, refs))
-            rebuild = _builders(refs, kills)
+            rebuild = builders(refs, kills)
             present = self._tables()
             for cls, table in TABLE_OF.items():
                 build = rebuild.handler_for(cls)
@@ -400,8 +367,8 @@ class SessionFile:
         cur = self._db.execute(f'SELECT {cols} FROM "{table.name}" WHERE session_id = ? ORDER BY seq', (sid,))
         for row in cur:
             try:
-                if not _is_int(row[at]) or _finite(row[t_at]) is None:
-                    raise DamagedRow(f"seq {_shown(row[at])}, t {_shown(row[t_at])}")
+                if not is_int(row[at]) or finite(row[t_at]) is None:
+                    raise DamagedRow(f"seq {shown(row[at])}, t {shown(row[t_at])}")
                 ev = build(row)
             except (DamagedRow, KeyError, TypeError, ValueError) as e:
                 # An altered value, a row naming a worker the file does not have: that event is
@@ -433,7 +400,7 @@ class SessionFile:
         out = {}
         for row in self._db.execute(f"SELECT {cols} FROM kills WHERE session_id = ?", (sid,)):
             contract: dict[str, Any] = dict(zip(schema.KILL_FIELDS, row[7:7 + len(schema.KILL_FIELDS)]))
-            out[row[1]] = (row, _kill_record(contract, lines.get(row[1], []), _json(row[-1], {})))
+            out[row[1]] = (row, kill_record(contract, lines.get(row[1], []), loads_or(row[-1], {})))
         return out
 
     def _sample_events(self, sid: int, refs: dict[int, WorkerRef]) -> Iterator[Streamed]:
@@ -473,17 +440,7 @@ class SessionFile:
             yield seq, Samples(t, tuple(by_seq[seq]))
 
 
-def export_columns(table: schema.Table) -> tuple[str, ...]:
-    """A table's columns as exported: ``worker`` (the engine's id, ``w3``) for ``worker_id``;
-    in ``workers`` itself, ``worker`` is that id and the internal number is left out."""
-    if table is schema.WORKERS:
-        return tuple("worker" if c == "id" else c for c in table.column_names if c != "worker_id")
-    if table is schema.HEAP:
-        return heappack.REPORT_COLUMNS
-    return tuple("worker" if c == "worker_id" else c for c in table.column_names)
-
-
-def _start_events(workers: list[WorkerInfo]) -> Iterator[Streamed]:
+def start_events(workers: list[WorkerInfo]) -> Iterator[Streamed]:
     for w in workers:
         if w.seq is None or w.t is None:
             continue
@@ -491,108 +448,3 @@ def _start_events(workers: list[WorkerInfo]) -> Iterator[Streamed]:
             yield w.seq, WorkerStarted(w.t, w.ref, w.cgroup, w.cgroup_limit)
         elif w.event == WorkerAttached.kind:
             yield w.seq, WorkerAttached(w.t, w.ref, w.parent_pid, w.cgroup, w.cgroup_limit)
-
-
-#: Which table holds the events of a class (rebuilt by ``_builders``).
-TABLE_OF: dict[type[Event], schema.Table] = {
-    Threshold: schema.THRESHOLDS, LevelsChanged: schema.LEVELS, Terminate: schema.ACTIONS,
-    WorkerExited: schema.EXITS, CauseUpdated: schema.CAUSE_UPDATES, KernelOom: schema.KILLS,
-    KernelLineRead: schema.KERNEL_LINES, SourceChanged: schema.SOURCES, ThreadExited: schema.THREAD_EXITS,
-    Doctor: schema.DOCTOR, Notice: schema.NOTICES, CrashLoop: schema.CRASH_LOOPS, Output: schema.OUTPUT,
-}
-
-
-def _kill_record(contract: dict[str, Any], lines: list[str], details: Any) -> KillRecord:
-    """The record a session file holds: its contract columns, its lines and (files written since
-    records stay typed) the rest in ``extra``; what an older file lacks keeps its default."""
-    fields: dict[str, Any] = {k: contract.get(k) for k in CONTRACT_FIELDS if k != "lines"}
-    fields["killer"] = fields["killer"] or "kernel-global"
-    if isinstance(details, dict):
-        fields.update((k, v) for k, v in details.items() if k in DETAIL_FIELDS)
-    fields["task_rows"] = tuple(fields.get("task_rows") or ())
-    if not isinstance(fields.get("extra", {}), dict):
-        del fields["extra"]
-    if fields.get("wall_time_unix") is None and isinstance(fields["wall_time"], str):
-        try:  # a file from before records kept their details: the ISO stamp is all there is
-            fields["wall_time_unix"] = datetime.fromisoformat(fields["wall_time"]).timestamp()
-        except ValueError:
-            pass
-    return KillRecord(lines=tuple(lines), **fields)
-
-
-def _builders(refs: dict[int, WorkerRef], kills: dict[int, tuple[tuple[Any, ...], KillRecord]]
-              ) -> Dispatcher[Event | None]:
-    """Per event class, how a row of its table (its columns in schema order) becomes the event
-    it was. The handlers take rows, not events: the dispatcher is asked for them by class."""
-
-    def record(kill_id: int | None) -> KillRecord | None:
-        return kills[kill_id][1] if kill_id is not None and kill_id in kills else None
-
-    def kernel_oom(r: tuple[Any, ...]) -> Event | None:
-        if r[4] != KernelOom.kind:
-            return None  # a record carried by an exit or a cause update: that event has it
-        return KernelOom(r[3], kills[r[1]][1], bool(r[6]))
-
-    def notice(r: tuple[Any, ...]) -> Event:
-        return Notice(r[2], r[4], r[5], refs.get(r[3]) if r[3] is not None else None)
-
-    def levels(r: tuple[Any, ...]) -> Event:
-        worker = refs[r[3]] if r[3] is not None else None
-        if r[13]:
-            return LevelsChanged(r[2], worker, None)
-        try:
-            config = thresholds_from_row(r[4:13])
-        except (BadInput, TypeError) as e:
-            raise DamagedRow(f"levels at seq {r[1]}: {e}") from None
-        return LevelsChanged(r[2], worker, config)
-
-    def kernel_line(r: tuple[Any, ...]) -> Event:
-        text = r[3] or ""
-        return KernelLineRead(r[2], KernelLine(text, text, history=bool(r[5]), kernel_time_s=r[6]), bool(r[4]))
-
-    return Dispatcher({
-        Threshold: lambda r: Threshold(r[2], refs[r[3]], r[4], r[6], r[7], r[8], r[5]),
-        LevelsChanged: levels,
-        Terminate: lambda r: Terminate(r[2], refs[r[3]], r[4], r[5], r[6]),
-        WorkerExited: lambda r: WorkerExited(r[2], refs[r[3]], r[4], r[5], r[6], r[7], record(r[9]),
-                                             tuple(_json(r[8], [])), tuple(_json(r[10], [])), r[11]),
-        CauseUpdated: lambda r: CauseUpdated(r[2], refs[r[3]], r[4], r[5], record(r[6]), tuple(_json(r[7], []))),
-        KernelOom: kernel_oom,
-        KernelLineRead: kernel_line,
-        SourceChanged: lambda r: SourceChanged(r[2], SourceState(r[3], bool(r[4]), r[5])),
-        ThreadExited: lambda r: ThreadExited(r[2], refs[r[3]], r[4], r[5], r[6], r[7]),
-        Doctor: lambda r: Doctor(r[2], refs[r[3]], r[4], r[5], r[6]),
-        Notice: notice,  # RestartCancelled is recorded as the notice it also is
-        CrashLoop: lambda r: CrashLoop(r[2], refs[r[3]], r[4], r[5], r[6]),
-        Output: lambda r: Output(r[2], refs[r[3]], r[4], r[5]),
-    # Samples, heap reports and worker starts have tables of their own shape (rebuilt by
-    # _sample_events, _heap_events, _start_events); Stopped is never recorded.
-    }, ignore=(Samples, Heap, WorkerStarted, WorkerAttached, Stopped, LevelPending), name="session reader")
-
-
-def _finite(value: Any) -> float | None:
-    """A stored time or size as a float; None for anything else (text, a blob, NaN, inf)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _shown(value: Any) -> str:
-    """A stored value as a damage note shows it: short, and printable whatever it holds."""
-    if isinstance(value, bytes):
-        return f"a {len(value)}-byte blob"
-    text = repr(value)
-    return printable(text if len(text) <= 40 else text[:37] + "...")
-
-
-def _json(text: str | None, default: Any) -> Any:
-    if text is None:
-        return default
-    try:
-        return json.loads(text)
-    except (ValueError, TypeError):  # not JSON, or not text at all (an altered value)
-        return default
