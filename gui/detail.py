@@ -157,8 +157,12 @@ class DetailPane(QtWidgets.QWidget):
         self.notices.setVisible(bool(notices))
         self._show_advice(w)
         self._fill_samples(w)
-        self.stderr.setPlainText("\n".join(w.stderr) if w is not None else "")
-        self.stderr.moveCursor(QtGui.QTextCursor.MoveOperation.End)
+        stderr = "\n".join(w.stderr) if w is not None else ""
+        if stderr != self.stderr.toPlainText():
+            # Set only when it changed: a live refresh several times a second must not throw away
+            # the user's scroll position or selection in text that did not change.
+            self.stderr.setPlainText(stderr)
+            self.stderr.moveCursor(QtGui.QTextCursor.MoveOperation.End)
         record = (w.oom if w is not None else None) or (death.record if death is not None else None)
         if record is not None and record.lines:
             key = [readable_line(x) for x in record.key_lines()]

@@ -115,7 +115,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
                                                                                          "warning"), notify)
         self._oom_notified: set[str] = set()  # worker ids already announced as memory deaths
         self._connect_bridge()
-        self.refresh_table = Throttle(self.model.refresh_values, _TABLE_REFRESH_S, "table-refresh", self)
+        self.refresh_table = Throttle(self._refresh_values, _TABLE_REFRESH_S, "table-refresh", self)
         self._status_timer = QTimer(self)
         self._status_timer.setObjectName("status-refresh")
         self._status_timer.timeout.connect(self._update_status)
@@ -147,8 +147,8 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         table_box = QtWidgets.QWidget()
         table_layout = QtWidgets.QVBoxLayout(table_box)
         table_layout.setContentsMargins(4, 4, 4, 4)
-        self.message_bar = MessageBar()
-        table_layout.addWidget(self.message_bar)
+        # Floats over the table's bottom edge, outside the layout: it never moves a row.
+        self.message_bar = MessageBar(table_box)
         self.filter_edit = QtWidgets.QLineEdit()
         self.filter_edit.setObjectName("worker-filter")
         self.filter_edit.setPlaceholderText("Filter workers (Ctrl+F)")
@@ -412,16 +412,21 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self.refresh_table()
         self.plot.request_redraw()
 
+    def _refresh_values(self) -> None:
+        """The table's numbers, and the detail pane's when it shows a running worker: the two
+        must never tell different stories about the same worker."""
+        self.model.refresh_values()
+        shown = self.detail.worker
+        if shown is not None and shown.alive:
+            self.detail.refresh()
+
     def _on_level_pending(self, ev: LevelPending) -> None:
         """Above a level, not yet for the sustain time: the State column counts it up."""
-        w = self.roster.on_pending(ev)
-        if w is not None:
-            self.model.worker_changed(w)
+        self._show_worker_changed(self.roster.on_pending(ev))
 
     def _on_threshold_crossed(self, ev: Threshold) -> None:
         w = self.roster.on_threshold(ev)
-        if w is not None:
-            self.model.worker_changed(w)
+        self._show_worker_changed(w)
         # Entering a level (not coming down to it) whose action, in the worker's own levels or
         # else the global ones, is "notify": as the settings file's on_warn / on_crit say.
         config = w.override if w is not None and w.override is not None else self.thresholds
