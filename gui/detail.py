@@ -11,6 +11,7 @@ import numpy as np
 from oomscope.core.oomlog.lines import readable_line
 from oomscope.core.sizes import format_size
 
+from .advice import advice_html
 from .history import METRIC_LABELS, METRICS
 from .palette import CRITICAL_ROW_RGB, WARNING_ROW_RGB
 from .qt import QtGui, QtWidgets, Qt
@@ -181,10 +182,7 @@ class DetailPane(QtWidgets.QWidget):
             return
         rows = []
         for a in w.advice:
-            text = f"<b>Doctor: {html.escape(a.advice)}</b> — {html.escape(a.reason)}"
-            if a.suggested and a.suggested not in a.advice:
-                text += f" Suggested: <code>{html.escape(a.suggested)}</code>"
-            rows.append(text)
+            rows.append(advice_html(a.advice, a.reason, a.suggested))
         self.advice.setText("<br>".join(rows))
         self.advice.setVisible(True)
 

@@ -41,6 +41,7 @@ from oomscope.core.restart import RestartPolicy
 from oomscope.core.sizes import Level, format_size, parse_level
 from oomscope.core.thresholds import CRITICAL, LEVEL_RANK, ThresholdConfig
 
+from .advice import advice_plain
 from .bridge import EngineBridge, EventSource
 from .detail import DetailPane
 from .dialogs import AttachDialog, ConfirmFn, LaunchDialog, WorkerThresholdsDialog, confirm_terminate, level_text
@@ -546,9 +547,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
     def _on_advice_given(self, ev: Doctor) -> None:
         w = self.roster.on_doctor(ev)
         self._show_worker_changed(w)
-        text = f"{ev.worker.name} ({ev.worker.id}): {ev.advice} {ev.reason}"
-        if ev.suggested:
-            text += f" Suggested: {ev.suggested}"
+        text = f"{ev.worker.name} ({ev.worker.id}): {advice_plain(ev.advice, ev.reason, ev.suggested)}"
         self.message_bar.show_message(text, "warning")
 
     def _on_output_received(self, ev: Output) -> None:

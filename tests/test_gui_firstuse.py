@@ -74,3 +74,30 @@ def test_a_message_never_moves_the_worker_rows(qtbot, make_window) -> None:
     qtbot.mouseClick(window.message_bar, Qt.MouseButton.LeftButton)
     assert not window.message_bar.isVisible()
     assert _row_center(window, b.id) == before[1]
+
+
+def test_doctor_advice_reads_as_sentences_with_or_without_a_flag(qtbot, make_window) -> None:
+    import time
+
+    from oomscope.core.doctor import node_heap_advice, off_heap_advice
+    from oomscope.core.events import Doctor
+
+    window = make_window()
+    w = _launch(qtbot, window, HOLDER.format(mib=8), "node-like")
+    window.select_worker(w.id)
+    heap = node_heap_advice(4 << 30, 200 << 20, None)
+    off = off_heap_advice(3 << 20, 186 << 20, 180 << 20, 200 << 20)
+    assert heap is not None and off is not None and off.suggested == ""
+    for a in (heap, off):
+        window.handle_event(Doctor(time.time(), w.ref, a.advice, a.reason, a.suggested))
+    pane = window.detail.text()
+    # Each phrase ends its sentence before the next begins; the empty flag of the off-heap
+    # advice leaves no dangling "Suggested:".
+    assert "limit) V8's" not in pane and "exhaustion Suggested" not in pane
+    assert "Doctor: Set --max-old-space-size=150 (75% of the 200.0 MiB memory limit). V8's heap" in pane
+    assert "reports heap exhaustion.\n" in pane
+    assert "Doctor: Off-heap (Buffer) growth: a heap limit will not help. 186.0 MiB lives" in pane
+    assert "caches)." in pane and pane.count("Suggested") == 0
+    bar = window.message_bar.history[-2:]
+    assert bar[0].endswith("heap exhaustion.") and "limit). V8's" in bar[0]
+    assert bar[1].endswith("caches).") and "Suggested" not in bar[1]
