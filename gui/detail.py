@@ -70,7 +70,7 @@ class DetailPane(QtWidgets.QWidget):
         self.samples.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.samples.horizontalHeader().setStretchLastSection(True)
         self.samples.setToolTip("The worker's last samples, newest first")
-        self.samples.setMinimumHeight(120)
+        self.samples.setTabKeyNavigation(False)  # Tab leaves the table; arrows walk its cells
         self.samples.verticalHeader().setDefaultSectionSize(20)
         self.stderr = QtWidgets.QPlainTextEdit()
         self.stderr.setObjectName("detail-stderr")

@@ -52,6 +52,7 @@ from .models import COL_ANON, COL_HEAP, COL_LIMIT, COL_NAME, COL_PERCENT, COL_PI
     COL_TREND, WorkerFilterProxy, WorkerTreeModel
 from .notify import Notifier, ShowFn
 from .history import METRIC_LABELS
+from .keys import SearchKeys
 from .plot import WINDOWS, MemoryPlot
 from .qt import QItemSelectionModel, QSettings, Qt, QTimer, QtGui, QtWidgets, Signal
 from .recording import Recorder
@@ -183,6 +184,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         header.customContextMenuRequested.connect(self._on_header_menu)
         header.setToolTip("Click to sort; right-click to choose columns")
         table_layout.addWidget(self.table, 1)
+        self.filter_keys = SearchKeys(self.filter_edit, self.table)
         self.workers_dock = self._dock("Workers", "workers-dock", table_box, Qt.DockWidgetArea.BottomDockWidgetArea)
 
         self.detail = DetailPane(roster=self.roster)
@@ -428,6 +430,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
     def _on_threshold_crossed(self, ev: Threshold) -> None:
         w = self.roster.on_threshold(ev)
         self._show_worker_changed(w)
+        self._update_actions()  # "Terminate all critical" is there only while someone is
         # Entering a level (not coming down to it) whose action, in the worker's own levels or
         # else the global ones, is "notify": as the settings file's on_warn / on_crit say.
         config = w.override if w is not None and w.override is not None else self.thresholds
@@ -640,9 +643,10 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self.terminate_action.setEnabled(bool(alive))
         self.kill_action.setEnabled(bool(alive))
         self.worker_thresholds_action.setEnabled(len(alive) == 1)
-        for action in (self.launch_action, self.attach_action, self.terminate_critical_action,
-                       self.record_action):
+        for action in (self.launch_action, self.attach_action, self.record_action):
             action.setEnabled(not self.read_only)
+        critical = any(w.alive and w.level == CRITICAL for w in self.roster.workers)
+        self.terminate_critical_action.setEnabled(critical and not self.read_only)
         self.stop_recording_action.setEnabled(self.recorder is not None)
         self.export_incident_action.setEnabled(self.incident_worker() is not None)
 

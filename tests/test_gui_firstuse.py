@@ -101,3 +101,81 @@ def test_doctor_advice_reads_as_sentences_with_or_without_a_flag(qtbot, make_win
     bar = window.message_bar.history[-2:]
     assert bar[0].endswith("heap exhaustion.") and "limit). V8's" in bar[0]
     assert bar[1].endswith("caches).") and "Suggested" not in bar[1]
+
+
+def test_tab_leaves_the_environment_box_and_the_samples_table(qtbot, tmp_path) -> None:
+    from oomscope.gui.detail import DetailPane
+    from oomscope.gui.dialogs import LaunchDialog
+    from oomscope.gui.qt import QtWidgets, Qt
+
+    dialog = LaunchDialog(settings_at(tmp_path / "s.ini"))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    dialog.env.setFocus()
+    qtbot.waitUntil(dialog.env.hasFocus, timeout=2_000)
+    qtbot.keyClicks(dialog.env, "A=1")
+    qtbot.keyClick(dialog.env, Qt.Key.Key_Tab)
+    assert dialog.env.toPlainText() == "A=1" and not dialog.env.hasFocus()
+    pane = DetailPane()
+    assert not pane.samples.tabKeyNavigation()
+    assert isinstance(pane.samples, QtWidgets.QTableWidget)
+
+
+def test_attach_search_keys(qtbot, tmp_path) -> None:
+    import subprocess
+
+    from oomscope.core.processes import list_processes
+    from oomscope.gui.dialogs import AttachDialog
+    from oomscope.gui.qt import Qt
+
+    # Two real processes, and a list of only them: what the keys do is then certain.
+    kids = [subprocess.Popen([PY, "-c", "import time; time.sleep(60)"]) for _ in range(2)]
+    try:
+        pids = {k.pid for k in kids}
+        dialog = AttachDialog(settings_at(tmp_path / "s.ini"),
+                              lister=lambda: [p for p in list_processes() if p.pid in pids])
+        qtbot.addWidget(dialog)
+        dialog.show()
+        qtbot.waitExposed(dialog)
+        dialog.search.setFocus()
+        qtbot.waitUntil(dialog.search.hasFocus, timeout=2_000)
+        assert dialog.proxy.rowCount() == 2
+        # Enter with nothing chosen among two matches says why nothing happened.
+        qtbot.keyClick(dialog.search, Qt.Key.Key_Return)
+        assert dialog.hint.isVisible() and "Select a process" in dialog.hint.text()
+        assert dialog.choice is None and dialog.isVisible()
+        # Down goes from the search into the list, on its first row.
+        qtbot.keyClick(dialog.search, Qt.Key.Key_Down)
+        assert dialog.table.hasFocus() and len(dialog.selected_pids()) == 1
+        # Esc empties the search, and does not close the dialog.
+        dialog.search.setFocus()
+        qtbot.keyClicks(dialog.search, "no such process")
+        assert dialog.proxy.rowCount() == 0
+        qtbot.keyClick(dialog.search, Qt.Key.Key_Escape)
+        assert dialog.search.text() == "" and dialog.isVisible() and dialog.proxy.rowCount() == 2
+        # One match and Enter: that one is attached, no selection needed.
+        dialog.table.clearSelection()
+        qtbot.keyClicks(dialog.search, str(kids[1].pid))
+        assert dialog.proxy.rowCount() == 1
+        qtbot.keyClick(dialog.search, Qt.Key.Key_Return)
+        assert dialog.choice is not None and dialog.choice.pids == (kids[1].pid,)
+    finally:
+        for k in kids:
+            k.kill()
+            k.wait()
+
+
+def test_escape_clears_the_worker_filter_and_down_enters_the_table(qtbot, make_window) -> None:
+    from oomscope.gui.qt import Qt
+
+    window = make_window()
+    w = _launch(qtbot, window, HOLDER.format(mib=8), "filtered")
+    window.filter_edit.setFocus()
+    qtbot.waitUntil(window.filter_edit.hasFocus, timeout=2_000)
+    qtbot.keyClicks(window.filter_edit, "nomatch")
+    assert window.proxy.rowCount() == 0
+    qtbot.keyClick(window.filter_edit, Qt.Key.Key_Escape)
+    assert window.filter_edit.text() == "" and window.proxy.rowCount() == 1
+    qtbot.keyClick(window.filter_edit, Qt.Key.Key_Down)
+    assert window.table.hasFocus() and [x.id for x in window.selected_workers()] == [w.id]
