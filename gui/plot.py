@@ -257,12 +257,13 @@ class MemoryPlot(QtWidgets.QWidget):
         self.curves = CurvesItem()
         self.plot_item.addItem(self.curves)
         self.lines: dict[str, pg.InfiniteLine] = {}
-        for level, rgb in (("warning", WARNING_RGB), ("critical", CRITICAL_RGB)):
+        # The two labels sit at different places along their lines, so close levels do not print
+        # one label over the other; unfilled, so no label box hides a curve behind it.
+        for level, rgb, where in (("warning", WARNING_RGB, 0.02), ("critical", CRITICAL_RGB, 0.36)):
             line = pg.InfiniteLine(
                 angle=0, movable=True, pen=pg.mkPen(*rgb, width=2),
                 hoverPen=pg.mkPen(*rgb, width=4),
-                label=level, labelOpts={"position": 0.04, "color": rgb, "fill": (255, 255, 255, 210),
-                                        "anchors": [(0, 1), (0, 1)]},
+                label=level, labelOpts={"position": where, "color": rgb, "anchors": [(0, 1), (0, 1)]},
             )
             line.setZValue(10)
             line.setVisible(False)
