@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Callable
 
 import numpy as np
 
-from oomscope.core.oomlog.lines import readable_line
+from oomscope.core.oomlog.records import KillRecord
 from oomscope.core.sizes import format_size
 
 from .advice import advice_html
 from .history import METRIC_LABELS, METRICS
+from .kill_report import KillReportDialog, report_text, report_view
 from .palette import CRITICAL_ROW_RGB, WARNING_ROW_RGB
 from .qt import QtGui, QtWidgets, Qt
 from .roster import Death, Roster, WorkerState
@@ -39,12 +41,6 @@ def _banner(name: str, rgb: tuple[int, int, int], tip: str) -> QtWidgets.QLabel:
     return label
 
 
-def _mono() -> QtGui.QFont:
-    font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
-    font.setPointSizeF(max(8.0, font.pointSizeF() - 0.5))
-    return font
-
-
 class DetailPane(QtWidgets.QWidget):
     def __init__(self, parent: QtWidgets.QWidget | None = None, roster: Roster | None = None) -> None:
         super().__init__(parent)
@@ -62,7 +58,12 @@ class DetailPane(QtWidgets.QWidget):
         self.advice = _banner("detail-advice", WARNING_ROW_RGB, "oomscope's doctor: advice about this worker's "
                               "configuration (its V8 heap limit against its memory limit)")
         layout.addWidget(self.advice)
-        split = QtWidgets.QSplitter(Qt.Orientation.Horizontal)
+        # The evidence in tabs of one fixed place: switching between them, or a kill report
+        # arriving, changes what the pane shows, never its size, so nothing above it (the plot,
+        # the timeline marker just clicked) moves under the mouse.
+        self.tabs = QtWidgets.QTabWidget()
+        self.tabs.setObjectName("detail-tabs")
+        self.tabs.setDocumentMode(True)
         self.samples = QtWidgets.QTableWidget(0, 1 + len(METRICS))
         self.samples.setObjectName("detail-samples")
         self.samples.setHorizontalHeaderLabels(["time"] + [METRIC_LABELS[m] for m in METRICS])
@@ -72,33 +73,33 @@ class DetailPane(QtWidgets.QWidget):
         self.samples.setToolTip("The worker's last samples, newest first")
         self.samples.setTabKeyNavigation(False)  # Tab leaves the table; arrows walk its cells
         self.samples.verticalHeader().setDefaultSectionSize(20)
-        self.stderr = QtWidgets.QPlainTextEdit()
-        self.stderr.setObjectName("detail-stderr")
-        self.stderr.setReadOnly(True)
-        self.stderr.setFont(_mono())
+        self.stderr = report_view("detail-stderr")
         self.stderr.setPlaceholderText("no stderr lines")
         self.stderr.setToolTip("The worker's last stderr lines (launched workers only)")
-        self.kernel = QtWidgets.QPlainTextEdit()
-        self.kernel.setObjectName("detail-kernel")
-        self.kernel.setReadOnly(True)
-        self.kernel.setFont(_mono())
-        self.kernel.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
+        self.kernel = report_view("detail-kernel")
         self.kernel.setPlaceholderText("no kernel OOM record for this worker")
         self.kernel.setToolTip("The kernel's OOM report for this kill, verbatim: the key lines first "
-                               "(oom-kill:, Killed process, the task-table row), then the whole report")
-        self.stderr.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
-        left = QtWidgets.QSplitter(Qt.Orientation.Vertical)
-        for title, widget, target in (("Last samples", self.samples, left), ("stderr", self.stderr, left),
-                                      ("Kernel lines", self.kernel, split)):
-            if target is split and left.parent() is None:
-                split.addWidget(left)
-            box = QtWidgets.QGroupBox(title)
-            inner = QtWidgets.QVBoxLayout(box)
-            inner.setContentsMargins(4, 4, 4, 4)
-            inner.addWidget(widget)
-            target.addWidget(box)
-        split.setSizes([250, 240])
-        layout.addWidget(split, 1)
+                               "(what invoked the killer, the cgroup's usage and limit, oom-kill:, Killed "
+                               "process, the task-table row), then the whole report")
+        report = QtWidgets.QWidget()
+        report_layout = QtWidgets.QVBoxLayout(report)
+        report_layout.setContentsMargins(0, 2, 0, 0)
+        report_layout.addWidget(self.kernel, 1)
+        self.report_button = QtWidgets.QPushButton("Open in a window…")
+        self.report_button.setObjectName("open-kill-report")
+        self.report_button.setToolTip("The kill report in a window of its own, as large as you like")
+        self.report_button.setEnabled(False)
+        self.report_button.clicked.connect(self.open_report)
+        report_layout.addWidget(self.report_button, 0, Qt.AlignmentFlag.AlignRight)
+        self.tabs.addTab(self.samples, "Last samples")
+        self.tabs.addTab(self.stderr, "stderr")
+        self.tabs.addTab(report, "Kill report")
+        self.tabs.setMinimumHeight(150)
+        layout.addWidget(self.tabs, 1)
+        # The window's kernel lines around a record (the cgroup usage line the record leaves out).
+        self.context_for: Callable[[KillRecord], list[str]] = lambda _record: []
+        self.report_dialogs: list[KillReportDialog] = []
+        self._record_shown: KillRecord | None = None
 
     def show_worker(self, w: WorkerState, death: Death | None = None) -> None:
         self.worker = w
@@ -121,6 +122,8 @@ class DetailPane(QtWidgets.QWidget):
         self.samples.setRowCount(0)
         self.stderr.setPlainText("")
         self.kernel.setPlainText("")
+        self._record_shown = None
+        self.report_button.setEnabled(False)
 
     def refresh(self) -> None:
         w, death = self.worker, self.death
@@ -166,14 +169,26 @@ class DetailPane(QtWidgets.QWidget):
             self.stderr.moveCursor(QtGui.QTextCursor.MoveOperation.End)
         record = (w.oom if w is not None else None) or (death.record if death is not None else None)
         if record is not None and record.lines:
-            key = [readable_line(x) for x in record.key_lines()]
-            everything = [readable_line(x) for x in record.lines]
-            text = "\n".join(key)
-            if len(everything) > len(key):
-                text += f"\n\n— the whole report ({len(everything)} lines) —\n" + "\n".join(everything)
-            self.kernel.setPlainText(text)
+            text = report_text(record, self.context_for(record))
+            if text != self.kernel.toPlainText():
+                self.kernel.setPlainText(text)
+            if record is not self._record_shown:
+                self.tabs.setCurrentIndex(2)  # a new kill: its report is what the user came for
         else:
             self.kernel.setPlainText("")
+        self._record_shown = record
+        self.report_button.setEnabled(record is not None and bool(record.lines))
+
+    def open_report(self) -> KillReportDialog | None:
+        """The shown kill's report in a window of its own (the pane stays as it is)."""
+        if not self.kernel.toPlainText():
+            return None
+        name = self.worker.ref.name if self.worker is not None else "kernel record"
+        dialog = KillReportDialog(f"Kill report — {name}", self.header.text(), self.kernel.toPlainText(), self)
+        dialog.finished.connect(lambda _r: self.report_dialogs.remove(dialog))
+        self.report_dialogs.append(dialog)
+        dialog.show()
+        return dialog
 
     def _show_advice(self, w: WorkerState | None) -> None:
         if w is None or not w.advice:

@@ -53,6 +53,7 @@ from .models import COL_ANON, COL_HEAP, COL_LIMIT, COL_NAME, COL_PERCENT, COL_PI
 from .notify import Notifier, ShowFn
 from .history import METRIC_LABELS
 from .keys import SearchKeys
+from .kill_report import context_lines
 from .plot import WINDOWS, MemoryPlot
 from .qt import QItemSelectionModel, QSettings, Qt, QTimer, QtGui, QtWidgets, Signal
 from .recording import Recorder
@@ -188,6 +189,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self.workers_dock = self._dock("Workers", "workers-dock", table_box, Qt.DockWidgetArea.BottomDockWidgetArea)
 
         self.detail = DetailPane(roster=self.roster)
+        self.detail.context_for = lambda record: context_lines(record, self.kernel_lines)
         # Scrolled: a dead worker's story (wrapped header, doctor's advice, samples) at a third of a
         # 1024 px screen's width is taller than the dock, and a dock's minimum height is taken
         # from the plot (seen: an 80 px plot at 1024x700).
