@@ -1,5 +1,5 @@
 """The message for what the user must see (refusals, failures): floated over the bottom of the
-worker table, never in the layout, so its coming and going moves no row under the mouse."""
+memory plot, never in a layout, so its coming and going moves nothing under the mouse."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ _MARGIN = 6
 
 
 class MessageBar(QtWidgets.QLabel):
-    """An overlay on ``host`` (the worker table's box): shown over its bottom edge, fades by
+    """An overlay on ``host`` (the memory plot): shown over its bottom edge, fades by
     itself, a click dismisses it. Being a child outside any layout, it never shifts the rows: a
     click aimed at a worker while a message appears still lands on that worker."""
 
@@ -40,6 +40,7 @@ class MessageBar(QtWidgets.QLabel):
         border = "rgb(200, 120, 120)" if level == "error" else "rgb(210, 170, 80)"
         self.setStyleSheet(f"background: {color}; border: 1px solid {border}; padding: 4px; border-radius: 3px")
         self.setText(text)
+        self.setToolTip(f"{text}\n\n(click to dismiss; it also disappears by itself)")
         self._place()
         self.setVisible(True)
         self.raise_()
@@ -50,8 +51,10 @@ class MessageBar(QtWidgets.QLabel):
         if host is None:
             return
         width = max(80, host.width() - 2 * _MARGIN)
+        # Three lines at most over the rows; the whole text is in the tooltip and the history.
+        lines = 3 * self.fontMetrics().lineSpacing() + 12
         height = min(self.heightForWidth(width) if self.hasHeightForWidth() else self.sizeHint().height(),
-                     max(24, host.height() // 2))
+                     lines, max(24, host.height() // 2))
         self.setGeometry(_MARGIN, host.height() - height - _MARGIN, width, height)
 
     def eventFilter(self, watched: QObject, event: QtCore.QEvent) -> bool:

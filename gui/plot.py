@@ -275,6 +275,7 @@ class MemoryPlot(QtWidgets.QWidget):
         self.crosshair.setVisible(False)
         self.plot_item.addItem(self.crosshair, ignoreBounds=True)
         self.plot_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.plot_widget.setMinimumHeight(140)  # two threshold labels and a curve between them
         layout.addWidget(self.plot_widget, 1)
         self.empty_label = pg.TextItem("No workers yet — Launch… (Ctrl+L) or Attach… (Ctrl+Shift+A)",
                                        color=(110, 110, 110), anchor=(0.5, 0.5))

@@ -55,7 +55,7 @@ from .history import METRIC_LABELS
 from .keys import SearchKeys
 from .kill_report import context_lines
 from .plot import WINDOWS, MemoryPlot
-from .qt import QItemSelectionModel, QSettings, Qt, QTimer, QtGui, QtWidgets, Signal
+from .qt import QItemSelectionModel, QSettings, Qt, QTimer, QtCore, QtGui, QtWidgets, Signal
 from .recording import Recorder
 from .roster import Death, Roster, WorkerState
 from .throttle import Throttle
@@ -66,7 +66,11 @@ _TABLE_REFRESH_S = 0.25
 # The cgroup's usage is plotted only: the engine's levels do not compare it.
 _ENGINE_METRIC = {"rss": "rss", "anon": "anon", "heap_used": "heap"}
 _PLOT_METRIC = {engine: plot for plot, engine in _ENGINE_METRIC.items()}
-_KERNEL_LINES_KEPT = 5000  # for an incident's kernel.log: the lines around a death
+_KERNEL_LINES_KEPT = 5000
+_FRAME_ALLOWANCE = (8, 40)  # px a window manager's frame takes, horizontally and vertically
+# The plot and timeline keep at least this share of the window's height when it shrinks: the
+# docks below give way first (down to their minimum), not the plot.
+_PLOT_SHARE = 0.5  # for an incident's kernel.log: the lines around a death
 
 
 def alert_metric_label(engine_metric: str) -> str:
@@ -143,6 +147,9 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         split = stacked_with_timeline(self.plot, self.timeline, "Kill timeline",
                                       "One marker per worker death; shapes and colours tell the cause",
                                       (500, 190))
+        # Floats over the plot's bottom edge, outside every layout: it never moves a row of the
+        # table or a marker of the timeline, and hides no row the user is about to click.
+        self.message_bar = MessageBar(self.plot)
         split.setObjectName("plot-splitter")
         self.plot_splitter = split
         self.setCentralWidget(split)
@@ -150,8 +157,6 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         table_box = QtWidgets.QWidget()
         table_layout = QtWidgets.QVBoxLayout(table_box)
         table_layout.setContentsMargins(4, 4, 4, 4)
-        # Floats over the table's bottom edge, outside the layout: it never moves a row.
-        self.message_bar = MessageBar(table_box)
         self.filter_edit = QtWidgets.QLineEdit()
         self.filter_edit.setObjectName("worker-filter")
         self.filter_edit.setPlaceholderText("Filter workers (Ctrl+F)")
@@ -999,12 +1004,35 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         if screen is None or QtGui.QGuiApplication.platformName() == "offscreen":
             return  # offscreen's 800x800 "screen" is no screen a user sees
         room = screen.availableGeometry()
+        # The window manager's frame (title bar, borders) is not known before the first show;
+        # without an allowance for it the status bar was below a 700 px screen's edge.
+        room.setSize(QtCore.QSize(room.width() - _FRAME_ALLOWANCE[0], room.height() - _FRAME_ALLOWANCE[1]))
         if room.width() < self.width() or room.height() < self.height():
             self.resize(min(self.width(), room.width()), min(self.height(), room.height()))
             self.resizeDocks([self.workers_dock, self.detail_dock],
                              [self.width() * 2 // 3, self.width() // 3], Qt.Orientation.Horizontal)
             # The plot keeps most of the height: the table's 345 px would leave it a strip.
             self.resizeDocks([self.workers_dock], [self.height() * 3 // 10], Qt.Orientation.Vertical)
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if event.size().height() < event.oldSize().height() or event.oldSize().height() < 0:
+            # After the layout has given the new height out: then the plot's share is known.
+            QTimer.singleShot(0, self.give_plot_height)
+
+    def give_plot_height(self) -> None:
+        """Shrink the docks under the plot when the plot has less than its share of the height:
+        a small window shows a readable plot and a shorter table, not a strip of plot over a
+        full table. Docks the user floated or moved aside are left alone."""
+        want = int(self.height() * _PLOT_SHARE)
+        deficit = want - self.plot_splitter.height()
+        dock = self.workers_dock
+        if deficit <= 0 or dock.isFloating() or self.dockWidgetArea(dock) != Qt.DockWidgetArea.BottomDockWidgetArea:
+            return
+        floor = dock.minimumSizeHint().height()
+        height = max(floor, dock.height() - deficit)
+        if height < dock.height():
+            self.resizeDocks([dock], [height], Qt.Orientation.Vertical)
 
     def save_settings(self) -> None:
         if not self.persist_layout:

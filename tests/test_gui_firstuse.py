@@ -179,3 +179,16 @@ def test_escape_clears_the_worker_filter_and_down_enters_the_table(qtbot, make_w
     assert window.filter_edit.text() == "" and window.proxy.rowCount() == 1
     qtbot.keyClick(window.filter_edit, Qt.Key.Key_Down)
     assert window.table.hasFocus() and [x.id for x in window.selected_workers()] == [w.id]
+
+
+def test_a_small_window_gives_the_plot_height_first(qtbot, make_window) -> None:
+    window = make_window()
+    for size in ((1024, 700), (1000, 560)):
+        window.resize(*size)
+        qtbot.waitUntil(lambda: window.height() == size[1], timeout=2_000)
+        # The docks give way until plot and timeline have half the height, then stop at their minimum.
+        qtbot.waitUntil(lambda: window.plot_splitter.height() >= size[1] // 2 - 2, timeout=2_000)
+        assert window.plot.plot_widget.height() >= 140
+        assert window.timeline.plot_widget.height() >= 96  # six lanes, six readable labels
+        assert window.workers_dock.height() >= window.workers_dock.minimumSizeHint().height()
+        assert window.workers_dock.isVisible() and window.table.viewport().height() > 20
