@@ -80,6 +80,7 @@ def alert_metric_label(engine_metric: str) -> str:
 
 class MainWindow(FileMenu, QtWidgets.QMainWindow):
     worker_exited = Signal(object)  # WorkerExited, after the window has shown it
+    demo_requested = Signal()  # the empty plot's "Try the demo" (gui/demo.py's offer_demo answers it)
 
     def __init__(self, engine: Engine | EventSource, settings: QSettings, *,
                  thresholds: ThresholdConfig | None = None,
@@ -127,12 +128,20 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self._status_timer.setObjectName("status-refresh")
         self._status_timer.timeout.connect(self._update_status)
         self._status_timer.start(1000)
+        if not self.read_only:
+            hint = self.plot.empty_label
+            hint.set_buttons({"launch", "attach"})
+            hint.launch_clicked.connect(self.open_launch_dialog)
+            hint.attach_clicked.connect(self.open_attach_dialog)
+            hint.demo_clicked.connect(self.demo_requested)
         self._restore_settings()
         if self.thresholds.metric != "rss":
             # Alerts on heap or anon (--metric, the settings file, the Alerts on box last time):
             # the plot opens on that metric, where its levels are drawn; the Metric box can leave it.
             self.plot.set_metric(_PLOT_METRIC[self.thresholds.metric])
         self._show_thresholds()
+        # An empty window gets its axes too: the clock along the bottom, the plot's MiB scale.
+        self.plot.redraw()
         self.bridge.start()
 
     # ---------------------------------------------------------------- layout

@@ -192,3 +192,38 @@ def test_a_small_window_gives_the_plot_height_first(qtbot, make_window) -> None:
         assert window.timeline.plot_widget.height() >= 96  # six lanes, six readable labels
         assert window.workers_dock.height() >= window.workers_dock.minimumSizeHint().height()
         assert window.workers_dock.isVisible() and window.table.viewport().height() > 20
+
+
+def test_the_empty_plot_offers_the_demo_launch_and_attach(qtbot, make_window) -> None:
+    from oomscope.gui import demo
+    from oomscope.gui.qt import Qt
+
+    window = make_window()
+    hint = window.plot.empty_label
+    assert hint.isVisible()
+    # Whole, inside the plot: nothing of it clipped at an edge.
+    assert window.plot.plot_widget.rect().contains(hint.geometry())
+    assert hint.sizeHint().width() <= hint.width() and hint.sizeHint().height() <= hint.height()
+    assert not hint.buttons["demo"].isVisible()  # nothing answers it yet
+    assert hint.buttons["launch"].isVisible() and hint.buttons["attach"].isVisible()
+    demo.offer_demo(window)
+    assert hint.buttons["demo"].isVisible()
+    qtbot.mouseClick(hint.buttons["demo"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: {"steady", "slow-leak", "threads"} <= {w.ref.name for w in window.roster.workers},
+                    timeout=15_000)
+    qtbot.waitUntil(lambda: not hint.isVisible(), timeout=2_000)
+    for w in list(window.roster.workers):
+        if w.alive:
+            window.engine.terminate(w.id, kill_now=True).result(5)
+
+
+def test_the_empty_window_has_a_clock_and_a_mib_scale(qtbot, make_window) -> None:
+    import re
+
+    window = make_window()
+    plot = window.plot
+    (t0, t1), (y0, y1) = plot.view_box.viewRange()
+    assert t1 - t0 >= 59 and y0 == 0 and y1 >= 16  # a minute of clock, 16 MiB of scale
+    axis = plot.date_axis
+    labels = [text for spacing, values in axis.tickValues(t0, t1, 800) for text in axis.tickStrings(values, 1.0, spacing)]
+    assert labels and all(re.fullmatch(r"\d\d:\d\d(:\d\d)?", text) for text in labels), labels
