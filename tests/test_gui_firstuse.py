@@ -225,5 +225,6 @@ def test_the_empty_window_has_a_clock_and_a_mib_scale(qtbot, make_window) -> Non
     (t0, t1), (y0, y1) = plot.view_box.viewRange()
     assert t1 - t0 >= 59 and y0 == 0 and y1 >= 16  # a minute of clock, 16 MiB of scale
     axis = plot.date_axis
+    plot.plot_widget.grab()  # an axis learns its font's size when it is first drawn
     labels = [text for spacing, values in axis.tickValues(t0, t1, 800) for text in axis.tickStrings(values, 1.0, spacing)]
     assert labels and all(re.fullmatch(r"\d\d:\d\d(:\d\d)?", text) for text in labels), labels
