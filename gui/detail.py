@@ -47,8 +47,20 @@ class DetailPane(QtWidgets.QWidget):
         self.roster = roster  # for what a worker's slot went through in its earlier lives
         self.worker: WorkerState | None = None
         self.death: Death | None = None
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(6, 4, 6, 4)
+        outer = QtWidgets.QVBoxLayout(self)
+        outer.setContentsMargins(6, 4, 6, 4)
+        # The story (header, notices, advice) scrolls in its own share of the pane, above the
+        # evidence tabs: a long story never pushes the kill report out of sight.
+        story = QtWidgets.QWidget()
+        layout = QtWidgets.QVBoxLayout(story)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.story = QtWidgets.QScrollArea()
+        self.story.setObjectName("detail-story")
+        self.story.setWidgetResizable(True)
+        self.story.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self.story.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.story.setWidget(story)
+        self.story.setMinimumHeight(48)
         self.header = _text_label("detail-header", "Select a worker, or click a marker on the kill timeline.")
         layout.addWidget(self.header)
         # The engine's warnings about this worker (a crash loop that stopped its restarts) in red,
@@ -94,8 +106,16 @@ class DetailPane(QtWidgets.QWidget):
         self.tabs.addTab(self.samples, "Last samples")
         self.tabs.addTab(self.stderr, "stderr")
         self.tabs.addTab(report, "Kill report")
-        self.tabs.setMinimumHeight(150)
-        layout.addWidget(self.tabs, 1)
+        self.tabs.setMinimumHeight(120)
+        layout.addStretch(1)
+        split = QtWidgets.QSplitter(Qt.Orientation.Vertical)
+        split.setObjectName("detail-split")
+        split.setChildrenCollapsible(False)
+        split.addWidget(self.story)
+        split.addWidget(self.tabs)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
+        outer.addWidget(split, 1)
         # The window's kernel lines around a record (the cgroup usage line the record leaves out).
         self.context_for: Callable[[KillRecord], list[str]] = lambda _record: []
         self.report_dialogs: list[KillReportDialog] = []

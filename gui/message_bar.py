@@ -7,6 +7,7 @@ from .qt import QObject, QTimer, QtCore, QtGui, QtWidgets, Qt
 
 _MESSAGE_MS = 15000
 _MARGIN = 6
+_BOTTOM_CLEAR = 40  # px kept clear above the host's bottom edge: the plot's clock labels stay readable
 
 
 class MessageBar(QtWidgets.QLabel):
@@ -55,7 +56,7 @@ class MessageBar(QtWidgets.QLabel):
         lines = 3 * self.fontMetrics().lineSpacing() + 12
         height = min(self.heightForWidth(width) if self.hasHeightForWidth() else self.sizeHint().height(),
                      lines, max(24, host.height() // 2))
-        self.setGeometry(_MARGIN, host.height() - height - _MARGIN, width, height)
+        self.setGeometry(_MARGIN, max(0, host.height() - height - _BOTTOM_CLEAR), width, height)
 
     def eventFilter(self, watched: QObject, event: QtCore.QEvent) -> bool:
         if event.type() == QtCore.QEvent.Type.Resize and self.isVisible():
