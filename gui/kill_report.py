@@ -17,19 +17,22 @@ from .qt import Qt, QtGui, QtWidgets
 # it read, next to the record.
 _CONTEXT_MARKERS = ("memory: usage", "memory+swap: usage", "kmem: usage")
 _STAMP = re.compile(r"^\[\s*(\d+\.\d+)\]")
-# How far before the record's kill line a report's context lines can be (kernel seconds).
-_REPORT_SPAN_S = 2.0
 
 
 def context_lines(record: KillRecord, lines: Iterable[KernelLineRead]) -> list[str]:
     """The cgroup usage lines of ``record``'s report among ``lines`` (raw, in kernel order)."""
     t = record.kernel_time_s
-    if t is None:
+    stamps = [float(m.group(1)) for x in record.lines if (m := _STAMP.match(readable_line(x))) is not None]
+    if t is None or not stamps:
         return []
+    # The kernel prints one OOM report at a time (under its oom_lock): what lies between this
+    # report's first line ("invoked oom-killer") and its kill is this report's, never another
+    # cgroup's that was killed a moment earlier.
+    first = min(stamps)
     out = []
     for ev in lines:
         line = ev.line
-        if line.kernel_time_s is None or not t - _REPORT_SPAN_S <= line.kernel_time_s <= t:
+        if line.kernel_time_s is None or not first <= line.kernel_time_s <= t:
             continue
         if line.message.startswith(_CONTEXT_MARKERS) and line.raw not in record.lines:
             out.append(line.raw)
