@@ -93,19 +93,17 @@ class DetailPane(QtWidgets.QWidget):
         self.kernel.setToolTip("The kernel's OOM report for this kill, verbatim: the key lines first "
                                "(what invoked the killer, the cgroup's usage and limit, oom-kill:, Killed "
                                "process, the task-table row), then the whole report")
-        report = QtWidgets.QWidget()
-        report_layout = QtWidgets.QVBoxLayout(report)
-        report_layout.setContentsMargins(0, 2, 0, 0)
-        report_layout.addWidget(self.kernel, 1)
-        self.report_button = QtWidgets.QPushButton("Open in a window…")
+        # On the tab row, where a short pane never scrolls it out of sight.
+        self.report_button = QtWidgets.QToolButton()
+        self.report_button.setText("Open…")
         self.report_button.setObjectName("open-kill-report")
         self.report_button.setToolTip("The kill report in a window of its own, as large as you like")
         self.report_button.setEnabled(False)
         self.report_button.clicked.connect(self.open_report)
-        report_layout.addWidget(self.report_button, 0, Qt.AlignmentFlag.AlignRight)
+        self.tabs.setCornerWidget(self.report_button, Qt.Corner.TopRightCorner)
         self.tabs.addTab(self.samples, "Last samples")
         self.tabs.addTab(self.stderr, "stderr")
-        self.tabs.addTab(report, "Kill report")
+        self.tabs.addTab(self.kernel, "Kill report")
         self.tabs.setMinimumHeight(120)
         layout.addStretch(1)
         split = QtWidgets.QSplitter(Qt.Orientation.Vertical)
@@ -115,6 +113,7 @@ class DetailPane(QtWidgets.QWidget):
         split.addWidget(self.tabs)
         split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 3)
+        split.setSizes([200, 300])  # the proportions, until the user drags the handle
         outer.addWidget(split, 1)
         # The window's kernel lines around a record (the cgroup usage line the record leaves out).
         self.context_for: Callable[[KillRecord], list[str]] = lambda _record: []
