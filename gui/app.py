@@ -95,9 +95,11 @@ def _run_window(args: argparse.Namespace, config: EngineConfig, typed: bool, mem
         window.attach(pid)
     for pid in getattr(args, "children_of", []) or []:
         window.attach_children(pid)
+    from .demo import DemoDirector, offer_demo
     if demo:
-        from .demo import DemoDirector
         DemoDirector(window).start()
+    else:
+        offer_demo(window)
     result = {"rc": 0}
     if screenshot:
         _schedule_screenshot(app, window, screenshot, args.after, result)

@@ -68,6 +68,19 @@ def plan(node: str | None = None) -> DemoPlan:
     )
 
 
+def offer_demo(window: MainWindow) -> None:
+    """The empty plot's "Try the demo" button starts the demo workers in ``window``, once."""
+    if window.engine is None:
+        return
+
+    def start() -> None:
+        window.plot.empty_label.set_buttons({"launch", "attach"})
+        DemoDirector(window).start()
+
+    window.plot.empty_label.set_buttons({"demo", "launch", "attach"})
+    window.demo_requested.connect(start)
+
+
 class DemoDirector(QObject):
     def __init__(self, window: MainWindow, demo: DemoPlan | None = None, restarts: int = 1) -> None:
         super().__init__(window)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Callable
 
 import numpy as np
 
-from oomscope.core.oomlog.lines import readable_line
+from oomscope.core.oomlog.records import KillRecord
 from oomscope.core.sizes import format_size
 
+from .advice import advice_html
 from .history import METRIC_LABELS, METRICS
+from .kill_report import KillReportDialog, report_text, report_view
 from .palette import CRITICAL_ROW_RGB, WARNING_ROW_RGB
 from .qt import QtGui, QtWidgets, Qt
 from .roster import Death, Roster, WorkerState
@@ -38,20 +41,26 @@ def _banner(name: str, rgb: tuple[int, int, int], tip: str) -> QtWidgets.QLabel:
     return label
 
 
-def _mono() -> QtGui.QFont:
-    font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
-    font.setPointSizeF(max(8.0, font.pointSizeF() - 0.5))
-    return font
-
-
 class DetailPane(QtWidgets.QWidget):
     def __init__(self, parent: QtWidgets.QWidget | None = None, roster: Roster | None = None) -> None:
         super().__init__(parent)
         self.roster = roster  # for what a worker's slot went through in its earlier lives
         self.worker: WorkerState | None = None
         self.death: Death | None = None
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(6, 4, 6, 4)
+        outer = QtWidgets.QVBoxLayout(self)
+        outer.setContentsMargins(6, 4, 6, 4)
+        # The story (header, notices, advice) scrolls in its own share of the pane, above the
+        # evidence tabs: a long story never pushes the kill report out of sight.
+        story = QtWidgets.QWidget()
+        layout = QtWidgets.QVBoxLayout(story)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.story = QtWidgets.QScrollArea()
+        self.story.setObjectName("detail-story")
+        self.story.setWidgetResizable(True)
+        self.story.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self.story.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.story.setWidget(story)
+        self.story.setMinimumHeight(48)
         self.header = _text_label("detail-header", "Select a worker, or click a marker on the kill timeline.")
         layout.addWidget(self.header)
         # The engine's warnings about this worker (a crash loop that stopped its restarts) in red,
@@ -61,7 +70,12 @@ class DetailPane(QtWidgets.QWidget):
         self.advice = _banner("detail-advice", WARNING_ROW_RGB, "oomscope's doctor: advice about this worker's "
                               "configuration (its V8 heap limit against its memory limit)")
         layout.addWidget(self.advice)
-        split = QtWidgets.QSplitter(Qt.Orientation.Horizontal)
+        # The evidence in tabs of one fixed place: switching between them, or a kill report
+        # arriving, changes what the pane shows, never its size, so nothing above it (the plot,
+        # the timeline marker just clicked) moves under the mouse.
+        self.tabs = QtWidgets.QTabWidget()
+        self.tabs.setObjectName("detail-tabs")
+        self.tabs.setDocumentMode(True)
         self.samples = QtWidgets.QTableWidget(0, 1 + len(METRICS))
         self.samples.setObjectName("detail-samples")
         self.samples.setHorizontalHeaderLabels(["time"] + [METRIC_LABELS[m] for m in METRICS])
@@ -69,35 +83,42 @@ class DetailPane(QtWidgets.QWidget):
         self.samples.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.samples.horizontalHeader().setStretchLastSection(True)
         self.samples.setToolTip("The worker's last samples, newest first")
-        self.samples.setMinimumHeight(120)
+        self.samples.setTabKeyNavigation(False)  # Tab leaves the table; arrows walk its cells
         self.samples.verticalHeader().setDefaultSectionSize(20)
-        self.stderr = QtWidgets.QPlainTextEdit()
-        self.stderr.setObjectName("detail-stderr")
-        self.stderr.setReadOnly(True)
-        self.stderr.setFont(_mono())
+        self.stderr = report_view("detail-stderr")
         self.stderr.setPlaceholderText("no stderr lines")
         self.stderr.setToolTip("The worker's last stderr lines (launched workers only)")
-        self.kernel = QtWidgets.QPlainTextEdit()
-        self.kernel.setObjectName("detail-kernel")
-        self.kernel.setReadOnly(True)
-        self.kernel.setFont(_mono())
-        self.kernel.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
+        self.kernel = report_view("detail-kernel")
         self.kernel.setPlaceholderText("no kernel OOM record for this worker")
         self.kernel.setToolTip("The kernel's OOM report for this kill, verbatim: the key lines first "
-                               "(oom-kill:, Killed process, the task-table row), then the whole report")
-        self.stderr.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
-        left = QtWidgets.QSplitter(Qt.Orientation.Vertical)
-        for title, widget, target in (("Last samples", self.samples, left), ("stderr", self.stderr, left),
-                                      ("Kernel lines", self.kernel, split)):
-            if target is split and left.parent() is None:
-                split.addWidget(left)
-            box = QtWidgets.QGroupBox(title)
-            inner = QtWidgets.QVBoxLayout(box)
-            inner.setContentsMargins(4, 4, 4, 4)
-            inner.addWidget(widget)
-            target.addWidget(box)
-        split.setSizes([250, 240])
-        layout.addWidget(split, 1)
+                               "(what invoked the killer, the cgroup's usage and limit, oom-kill:, Killed "
+                               "process, the task-table row), then the whole report")
+        # On the tab row, where a short pane never scrolls it out of sight.
+        self.report_button = QtWidgets.QToolButton()
+        self.report_button.setText("Open…")
+        self.report_button.setObjectName("open-kill-report")
+        self.report_button.setToolTip("The kill report in a window of its own, as large as you like")
+        self.report_button.setEnabled(False)
+        self.report_button.clicked.connect(self.open_report)
+        self.tabs.setCornerWidget(self.report_button, Qt.Corner.TopRightCorner)
+        self.tabs.addTab(self.samples, "Last samples")
+        self.tabs.addTab(self.stderr, "stderr")
+        self.tabs.addTab(self.kernel, "Kill report")
+        self.tabs.setMinimumHeight(120)
+        layout.addStretch(1)
+        split = QtWidgets.QSplitter(Qt.Orientation.Vertical)
+        split.setObjectName("detail-split")
+        split.setChildrenCollapsible(False)
+        split.addWidget(self.story)
+        split.addWidget(self.tabs)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
+        split.setSizes([200, 300])  # the proportions, until the user drags the handle
+        outer.addWidget(split, 1)
+        # The window's kernel lines around a record (the cgroup usage line the record leaves out).
+        self.context_for: Callable[[KillRecord], list[str]] = lambda _record: []
+        self.report_dialogs: list[KillReportDialog] = []
+        self._record_shown: KillRecord | None = None
 
     def show_worker(self, w: WorkerState, death: Death | None = None) -> None:
         self.worker = w
@@ -120,6 +141,8 @@ class DetailPane(QtWidgets.QWidget):
         self.samples.setRowCount(0)
         self.stderr.setPlainText("")
         self.kernel.setPlainText("")
+        self._record_shown = None
+        self.report_button.setEnabled(False)
 
     def refresh(self) -> None:
         w, death = self.worker, self.death
@@ -157,18 +180,34 @@ class DetailPane(QtWidgets.QWidget):
         self.notices.setVisible(bool(notices))
         self._show_advice(w)
         self._fill_samples(w)
-        self.stderr.setPlainText("\n".join(w.stderr) if w is not None else "")
-        self.stderr.moveCursor(QtGui.QTextCursor.MoveOperation.End)
+        stderr = "\n".join(w.stderr) if w is not None else ""
+        if stderr != self.stderr.toPlainText():
+            # Set only when it changed: a live refresh several times a second must not throw away
+            # the user's scroll position or selection in text that did not change.
+            self.stderr.setPlainText(stderr)
+            self.stderr.moveCursor(QtGui.QTextCursor.MoveOperation.End)
         record = (w.oom if w is not None else None) or (death.record if death is not None else None)
         if record is not None and record.lines:
-            key = [readable_line(x) for x in record.key_lines()]
-            everything = [readable_line(x) for x in record.lines]
-            text = "\n".join(key)
-            if len(everything) > len(key):
-                text += f"\n\n— the whole report ({len(everything)} lines) —\n" + "\n".join(everything)
-            self.kernel.setPlainText(text)
+            text = report_text(record, self.context_for(record))
+            if text != self.kernel.toPlainText():
+                self.kernel.setPlainText(text)
+            if record is not self._record_shown:
+                self.tabs.setCurrentIndex(2)  # a new kill: its report is what the user came for
         else:
             self.kernel.setPlainText("")
+        self._record_shown = record
+        self.report_button.setEnabled(record is not None and bool(record.lines))
+
+    def open_report(self) -> KillReportDialog | None:
+        """The shown kill's report in a window of its own (the pane stays as it is)."""
+        if not self.kernel.toPlainText():
+            return None
+        name = self.worker.ref.name if self.worker is not None else "kernel record"
+        dialog = KillReportDialog(f"Kill report — {name}", self.header.text(), self.kernel.toPlainText(), self)
+        dialog.finished.connect(lambda _r: self.report_dialogs.remove(dialog))
+        self.report_dialogs.append(dialog)
+        dialog.show()
+        return dialog
 
     def _show_advice(self, w: WorkerState | None) -> None:
         if w is None or not w.advice:
@@ -177,10 +216,7 @@ class DetailPane(QtWidgets.QWidget):
             return
         rows = []
         for a in w.advice:
-            text = f"<b>Doctor: {html.escape(a.advice)}</b> — {html.escape(a.reason)}"
-            if a.suggested and a.suggested not in a.advice:
-                text += f" Suggested: <code>{html.escape(a.suggested)}</code>"
-            rows.append(text)
+            rows.append(advice_html(a.advice, a.reason, a.suggested))
         self.advice.setText("<br>".join(rows))
         self.advice.setVisible(True)
 

@@ -24,6 +24,7 @@ from oomscope.core.thresholds import ThresholdConfig
 
 from .qt import QAbstractItemModel, QModelIndex, QPersistentModelIndex, QSettings, QSortFilterProxyModel, Qt, \
     QTimer, QtWidgets
+from .keys import SearchKeys
 from .roster import WorkerState, describe_levels
 
 # describe_cgroup_support makes (and removes) a real cgroup once, possibly through systemd-run
@@ -112,6 +113,9 @@ class LaunchDialog(QtWidgets.QDialog):
         self.env.setPlaceholderText("NODE_ENV=production\nUV_THREADPOOL_SIZE=8")
         self.env.setToolTip("Environment additions, one NAME=value per line")
         self.env.setFixedHeight(70)
+        # Tab leaves the box (a tab character in an environment is never meant): typing on after
+        # Tab must reach the next field, not this one.
+        self.env.setTabChangesFocus(True)
         form.addRow("&Environment:", self.env)
         self.mem_limit = QtWidgets.QLineEdit(str(settings.value("dialogs/launch/mem_limit", "")))
         self.mem_limit.setPlaceholderText("e.g. 256MiB — empty: no limit")
@@ -314,6 +318,12 @@ class AttachDialog(QtWidgets.QDialog):
         self.table.setToolTip("Select one or more processes (Ctrl/Shift-click); double-click attaches")
         self.table.doubleClicked.connect(lambda _i: self._on_accept())
         layout.addWidget(self.table, 1)
+        SearchKeys(self.search, self.table)
+        self.hint = QtWidgets.QLabel("")
+        self.hint.setObjectName("attach-hint")
+        self.hint.setStyleSheet("color: rgb(180, 0, 0)")
+        self.hint.setVisible(False)
+        layout.addWidget(self.hint)
         self.children_box = QtWidgets.QCheckBox("Attach to the children of the selected process instead "
                                                 "(a pool master: gunicorn, celery, a Node cluster)")
         self.children_box.setChecked(bool(settings.value("dialogs/attach/children", False, type=bool)))
@@ -349,7 +359,13 @@ class AttachDialog(QtWidgets.QDialog):
 
     def _on_accept(self) -> None:
         pids = self.selected_pids()
+        if not pids and self.proxy.rowCount() == 1:
+            pids = (self.model.rows[self.proxy.mapToSource(self.proxy.index(0, 0)).row()].pid,)
         if not pids:
+            # Enter on the search with several matches: say what is missing, never nothing.
+            self.hint.setText("Select a process first: Down moves from the search into the list."
+                              if self.proxy.rowCount() else "No process matches the search.")
+            self.hint.setVisible(True)
             return
         self.choice = AttachChoice(pids, self.children_box.isChecked(), self.inspect_box.isChecked())
         self.settings.setValue("dialogs/attach/search", self.search.text())

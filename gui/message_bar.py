@@ -1,21 +1,27 @@
-"""The line above the worker table for what the user must see (refusals, failures)."""
+"""The message for what the user must see (refusals, failures): floated over the bottom of the
+memory plot, never in a layout, so its coming and going moves nothing under the mouse."""
 
 from __future__ import annotations
 
-from .qt import QTimer, QtWidgets
+from .qt import QObject, QTimer, QtCore, QtGui, QtWidgets, Qt
 
 _MESSAGE_MS = 15000
+_MARGIN = 6
+_BOTTOM_CLEAR = 40  # px kept clear above the host's bottom edge: the plot's clock labels stay readable
 
 
 class MessageBar(QtWidgets.QLabel):
-    """A line above the table for things the user must see (refusals, failures); fades by itself."""
+    """An overlay on ``host`` (the memory plot): shown over its bottom edge, fades by
+    itself, a click dismisses it. Being a child outside any layout, it never shifts the rows: a
+    click aimed at a worker while a message appears still lands on that worker."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, host: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(host)
         self.setObjectName("message-bar")
         self.setWordWrap(True)
         self.setVisible(False)
-        self.setToolTip("The last problem oomscope ran into; it disappears by itself")
+        self.setToolTip("The last problem oomscope ran into; click to dismiss, it also disappears by itself")
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.history: list[str] = []
         # A replay re-feeding recorded events keeps their messages in the history but does not
         # flash each one at the user again.
@@ -24,13 +30,40 @@ class MessageBar(QtWidgets.QLabel):
         self._timer.setObjectName("message-bar-hide")
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(lambda: self.setVisible(False))
+        if host is not None:
+            host.installEventFilter(self)
 
     def show_message(self, text: str, level: str = "error") -> None:
         self.history.append(text)
         if self.muted:
             return
         color = "rgb(250, 220, 220)" if level == "error" else "rgb(255, 243, 205)"
-        self.setStyleSheet(f"background: {color}; padding: 4px; border-radius: 3px")
+        border = "rgb(200, 120, 120)" if level == "error" else "rgb(210, 170, 80)"
+        self.setStyleSheet(f"background: {color}; border: 1px solid {border}; padding: 4px; border-radius: 3px")
         self.setText(text)
+        self.setToolTip(f"{text}\n\n(click to dismiss; it also disappears by itself)")
+        self._place()
         self.setVisible(True)
+        self.raise_()
         self._timer.start(_MESSAGE_MS)
+
+    def _place(self) -> None:
+        host = self.parentWidget()
+        if host is None:
+            return
+        width = max(80, host.width() - 2 * _MARGIN)
+        # Three lines at most over the rows; the whole text is in the tooltip and the history.
+        lines = 3 * self.fontMetrics().lineSpacing() + 12
+        height = min(self.heightForWidth(width) if self.hasHeightForWidth() else self.sizeHint().height(),
+                     lines, max(24, host.height() // 2))
+        self.setGeometry(_MARGIN, max(0, host.height() - height - _BOTTOM_CLEAR), width, height)
+
+    def eventFilter(self, watched: QObject, event: QtCore.QEvent) -> bool:
+        if event.type() == QtCore.QEvent.Type.Resize and self.isVisible():
+            self._place()
+        return False
+
+    def mousePressEvent(self, event: QtGui.QMouseEvent) -> None:
+        self._timer.stop()
+        self.setVisible(False)
+        event.accept()

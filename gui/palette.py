@@ -7,11 +7,17 @@ from oomscope.core.causes import EXIT, HEAP_OOM, OOM_KILL, SIGNAL, TERMINATED, U
 from .qt import QtGui
 from .roster import KERNEL
 
-# Tableau 10 without its red and its grey, which mean "critical" and "exited" here.
+# Curve colours: blues, greens, purples and pinks only. The warm hues (red, orange, amber,
+# yellow, brown) belong to the levels — a curve in them reads as "warning" or "critical" — so no
+# curve colour has a hue within CURVE_HUE_GAP of a level colour's.
 _WORKER_RGB = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (148, 103, 189), (140, 86, 75),
-    (227, 119, 194), (188, 189, 34), (23, 190, 207), (57, 59, 121), (99, 121, 57),
+    (31, 119, 180), (44, 160, 44), (148, 103, 189), (23, 190, 207), (190, 90, 220),
+    (57, 59, 121), (0, 158, 115), (0, 110, 110), (86, 180, 233), (123, 65, 160),
 )
+CURVE_HUE_GAP = 45  # degrees
+# Where generated colours (the eleventh worker on) take their hue: the cool arc, clear of the
+# levels' warm hues on both sides.
+_COOL_HUES = (90, 310)
 
 WARNING_RGB = (230, 150, 0)
 CRITICAL_RGB = (214, 39, 40)
@@ -43,7 +49,8 @@ THREAD_PEN_RGB = (200, 90, 0)  # outline of a thread-death marker: the pale fill
 def worker_rgb(index: int) -> tuple[int, int, int]:
     if index < len(_WORKER_RGB):
         return _WORKER_RGB[index]
-    color = QtGui.QColor.fromHsv((index * 47) % 360, 170, 200)
+    low, high = _COOL_HUES
+    color = QtGui.QColor.fromHsv(low + (index * 47) % (high - low), 170, 200)
     return color.red(), color.green(), color.blue()
 
 

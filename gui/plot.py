@@ -20,6 +20,7 @@ from oomscope.core.forecast import GROWING_MIN_BYTES_PER_S
 from oomscope.core.sizes import Level, format_size
 
 from .history import METRIC_LABELS, METRICS, SPARSE_METRICS, PeakView, bucket_width
+from .empty_plot import EmptyPlotHint
 from .palette import CRITICAL_RGB, WARNING_RGB, worker_rgb
 from .qt import QRectF, Qt, QtCore, QtGui, QtWidgets, Signal, pg
 from .roster import Roster, WorkerState
@@ -257,12 +258,13 @@ class MemoryPlot(QtWidgets.QWidget):
         self.curves = CurvesItem()
         self.plot_item.addItem(self.curves)
         self.lines: dict[str, pg.InfiniteLine] = {}
-        for level, rgb in (("warning", WARNING_RGB), ("critical", CRITICAL_RGB)):
+        # The two labels sit at different places along their lines, so close levels do not print
+        # one label over the other; unfilled, so no label box hides a curve behind it.
+        for level, rgb, where in (("warning", WARNING_RGB, 0.02), ("critical", CRITICAL_RGB, 0.36)):
             line = pg.InfiniteLine(
                 angle=0, movable=True, pen=pg.mkPen(*rgb, width=2),
                 hoverPen=pg.mkPen(*rgb, width=4),
-                label=level, labelOpts={"position": 0.04, "color": rgb, "fill": (255, 255, 255, 210),
-                                        "anchors": [(0, 1), (0, 1)]},
+                label=level, labelOpts={"position": where, "color": rgb, "anchors": [(0, 1), (0, 1)]},
             )
             line.setZValue(10)
             line.setVisible(False)
@@ -274,10 +276,11 @@ class MemoryPlot(QtWidgets.QWidget):
         self.crosshair.setVisible(False)
         self.plot_item.addItem(self.crosshair, ignoreBounds=True)
         self.plot_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.plot_widget.setMinimumHeight(140)  # two threshold labels and a curve between them
         layout.addWidget(self.plot_widget, 1)
-        self.empty_label = pg.TextItem("No workers yet — Launch… (Ctrl+L) or Attach… (Ctrl+Shift+A)",
-                                       color=(110, 110, 110), anchor=(0.5, 0.5))
-        self.plot_item.addItem(self.empty_label, ignoreBounds=True)
+        self.empty_label = EmptyPlotHint(self.plot_widget, "No workers yet. Watch a process's memory by "
+                                         "launching it here or attaching to it, or see oomscope at work:")
+        self.empty_label.set_buttons(set())  # the window that can start things offers them
         self.update_metric_choices()
 
     # ----------------------------------------------------------------- inputs
@@ -500,8 +503,6 @@ class MemoryPlot(QtWidgets.QWidget):
             # them (the view box clips what is out of view), but the y range ignores them.
             rect = rect.united(QRectF(x0, 0.0, max(x1 - x0, 0.0), max(y0, y1)))
         self.curves.set_curves(thin, bold, rect, limits, trends)
-        if not self.roster.workers:
-            self.empty_label.setPos((t0 + t1) / 2, self._y_top / 2)
 
     def _add_thread_curves(self, w: WorkerState, t0: float, t1: float, width_s: float,
                            out: list[tuple[QtGui.QPen, QtGui.QPolygonF]]) -> float:

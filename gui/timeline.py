@@ -74,6 +74,8 @@ class KillTimeline(QtWidgets.QWidget):
             ax = item.getAxis(axis)
             ax.setPen(pg.mkPen(90, 90, 90))
             ax.setTextPen(pg.mkPen(40, 40, 40))
+        # Six lanes, each labelled: below this height the labels print over each other.
+        self.plot_widget.setMinimumHeight(96)
         self.scatter = pg.ScatterPlotItem(hoverable=True, tip=self._tip, hoverSize=22,
                                           hoverPen=pg.mkPen(0, 0, 0, width=2))
         self.scatter.sigClicked.connect(self._on_clicked)

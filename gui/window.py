@@ -41,6 +41,7 @@ from oomscope.core.restart import RestartPolicy
 from oomscope.core.sizes import Level, format_size, parse_level
 from oomscope.core.thresholds import CRITICAL, LEVEL_RANK, ThresholdConfig
 
+from .advice import advice_plain
 from .bridge import EngineBridge, EventSource
 from .detail import DetailPane
 from .dialogs import AttachDialog, ConfirmFn, LaunchDialog, WorkerThresholdsDialog, confirm_terminate, level_text
@@ -51,8 +52,10 @@ from .models import COL_ANON, COL_HEAP, COL_LIMIT, COL_NAME, COL_PERCENT, COL_PI
     COL_TREND, WorkerFilterProxy, WorkerTreeModel
 from .notify import Notifier, ShowFn
 from .history import METRIC_LABELS
+from .keys import SearchKeys
+from .kill_report import context_lines
 from .plot import WINDOWS, MemoryPlot
-from .qt import QItemSelectionModel, QSettings, Qt, QTimer, QtGui, QtWidgets, Signal
+from .qt import QItemSelectionModel, QSettings, Qt, QTimer, QtCore, QtGui, QtWidgets, Signal
 from .recording import Recorder
 from .roster import Death, Roster, WorkerState
 from .throttle import Throttle
@@ -63,7 +66,11 @@ _TABLE_REFRESH_S = 0.25
 # The cgroup's usage is plotted only: the engine's levels do not compare it.
 _ENGINE_METRIC = {"rss": "rss", "anon": "anon", "heap_used": "heap"}
 _PLOT_METRIC = {engine: plot for plot, engine in _ENGINE_METRIC.items()}
-_KERNEL_LINES_KEPT = 5000  # for an incident's kernel.log: the lines around a death
+_KERNEL_LINES_KEPT = 5000
+_FRAME_ALLOWANCE = (8, 40)  # px a window manager's frame takes, horizontally and vertically
+# The plot and timeline keep at least this share of the window's height when it shrinks: the
+# docks below give way first (down to their minimum), not the plot.
+_PLOT_SHARE = 0.5  # for an incident's kernel.log: the lines around a death
 
 
 def alert_metric_label(engine_metric: str) -> str:
@@ -73,6 +80,7 @@ def alert_metric_label(engine_metric: str) -> str:
 
 class MainWindow(FileMenu, QtWidgets.QMainWindow):
     worker_exited = Signal(object)  # WorkerExited, after the window has shown it
+    demo_requested = Signal()  # the empty plot's "Try the demo" (gui/demo.py's offer_demo answers it)
 
     def __init__(self, engine: Engine | EventSource, settings: QSettings, *,
                  thresholds: ThresholdConfig | None = None,
@@ -115,17 +123,25 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
                                                                                          "warning"), notify)
         self._oom_notified: set[str] = set()  # worker ids already announced as memory deaths
         self._connect_bridge()
-        self.refresh_table = Throttle(self.model.refresh_values, _TABLE_REFRESH_S, "table-refresh", self)
+        self.refresh_table = Throttle(self._refresh_values, _TABLE_REFRESH_S, "table-refresh", self)
         self._status_timer = QTimer(self)
         self._status_timer.setObjectName("status-refresh")
         self._status_timer.timeout.connect(self._update_status)
         self._status_timer.start(1000)
+        if not self.read_only:
+            hint = self.plot.empty_label
+            hint.set_buttons({"launch", "attach"})
+            hint.launch_clicked.connect(self.open_launch_dialog)
+            hint.attach_clicked.connect(self.open_attach_dialog)
+            hint.demo_clicked.connect(self.demo_requested)
         self._restore_settings()
         if self.thresholds.metric != "rss":
             # Alerts on heap or anon (--metric, the settings file, the Alerts on box last time):
             # the plot opens on that metric, where its levels are drawn; the Metric box can leave it.
             self.plot.set_metric(_PLOT_METRIC[self.thresholds.metric])
         self._show_thresholds()
+        # An empty window gets its axes too: the clock along the bottom, the plot's MiB scale.
+        self.plot.redraw()
         self.bridge.start()
 
     # ---------------------------------------------------------------- layout
@@ -140,6 +156,9 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         split = stacked_with_timeline(self.plot, self.timeline, "Kill timeline",
                                       "One marker per worker death; shapes and colours tell the cause",
                                       (500, 190))
+        # Floats over the plot's bottom edge, outside every layout: it never moves a row of the
+        # table or a marker of the timeline, and hides no row the user is about to click.
+        self.message_bar = MessageBar(self.plot)
         split.setObjectName("plot-splitter")
         self.plot_splitter = split
         self.setCentralWidget(split)
@@ -147,8 +166,6 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         table_box = QtWidgets.QWidget()
         table_layout = QtWidgets.QVBoxLayout(table_box)
         table_layout.setContentsMargins(4, 4, 4, 4)
-        self.message_bar = MessageBar()
-        table_layout.addWidget(self.message_bar)
         self.filter_edit = QtWidgets.QLineEdit()
         self.filter_edit.setObjectName("worker-filter")
         self.filter_edit.setPlaceholderText("Filter workers (Ctrl+F)")
@@ -182,9 +199,11 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         header.customContextMenuRequested.connect(self._on_header_menu)
         header.setToolTip("Click to sort; right-click to choose columns")
         table_layout.addWidget(self.table, 1)
+        self.filter_keys = SearchKeys(self.filter_edit, self.table)
         self.workers_dock = self._dock("Workers", "workers-dock", table_box, Qt.DockWidgetArea.BottomDockWidgetArea)
 
         self.detail = DetailPane(roster=self.roster)
+        self.detail.context_for = lambda record: context_lines(record, self.kernel_lines)
         # Scrolled: a dead worker's story (wrapped header, doctor's advice, samples) at a third of a
         # 1024 px screen's width is taller than the dock, and a dock's minimum height is taken
         # from the plot (seen: an 80 px plot at 1024x700).
@@ -412,16 +431,22 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self.refresh_table()
         self.plot.request_redraw()
 
+    def _refresh_values(self) -> None:
+        """The table's numbers, and the detail pane's when it shows a running worker: the two
+        must never tell different stories about the same worker."""
+        self.model.refresh_values()
+        shown = self.detail.worker
+        if shown is not None and shown.alive:
+            self.detail.refresh()
+
     def _on_level_pending(self, ev: LevelPending) -> None:
         """Above a level, not yet for the sustain time: the State column counts it up."""
-        w = self.roster.on_pending(ev)
-        if w is not None:
-            self.model.worker_changed(w)
+        self._show_worker_changed(self.roster.on_pending(ev))
 
     def _on_threshold_crossed(self, ev: Threshold) -> None:
         w = self.roster.on_threshold(ev)
-        if w is not None:
-            self.model.worker_changed(w)
+        self._show_worker_changed(w)
+        self._update_actions()  # "Terminate all critical" is there only while someone is
         # Entering a level (not coming down to it) whose action, in the worker's own levels or
         # else the global ones, is "notify": as the settings file's on_warn / on_crit say.
         config = w.override if w is not None and w.override is not None else self.thresholds
@@ -541,9 +566,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
     def _on_advice_given(self, ev: Doctor) -> None:
         w = self.roster.on_doctor(ev)
         self._show_worker_changed(w)
-        text = f"{ev.worker.name} ({ev.worker.id}): {ev.advice} {ev.reason}"
-        if ev.suggested:
-            text += f" Suggested: {ev.suggested}"
+        text = f"{ev.worker.name} ({ev.worker.id}): {advice_plain(ev.advice, ev.reason, ev.suggested)}"
         self.message_bar.show_message(text, "warning")
 
     def _on_output_received(self, ev: Output) -> None:
@@ -636,9 +659,10 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self.terminate_action.setEnabled(bool(alive))
         self.kill_action.setEnabled(bool(alive))
         self.worker_thresholds_action.setEnabled(len(alive) == 1)
-        for action in (self.launch_action, self.attach_action, self.terminate_critical_action,
-                       self.record_action):
+        for action in (self.launch_action, self.attach_action, self.record_action):
             action.setEnabled(not self.read_only)
+        critical = any(w.alive and w.level == CRITICAL for w in self.roster.workers)
+        self.terminate_critical_action.setEnabled(critical and not self.read_only)
         self.stop_recording_action.setEnabled(self.recorder is not None)
         self.export_incident_action.setEnabled(self.incident_worker() is not None)
 
@@ -989,12 +1013,35 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         if screen is None or QtGui.QGuiApplication.platformName() == "offscreen":
             return  # offscreen's 800x800 "screen" is no screen a user sees
         room = screen.availableGeometry()
+        # The window manager's frame (title bar, borders) is not known before the first show;
+        # without an allowance for it the status bar was below a 700 px screen's edge.
+        room.setSize(QtCore.QSize(room.width() - _FRAME_ALLOWANCE[0], room.height() - _FRAME_ALLOWANCE[1]))
         if room.width() < self.width() or room.height() < self.height():
             self.resize(min(self.width(), room.width()), min(self.height(), room.height()))
             self.resizeDocks([self.workers_dock, self.detail_dock],
                              [self.width() * 2 // 3, self.width() // 3], Qt.Orientation.Horizontal)
             # The plot keeps most of the height: the table's 345 px would leave it a strip.
             self.resizeDocks([self.workers_dock], [self.height() * 3 // 10], Qt.Orientation.Vertical)
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if event.size().height() < event.oldSize().height() or event.oldSize().height() < 0:
+            # After the layout has given the new height out: then the plot's share is known.
+            QTimer.singleShot(0, self.give_plot_height)
+
+    def give_plot_height(self) -> None:
+        """Shrink the docks under the plot when the plot has less than its share of the height:
+        a small window shows a readable plot and a shorter table, not a strip of plot over a
+        full table. Docks the user floated or moved aside are left alone."""
+        want = int(self.height() * _PLOT_SHARE)
+        deficit = want - self.plot_splitter.height()
+        dock = self.workers_dock
+        if deficit <= 0 or dock.isFloating() or self.dockWidgetArea(dock) != Qt.DockWidgetArea.BottomDockWidgetArea:
+            return
+        floor = dock.minimumSizeHint().height()
+        height = max(floor, dock.height() - deficit)
+        if height < dock.height():
+            self.resizeDocks([dock], [height], Qt.Orientation.Vertical)
 
     def save_settings(self) -> None:
         if not self.persist_layout:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -22,9 +23,10 @@ LEAKER = "import time\nkept = []\nwhile True:\n    kept.append(b'\\x01' * (2 << 
 def test_oom_kill_appears_on_the_timeline_and_in_the_detail_pane(qtbot, make_window) -> None:
     from oomscope.core.causes import OOM_KILL
     from oomscope.gui.models import COL_STATE
-    from oomscope.gui.qt import Qt
+    from oomscope.gui.qt import Qt, QtWidgets
 
     window = make_window()
+    window.resize(1024, 700)  # the small screen: the report must be readable there too
     window.launch(LaunchSpec((PY, "-c", LEAKER), mem_limit_bytes=64 << 20))
     qtbot.waitUntil(lambda: len(window.roster.workers) == 1, timeout=10_000)
     w = window.roster.workers[0]
@@ -38,11 +40,25 @@ def test_oom_kill_appears_on_the_timeline_and_in_the_detail_pane(qtbot, make_win
     window.plot.set_follow(False)
     window.plot.view_box.setXRange(w.exit.t - 30, w.exit.t + 30, padding=0)  # the timeline follows
     qtbot.waitUntil(lambda: timeline.view_box.viewRange()[0][0] == pytest.approx(w.exit.t - 30), timeout=5_000)
+    timeline.plot_widget.grab()  # pyqtgraph maps items to the scene after a paint: map after one
     point = next(p for p in timeline.scatter.points() if window.roster.deaths[p.data()].worker_id == w.id)
     scene = timeline.scatter.mapToScene(point.pos())
     pos = timeline.plot_widget.mapFromScene(scene)
+
+    def under_mouse() -> tuple[Any, Any, Any]:
+        """Where the marker, the plot and the timeline are in the window."""
+        now = timeline.plot_widget.mapFromScene(timeline.scatter.mapToScene(point.pos()))
+        return (timeline.plot_widget.mapTo(window, now), window.plot.plot_widget.geometry().height(),
+                timeline.plot_widget.mapTo(window, timeline.plot_widget.rect().topLeft()))
+
+    before = under_mouse()
     qtbot.mouseClick(timeline.plot_widget.viewport(), Qt.MouseButton.LeftButton, pos=pos)
     qtbot.waitUntil(lambda: window.detail.worker is w, timeout=5_000)
+    qtbot.wait(100)  # a pane that grew would have moved the plot by the next turns of the loop
+    # The kill's report opened in its tab, and nothing moved under the mouse.
+    assert under_mouse() == before
+    assert window.detail.tabs.currentIndex() == 2
+    assert window.detail.kernel.lineWrapMode() == QtWidgets.QPlainTextEdit.LineWrapMode.WidgetWidth
     assert [x.id for x in window.selected_workers()] == [w.id]
     header = window.detail.header.text()
     assert "oom-kill" in header and str(w.ref.pid) in header
@@ -53,6 +69,13 @@ def test_oom_kill_appears_on_the_timeline_and_in_the_detail_pane(qtbot, make_win
         text = window.detail.kernel_text()
         assert f"Killed process {w.ref.pid}" in text
         assert "oom-kill:" in text
+        # The cgroup's usage against its limit, which the record's lines leave out, is among the
+        # key lines, before the whole report.
+        key_part = text.split("— the whole report")[0]
+        assert "memory: usage" in key_part and "limit 65536kB" in key_part, text
+        dialog = window.detail.open_report()
+        assert dialog is not None and dialog.view.toPlainText() == text
+        dialog.close()
         qtbot.waitUntil(lambda: any(f"Killed process {w.ref.pid}" in line
                                     for line, wid in window.kernel_pane.tied_rows() if wid == w.id), timeout=5_000)
     # The detail pane's last samples are the worker's, and it had grown toward its limit.

@@ -84,13 +84,17 @@ def test_refused_terminate_shows_the_engine_message(qtbot, make_window) -> None:
 
 def test_terminate_all_critical_targets_only_critical_workers(qtbot, make_window, confirmer) -> None:
     window = make_window(ThresholdConfig(crit=parse_level("40MiB")))
+    assert not window.terminate_critical_action.isEnabled()  # no worker, nothing to terminate
     small = _launch_holder(qtbot, window, mib=8, name="small")
+    assert not window.terminate_critical_action.isEnabled()
     big = _launch_holder(qtbot, window, mib=64, name="big")
     qtbot.waitUntil(lambda: big.level == "critical", timeout=10_000)
+    qtbot.waitUntil(window.terminate_critical_action.isEnabled, timeout=2_000)
     window.terminate_critical_action.trigger()
     assert confirmer.asked == [([big.id], False)]
     qtbot.waitUntil(lambda: not big.alive, timeout=10_000)
     assert small.alive and big.cause == "terminated"
+    assert not window.terminate_critical_action.isEnabled()
 
 
 def test_dragging_the_critical_line_changes_the_engine_threshold(qtbot, make_window) -> None:
