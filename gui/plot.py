@@ -232,6 +232,10 @@ class MemoryPlot(QtWidgets.QWidget):
         self.readout.setObjectName("readout")
         self.readout.setToolTip("Crosshair readout: time and value under the mouse, and the nearest worker")
         self.readout.setTextFormat(Qt.TextFormat.RichText)
+        # Whatever the mouse is over, the readout takes the room left and no more: its text set
+        # a minimum width, and at 1024 px a long worker name pushed the window off the screen.
+        self.readout.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        self.levels_note.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         bar.addWidget(self.readout, 1)
         layout.addLayout(bar)
 

@@ -194,6 +194,20 @@ def test_a_small_window_gives_the_plot_height_first(qtbot, make_window) -> None:
         assert window.workers_dock.isVisible() and window.table.viewport().height() > 20
 
 
+def test_a_long_crosshair_readout_does_not_widen_the_window(qtbot, make_window) -> None:
+    """Seen at 1024x700 under X11: the readout's text ('cursor 180.8 MiB, steady (w1, PID …)
+    cgroup usage …') set the toolbar's minimum width and pushed the window past the screen."""
+    window = make_window()
+    window.resize(1024, 700)
+    before = window.minimumSizeHint().width()
+    window.plot.readout.setText("<b>07:15:32</b> &nbsp; cursor 180.8 MiB &nbsp; " + "steady (w1, PID 15599) " * 20)
+    window.plot.levels_note.setText("levels are on anon RSS: not drawn on cgroup usage " * 3)
+    window.plot.levels_note.setVisible(True)
+    from oomscope.gui.qt import QtWidgets
+    QtWidgets.QApplication.processEvents()  # the layout request the new text posted
+    assert window.minimumSizeHint().width() <= max(before, 1024)  # was 3458 px
+
+
 def test_the_empty_plot_offers_the_demo_launch_and_attach(qtbot, make_window) -> None:
     from oomscope.gui import demo
     from oomscope.gui.qt import Qt
