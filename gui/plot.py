@@ -234,8 +234,8 @@ class MemoryPlot(QtWidgets.QWidget):
         self.readout.setTextFormat(Qt.TextFormat.RichText)
         # Whatever the mouse is over, the readout takes the room left and no more: its text set
         # a minimum width, and at 1024 px a long worker name pushed the window off the screen.
+        # (The levels note keeps its width: it is short, and ignored it got none.)
         self.readout.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
-        self.levels_note.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         bar.addWidget(self.readout, 1)
         layout.addLayout(bar)
 

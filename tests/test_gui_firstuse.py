@@ -201,11 +201,12 @@ def test_a_long_crosshair_readout_does_not_widen_the_window(qtbot, make_window) 
     window.resize(1024, 700)
     before = window.minimumSizeHint().width()
     window.plot.readout.setText("<b>07:15:32</b> &nbsp; cursor 180.8 MiB &nbsp; " + "steady (w1, PID 15599) " * 20)
-    window.plot.levels_note.setText("levels are on anon RSS: not drawn on cgroup usage " * 3)
+    window.plot.levels_note.setText("levels are on anon RSS: not drawn on cgroup usage")
     window.plot.levels_note.setVisible(True)
     from oomscope.gui.qt import QtWidgets
     QtWidgets.QApplication.processEvents()  # the layout request the new text posted
     assert window.minimumSizeHint().width() <= max(before, 1024)  # was 3458 px
+    assert window.plot.levels_note.width() >= window.plot.levels_note.sizeHint().width() - 2  # still readable
 
 
 def test_the_empty_plot_offers_the_demo_launch_and_attach(qtbot, make_window) -> None:
