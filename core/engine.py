@@ -228,6 +228,10 @@ class Engine:
     def workers(self) -> Future[list[WorkerRef]]:
         return self._submit(lambda: [w.ref for w in self._table.by_id.values() if not w.exited])
 
+    def watched_parents(self) -> Future[list[int]]:
+        """The ``watch_children`` parents still alive: new children can come only from them."""
+        return self._submit(self._intake.watched_parents)
+
     # ------------------------------------------------------------ loop internals
 
     def _submit(self, fn: Callable[[], T]) -> Future[T]:

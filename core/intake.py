@@ -239,6 +239,9 @@ class Intake:
                 self._emit(Notice(time.time(), "warning", f"cannot watch PID {pid}: {e}"))
             return None
 
+    def watched_parents(self) -> list[int]:
+        return list(self._parents)
+
     def _on_parent_exit(self, pid: int) -> None:
         handle = self._parents.pop(pid, None)
         if handle is None:

@@ -498,3 +498,38 @@ def test_one_missing_command_beside_a_started_one_is_a_failed_worker() -> None:
     causes = sorted((e["exit_code"], bool(e["evidence"])) for e in events(r.stdout)
                     if e["event"] == "worker_exited")
     assert causes == [(0, False), (127, True)]
+
+
+def test_children_of_ends_when_its_parent_is_gone_and_no_child_is_left(children, gate) -> None:
+    """Issue #14: watch --children-of ran for ever after saying no child could come. A child
+    that outlives its parent is still followed to its end; then watch ends by itself."""
+    held = gate()  # opened at teardown too: a failing test leaves no orphan waiting
+    code = (
+        "import os, sys\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        f"    {held.wait_code}\n"
+        "    os._exit(0)\n"
+        "print(pid, flush=True)\n"
+        "sys.stdin.readline()\n"  # the parent exits at the test's word, leaving its child
+    )
+    parent = children([PY, "-u", "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert parent.stdout is not None and parent.stdin is not None
+    child = int(parent.stdout.readline())
+    w = children([*OOMSCOPE, "watch", "--json", "--children-of", str(parent.pid)],
+                 stdout=subprocess.PIPE, text=True)
+    assert w.stdout is not None
+    seen: list[dict[str, Any]] = []
+    while not any(e["event"] == "worker_attached" for e in seen):
+        seen.append(json.loads(w.stdout.readline()))
+    assert [e["worker"]["pid"] for e in seen if e["event"] == "worker_attached"] == [child]
+    parent.stdin.write(b"\n")
+    parent.stdin.flush()
+    while not any(e["event"] == "notice" and "has exited" in e["message"] for e in seen):
+        seen.append(json.loads(w.stdout.readline()))
+    assert w.poll() is None  # the child lives on: so does watch
+    held.open()
+    rest, _ = w.communicate(timeout=20)  # before: TimeoutExpired, watch never ended
+    assert w.returncode == 0
+    assert [json.loads(line)["worker"]["pid"] for line in rest.splitlines()
+            if json.loads(line)["event"] == "worker_exited"] == [child]

@@ -103,7 +103,9 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
             return 2
         follows_more = bool(args.children_of or args.match)
         deadline = time.monotonic() + args.duration if args.duration else None
-        _follow(engine, printer, deadline, follows_more, first)
+        # --children-of alone: once every parent is gone and no child is left, nothing can come.
+        parents_only = bool(args.children_of) and not args.match
+        _follow(engine, printer, deadline, follows_more, first, parents_only)
         ended_by_itself = True
     except _Interrupted:
         pass
@@ -167,8 +169,12 @@ def _tee(sinks: list[Sink], printer: Printer) -> Printer:
 
 
 def _follow(engine: Engine, printer: Printer, deadline: float | None, follows_more: bool,
-            live: set[str]) -> None:
+            live: set[str], parents_only: bool = False) -> None:
     restarting: set[int | None] = set()  # slots whose next life is on its way
+
+    def nothing_can_come() -> bool:
+        return not live and not restarting and parents_only and not engine.watched_parents().result(10)
+
     while True:
         timeout = None if deadline is None else deadline - time.monotonic()
         if timeout is not None and timeout <= 0:
@@ -189,6 +195,12 @@ def _follow(engine: Engine, printer: Printer, deadline: float | None, follows_mo
             elif event.worker is not None:
                 restarting.discard(event.worker.slot)
             if not live and not restarting and not follows_more:
+                return
+            if nothing_can_come():
+                return
+        elif isinstance(event, Notice) and event.worker is None and parents_only:
+            # A parent's exit is told by a notice: look whether any parent is left.
+            if nothing_can_come():
                 return
         elif isinstance(event, Stopped):
             return
