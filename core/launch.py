@@ -126,11 +126,9 @@ def spawn(spec: LaunchSpec, argv: list[str], env: dict[str, str] | None = None) 
             close_fds=True,
         )
     except FileNotFoundError:
-        raise BadInput(
-            f"command not found: {argv[0]!r} (check the spelling, or give the full path)"
-        ) from None
+        raise _not_found(argv[0]) from None  # the checked program went away since
     except PermissionError:
-        raise BadInput(f"cannot execute {argv[0]!r}: permission denied") from None
+        raise _not_executable(argv[0]) from None
 
 
 def _check_executable(program: str, path: str, cwd: str | None) -> None:
@@ -139,8 +137,16 @@ def _check_executable(program: str, path: str, cwd: str | None) -> None:
     if "/" in program:
         full = program if os.path.isabs(program) else os.path.join(cwd or os.getcwd(), program)
         if not os.path.exists(full):
-            raise BadInput(f"command not found: {program!r} (check the spelling, or give the full path)")
+            raise _not_found(program)
         if os.path.isdir(full) or not os.access(full, os.X_OK):
-            raise BadInput(f"cannot execute {program!r}: permission denied")
+            raise _not_executable(program)
     elif shutil.which(program, path=path) is None:
-        raise BadInput(f"command not found: {program!r} (check the spelling, or give the full path)")
+        raise _not_found(program)
+
+
+def _not_found(program: str) -> BadInput:
+    return BadInput(f"command not found: {program!r} (check the spelling, or give the full path)")
+
+
+def _not_executable(program: str) -> BadInput:
+    return BadInput(f"cannot execute {program!r}: permission denied")

@@ -31,8 +31,13 @@ def port_lock(port: int) -> threading.Lock:
         return _PORT_LOCKS.setdefault(port, threading.Lock())
 
 
+def client_host(listener: Listener) -> str:
+    """Where to connect to a listener: a wildcard address is reached through loopback."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listener.host, listener.host)
+
+
 def connect(pid: int, listener: Listener, deadline: float, quickack: bool = True) -> WebSocket:
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listener.host, listener.host)
+    host = client_host(listener)
     left = max(0.1, deadline - time.monotonic())
     path = debugger_path(host, listener.port, pid, left)
     return WebSocket.connect(host, listener.port, path, pid, timeout_s=left, quickack=quickack)
@@ -44,7 +49,7 @@ def move_to_own_port(pid: int, handle: ProcessHandle, listener: Listener,
     picks: the configured port is free again for the next sibling, and the inspector closes
     itself within a second of oomscope's death (even by SIGKILL), instead of staying open to
     every local user until the process exits."""
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listener.host, listener.host)
+    host = client_host(listener)
     before = set(own_listeners(pid))
     conn = connect(pid, listener, deadline)
     try:
