@@ -26,6 +26,7 @@ from typing import Any
 
 import benchargs
 
+from oomscope.core import procfs
 from oomscope.core.forecast import GROWING_MIN_BYTES_PER_S, Trend
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -96,7 +97,9 @@ class Watched:
         if self.proc.stdout.readline().strip() != b"ready":
             raise RuntimeError(f"{name} did not start")
         self.fd = os.open(f"/proc/{self.proc.pid}/statm", os.O_RDONLY)
-        self.trends = {"rss": Trend(), "anon": Trend()}
+        # As the engine does: the trend leaves out the process's start-up (core/forecast.py).
+        start = procfs.start_mono(procfs.start_ticks(self.proc.pid) or 0)
+        self.trends = {"rss": Trend(process_start_mono=start), "anon": Trend(process_start_mono=start)}
         self.growing = {"rss": 0, "anon": 0}
         self.first_growing: dict[str, float | None] = {"rss": None, "anon": None}
         self.last_rate: dict[str, float | None] = {"rss": None, "anon": None}

@@ -31,6 +31,7 @@ from .cgroup.pool import CgroupPool
 from .errors import BadInput, Error
 from .events import Event, Notice, Stopped, WorkerRef
 from .exits import Exits
+from .forecast import START_UP_S
 from .heap.desk import HeapDesk
 from .intake import Intake
 from .oomlog.feed import KernelFeed
@@ -70,6 +71,8 @@ class EngineConfig:
     # the first that matches a new worker is its override.
     worker_overrides: tuple[tuple[str, ThresholdConfig], ...] = ()
     trend_bucket_s: float = 5.0
+    # A process's first seconds are its runtime sizing itself, not a trend (core/forecast.py).
+    trend_start_up_s: float = START_UP_S
     # The settings file's [restart]: the delays and the guard a launch with a restart count
     # follows where the caller gives only the count (the GUI's launch dialog).
     restart: RestartPolicy = field(default_factory=RestartPolicy)

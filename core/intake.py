@@ -72,7 +72,9 @@ class Intake:
 
     def register(self, w: Worker) -> None:
         self._table.add(w)
-        w.trend = Trend(self.config.trend_window_s, self.config.trend_bucket_s)
+        w.trend = Trend(self.config.trend_window_s, self.config.trend_bucket_s,
+                        process_start_mono=_start_mono(w.handle.start_ticks),
+                        start_up_s=self.config.trend_start_up_s)
         w.override = self.config.override_for(w.ref)
         if not self._sampler.swap_enabled:
             w.swap = 0  # no swap configured: nothing can be swapped out
@@ -312,3 +314,9 @@ def _is_node(pid: int) -> bool:
     except Error:
         return False
     return True
+
+
+def _start_mono(start_ticks: int) -> float | None:
+    """When the worker's process started, on the monotonic clock; None when unknown (0: its
+    stat could not be read as it was opened)."""
+    return procfs.start_mono(start_ticks) if start_ticks else None

@@ -82,6 +82,15 @@ def start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
+def start_mono(start_ticks: int) -> float:
+    """A process's start (``start_ticks`` from its stat) on the monotonic clock.
+
+    Both clocks count from boot; BOOTTIME also counts suspend, which monotonic does not, so the
+    age is taken on BOOTTIME and subtracted from now on monotonic."""
+    age = time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / CLOCK_TICKS
+    return time.monotonic() - max(0.0, age)
+
+
 def state_of(pid: int) -> str | None:
     """One-letter state (``R``, ``S``, ``Z`` …); None if gone."""
     fields = stat_fields(pid)

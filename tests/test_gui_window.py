@@ -174,7 +174,7 @@ def test_the_trend_column_and_the_plot_show_the_engines_forecast(qtbot, make_win
             "    c.append(bytearray(1 << 18)); time.sleep(0.02)\n"
             f"else:\n    {grown.wait_code}\n")
     window = make_window(ThresholdConfig(crit=parse_level("2GiB"), metric="anon"), interval_s=0.05,
-                         trend_window_s=2.0, trend_bucket_s=0.2)
+                         trend_window_s=2.0, trend_bucket_s=0.2, trend_start_up_s=0.0)
     assert window.plot.shown_metric == window.engine.thresholds.metric == "anon"
     window.launch(LaunchSpec((PY, "-c", grow), name="grower"))
     qtbot.waitUntil(lambda: any(w.ref.name == "grower" for w in window.roster.workers), timeout=10_000)

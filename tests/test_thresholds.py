@@ -114,7 +114,7 @@ def test_policy_stops_a_leaker_before_the_kernel_does(make_engine) -> None:
 def test_samples_carry_the_trend_and_the_time_to_the_limit(make_engine) -> None:
     grow = "import time\nc = []\nfor _ in range(400):\n    c.append(bytearray(1 << 20)); time.sleep(0.01)\ntime.sleep(60)\n"
     config = ThresholdConfig(crit=parse_level("2GiB"), metric="anon")
-    eng, log = make_engine(thresholds=config, interval_s=0.05, trend_window_s=2.0, trend_bucket_s=0.2)
+    eng, log = make_engine(thresholds=config, interval_s=0.05, trend_window_s=2.0, trend_bucket_s=0.2, trend_start_up_s=0.0)
     ref = eng.launch(LaunchSpec((PY, "-c", grow))).result(10)
     s = log.wait_for(lambda e: e.kind == "samples" and any(
         x.worker.id == ref.id and x.trend_bytes_per_s and x.trend_bytes_per_s > 20 * MiB for x in e.samples),
