@@ -50,10 +50,11 @@ TREND_HORIZON_S = 300.0
 # the dashed forecasts (the timeline, linked to the same x range, shows that room too).
 FORECAST_ROOM = 0.15
 FORECAST_ROOM_HOLD_S = 30.0
-# A limit or level counts for the y range while it is within this factor of the curves' top;
-# further off (a 4 GiB V8 heap limit over 20 MiB heaps) it is a marker at the top edge instead,
-# since stretching the axis for it flattens every curve.
-NEAR_FACTOR = 3.0
+# A limit or level counts for the y range while it is within this factor of the curves' top
+# (a 200 MiB critical line over a 40 MiB worker stays in view, to be seen and dragged); further
+# off (a 4 GiB V8 heap limit over 20 MiB heaps) it is a marker at the top edge instead, since
+# stretching the axis for it flattens every curve.
+NEAR_FACTOR = 8.0
 MIN_Y_TOP_MIB = 16.0
 
 
