@@ -62,7 +62,7 @@ class WorkerTreeModel(QAbstractItemModel):
 
     def set_visibility(self, visibility: CurveVisibility) -> None:
         self.visibility = visibility
-        visibility.changed.connect(self._on_visibility_changed)
+        visibility.hidden_changed.connect(self._on_visibility_changed)
 
     def _on_visibility_changed(self) -> None:
         rows = len(self.roster.workers)

@@ -16,6 +16,10 @@ class CurveVisibility(QObject):
     while a filter is typed in is judged by the table's own rule at the next redraw."""
 
     changed = Signal()
+    # The user's choice alone (not the filter's): the table repaints its check boxes on it. The
+    # filter's verdict changes while the table's proxy is mid-way through its own rows, where a
+    # dataChanged from the source would cut into the proxy's change.
+    hidden_changed = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -40,15 +44,11 @@ class CurveVisibility(QObject):
             self.hidden.add(worker_id)
         else:
             self.hidden.discard(worker_id)
+        self.hidden_changed.emit()
         self.changed.emit()
 
     def toggle(self, worker_id: str) -> None:
         self.set_hidden(worker_id, worker_id not in self.hidden)
-
-    def show_only(self, worker_ids: Iterable[str], among: Iterable[str]) -> None:
-        keep = set(worker_ids)
-        self.hidden = {wid for wid in among if wid not in keep}
-        self.changed.emit()
 
     def set_filter(self, passes: Callable[[str], bool] | None) -> None:
         self.passes_filter = passes
