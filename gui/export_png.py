@@ -29,7 +29,7 @@ MIN_EXPORT_WIDTH_PX = 1200
 PLOT_PICTURE_PX = (1400, 600)  # the curves' part of an exported plot picture
 _HEADER_PX = 54
 _LEGEND_ROW_PX = 20
-_LEGEND_COLUMN_PX = 340
+_LEGEND_COLUMN_PX = 400
 _LEGEND_MAX_ROWS = 8  # past that, "… and N more": a picture is not a table
 
 
@@ -53,13 +53,23 @@ def save_png(item: Any, path: Path, width_px: int | None = None) -> Path:
     """Write ``item``'s picture to ``path`` (``.png`` added when missing); the path written.
 
     ``item`` is a ``PlotItem`` (drawn as it is), or a ``MemoryPlot`` (its framed picture)."""
+    from .plot import MemoryPlot
+
+    path = _png_path(path)
+    return save_image(plot_picture(item) if isinstance(item, MemoryPlot) else render_png(item, width_px), path)
+
+
+def _png_path(path: Path) -> Path:
     if path.suffix.lower() != ".png":
         path = path.with_name(path.name + ".png")
     if not path.parent.is_dir():
         raise Error(f"cannot save {path}: the folder {path.parent} does not exist")
-    from .plot import MemoryPlot
+    return path
 
-    image = plot_picture(item) if isinstance(item, MemoryPlot) else render_png(item, width_px)
+
+def save_image(image: QtGui.QImage, path: Path) -> Path:
+    """Write a picture made here (``framed_picture``) to ``path``; the path written."""
+    path = _png_path(path)
     if not image.save(str(path)):  # the format follows the .png suffix
         raise Error(f"cannot write {path}: check that the folder is writable and the disk is not full")
     return path
@@ -80,6 +90,7 @@ def plot_picture(plot: MemoryPlot, size: tuple[int, int] = PLOT_PICTURE_PX, titl
         twin.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)
         twin.resize(*size)
         twin.show()
+        twin.layout().activate()  # the plot's width now, not at the next event loop turn
         twin.set_metric(plot.shown_metric)
         twin.alert_metric = plot.alert_metric
         twin.trend_metric = plot.trend_metric
@@ -169,10 +180,11 @@ def framed_picture(plot: MemoryPlot, title: str | None = None) -> QtGui.QImage:
             p.fillRect(QRectF(x, y + 8, 22, 4), QtGui.QColor(*(worker_rgb(w.color_index) if not hidden
                                                                  else (200, 200, 200))))
             p.setPen(QtGui.QColor(150, 150, 150) if hidden else QtGui.QColor(40, 40, 40))
-            text = f"{w.ref.name} ({w.id}) PID {w.ref.pid} — {w.state_text()}" + (" (hidden)" if hidden else "")
+            text = (f"{w.ref.name} ({w.id}) PID {w.ref.pid}" + ("" if w.alive else f" — {w.state_text()}")
+                    + (" (hidden)" if hidden else ""))
             p.drawText(QRectF(x + 28, y, _LEGEND_COLUMN_PX - 36, _LEGEND_ROW_PX),
                        Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                       p.fontMetrics().elidedText(text, Qt.TextElideMode.ElideMiddle, _LEGEND_COLUMN_PX - 36))
+                       p.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, _LEGEND_COLUMN_PX - 36))
         p.setPen(QtGui.QColor(110, 110, 110))
         foot = []
         if len(listed) > capacity:

@@ -10,12 +10,13 @@ from .qt import Qt, QtGui, QtWidgets
 from .roster import WorkerState
 from .visibility import CurveVisibility
 
-LEGEND_WIDTH_PX = 168
+LEGEND_WIDTH_PX = 180
 WORKER_ID_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 
 
 def legend_text(w: WorkerState) -> str:
-    return f"{w.ref.name} ({w.id}) PID {w.ref.pid}"
+    """Short, for a narrow column: the name and PID; the id is in the entry's tip."""
+    return f"{w.ref.name} · {w.ref.pid}"
 
 
 def swatch_pixmap(rgb: tuple[int, int, int], width: int = 18, height: int = 10) -> QtGui.QPixmap:
@@ -45,7 +46,7 @@ class PlotLegend(QtWidgets.QWidget):
                              "(the Workers table's check boxes do the same)")
         self.list.setUniformItemSizes(True)
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
         self.list.itemClicked.connect(self._on_clicked)
         self.list.itemActivated.connect(self._on_clicked)  # Enter or Space on the keyboard

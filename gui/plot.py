@@ -50,11 +50,13 @@ TREND_HORIZON_S = 300.0
 # the dashed forecasts (the timeline, linked to the same x range, shows that room too).
 FORECAST_ROOM = 0.15
 FORECAST_ROOM_HOLD_S = 30.0
-# A limit or level counts for the y range while it is within this factor of the curves' top
-# (a 200 MiB critical line over a 40 MiB worker stays in view, to be seen and dragged); further
-# off (a 4 GiB V8 heap limit over 20 MiB heaps) it is a marker at the top edge instead, since
+# A level counts for the y range while it is within this factor of the curves' top (a 200 MiB
+# critical line over a 40 MiB worker stays in view, to be seen and dragged), a limit while it is
+# within the smaller one (a 96 MiB cgroup limit over 40 MiB shows the headroom); further off (a
+# 4 GiB V8 heap limit, a 256 MiB one over 10 MiB heaps) each is a marker at the top edge instead:
 # stretching the axis for it flattens every curve.
-NEAR_FACTOR = 8.0
+LEVEL_NEAR_FACTOR = 8.0
+LIMIT_NEAR_FACTOR = 2.5
 MIN_Y_TOP_MIB = 16.0
 
 
@@ -549,17 +551,17 @@ class MemoryPlot(QtWidgets.QWidget):
         self._place_lines()
         # Limits and levels near the curves are part of the picture (the headroom is the point);
         # far ones would flatten every curve. With no curve at all, the levels set the range.
-        near = max(top, MIN_Y_TOP_MIB) * NEAR_FACTOR
-        marks = list(limit_marks)
+        base = max(top, MIN_Y_TOP_MIB)
+        marks = [(value, label, LIMIT_NEAR_FACTOR) for value, label in limit_marks]
         for level in ("warning", "critical"):
             line = self.lines[level]
             if line.isVisible():
-                marks.append((float(line.value()), level))
-        for value, _ in marks:
-            if value <= near or not self.drawn_curves:
+                marks.append((float(line.value()), level, LEVEL_NEAR_FACTOR))
+        for value, _, factor in marks:
+            if value <= base * factor or not self.drawn_curves:
                 top = max(top, value)
         self._set_ranges(t0, t1, top)
-        self._place_notes(t0, t1, [(label, value) for value, label in marks if value > self._y_top])
+        self._place_notes(t0, t1, [(label, value) for value, label, _ in marks if value > self._y_top])
         rect = QRectF(t0, 0.0, t1 - t0, max(top, 1.0) * 1.1)
         for x0, y0, x1, y1 in self.trend_extensions.values():
             # The forecasts run past the window's right edge: the item's bounds must cover

@@ -59,7 +59,8 @@ def test_legend_click_and_table_check_box_hide_a_curve_and_its_share_of_the_rang
     assert set(window.plot.drawn_curves) == {big.id, small.id}
     assert window.plot.legend.isVisible()
     assert [(wid, shown) for wid, _, shown in window.plot.legend.entries()] == [(big.id, True), (small.id, True)]
-    assert f"big ({big.id}) PID {big.ref.pid}" in window.plot.legend.entries()[0][1]
+    assert window.plot.legend.entries()[0][1] == f"big · {big.ref.pid}"
+    assert big.id in window.plot.legend.item_of(big.id).toolTip()
     assert _y_top(window) >= 160
 
     _click_legend(qtbot, window, big.id)
