@@ -509,8 +509,8 @@ class MemoryPlot(QtWidgets.QWidget):
         self.drawn_curves = {}
         self.trend_extensions = {}
         trends: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
-        # (MiB, label) of every limit drawn: in the y range when near the curves, else a marker.
-        limit_marks: list[tuple[float, str]] = []
+        # (MiB, worker id, what) of every limit drawn: in the y range when near the curves, else a marker.
+        limit_marks: list[tuple[float, str, str]] = []
         for w in self.roster.workers:
             if not len(w.series) or not self.visibility.shown(w.id):
                 continue  # hidden (legend, check box, filter): no curve, no limit, no say in the range
@@ -519,7 +519,7 @@ class MemoryPlot(QtWidgets.QWidget):
                 top = max(top, self._add_thread_curves(w, t0, t1, width_s, bold if chosen else thin))
                 limit_top = self._add_heap_limit(w, t0, t1, limits)
                 if limit_top is not None:
-                    limit_marks.append((limit_top, f"{w.id} V8 heap limit"))
+                    limit_marks.append((limit_top, w.id, "V8 heap limit"))
                 continue
             view = self._views.get((w.id, metric))
             if view is None:
@@ -545,23 +545,23 @@ class MemoryPlot(QtWidgets.QWidget):
                 limit_top = self._add_cgroup_limit(w, t0, t1, limits)
                 what = "cgroup limit"
             if limit_top is not None:
-                limit_marks.append((limit_top, f"{w.id} {what}"))
+                limit_marks.append((limit_top, w.id, what))
         self.data_top_mib = top
         self.empty_label.setVisible(not self.roster.workers)
         self._place_lines()
         # Limits and levels near the curves are part of the picture (the headroom is the point);
         # far ones would flatten every curve. With no curve at all, the levels set the range.
         base = max(top, MIN_Y_TOP_MIB)
-        marks = [(value, label, LIMIT_NEAR_FACTOR) for value, label in limit_marks]
+        marks = [(value, owner, what, LIMIT_NEAR_FACTOR) for value, owner, what in limit_marks]
         for level in ("warning", "critical"):
             line = self.lines[level]
             if line.isVisible():
-                marks.append((float(line.value()), level, LEVEL_NEAR_FACTOR))
-        for value, _, factor in marks:
+                marks.append((float(line.value()), "", level, LEVEL_NEAR_FACTOR))
+        for value, _, _, factor in marks:
             if value <= base * factor or not self.drawn_curves:
                 top = max(top, value)
         self._set_ranges(t0, t1, top)
-        self._place_notes(t0, t1, [(label, value) for value, label, _ in marks if value > self._y_top])
+        self._place_notes(t0, t1, [(value, owner, what) for value, owner, what, _ in marks if value > self._y_top])
         rect = QRectF(t0, 0.0, t1 - t0, max(top, 1.0) * 1.1)
         for x0, y0, x1, y1 in self.trend_extensions.values():
             # The forecasts run past the window's right edge: the item's bounds must cover
@@ -571,13 +571,13 @@ class MemoryPlot(QtWidgets.QWidget):
         self.legend.setVisible(self.show_legend and bool(self.roster.workers))
         self.legend.refresh(self.roster.workers)
 
-    def _place_notes(self, t0: float, t1: float, far: list[tuple[str, float]]) -> None:
-        """Far-off limits and levels as one marker at the top right ("w2 V8 heap limit 4 GiB ↑",
-        equal ones grouped), and at the top left why a percent level is drawn for nobody."""
+    def _place_notes(self, t0: float, t1: float, far: list[tuple[float, str, str]]) -> None:
+        """Far-off limits and levels ((MiB, worker id or "", what)) as one marker at the top right
+        ("V8 heap limit 4.0 GiB ↑ (w2, w5)", equal ones grouped), and at the top left why a
+        percent level is drawn for nobody."""
         grouped: dict[tuple[str, float], list[str]] = {}
-        for label, value in sorted(far, key=lambda lv: lv[1]):
-            wid, _, what = label.partition(" ") if label not in ("warning", "critical") else ("", "", label)
-            grouped.setdefault((what, value), []).append(wid)
+        for value, owner, what in sorted(far):
+            grouped.setdefault((what, value), []).append(owner)
         self.off_scale = []
         lines = []
         for (what, value), owners in grouped.items():
