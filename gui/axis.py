@@ -1,11 +1,9 @@
-"""The plot's size axis: ticks at round steps of MiB or GiB (1, 2, 5 times a power of ten), so a
+"""The plot's size axis (``plot.SizeAxis``): ticks at round steps of MiB or GiB (1, 2, 5 times a power of ten), so a
 label reads "4 GiB" or "250 MiB", never "19.5312 GiB" (pyqtgraph's decimal steps of a MiB value)."""
 
 from __future__ import annotations
 
 import math
-
-from .qt import pg
 
 GIB_IN_MIB = 1024.0
 # Past this top the axis counts GiB: 1500 MiB still reads well, 3000 MiB less so than 3 GiB.
@@ -43,25 +41,16 @@ def tick_label(value_mib: float, unit: tuple[float, str], step_mib: float) -> st
     return f"{'0' if float(text) == 0 else text} {name}"
 
 
-class SizeAxis(pg.AxisItem):
-    """Left axis: values are MiB; ticks at round MiB or GiB steps."""
-
-    def _unit(self) -> tuple[float, str]:
-        low, high = self.range
-        return axis_unit(max(abs(low), abs(high)))
-
-    def tickSpacing(self, minVal: float, maxVal: float, size: float) -> list[tuple[float, float]]:  # noqa: N802,N803
-        span = maxVal - minVal
-        if span <= 0 or not math.isfinite(span):
-            return super().tickSpacing(minVal, maxVal, size)
-        unit_size, _ = axis_unit(max(abs(minVal), abs(maxVal)))
-        count = max(2.0, size / _PX_PER_TICK)
-        step = nice_step(span / count / unit_size)
-        leading = round(step / 10.0 ** math.floor(math.log10(step) + 1e-9))
-        # Minor ticks split a step into round parts: 5 into fives, 1 and 2 into halves.
-        minor = step / (5.0 if leading == 5 else 2.0)
-        return [(step * unit_size, 0.0), (minor * unit_size, 0.0)]
-
-    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:  # noqa: N802
-        unit = self._unit()
-        return [tick_label(v, unit, spacing) for v in values]
+def tick_spacing(low: float, high: float, size_px: float) -> list[tuple[float, float]] | None:
+    """pyqtgraph's tick levels ((spacing, offset), major first) for a MiB axis from ``low`` to
+    ``high`` over ``size_px``: round steps of the axis's unit; None for a range with no span."""
+    span = high - low
+    if span <= 0 or not math.isfinite(span):
+        return None
+    unit_size, _ = axis_unit(max(abs(low), abs(high)))
+    count = max(2.0, size_px / _PX_PER_TICK)
+    step = nice_step(span / count / unit_size)
+    leading = round(step / 10.0 ** math.floor(math.log10(step) + 1e-9))
+    # Minor ticks split a step into round parts: 5 into fives, 1 and 2 into halves.
+    minor = step / (5.0 if leading == 5 else 2.0)
+    return [(step * unit_size, 0.0), (minor * unit_size, 0.0)]

@@ -90,7 +90,9 @@ def plot_picture(plot: MemoryPlot, size: tuple[int, int] = PLOT_PICTURE_PX, titl
         twin.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)
         twin.resize(*size)
         twin.show()
-        twin.layout().activate()  # the plot's width now, not at the next event loop turn
+        layout = twin.layout()
+        if layout is not None:
+            layout.activate()  # the plot's width now, not at the next event loop turn
         twin.set_metric(plot.shown_metric)
         twin.alert_metric = plot.alert_metric
         twin.trend_metric = plot.trend_metric

@@ -20,7 +20,7 @@ import numpy as np
 from oomscope.core.forecast import GROWING_MIN_BYTES_PER_S
 from oomscope.core.sizes import Level, format_size
 
-from .axis import SizeAxis
+from .axis import axis_unit, tick_label, tick_spacing
 from .history import METRIC_LABELS, METRICS, SPARSE_METRICS, PeakView, bucket_width
 from .empty_plot import EmptyPlotHint
 from .legend import PlotLegend
@@ -75,6 +75,19 @@ class ClockAxis(pg.DateAxisItem):
         super().__init__(orientation="bottom")
         self.zoomLevels: OrderedDict[float, object] = OrderedDict((spacing, level) for spacing, level in self.zoomLevels.items()
                                       if spacing > 1)
+
+
+class SizeAxis(pg.AxisItem):
+    """Left axis: values are MiB; ticks at round MiB or GiB steps (axis.py), never "19.5312 GiB"."""
+
+    def tickSpacing(self, minVal: float, maxVal: float, size: float) -> list[tuple[float, float]]:  # noqa: N802,N803
+        levels = tick_spacing(minVal, maxVal, size)
+        return levels if levels is not None else list(super().tickSpacing(minVal, maxVal, size))
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:  # noqa: N802
+        low, high = self.range
+        unit = axis_unit(max(abs(low), abs(high)))
+        return [tick_label(v, unit, spacing) for v in values]
 
 
 class CurvesItem(pg.GraphicsObject):

@@ -103,7 +103,7 @@ def _labels(axis: Any, low: float, high: float, pixels: int) -> list[str]:
 
 
 def test_size_axis_labels_are_round_steps_of_mib_or_gib(qtbot) -> None:
-    from oomscope.gui.axis import SizeAxis
+    from oomscope.gui.plot import SizeAxis
     from oomscope.gui.qt import pg
 
     axis = SizeAxis(orientation="left")
