@@ -272,7 +272,7 @@ class FileMenu:
 
     def save_plot_png(self, path: Path) -> Path | None:
         self.plot.redraw()
-        return self._save_png(self.plot.plot_item, path, "plot")
+        return self._save_png(self.plot, path, "plot")  # framed: legend, time span, levels
 
     def save_timeline_png(self, path: Path) -> Path | None:
         self.timeline.refresh()

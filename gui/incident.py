@@ -31,7 +31,7 @@ from oomscope.core.oomlog.lines import readable_line
 from oomscope.core.jsonable import jsonable
 from oomscope.core.thresholds import ThresholdConfig, settings_to_json
 
-from .export_png import save_png
+from .export_png import framed_picture, save_image, save_png
 from .history import METRICS
 from .palette import CRITICAL_RGB
 from .plot import MemoryPlot
@@ -261,13 +261,13 @@ def _render_pictures(window: MainWindow, w: WorkerState, died_at: float, folder:
             labelOpts={"position": 0.95, "color": CRITICAL_RGB, "fill": (255, 255, 255, 220),
                        "anchors": [(1, 0), (1, 0)]}), ignoreBounds=True)
         # The time axis of a short life shows only seconds: the titles say which day and hour.
-        plot.plot_item.setTitle(f"{w.ref.name} (worker {w.id}, PID {w.ref.pid}) — {w.state_text()} at "
-                                f"{_iso(died_at)}", color=(40, 40, 40))
+        title = f"{w.ref.name} (worker {w.id}, PID {w.ref.pid}) — {w.state_text()} at {_iso(died_at)}"
         timeline.plot_item.setTitle(f"Deaths from {_clock(x0)} to {_clock(x1)}", color=(40, 40, 40))
         plot.redraw()
         timeline.refresh()
         timeline.plot_item.setXRange(x0, x1, padding=0.0)
-        save_png(plot.plot_item, folder / "plot.png", PLOT_SIZE_PX[0])
+        # Framed: the title (a plot item's title was cut off), the span, the levels, the legend.
+        save_image(framed_picture(plot, title), folder / "plot.png")
         save_png(timeline.plot_item, folder / "timeline.png", TIMELINE_SIZE_PX[0])
     finally:
         for widget in (plot, timeline):

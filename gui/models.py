@@ -16,6 +16,7 @@ from oomscope.core.thresholds import CRITICAL, WARNING
 from .palette import CRITICAL_RGB, CRITICAL_ROW_RGB, EXITED_TEXT_RGB, WARNING_RGB, WARNING_ROW_RGB, worker_color
 from .qt import QAbstractItemModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, QtGui
 from .roster import Death, Roster, ThreadState, WorkerState
+from .visibility import CurveVisibility
 
 COLUMNS = ("Name", "PID", "State", "RSS", "Anon RSS", "Heap used / limit", "% of limit", "Trend",
            "cgroup limit")
@@ -56,6 +57,18 @@ class WorkerTreeModel(QAbstractItemModel):
         self._crit_brush = QtGui.QBrush(QtGui.QColor(*CRITICAL_ROW_RGB))
         self._bold = QtGui.QFont()
         self._bold.setBold(True)
+        # The plot's: the Name column's check box shows and sets whether a curve is drawn.
+        self.visibility: CurveVisibility | None = None
+
+    def set_visibility(self, visibility: CurveVisibility) -> None:
+        self.visibility = visibility
+        visibility.hidden_changed.connect(self._on_visibility_changed)
+
+    def _on_visibility_changed(self) -> None:
+        rows = len(self.roster.workers)
+        if rows:
+            self.dataChanged.emit(self.index(0, COL_NAME), self.index(rows - 1, COL_NAME),
+                                  [Qt.ItemDataRole.CheckStateRole])
 
     # ------------------------------------------------------------- structure
 
@@ -98,7 +111,20 @@ class WorkerTreeModel(QAbstractItemModel):
     def flags(self, index: ModelIndex) -> Qt.ItemFlag:
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        if self.visibility is not None and index.column() == COL_NAME and index.internalId() == _TOP:
+            flags |= Qt.ItemFlag.ItemIsUserCheckable
+        return flags
+
+    def setData(self, index: ModelIndex, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:  # noqa: N802
+        """The Name column's check box: unchecked hides the worker's curve (as its legend entry does)."""
+        if (role != Qt.ItemDataRole.CheckStateRole or self.visibility is None or not index.isValid()
+                or index.internalId() != _TOP or index.column() != COL_NAME):
+            return False
+        w = self.roster.workers[index.row()]
+        checked = Qt.CheckState(value) == Qt.CheckState.Checked if not isinstance(value, bool) else value
+        self.visibility.set_hidden(w.id, not checked)  # its changed signal repaints the box
+        return True
 
     # ------------------------------------------------------------------ data
 
@@ -132,6 +158,8 @@ class WorkerTreeModel(QAbstractItemModel):
             return self._sort_key(w, col)
         if role == WORKER_ID_ROLE:
             return w.id
+        if role == Qt.ItemDataRole.CheckStateRole and col == COL_NAME and self.visibility is not None:
+            return Qt.CheckState.Unchecked if self.visibility.is_hidden(w.id) else Qt.CheckState.Checked
         if role == Qt.ItemDataRole.TextAlignmentRole:
             if col in NUMERIC:
                 return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -362,6 +390,33 @@ class WorkerFilterProxy(QSortFilterProxyModel):
         self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.setRecursiveFilteringEnabled(True)
         self.setDynamicSortFilter(True)
+        self.visibility: CurveVisibility | None = None
+        self._passing: set[str] = set()
+        for signal in (self.rowsInserted, self.rowsRemoved, self.modelReset, self.layoutChanged):
+            signal.connect(self._refilter)
+
+    def share_with(self, visibility: CurveVisibility) -> None:
+        """The plot draws what this filter lets through: ``visibility`` learns each verdict."""
+        self.visibility = visibility
+        self._refilter()
+
+    def setFilterFixedString(self, pattern: str) -> None:  # noqa: N802 (Qt's name, which the window calls)
+        super().setFilterFixedString(pattern)
+        self._refilter()
+
+    def _refilter(self, *_: object) -> None:
+        """Recompute, once per change of the table's rows, which workers pass: a redraw then asks
+        a set, not the proxy's mapping, for each of hundreds of workers."""
+        if self.visibility is None:
+            return
+        if not self.filterRegularExpression().pattern():
+            if self.visibility.passes_filter is not None:
+                self.visibility.set_filter(None)
+            return
+        passing = {str(self.index(row, 0).data(WORKER_ID_ROLE)) for row in range(self.rowCount())}
+        if passing != self._passing or self.visibility.passes_filter is None:
+            self._passing = passing
+            self.visibility.set_filter(passing.__contains__)
 
 
 def heap_text(used: int, limit: int | None) -> str:

@@ -9,6 +9,7 @@ buckets), and one graphics item paints every curve with ``drawPolyline`` from nu
 
 from __future__ import annotations
 
+import html
 import math
 import time
 from collections import OrderedDict
@@ -19,12 +20,15 @@ import numpy as np
 from oomscope.core.forecast import GROWING_MIN_BYTES_PER_S
 from oomscope.core.sizes import Level, format_size
 
+from .axis import axis_unit, tick_label, tick_spacing
 from .history import METRIC_LABELS, METRICS, SPARSE_METRICS, PeakView, bucket_width
 from .empty_plot import EmptyPlotHint
+from .legend import PlotLegend
 from .palette import CRITICAL_RGB, WARNING_RGB, worker_rgb
 from .qt import QRectF, Qt, QtCore, QtGui, QtWidgets, Signal, pg
 from .roster import Roster, WorkerState
 from .throttle import Throttle
+from .visibility import CurveVisibility
 
 MIB = float(1 << 20)
 AXIS_WIDTH_PX = 92  # the plot's and the timeline's left axes: equal, so their time axes line up
@@ -46,6 +50,14 @@ TREND_HORIZON_S = 300.0
 # the dashed forecasts (the timeline, linked to the same x range, shows that room too).
 FORECAST_ROOM = 0.15
 FORECAST_ROOM_HOLD_S = 30.0
+# A level counts for the y range while it is within this factor of the curves' top (a 200 MiB
+# critical line over a 40 MiB worker stays in view, to be seen and dragged), a limit while it is
+# within the smaller one (a 96 MiB cgroup limit over 40 MiB shows the headroom); further off (a
+# 4 GiB V8 heap limit, a 256 MiB one over 10 MiB heaps) each is a marker at the top edge instead:
+# stretching the axis for it flattens every curve.
+LEVEL_NEAR_FACTOR = 8.0
+LIMIT_NEAR_FACTOR = 2.5
+MIN_Y_TOP_MIB = 16.0
 
 
 def thread_curve_name(w: WorkerState, pid: int, thread_id: int) -> str:
@@ -66,10 +78,16 @@ class ClockAxis(pg.DateAxisItem):
 
 
 class SizeAxis(pg.AxisItem):
-    """Left axis: values are MiB; ticks read 512 MiB, 1.5 GiB."""
+    """Left axis: values are MiB; ticks at round MiB or GiB steps (axis.py), never "19.5312 GiB"."""
 
-    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
-        return [format_size(v * MIB, spec="g", smallest="MiB") for v in values]
+    def tickSpacing(self, minVal: float, maxVal: float, size: float) -> list[tuple[float, float]]:  # noqa: N802,N803
+        levels = tick_spacing(minVal, maxVal, size)
+        return levels if levels is not None else list(super().tickSpacing(minVal, maxVal, size))
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:  # noqa: N802
+        low, high = self.range
+        unit = axis_unit(max(abs(low), abs(high)))
+        return [tick_label(v, unit, spacing) for v in values]
 
 
 class CurvesItem(pg.GraphicsObject):
@@ -143,9 +161,13 @@ class MemoryPlot(QtWidgets.QWidget):
     threshold_moved = Signal(str, int)  # level ("warning" | "critical"), bytes
     metric_changed = Signal(str)
 
-    def __init__(self, roster: Roster, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(self, roster: Roster, parent: QtWidgets.QWidget | None = None,
+                 visibility: CurveVisibility | None = None) -> None:
         super().__init__(parent)
         self.roster = roster
+        # Shared with the legend and the table (its check boxes, its filter): who is drawn.
+        self.visibility = visibility if visibility is not None else CurveVisibility(self)
+        self.visibility.changed.connect(self._on_visibility_changed)
         # Not "metric": that would shadow QPaintDevice.metric(), which Qt calls while painting.
         self.shown_metric = "rss"
         self.window_s: float | None = 300.0
@@ -179,6 +201,12 @@ class MemoryPlot(QtWidgets.QWidget):
         # Worker id -> (x0, y0, x1, y1), y in MiB: the dashed forecast the last redraw drew.
         self.trend_extensions: dict[str, tuple[float, float, float, float]] = {}
         self._trend_pens: dict[int, QtGui.QPen] = {}
+        # What the last redraw put beside the curves instead of stretching the axis: limits and
+        # levels far above the data ((label, MiB)), and why a percent level is drawn for nobody.
+        self.off_scale: list[tuple[str, float]] = []
+        self.level_notes: list[str] = []
+        self.data_top_mib = 0.0
+        self.show_legend = True
         self._build()
         self.request_redraw = Throttle(self.redraw, REDRAW_MIN_INTERVAL_S, "plot-redraw", self)
 
@@ -280,14 +308,45 @@ class MemoryPlot(QtWidgets.QWidget):
         self.crosshair.setVisible(False)
         self.plot_item.addItem(self.crosshair, ignoreBounds=True)
         self.plot_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        # Far-off limits and levels (top right) and notes on levels drawn for nobody (top left):
+        # items of the scene, so an exported picture carries them too.
+        self.off_scale_text = pg.TextItem(anchor=(1, 0), fill=(255, 255, 255, 210))
+        self.off_scale_text.setObjectName("off-scale")
+        self.notes_text = pg.TextItem(anchor=(0, 0), fill=(255, 255, 255, 210))
+        for item in (self.off_scale_text, self.notes_text):
+            item.setZValue(20)
+            item.setVisible(False)
+            self.plot_item.addItem(item, ignoreBounds=True)
         self.plot_widget.setMinimumHeight(140)  # two threshold labels and a curve between them
-        layout.addWidget(self.plot_widget, 1)
+        # The readout is of the mouse: once it leaves the plot, the readout and crosshair go.
+        self.plot_widget.installEventFilter(self)
+        self.legend = PlotLegend(self.visibility)
+        self.legend.setVisible(False)
+        row = QtWidgets.QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.setSpacing(2)
+        row.addWidget(self.plot_widget, 1)
+        row.addWidget(self.legend)
+        layout.addLayout(row, 1)
         self.empty_label = EmptyPlotHint(self.plot_widget, "No workers yet. Watch a process's memory by "
                                          "launching it here or attaching to it, or see oomscope at work:")
         self.empty_label.set_buttons(set())  # the window that can start things offers them
         self.update_metric_choices()
 
     # ----------------------------------------------------------------- inputs
+
+    def eventFilter(self, watched: QtCore.QObject, event: QtCore.QEvent) -> bool:  # noqa: N802
+        if watched is self.plot_widget and event.type() == QtCore.QEvent.Type.Leave:
+            self.clear_readout()
+        return False
+
+    def clear_readout(self) -> None:
+        self.crosshair.setVisible(False)
+        self.readout.setText("")
+
+    def _on_visibility_changed(self) -> None:
+        self._place_lines()
+        self.request_redraw()
 
     def set_metric(self, metric: str) -> None:
         index = self.metric_box.findData(metric)
@@ -358,6 +417,10 @@ class MemoryPlot(QtWidgets.QWidget):
         self.levels_owner = owner
         self._place_lines()
 
+    def levels(self) -> tuple[Level | None, Level | None]:
+        """The warning and critical levels the lines show."""
+        return self._levels["warning"], self._levels["critical"]
+
     def set_alert_metric(self, metric: str | None) -> None:
         """The plot metric the levels are on: their lines are drawn on that metric's plot only."""
         self.alert_metric = metric
@@ -368,7 +431,7 @@ class MemoryPlot(QtWidgets.QWidget):
         """The limit a percent threshold line is drawn against: the selected worker's, else the
         first live worker's with a limit."""
         candidates = [self.roster.by_id[i] for i in self.selected if i in self.roster.by_id]
-        candidates += [w for w in self.roster.workers if w.alive]
+        candidates += [w for w in self.roster.workers if w.alive and self.visibility.shown(w.id)]
         for w in candidates:
             limit = w.limit(self.shown_metric)
             if limit:
@@ -459,15 +522,17 @@ class MemoryPlot(QtWidgets.QWidget):
         self.drawn_curves = {}
         self.trend_extensions = {}
         trends: list[tuple[QtGui.QPen, QtGui.QPolygonF]] = []
+        # (MiB, worker id, what) of every limit drawn: in the y range when near the curves, else a marker.
+        limit_marks: list[tuple[float, str, str]] = []
         for w in self.roster.workers:
-            if not len(w.series):
-                continue
+            if not len(w.series) or not self.visibility.shown(w.id):
+                continue  # hidden (legend, check box, filter): no curve, no limit, no say in the range
             chosen = self.is_chosen(w)
             if metric == "heap_used" and w.has_thread_heaps():
                 top = max(top, self._add_thread_curves(w, t0, t1, width_s, bold if chosen else thin))
                 limit_top = self._add_heap_limit(w, t0, t1, limits)
-                if chosen and limit_top is not None:
-                    top = max(top, limit_top)
+                if limit_top is not None:
+                    limit_marks.append((limit_top, w.id, "V8 heap limit"))
                 continue
             view = self._views.get((w.id, metric))
             if view is None:
@@ -488,25 +553,86 @@ class MemoryPlot(QtWidgets.QWidget):
             self._add_trend(w, metric, trends)
             if metric == "heap_used":
                 limit_top = self._add_heap_limit(w, t0, t1, limits)
+                what = "V8 heap limit"
             else:
                 limit_top = self._add_cgroup_limit(w, t0, t1, limits)
-            if limit_top is not None and (chosen or metric == "cgroup_usage"):
-                # A selected worker's limit is always in view; on cgroup usage every one is: the
-                # curve is what the kernel compares with that limit, the headroom is the point.
-                top = max(top, limit_top)
+                what = "cgroup limit"
+            if limit_top is not None:
+                limit_marks.append((limit_top, w.id, what))
+        self.data_top_mib = top
         self.empty_label.setVisible(not self.roster.workers)
         self._place_lines()
+        # Limits and levels near the curves are part of the picture (the headroom is the point);
+        # far ones would flatten every curve. With no curve at all, the levels set the range.
+        base = max(top, MIN_Y_TOP_MIB)
+        marks = [(value, owner, what, LIMIT_NEAR_FACTOR) for value, owner, what in limit_marks]
         for level in ("warning", "critical"):
             line = self.lines[level]
             if line.isVisible():
-                top = max(top, float(line.value()))
+                marks.append((float(line.value()), "", level, LEVEL_NEAR_FACTOR))
+        for value, _, _, factor in marks:
+            if value <= base * factor or not self.drawn_curves:
+                top = max(top, value)
         self._set_ranges(t0, t1, top)
+        self._place_notes(t0, t1, [(value, owner, what) for value, owner, what, _ in marks if value > self._y_top])
         rect = QRectF(t0, 0.0, t1 - t0, max(top, 1.0) * 1.1)
         for x0, y0, x1, y1 in self.trend_extensions.values():
             # The forecasts run past the window's right edge: the item's bounds must cover
             # them (the view box clips what is out of view), but the y range ignores them.
             rect = rect.united(QRectF(x0, 0.0, max(x1 - x0, 0.0), max(y0, y1)))
         self.curves.set_curves(thin, bold, rect, limits, trends)
+        self.legend.setVisible(self.show_legend and bool(self.roster.workers))
+        self.legend.refresh(self.roster.workers)
+
+    def _place_notes(self, t0: float, t1: float, far: list[tuple[float, str, str]]) -> None:
+        """Far-off limits and levels ((MiB, worker id or "", what)) as one marker at the top right
+        ("V8 heap limit 4.0 GiB ↑ (w2, w5)", equal ones grouped), and at the top left why a
+        percent level is drawn for nobody."""
+        grouped: dict[tuple[str, float], list[str]] = {}
+        for value, owner, what in sorted(far):
+            grouped.setdefault((what, value), []).append(owner)
+        self.off_scale = []
+        lines = []
+        for (what, value), owners in grouped.items():
+            size = format_size(value * MIB)
+            who = ", ".join(o for o in owners if o)
+            text = f"{what} {size} ↑" + (f" ({who})" if who else "")
+            self.off_scale.append((text, value))
+            rgb = CRITICAL_RGB if what == "critical" else WARNING_RGB if what == "warning" else (90, 90, 90)
+            lines.append(f"<span style='color: rgb{rgb}'>{html.escape(text)}</span>")
+        self.off_scale_text.setHtml("<br>".join(lines))
+        self.off_scale_text.setToolTip("Above the plot's top: the range follows the curves, not limits or "
+                                       "levels far above them")
+        self.off_scale_text.setVisible(bool(lines))
+        self.off_scale_text.setPos(t1, self._y_top)
+        self.level_notes = self._percent_notes()
+        self.notes_text.setHtml("<br>".join(f"<span style='color: rgb(120, 90, 0)'>{html.escape(n)}</span>"
+                                            for n in self.level_notes))
+        self.notes_text.setVisible(bool(self.level_notes))
+        self.notes_text.setPos(t0, self._y_top)
+
+    def _percent_notes(self) -> list[str]:
+        """Why a percent level draws nothing for some workers: they have no limit it can be a
+        percent of (no cgroup limit, no V8 heap limit). One note for all such workers."""
+        if self.shown_metric != self.alert_metric:
+            return []
+        percent = [f"{level} {lv}" for level, lv in self._levels.items() if lv is not None and lv.fraction is not None]
+        if not percent:
+            return []
+        if self.levels_owner is not None:
+            owner = self.roster.by_id.get(self.levels_owner)
+            candidates = [owner] if owner is not None else []
+        else:
+            candidates = [w for w in self.roster.workers if w.alive and self.visibility.shown(w.id)]
+        missing = [w for w in candidates if not w.limit(self.shown_metric)]
+        if not missing:
+            return []
+        pids = ", ".join(str(w.ref.pid) for w in missing[:4])
+        if len(missing) > 4:
+            pids += f" and {len(missing) - 4} more"
+        which = "V8 heap limit" if self.shown_metric == "heap_used" else "memory limit"
+        return [f"{' and '.join(percent)}: no {which} known for PID {pids} — nothing drawn or "
+                f"alerted for {'it' if len(missing) == 1 else 'them'}"]
 
     def _add_thread_curves(self, w: WorkerState, t0: float, t1: float, width_s: float,
                            out: list[tuple[QtGui.QPen, QtGui.QPolygonF]]) -> float:
@@ -633,7 +759,7 @@ class MemoryPlot(QtWidgets.QWidget):
     def _set_ranges(self, t0: float, t1: float, top: float) -> None:
         # Grow the y range in steps, and shrink it only when the data fell well below it:
         # a range that follows every sample makes the whole plot twitch.
-        wanted = max(top * 1.12, 16.0)
+        wanted = max(top * 1.12, MIN_Y_TOP_MIB)
         if wanted > self._y_top or wanted < self._y_top * 0.6:
             step = 2 ** math.floor(math.log2(wanted)) / 4
             self._y_top = math.ceil(wanted / step) * step
@@ -661,8 +787,7 @@ class MemoryPlot(QtWidgets.QWidget):
 
     def _on_mouse_moved(self, pos: QtCore.QPointF) -> None:
         if not self.view_box.sceneBoundingRect().contains(pos):
-            self.crosshair.setVisible(False)
-            self.readout.setText("")
+            self.clear_readout()
             return
         point = self.view_box.mapSceneToView(pos)
         t, y_mib = point.x(), point.y()
@@ -670,6 +795,8 @@ class MemoryPlot(QtWidgets.QWidget):
         self.crosshair.setValue(t)
         best: tuple[float, WorkerState, float, str] | None = None
         for w in self.roster.workers:
+            if not self.visibility.shown(w.id):
+                continue  # a hidden curve is not under the mouse
             if self.shown_metric == "heap_used" and w.has_thread_heaps():
                 candidates = [(thread_curve_name(w, pid, tid), series)
                               for (pid, tid), series in w.heap_threads.items() if len(series)]
@@ -692,8 +819,10 @@ class MemoryPlot(QtWidgets.QWidget):
         self.readout.setText(text)
 
     def forget(self, worker_ids: Iterable[str]) -> None:
+        worker_ids = list(worker_ids)
         for wid in worker_ids:
             for m in METRICS:
                 self._views.pop((wid, m), None)
             for key in [k for k in self._thread_views if k[0] == wid]:
                 del self._thread_views[key]
+        self.visibility.forget(worker_ids)

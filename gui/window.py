@@ -148,6 +148,8 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
 
     def _build_views(self) -> None:
         self.plot = MemoryPlot(self.roster)
+        self.model.set_visibility(self.plot.visibility)  # the Name column's check boxes: curves drawn
+        self.proxy.share_with(self.plot.visibility)  # the table's filter filters the plot too
         self.plot.threshold_moved.connect(self._on_threshold_moved)
         self.plot.metric_changed.connect(self._on_metric_changed)
         self.timeline = KillTimeline(self.roster)

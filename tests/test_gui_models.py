@@ -35,10 +35,29 @@ def test_model_passes_qtmodeltester_with_workers_threads_and_exits(qapp, qtmodel
     roster.workers[0].threads.extend([ThreadState(1, 10 << 20, 64 << 20), ThreadState(2)])
     model.endInsertRows()
     model.refresh_values()
+    # With the plot's visibility shared: a check box per worker row, none on thread rows.
+    from oomscope.gui.models import COL_NAME
+    from oomscope.gui.qt import Qt
+    from oomscope.gui.visibility import CurveVisibility
+
+    seen = CurveVisibility()
+    model.set_visibility(seen)
+    seen.set_hidden("w2", True)
     qtmodeltester.check(model, force_py=True)
     proxy = WorkerFilterProxy()
     proxy.setSourceModel(model)
+    proxy.share_with(seen)
     qtmodeltester.check(proxy, force_py=True)
+    check = Qt.ItemDataRole.CheckStateRole
+    assert Qt.CheckState(model.data(model.index(1, COL_NAME), check)) == Qt.CheckState.Unchecked
+    assert Qt.CheckState(model.data(model.index(0, COL_NAME), check)) == Qt.CheckState.Checked
+    assert model.data(model.index(0, COL_NAME, model.index(0, 0)), check) is None
+    assert not model.flags(model.index(0, COL_NAME, model.index(0, 0))) & Qt.ItemFlag.ItemIsUserCheckable
+    assert model.setData(model.index(1, COL_NAME), Qt.CheckState.Checked, check) and not seen.is_hidden("w2")
+    proxy.setFilterFixedString("job3")
+    assert seen.filtered_out("w1") and not seen.filtered_out("w3") and not seen.shown("w2")
+    proxy.setFilterFixedString("")
+    assert seen.passes_filter is None and seen.shown("w1")
 
     assert model.rowCount(model.index(0, 0)) == 2
     assert model.data(model.index(1, COL_STATE)) == "critical"

@@ -1,0 +1,105 @@
+"""The plot's legend: one entry per worker (its colour, name, id and PID); clicking an entry
+hides or shows that worker's curve. It lists what the table's filter lets through."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .palette import worker_rgb
+from .qt import Qt, QtGui, QtWidgets
+from .roster import WorkerState
+from .visibility import CurveVisibility
+
+LEGEND_WIDTH_PX = 180
+WORKER_ID_ROLE = int(Qt.ItemDataRole.UserRole) + 1
+
+
+def legend_text(w: WorkerState) -> str:
+    """Short, for a narrow column: the name and PID; the id is in the entry's tip."""
+    return f"{w.ref.name} · {w.ref.pid}"
+
+
+def swatch_pixmap(rgb: tuple[int, int, int], width: int = 18, height: int = 10) -> QtGui.QPixmap:
+    """A short thick stroke of the curve's colour: reads as "this line" more than a square does."""
+    pm = QtGui.QPixmap(width, height)
+    pm.fill(QtGui.QColor(0, 0, 0, 0))
+    p = QtGui.QPainter(pm)
+    p.fillRect(0, height // 2 - 2, width, 4, QtGui.QColor(*rgb))
+    p.end()
+    return pm
+
+
+class PlotLegend(QtWidgets.QWidget):
+    def __init__(self, visibility: CurveVisibility, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("plot-legend")
+        self.visibility = visibility
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(1)
+        title = QtWidgets.QLabel("Legend · click hides")
+        title.setStyleSheet("color: rgb(90, 90, 90);")
+        layout.addWidget(title)
+        self.list = QtWidgets.QListWidget()
+        self.list.setObjectName("legend-list")
+        self.list.setToolTip("One entry per worker the table lists; click one to hide or show its curve "
+                             "(the Workers table's check boxes do the same)")
+        self.list.setUniformItemSizes(True)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        self.list.itemClicked.connect(self._on_clicked)
+        self.list.itemActivated.connect(self._on_clicked)  # Enter or Space on the keyboard
+        layout.addWidget(self.list, 1)
+        self.setFixedWidth(LEGEND_WIDTH_PX)
+        self._key: tuple[object, ...] = ()
+        self._icons: dict[int, QtGui.QIcon] = {}
+
+    def refresh(self, workers: Sequence[WorkerState]) -> None:
+        """Entries for ``workers`` (those the filter lets through), rebuilt only when a name, a
+        colour or a hidden state changed: a redraw 20 times a second must not rebuild a list."""
+        listed = [w for w in workers if not self.visibility.filtered_out(w.id)]
+        key = tuple((w.id, legend_text(w), w.color_index, self.visibility.is_hidden(w.id), w.alive)
+                    for w in listed)
+        if key == self._key:
+            return
+        self._key = key
+        self.list.clear()
+        for w in listed:
+            hidden = self.visibility.is_hidden(w.id)
+            item = QtWidgets.QListWidgetItem(self._icon(w.color_index), legend_text(w))
+            item.setData(WORKER_ID_ROLE, w.id)
+            # Not user-checkable: a click anywhere on the entry toggles (below), once.
+            item.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            item.setData(Qt.ItemDataRole.CheckStateRole,
+                         Qt.CheckState.Unchecked if hidden else Qt.CheckState.Checked)
+            state = "hidden — click to show" if hidden else "click to hide"
+            item.setToolTip(f"{w.ref.name}, worker {w.id}, PID {w.ref.pid}: {w.state_text()} ({state})")
+            if hidden or not w.alive:
+                item.setForeground(QtGui.QBrush(QtGui.QColor(140, 140, 140)))
+            self.list.addItem(item)
+
+    def entries(self) -> list[tuple[str, str, bool]]:
+        """(worker id, text, shown) of every entry, top to bottom."""
+        out = []
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            out.append((str(item.data(WORKER_ID_ROLE)), item.text(),
+                        item.data(Qt.ItemDataRole.CheckStateRole) == Qt.CheckState.Checked))
+        return out
+
+    def item_of(self, worker_id: str) -> QtWidgets.QListWidgetItem | None:
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            if item.data(WORKER_ID_ROLE) == worker_id:
+                return item
+        return None
+
+    def _on_clicked(self, item: QtWidgets.QListWidgetItem) -> None:
+        self.visibility.toggle(str(item.data(WORKER_ID_ROLE)))
+
+    def _icon(self, color_index: int) -> QtGui.QIcon:
+        icon = self._icons.get(color_index)
+        if icon is None:
+            icon = self._icons[color_index] = QtGui.QIcon(swatch_pixmap(worker_rgb(color_index)))
+        return icon
