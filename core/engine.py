@@ -150,7 +150,7 @@ class Engine:
         self._intake = Intake(config=self.config, selector=self._selector, emit=self._emit,
                               table=self._table, heap=self._heap, cgroups=self._cgroups,
                               slots=self._slots, sampler=self._sampler, use_pidfd=self._use_pidfd,
-                              on_exit=self._exits.on_exit)
+                              on_exit=self._exits.on_exit, at=self._at)
 
     # ----------------------------------------------------------------- lifecycle
 
