@@ -8,6 +8,7 @@ import os
 import signal
 import struct
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -157,3 +158,51 @@ def test_connector_opens_and_reports_our_own_fork() -> None:
         assert [e.what for e in mine][:2] == ["fork", "exec"] and mine[0].parent == os.getpid()
     finally:
         events.close()
+
+
+APP = (
+    "def app(environ, start_response):\n"
+    "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+    "    return [b'ok']\n"
+)
+
+
+def _booted(stream, n: int) -> list[int]:
+    """The PIDs of the next ``n`` workers gunicorn's log says it booted."""
+    pids: list[int] = []
+    while len(pids) < n:
+        line = stream.readline()
+        assert line, "gunicorn ended before booting its workers"
+        if b"Booting worker with pid:" in line:
+            pids.append(int(line.rsplit(b":", 1)[1]))
+    return pids
+
+
+def test_gunicorn_reload_keeps_the_workers_slots(make_engine, children, tmp_path) -> None:
+    """Issue #14: after `kill -HUP` of a gunicorn master the new workers took new slots. The
+    master starts the new workers before it stops the old: each new one waits for a slot its
+    predecessor leaves, and takes it, one life further."""
+    gunicorn = Path(PY).with_name("gunicorn")
+    if not gunicorn.exists():
+        pytest.skip("gunicorn is not installed (pip install -e '.[test]')")
+    (tmp_path / "tinyapp.py").write_text(APP)
+    master = children([str(gunicorn), "-w", "2", "-b", f"unix:{tmp_path / 'g.sock'}",
+                       "--chdir", str(tmp_path), "--graceful-timeout", "5", "tinyapp:app"],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert master.stderr is not None
+    first = _booted(master.stderr, 2)
+    eng, log = make_engine()
+    refs = eng.watch_children(master.pid).result(10)
+    assert sorted(r.pid for r in refs) == sorted(first)
+    old_slots = {r.slot for r in refs}
+    assert len(old_slots) == 2 and all(r.life == 1 for r in refs)
+
+    os.kill(master.pid, signal.SIGHUP)  # the master we started, by its PID
+    second = _booted(master.stderr, 2)
+    assert not set(second) & set(first)
+    for r in refs:
+        log.wait_exit(r.id)
+    new = [log.wait_for(lambda e, pid=pid: e.kind == "worker_attached" and e.worker.pid == pid).worker
+           for pid in second]
+    assert {w.slot for w in new} == old_slots
+    assert [w.life for w in new] == [2, 2]
