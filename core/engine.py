@@ -151,6 +151,7 @@ class Engine:
                               table=self._table, heap=self._heap, cgroups=self._cgroups,
                               slots=self._slots, sampler=self._sampler, use_pidfd=self._use_pidfd,
                               on_exit=self._exits.on_exit, at=self._at)
+        self._kernel.claim = self._intake.claim
 
     # ----------------------------------------------------------------- lifecycle
 

@@ -434,17 +434,18 @@ class Intake:
         self._newborns[pid] = nb
         if handle.has_pidfd:
             # Its exit settles it at once: attached then, its exit is the next loop round's.
-            self._selector.register(handle.fd, selectors.EVENT_READ, lambda: self._settle(pid, ended=True))
+            self._selector.register(handle.fd, selectors.EVENT_READ, lambda: self._settle(pid, force=True))
         self._settle(pid)
 
-    def _settle(self, pid: int, *, ended: bool = False) -> None:
+    def _settle(self, pid: int, *, force: bool = False) -> None:
         """Attach a held child once it is what it will be: exec'd (or not going to), and in the
-        slot of the sibling it replaces (or none is leaving)."""
+        slot of the sibling it replaces (or none is leaving); at once (``force``) when it has
+        ended or the kernel names it in a kill record."""
         nb = self._newborns.get(pid)
         if nb is None:
             return
         now = time.monotonic()
-        if not ended and not nb.handle.exited():
+        if not force and not nb.handle.exited():
             wait_until = 0.0
             if not nb.execd:
                 wait_until = nb.born + EXEC_WAIT_S
@@ -462,6 +463,14 @@ class Intake:
             self._take(nb.handle, nb.name, nb.cmd, nb.parent)
         except Error as e:
             self._cannot_watch(pid, e)
+
+    def claim(self, pid: int) -> Worker | None:
+        """The worker of a child still held, attached now: the kernel desk has a kill record
+        naming it, which must be its own and not a stranger's."""
+        if pid not in self._newborns:
+            return None
+        self._settle(pid, force=True)
+        return self._table.live_by_pid.get(pid)
 
     def _has_live_child(self, parent: int) -> bool:
         return any(w.parent_pid == parent for w in self._table.live)
