@@ -132,7 +132,7 @@ class Engine:
         )
         # The desks: each holds one part of the engine's work and reaches the rest through
         # what it is given here (all of them run on the engine thread only).
-        self._cgroups = CgroupPool()
+        self._cgroups = CgroupPool(self._emit)
         self._slots = Slots()
         self._kernel = KernelDesk(selector=self._selector, emit=self._emit, table=self._table,
                                   feed_factory=kernel_feed or KernelFeed.open)
