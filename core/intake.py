@@ -375,7 +375,16 @@ class Intake:
 
     def _on_proc_events(self) -> None:
         assert self._events is not None
-        events, lost = self._events.read()
+        try:
+            events, lost = self._events.read()
+        except OSError as e:
+            self._selector.unregister(self._events.fileno())
+            self._events.close()
+            self._events = None
+            self._emit(Notice(time.time(), "warning",
+                              f"process events stopped ({e}): new children and matching processes "
+                              f"are found by a rescan every {self.config.rescan_s:g} s from now on"))
+            return
         for event in events:
             if not event.thread:
                 self._on_proc_event(event)

@@ -57,6 +57,9 @@ _NLMSG_ALIGN = 4
 # passes the rmem_max cap (root), SO_RCVBUF is the fallback.
 _RCVBUF = 8 << 20
 _READ_SIZE = 1 << 16
+# Datagrams taken per call: a fork storm elsewhere on the machine must not hold the engine's
+# loop; the rest waits for the next round (the socket stays readable).
+_READS_PER_CALL = 1024
 
 
 class Unavailable(Exception):
@@ -154,11 +157,12 @@ class ProcEvents:
         return self._sock.fileno()
 
     def read(self) -> tuple[list[ProcEvent], bool]:
-        """Every event waiting now, and whether some were lost (the socket overran: the caller
-        rescans once to find what it missed)."""
+        """The events waiting now, and whether some were lost (the socket overran: the caller
+        rescans once to find what it missed). ``OSError`` other than an overrun: the socket
+        is broken."""
         events: list[ProcEvent] = []
         lost = False
-        while True:
+        for _ in range(_READS_PER_CALL):
             try:
                 data = self._sock.recv(_READ_SIZE)
             except BlockingIOError:
@@ -173,6 +177,7 @@ class ProcEvents:
             if not data:
                 return events, lost
             events.extend(parse(data))
+        return events, lost
 
     def close(self) -> None:
         if self._sock.fileno() < 0:
