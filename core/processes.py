@@ -2,8 +2,9 @@
 
 The engine's discovery (``--children-of``, ``--match``: their rescans, and the look at a
 process the kernel's process events announce) and the Attach dialog's list both go through
-here; the GUI never reads /proc itself. A process that vanishes while it is being looked at, or one whose details this user may not read, is
-an ordinary case: it is left out, or listed with what could be read.
+here; the GUI never reads /proc itself. A process that vanishes while it is being looked at, or
+one whose details this user may not read, is an ordinary case: it is left out, or listed with
+what could be read.
 """
 
 from __future__ import annotations
