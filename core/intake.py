@@ -206,6 +206,8 @@ class Intake:
             )
         if processes.is_kernel_thread(fields):
             raise Refused(f"PID {pid} is a kernel thread: it has no user memory to watch")
+        if pid in self._newborns:
+            self._settle(pid, force=True)  # a child held since its fork: one worker, not two
         existing = self._table.by_identity.get((pid, int(fields[19])))
         if existing is not None and not existing.exited:
             return existing.ref
@@ -324,7 +326,8 @@ class Intake:
         refs: list[WorkerRef] = []
         if not self._patterns:
             return refs
-        for pid in processes.matching(self._patterns, self._ancestors.union(self._table.known_pids())):
+        for pid in processes.matching(self._patterns, self._ancestors.union(self._table.known_pids(),
+                                                                            self._newborns)):
             ref = self._try_attach(pid)
             if ref is not None:
                 refs.append(ref)
@@ -431,15 +434,16 @@ class Intake:
             return  # gone before we looked: nothing can be held of it
         if execd and processes.is_gone(fields):
             return  # a scan found it dead: it was never seen alive, there is nothing to watch
+        # Read while it may still be there: a child living milliseconds is reaped soon.
+        name, cmd = procfs.comm(pid) or "?", tuple(procfs.cmdline(pid) or ())
         try:
-            handle = ProcessHandle.open(pid, int(fields[19]), use_pidfd=self._use_pidfd)
+            handle = ProcessHandle.open(pid, int(fields[19]), use_pidfd=self._use_pidfd, reaped_ok=True)
         except (WorkerGone, Refused):
             return
         except Error as e:
             self._cannot_watch(pid, e)
             return
-        nb = _Newborn(pid, parent, handle, time.monotonic(), procfs.comm(pid) or "?",
-                      tuple(procfs.cmdline(pid) or ()), execd)
+        nb = _Newborn(pid, parent, handle, time.monotonic(), name, cmd, execd)
         self._newborns[pid] = nb
         if handle.has_pidfd:
             # Its exit settles it at once: attached then, its exit is the next loop round's.
