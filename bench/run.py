@@ -18,6 +18,7 @@ import bench_metrics  # noqa: E402
 import bench_oom_latency  # noqa: E402
 import bench_parse  # noqa: E402
 import bench_policy_race  # noqa: E402
+import bench_proctree  # noqa: E402
 import bench_record  # noqa: E402
 import bench_replay  # noqa: E402
 import bench_trend  # noqa: E402
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     bench_replay.main(args)
     bench_metrics.main(args)
     bench_policy_race.main(args)
+    bench_proctree.main(args)
     bench_gui_race.main(args)
     bench_trend.main(args)
 

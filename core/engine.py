@@ -135,7 +135,7 @@ class Engine:
         )
         # The desks: each holds one part of the engine's work and reaches the rest through
         # what it is given here (all of them run on the engine thread only).
-        self._cgroups = CgroupPool()
+        self._cgroups = CgroupPool(self._emit)
         self._slots = Slots()
         self._kernel = KernelDesk(selector=self._selector, emit=self._emit, table=self._table,
                                   feed_factory=kernel_feed or KernelFeed.open)
@@ -153,7 +153,8 @@ class Engine:
         self._intake = Intake(config=self.config, selector=self._selector, emit=self._emit,
                               table=self._table, heap=self._heap, cgroups=self._cgroups,
                               slots=self._slots, sampler=self._sampler, use_pidfd=self._use_pidfd,
-                              on_exit=self._exits.on_exit)
+                              on_exit=self._exits.on_exit, at=self._at)
+        self._kernel.claim = self._intake.claim
 
     # ----------------------------------------------------------------- lifecycle
 

@@ -114,12 +114,17 @@ class ProcessHandle:
 
     @classmethod
     def open(cls, pid: int, expected_start_ticks: int | None = None, *,
-             use_pidfd: bool | None = None) -> ProcessHandle:
+             use_pidfd: bool | None = None, reaped_ok: bool = False) -> ProcessHandle:
         """Open a handle for PID; with ``expected_start_ticks``, only for that very process.
 
         The start time is read after the pidfd (or the stat descriptor) is open: if it still
         matches, the handle holds the process we meant (a process cannot change its start
         time). ``use_pidfd`` None: wherever :func:`unavailable_reason` allows.
+
+        ``reaped_ok``: a pidfd whose process was reaped before that second read is kept (its
+        exit is then told by the pidfd). For a child the kernel has just announced, living a
+        few milliseconds: that it is another process would take its PID being reaped, handed
+        out again and that one reaped too, all between two reads microseconds apart.
         """
         if pid <= 0:
             raise Refused(f"invalid PID {pid}: a PID is a positive number")
@@ -138,7 +143,7 @@ class ProcessHandle:
         except PermissionError:
             raise NotPermitted(f"not permitted to open a pidfd for PID {pid}") from None
         after = procfs.start_ticks(pid)
-        if after != expected:
+        if after != expected and not (reaped_ok and after is None):
             os.close(fd)
             raise _replaced(pid)
         return cls(pid, expected, fd)

@@ -1,9 +1,10 @@
 """Finding processes: the one scan of /proc, with one rule for what a kernel thread is.
 
-The engine's discovery (``--children-of``, ``--match`` and their rescans twice a second) and
-the Attach dialog's list both go through here; the GUI never reads /proc itself. A process
-that vanishes while it is being looked at, or one whose details this user may not read, is
-an ordinary case: it is left out, or listed with what could be read.
+The engine's discovery (``--children-of``, ``--match``: their rescans, and the look at a
+process the kernel's process events announce) and the Attach dialog's list both go through
+here; the GUI never reads /proc itself. A process that vanishes while it is being looked at, or
+one whose details this user may not read, is an ordinary case: it is left out, or listed with
+what could be read.
 """
 
 from __future__ import annotations
@@ -51,22 +52,26 @@ def matching(patterns: Sequence[re.Pattern[str]], known: Iterable[int] = ()) -> 
     skip = set(known)
     skip.update((os.getpid(), 1))
     for pid in all_pids():
-        if pid in skip:
-            continue
-        name = procfs.comm(pid)
-        if name is None:
-            continue
-        # The command line is read only when the name did not match already: this scan
-        # runs over every process twice a second.
-        if not any(p.search(name) for p in patterns):
-            line = " ".join(procfs.cmdline(pid) or ())
-            if not any(p.search(line) for p in patterns):
-                continue
-        fields = procfs.stat_fields(pid)  # one read for state and flags
-        if fields is None or is_gone(fields) or is_kernel_thread(fields):
-            continue
-        found.append(pid)
+        if pid not in skip and matches(pid, patterns):
+            found.append(pid)
     return found
+
+
+def matches(pid: int, patterns: Sequence[re.Pattern[str]]) -> bool:
+    """Whether PID is a running user-space process whose name or command line matches a
+    pattern (False once it is gone): the rule of :func:`matching`, for one process (the
+    engine's look at a process that has just forked or exec'd)."""
+    name = procfs.comm(pid)
+    if name is None:
+        return False
+    # The command line is read only when the name did not match already: this runs over every
+    # process twice a second, and on every fork and exec of the machine.
+    if not any(p.search(name) for p in patterns):
+        line = " ".join(procfs.cmdline(pid) or ())
+        if not any(p.search(line) for p in patterns):
+            return False
+    fields = procfs.stat_fields(pid)  # one read for state and flags
+    return fields is not None and not is_gone(fields) and not is_kernel_thread(fields)
 
 
 # ------------------------------------------------------------- the Attach dialog

@@ -3,13 +3,15 @@
 A *slot* is one launched command across its lives: a restarted worker is a new process (new
 worker id, new PID) in the same slot, so "slot 3, 5th life, 4 OOMs" can be told. A child of
 an attached parent (a pool, a cluster) that dies leaves its slot free, and the child the parent
-starts next takes it.
+starts next takes it (the lowest free one; a child started while its predecessor still runs, as
+a gunicorn reload does, waits a moment for that slot: core/intake.py).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .causes import EXIT, HEAP_OOM, OOM_KILL, TERMINATED
@@ -135,6 +137,9 @@ class Slots:
         self._slots: dict[int, Slot] = {}
         self._slot_numbers = itertools.count(1)
         self._free_child_slots: dict[int, list[Slot]] = {}
+        # Told the parent PID whenever one of its children leaves a slot free: a replacement
+        # the parent started before its predecessor ended may be waiting for it (core/intake.py).
+        self.on_child_slot_freed: Callable[[int], None] | None = None
 
     def new_slot(self, spec: LaunchSpec, policy: RestartPolicy) -> Slot:
         spec.argv()  # a bad command is refused before it takes a slot
@@ -143,15 +148,22 @@ class Slots:
         return slot
 
     def child_slot(self, parent_pid: int) -> Slot:
-        """The slot of a child the parent replaced (oldest first), else a new one."""
-        free = self._free_child_slots.setdefault(parent_pid, [])
+        """The lowest slot a child of this parent left free, else a new one."""
+        free = self._free_child_slots.get(parent_pid)
         if free:
-            return free.pop(0)
+            lowest = min(free, key=lambda s: s.number)
+            free.remove(lowest)
+            return lowest
         slot = Slot(next(self._slot_numbers), None, RestartPolicy())
         self._slots[slot.number] = slot
         return slot
+
+    def has_free_child_slot(self, parent_pid: int) -> bool:
+        return bool(self._free_child_slots.get(parent_pid))
 
     def child_died(self, parent_pid: int, slot: Slot, cause: str) -> None:
         """A pool child's slot waits for the child its parent starts in its place."""
         slot.deaths[cause] = slot.deaths.get(cause, 0) + 1
         self._free_child_slots.setdefault(parent_pid, []).append(slot)
+        if self.on_child_slot_freed is not None:
+            self.on_child_slot_freed(parent_pid)

@@ -179,6 +179,14 @@ def test_bench_replay(runs: dict[str, Run]) -> None:
         assert ms >= 0
 
 
+def test_bench_proctree(runs: dict[str, Run]) -> None:
+    out = runs["bench_proctree"].output()
+    seen, forked, pct, exits = figures(out, rf"^children-of, .*: {NUM}/{NUM} children of 50 ms seen \({NUM} %\), "
+                                            rf"{NUM} exits recorded$")
+    assert forked == 20 and 0 <= seen <= forked and exits <= seen
+    assert pct == round(100 * seen / forked)
+
+
 def test_bench_trend(runs: dict[str, Run]) -> None:
     text = runs["bench_trend"].output()
     steady = [line for line in text.splitlines() if "steady" in line and "growing verdicts" in line]

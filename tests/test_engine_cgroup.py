@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
-from conftest import PY, v1_memory_writable
+from conftest import PY, sleeper_code, v1_memory_writable
 from oomscope.core.launch import LaunchSpec
 from oomscope.core.sizes import parse_level
 from oomscope.core.thresholds import ThresholdConfig
@@ -75,3 +76,63 @@ def test_percent_thresholds_follow_the_cgroup_limit(make_engine) -> None:
     assert (warn.level, warn.limit) == ("warning", 50 << 20)
     assert (crit.level, crit.limit) == ("critical", 100 << 20)
     assert (exited.cause, exited.by) == ("terminated", "policy")
+
+
+V1_ROOT = "/sys/fs/cgroup/memory"
+
+
+@pytest.fixture
+def two_v1_cgroups() -> Iterator[tuple[str, str]]:
+    """Two v1 memory cgroups of this test, limits 64 MiB and 128 MiB; removed at teardown (their
+    processes, this test's own, moved back to the root first), also after a failure."""
+    made: list[str] = []
+    try:
+        for name, limit in (("a", 64 << 20), ("b", 128 << 20)):
+            directory = f"{V1_ROOT}/oomscope-test-move-{os.getpid()}-{name}"
+            os.mkdir(directory)
+            made.append(directory)
+            with open(f"{directory}/memory.limit_in_bytes", "w") as f:
+                f.write(str(limit))
+        yield made[0], made[1]
+    finally:
+        for directory in made:
+            with open(f"{directory}/cgroup.procs") as f:
+                left = f.read().split()
+            for pid in left:
+                with open(f"{V1_ROOT}/cgroup.procs", "w") as f:
+                    f.write(pid)
+            os.rmdir(directory)
+
+
+def _move(pid: int, directory: str) -> None:
+    with open(f"{directory}/cgroup.procs", "w") as f:
+        f.write(str(pid))
+
+
+def test_an_attached_worker_moved_to_another_cgroup_follows_it(make_engine, children, two_v1_cgroups) -> None:
+    """Issue #14: a worker moved to another cgroup after attach kept the old cgroup's usage and
+    no limit. Its cgroup is looked at again every second: the new one's usage and limit are
+    its own, told in a notice."""
+    a, b = two_v1_cgroups
+    p = children(sleeper_code())
+    _move(p.pid, a)
+    eng, log = make_engine(interval_s=0.1)
+    ref = eng.attach(p.pid).result(10)
+    attached = log.wait_for(lambda e: e.kind == "worker_attached" and e.worker.id == ref.id)
+    assert attached.cgroup == "/" + os.path.basename(a) and attached.cgroup_limit == 64 << 20
+    log.wait_for(lambda e: e.kind == "samples" and any(
+        s.worker.id == ref.id and s.cgroup_limit == 64 << 20 for s in e.samples))
+    _move(p.pid, b)
+    note = log.wait_for(lambda e: e.kind == "notice" and e.worker is not None and e.worker.id == ref.id
+                        and "moved to cgroup" in e.message, timeout=10)
+    assert f"/{os.path.basename(b)}" in note.message and f"(was /{os.path.basename(a)})" in note.message
+    assert "128.0 MiB" in note.message
+    after = log.wait_for(lambda e: e.kind == "samples" and any(
+        s.worker.id == ref.id and s.cgroup_limit == 128 << 20 for s in e.samples))
+    # From then on every sample is the new cgroup's: the old limit never comes back.
+    later = log.wait_samples(ref.id, len(log.samples_of(ref.id)) + 5)
+    assert all(s.cgroup_limit == 128 << 20 for s in later[-5:]), after
+    # And back where it was (the root: no limit of its own), followed as well.
+    _move(p.pid, V1_ROOT)
+    log.wait_for(lambda e: e.kind == "samples" and any(
+        s.worker.id == ref.id and s.cgroup_limit != 128 << 20 for s in e.samples))

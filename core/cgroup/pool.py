@@ -7,16 +7,24 @@ Engine thread only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from .limited import MemoryCgroup, cgroup_of
+from .read import memory_cgroup_paths
+from ..events import Event, Notice
+from ..sizes import format_size
 from ..thresholds import ThresholdConfig
 from ..worker import Worker
 
 
 class CgroupPool:
-    def __init__(self) -> None:
+    def __init__(self, emit: Callable[[Event], None] | None = None) -> None:
         self._cgroups: dict[str, tuple[MemoryCgroup, int]] = {}
+        self._emit = emit
+        # Workers with no memory cgroup we could open: where they were when we tried, so a
+        # look is tried again only once they have moved. Keyed by (PID, start ticks).
+        self._unreadable: dict[tuple[int, int], tuple[str | None, str | None]] = {}
 
     def acquire(self, pid: int) -> MemoryCgroup | None:
         """The memory cgroup of PID, one reader shared by every worker in that cgroup."""
@@ -49,7 +57,10 @@ class CgroupPool:
 
     def refresh_limits(self, live: Iterable[Worker], thresholds: ThresholdConfig) -> None:
         """Each live worker's cgroup limit, read once per cgroup; a launched worker's own cgroup
-        is taken up here once systemd-run has moved it there."""
+        is taken up here once systemd-run has moved it there, and a worker moved to another
+        cgroup (by hand, by a container runtime) is read in its new one."""
+        live = list(live)
+        self._follow_moves(live, thresholds)
         limits: dict[MemoryCgroup, int | None] = {}
         for w in live:
             cg = w.cgroup
@@ -65,3 +76,45 @@ class CgroupPool:
             if limits[cg] != w.cgroup_limit:
                 w.cgroup_limit = limits[cg]
                 w.refresh_levels(thresholds)
+
+    def _follow_moves(self, live: list[Worker], thresholds: ThresholdConfig) -> None:
+        unreadable: dict[tuple[int, int], tuple[str | None, str | None]] = {}
+        for w in live:
+            if w.limited is not None:
+                continue  # its own cgroup, which oomscope made for it (followed above)
+            paths = memory_cgroup_paths(w.ref.pid)
+            if paths is None:
+                continue  # gone: its exit is on its way
+            old = w.cgroup
+            key = (w.ref.pid, w.handle.start_ticks)
+            if old is not None:
+                if (paths[0] if old.version == 2 else paths[1]) == old.path:
+                    continue
+            elif self._unreadable.get(key) == paths:
+                unreadable[key] = paths
+                continue
+            new = self.acquire(w.ref.pid)
+            if new is None:
+                unreadable[key] = paths
+            if new is old:
+                if new is not None:
+                    self.release(new)  # the same cgroup (another hierarchy moved): one hold is enough
+                continue
+            if old is not None:
+                self.release(old)
+            w.cgroup = new
+            w.cgroup_limit = new.effective_limit_bytes() if new is not None else None
+            w.oom_kills_at_start = new.oom_kill_count() if new is not None else None
+            w.refresh_levels(thresholds)
+            if self._emit is not None and (old is not None or new is not None):
+                self._emit(Notice(time.time(), "info", _moved(old, new, w.cgroup_limit), w.ref))
+        self._unreadable = unreadable
+
+
+def _moved(old: MemoryCgroup | None, new: MemoryCgroup | None, limit: int | None) -> str:
+    where = f"cgroup {new.path}" if new is not None else "a cgroup oomscope cannot read"
+    was = f" (was {old.path})" if old is not None else ""
+    if new is None:
+        return f"moved to {where}{was}: its cgroup usage and limit are no longer known"
+    return (f"moved to {where}{was}: its cgroup usage and limit "
+            f"({format_size(limit) if limit is not None else 'none'}) are now that cgroup's")

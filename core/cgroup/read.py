@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from types import TracebackType
 
-__all__ = ["MemoryCgroup", "cgroup_of"]
+__all__ = ["MemoryCgroup", "cgroup_of", "memory_cgroup_paths"]
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -306,6 +306,19 @@ def _read_proc_cgroup(pid: int, proc_root: str) -> list[tuple[str, list[str], st
             continue
         entries.append((hierarchy_id, controllers.split(",") if controllers else [], path))
     return entries
+
+
+def memory_cgroup_paths(pid: int, *, proc_root: str = "/proc") -> tuple[str | None, str | None] | None:
+    """Where PID is: its unified (v2) path and its v1 memory controller's path, from one small
+    read of /proc/PID/cgroup; ``None`` once it is gone. Cheap enough for every worker every
+    second: the engine compares them with the cgroup it reads, to follow a process moved to
+    another cgroup, and opens that one (:func:`cgroup_of`) only then."""
+    entries = _read_proc_cgroup(pid, proc_root)
+    if entries is None:
+        return None
+    unified = next((path for hid, controllers, path in entries if hid == "0" and not controllers), None)
+    memory = next((path for _hid, controllers, path in entries if "memory" in controllers), None)
+    return unified, memory
 
 
 def cgroup_of(

@@ -19,7 +19,7 @@ from ..events import CauseUpdated, Event, KernelLineRead, KernelOom, Notice, Sou
 from .feed import KernelFeed
 from . import KillRecord
 from . import SourceState as SourceState_
-from ..worker import WorkerTable
+from ..worker import Worker, WorkerTable
 
 KernelFeedFactory = Callable[[], tuple[KernelFeed | None, list[SourceState_]]]
 
@@ -41,6 +41,9 @@ class KernelDesk:
         self._kernel_dirty = False
         self.records = RecentRecords()
         self.exits = RecentExits()
+        # A process the engine holds but has not made a worker yet (a child just forked): the
+        # engine attaches it when a record names its PID (core/intake.py Intake.claim).
+        self.claim: Callable[[int], Worker | None] = lambda _pid: None
 
     @property
     def ok(self) -> bool:
@@ -101,6 +104,8 @@ class KernelDesk:
         if rec.revision > 0:
             return  # a later line of a kill already handled (reaper, unit result)
         w = self._table.live_by_pid.get(rec.pid) if rec.pid is not None else None
+        if w is None and rec.pid is not None:
+            w = self.claim(rec.pid)
         if w is not None:
             # A launched worker may have exec'd its program since we last read its comm (the
             # cgroup wrapper shell); it is not reaped yet, so its comm is still readable.
