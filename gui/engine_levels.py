@@ -10,8 +10,7 @@ from oomscope.core.thresholds import ThresholdConfig
 from .bridge import EngineBridge
 from .dialogs import level_text
 from .qt import QObject, QSettings, Signal
-from .session_events import alert_metric_label
-from .session_view import SessionView
+from .session_view import SessionView, alert_metric_label
 
 
 class LevelCommands(Protocol):

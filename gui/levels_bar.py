@@ -15,8 +15,7 @@ from oomscope.core.thresholds import ThresholdConfig
 from .dialogs import level_text
 from .history import METRIC_LABELS
 from .qt import QtWidgets
-from .session_events import ENGINE_METRIC, PLOT_METRIC
-from .session_view import SessionView
+from .session_view import ENGINE_METRIC, PLOT_METRIC, SessionView
 
 
 class LevelsTarget(Protocol):
@@ -85,7 +84,7 @@ class LevelsBar:
         edit.editingFinished.connect(self._on_level_edited)
         return edit
 
-    def set_read_only(self) -> None:
+    def display_only(self) -> None:
         """Shown, not edited: a replay's recorded levels."""
         for edit in (self.warn_edit, self.crit_edit):
             edit.setReadOnly(True)

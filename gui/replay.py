@@ -89,7 +89,7 @@ class ReplayWindow(QtWidgets.QMainWindow):
         bar.setObjectName("main-toolbar")
         bar.setMovable(False)
         self.levels_bar = LevelsBar(view, RecordedLevels(), bar)
-        self.levels_bar.set_read_only()
+        self.levels_bar.display_only()
         self.addToolBar(bar)
         # Desktop notifications go nowhere: a replay tells of the past.
         self.events = SessionEvents(view, self.levels_bar, lambda _title, _text: None)
@@ -116,6 +116,7 @@ class ReplayWindow(QtWidgets.QMainWindow):
             view.fit_screen(self)
         # The user's layout as the live window saved it; a replay never saves one.
         view.restore_layout(settings)
+        view.open_on_alert_metric()
         view.plot.empty_label.setText("No workers at this time — move the slider later")
         view.plot.set_window(None)  # the whole session up to the slider's time
         self.roster, self.plot, self.timeline, self.detail = view.roster, view.plot, view.timeline, view.detail

@@ -35,23 +35,12 @@ from oomscope.core.sizes import format_size
 from oomscope.core.thresholds import LEVEL_RANK, ThresholdConfig
 
 from .advice import advice_plain
-from .history import METRIC_LABELS
 from .qt import QObject, Signal
-from .session_view import SessionView
+from .session_view import PLOT_METRIC, SessionView
 from .throttle import Throttle
 
 _TABLE_REFRESH_S = 0.25
-# The plot's metric names and the engine's: the engine compares "heap" where the plot draws "heap used".
-# The cgroup's usage is plotted only: the engine's levels do not compare it.
-ENGINE_METRIC = {"rss": "rss", "anon": "anon", "heap_used": "heap"}
-PLOT_METRIC = {engine: plot for plot, engine in ENGINE_METRIC.items()}
-
 NotifyFn = Callable[[str, str], None]
-
-
-def alert_metric_label(engine_metric: str) -> str:
-    """How the window names the metric the levels compare: "RSS", "anon RSS", "heap used"."""
-    return METRIC_LABELS.get(PLOT_METRIC.get(engine_metric, ""), engine_metric)
 
 
 class GlobalLevels(Protocol):

@@ -15,6 +15,7 @@ from oomscope.core.events import KernelLineRead
 from oomscope.core.thresholds import ThresholdConfig
 
 from .detail import DetailPane
+from .history import METRIC_LABELS
 from .kernel_pane import KernelLogPane
 from .keys import SearchKeys
 from .kill_report import context_lines
@@ -34,6 +35,15 @@ _PLOT_SHARE = 0.5
 # What the window around the view takes of the default 1400x900: menu bar, toolbar, status bar.
 _CHROME_PX = 80
 DEFAULT_SIZE = (1400, 900)
+# The plot's metric names and the engine's: the engine compares "heap" where the plot draws "heap used".
+# The cgroup's usage is plotted only: the engine's levels do not compare it.
+ENGINE_METRIC = {"rss": "rss", "anon": "anon", "heap_used": "heap"}
+PLOT_METRIC = {engine: plot for plot, engine in ENGINE_METRIC.items()}
+
+
+def alert_metric_label(engine_metric: str) -> str:
+    """How the window names the metric the levels compare: "RSS", "anon RSS", "heap used"."""
+    return METRIC_LABELS.get(PLOT_METRIC.get(engine_metric, ""), engine_metric)
 
 
 class SessionView(QtWidgets.QMainWindow):
@@ -328,6 +338,13 @@ class SessionView(QtWidgets.QMainWindow):
         window = s.value("plot/window")
         if window is not None:
             self.plot.set_window(None if window in ("", "all", None) else float(window))
+
+    def open_on_alert_metric(self) -> None:
+        """Alerts on heap or anon (--metric, the settings file, the Alerts on box last time, a
+        recording's settings): the plot opens on that metric, where its levels are drawn; the
+        Metric box can leave it."""
+        if self.thresholds.metric != "rss":
+            self.plot.set_metric(PLOT_METRIC[self.thresholds.metric])
 
     def save_layout(self, s: QSettings) -> None:
         s.setValue("window/state", self.saveState())

@@ -22,11 +22,10 @@ from .notify import Notifier, ShowFn
 from .qt import QSettings, Qt, QTimer, QtGui, QtWidgets, Signal
 from .recording import Recorder
 from .replay import ReplayWindow
-from .session_events import PLOT_METRIC, SessionEvents, alert_metric_label
+from .session_events import SessionEvents
 from .session_recording import SessionRecording
 from .session_view import DEFAULT_SIZE, SessionView
 
-__all__ = ["MainWindow", "alert_metric_label"]
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -92,10 +91,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_actions()
         view.plot.metric_changed.connect(self._on_metric_changed)
         self._restore_settings()
-        if view.thresholds.metric != "rss":
-            # Alerts on heap or anon (--metric, the settings file, the Alerts on box last time):
-            # the plot opens on that metric, where its levels are drawn; the Metric box can leave it.
-            view.plot.set_metric(PLOT_METRIC[view.thresholds.metric])
+        view.open_on_alert_metric()
         self.levels_bar.show_thresholds()
         # An empty window gets its axes too: the clock along the bottom, the plot's MiB scale.
         view.plot.redraw()

@@ -27,6 +27,10 @@ EXIT_3 = "import sys, time\nheld = bytearray(12 << 20)\nheld[::4096] = b'x' * le
 LEVELS = ThresholdConfig(warn=parse_level("30MiB"), crit=parse_level("45MiB"))
 
 
+LIVE_ACTIONS = {"launch", "attach", "terminate", "kill", "terminate-critical", "worker-thresholds", "record",
+                "stop-recording"}
+
+
 def _rows(window: Any) -> dict[str, tuple[int, str, str]]:
     return {w.id: (w.ref.pid, w.ref.name, w.state_text()) for w in window.roster.workers}
 
@@ -64,7 +68,10 @@ def test_recorded_oom_kill_replays_as_the_live_window_showed_it(qtbot, make_wind
     replay = window.open_session(path)
     assert replay is not None
     close_replays.append(replay)
-    assert replay.engine is None and replay.read_only
+    # Nothing that reaches a process is part of a replay: no engine, no live controls, no recording.
+    assert not hasattr(replay, "engine") and not hasattr(replay, "controls") and not hasattr(replay, "recording")
+    assert not {a.objectName() for a in replay.actions()} & LIVE_ACTIONS
+    assert replay.findChild(type(replay.end_label), "recording-status").text() == "replay (read-only)"
     assert replay.windowTitle().startswith("oomscope replay — session.db (session 1, ")
     assert "ended by a crash" not in replay.end_label.text()
 
