@@ -123,7 +123,10 @@ class ReplayWindow(QtWidgets.QMainWindow):
         self.model, self.proxy, self.table, self.message_bar = view.model, view.proxy, view.table, view.message_bar
         self.selected_workers, self.select_worker, self.open_death = (
             view.selected_workers, view.select_worker, view.open_death)
-        self.export_incident, self.save_plot_png = self.files.export_incident, self.files.save_plot_png
+        self.table_menu, self.export_incident_action = view.table_menu, self.files.export_incident_action
+        self.export_incident = self.files.export_incident
+        self.alert_metric_box, self.warn_edit, self.crit_edit = (
+            self.levels_bar.alert_metric_box, self.levels_bar.warn_edit, self.levels_bar.crit_edit)
         self.bridge.start()
         self._build_slider()
         self.show_at(data.t_end)
