@@ -109,13 +109,8 @@ class ReplayWindow(QtWidgets.QMainWindow):
         view.sampling_status.setText(f"recorded every {interval:g} s" if isinstance(interval, (int, float))
                                      else "recorded session")
         view.sampling_status.setToolTip(f"{path}\n" + session_label(info))
-        geometry = settings.value("window/geometry")
-        if isinstance(geometry, (bytes, bytearray)) or hasattr(geometry, "size"):
-            self.restoreGeometry(geometry)
-        else:
-            view.fit_screen(self)
         # The user's layout as the live window saved it; a replay never saves one.
-        view.restore_layout(settings)
+        view.restore_window(self, settings)
         view.open_on_alert_metric()
         view.plot.empty_label.setText("No workers at this time — move the slider later")
         view.plot.set_window(None)  # the whole session up to the slider's time

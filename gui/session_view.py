@@ -322,6 +322,16 @@ class SessionView(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------- layout settings
 
+    def restore_window(self, window: QtWidgets.QMainWindow, s: QSettings) -> None:
+        """The window's geometry (or a first size fitted to the screen) and this view's layout,
+        as the live window saved them."""
+        geometry = s.value("window/geometry")
+        if isinstance(geometry, (bytes, bytearray)) or hasattr(geometry, "size"):
+            window.restoreGeometry(geometry)
+        else:
+            self.fit_screen(window)
+        self.restore_layout(s)
+
     def restore_layout(self, s: QSettings) -> None:
         state = s.value("window/state")
         if state is not None:

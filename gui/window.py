@@ -90,7 +90,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._bind_parts()
         self._update_actions()
         view.plot.metric_changed.connect(self._on_metric_changed)
-        self._restore_settings()
+        view.restore_window(self, settings)
         view.open_on_alert_metric()
         self.levels_bar.show_thresholds()
         # An empty window gets its axes too: the clock along the bottom, the plot's MiB scale.
@@ -172,14 +172,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.settings.setValue("plot/metric", metric)  # a replay leaves it as the live window saved it
 
     # --------------------------------------------------------------- settings
-
-    def _restore_settings(self) -> None:
-        geometry = self.settings.value("window/geometry")
-        if isinstance(geometry, (bytes, bytearray)) or hasattr(geometry, "size"):
-            self.restoreGeometry(geometry)
-        else:
-            self.view.fit_screen(self)
-        self.view.restore_layout(self.settings)
 
     def save_settings(self) -> None:
         s = self.settings
