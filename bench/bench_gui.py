@@ -67,7 +67,7 @@ def build(workers: int = WORKERS, seconds: int = SECONDS, rate_hz: int = RATE_HZ
     t = now - seconds + np.arange(n, dtype=np.float64) / rate_hz
     for i in range(workers):
         ref = WorkerRef(f"w{i + 1}", 10_000 + i, t[0], f"worker-{i + 1}", ("node", "w.js"), True)
-        window._on_worker_added(WorkerStarted(t[0], ref))
+        window.handle_event(WorkerStarted(t[0], ref))
         window.roster.by_id[ref.id].series.extend(t, _history(rng, n, float(rng.integers(100, 700)) * (1 << 20)))
     window.plot.set_window(3600.0)
     return app, window, float(t[-1])

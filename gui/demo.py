@@ -70,8 +70,6 @@ def plan(node: str | None = None) -> DemoPlan:
 
 def offer_demo(window: MainWindow) -> None:
     """The empty plot's "Try the demo" button starts the demo workers in ``window``, once."""
-    if window.engine is None:
-        return
 
     def start() -> None:
         window.plot.empty_label.set_buttons({"launch", "attach"})
@@ -102,7 +100,6 @@ class DemoDirector(QObject):
 
     def _launch_steady(self) -> None:
         engine = self.window.engine
-        assert engine is not None, "the demo runs in a live window"
         spec = self.plan.steady
 
         def failed(error: BaseException) -> None:
@@ -126,7 +123,6 @@ class DemoDirector(QObject):
                 self.window.message_bar.show_message(f"demo: cannot launch the fast leaker: {error}")
 
         engine = self.window.engine
-        assert engine is not None, "the demo runs in a live window"
         self.window.bridge.call(engine.launch(self.fast_spec, self.restart), on_error=failed)
 
     def _on_worker_exited(self, ev: WorkerExited) -> None:

@@ -318,11 +318,8 @@ class FleetWindow(QtWidgets.QMainWindow):
     def _fill_roster(self, fleet: Fleet) -> None:
         """One WorkerState per remote worker, so the plot and the timeline draw them as they
         draw local ones (same colours per slot, same lanes)."""
-        roster = self.roster
-        self.plot.forget([w.id for w in roster.workers])
-        roster.workers.clear()
-        roster.by_id.clear()
-        roster.deaths.clear()
+        self.plot.forget([w.id for w in self.roster.workers])
+        workers: list[WorkerState] = []
         causes = {d.key: d.cause for d in fleet.deaths if d.key is not None}
         for rw in fleet.workers:
             color = self._colors.setdefault((rw.host, rw.worker), len(self._colors))
@@ -339,11 +336,9 @@ class FleetWindow(QtWidgets.QMainWindow):
                 cause = causes.get(rw.key, "unknown")
                 w.exit = WorkerExited(rw.last_time, ref, cause=cause, exit_code=None, signal=None)
                 w.cause = cause
-            roster.workers.append(w)
-            roster.by_id[w.id] = w
-        for d in fleet.deaths:
-            name = f"{d.worker} @ {d.host}"
-            roster.deaths.append(Death(d.t, lane_of(d.cause), d.cause, d.key, name, d.pid))
+            workers.append(w)
+        self.roster.replace_all(workers, (Death(d.t, lane_of(d.cause), d.cause, d.key, f"{d.worker} @ {d.host}", d.pid)
+                                          for d in fleet.deaths))
 
     def _fill_tree(self, fleet: Fleet) -> None:
         chosen = set(self.selected_keys())

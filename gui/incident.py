@@ -18,10 +18,11 @@ import platform
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -36,11 +37,8 @@ from .history import METRICS
 from .palette import CRITICAL_RGB
 from .plot import MemoryPlot
 from .qt import Qt, pg
-from .roster import WorkerState, describe_levels
+from .roster import Roster, WorkerState, describe_levels
 from .timeline import KillTimeline
-
-if TYPE_CHECKING:
-    from .window import MainWindow
 
 # The memory plot shows at most this much of the worker's life before its death...
 PLOT_BEFORE_S = 300.0
@@ -84,12 +82,33 @@ def history_columns(w: WorkerState) -> dict[str, Any]:
             **{m: w.series.values(m).astype(np.float64) for m in METRICS}}
 
 
+@dataclass(frozen=True)
+class IncidentSource:
+    """What an incident export reads: the session's workers and kernel lines, the levels in
+    force, the metrics the plot shows and the levels compare, where the samples come from (a
+    live window's history, or a session file's columns) and where the session was."""
+
+    roster: Roster
+    thresholds: ThresholdConfig
+    kernel_lines: Sequence[KernelLineRead]
+    shown_metric: str
+    alert_metric: str | None
+    samples: Callable[[WorkerState], dict[str, Any]]
+    origin: dict[str, Any]
+
+
+def live_origin() -> dict[str, Any]:
+    """Where a live window's incident comes from, for its cause.json and README."""
+    host = platform.node()
+    return {"kind": "live", "host": host, "text": f"a live session on {host}"}
+
+
 def incident_name(w: WorkerState, died_at: float) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(died_at))
     return f"incident-{_safe(w.ref.name)}-{w.ref.pid}-{stamp}"
 
 
-def export_incident(window: MainWindow, w: WorkerState, parent_dir: Path) -> Path:
+def export_incident(source: IncidentSource, w: WorkerState, parent_dir: Path) -> Path:
     """Write ``w``'s incident folder into ``parent_dir``; its path. Raises ``Error``."""
     if w.exit is None:
         raise Error(f"worker {w.id} ({w.ref.name}) has not exited: there is no incident to export")
@@ -107,12 +126,12 @@ def export_incident(window: MainWindow, w: WorkerState, parent_dir: Path) -> Pat
         if partial.exists():
             shutil.rmtree(partial)
         partial.mkdir()
-        columns = window.incident_samples(w)
+        columns = source.samples(w)
         _write_samples(partial / "samples.csv", columns)
-        _write_kernel_log(partial / "kernel.log", w, died_at, window.kernel_lines)
-        origin = window.incident_origin()
-        _write_json(partial / "cause.json", cause_json(window, w, origin))
-        _render_pictures(window, w, died_at, partial)
+        _write_kernel_log(partial / "kernel.log", w, died_at, source.kernel_lines)
+        origin = source.origin
+        _write_json(partial / "cause.json", cause_json(source, w, origin))
+        _render_pictures(source, w, died_at, partial)
         full = "t" in columns and any(k in columns for k in ("swap", "cgroup_usage"))
         (partial / "README.txt").write_text(README.format(
             who=f"{w.ref.name} (worker {w.id}, PID {w.ref.pid})",
@@ -185,7 +204,7 @@ def thresholds_json(config: ThresholdConfig | None) -> dict[str, Any] | None:
     return {**settings_to_json(config), "text": describe_levels(config)}
 
 
-def cause_json(window: MainWindow, w: WorkerState, origin: dict[str, Any]) -> dict[str, Any]:
+def cause_json(source: IncidentSource, w: WorkerState, origin: dict[str, Any]) -> dict[str, Any]:
     ev = w.exit
     assert ev is not None
     worker = w.ref.to_json()
@@ -209,10 +228,10 @@ def cause_json(window: MainWindow, w: WorkerState, origin: dict[str, Any]) -> di
         "oom": w.oom.to_json() if w.oom is not None else None,
         "slot": w.ref.slot,
         "life": w.ref.life if w.ref.slot is not None else None,
-        "slot_deaths": window.roster.slot_deaths.get(w.ref.slot, {}) if w.ref.slot is not None else None,
+        "slot_deaths": source.roster.slot_deaths.get(w.ref.slot, {}) if w.ref.slot is not None else None,
         "restart_in_s": ev.restart_in_s,
         "level_at_death": w.level,
-        "thresholds": thresholds_json(window.thresholds),
+        "thresholds": thresholds_json(source.thresholds),
         "worker_thresholds": thresholds_json(w.override),
         "last_sample": None if last is None else {
             key: getattr(last, key) for key in ("rss", "anon", "swap", "cgroup_usage", "cgroup_limit",
@@ -230,7 +249,7 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, default=jsonable) + "\n", encoding="utf-8")
 
 
-def _render_pictures(window: MainWindow, w: WorkerState, died_at: float, folder: Path) -> None:
+def _render_pictures(source: IncidentSource, w: WorkerState, died_at: float, folder: Path) -> None:
     """``plot.png`` and ``timeline.png``, drawn by a plot and a timeline of their own, offscreen
     and of a fixed size: the user's window (its size, zoom, selection) is neither used nor
     disturbed. ``w`` is bold among the workers alive then; a dashed line marks its death."""
@@ -239,19 +258,19 @@ def _render_pictures(window: MainWindow, w: WorkerState, died_at: float, folder:
     start = max(first, died_at - PLOT_BEFORE_S)
     span = max(died_at - start, 1.0)
     x0, x1 = start - 0.05 * span, died_at + 0.15 * span
-    plot = MemoryPlot(window.roster)
-    timeline = KillTimeline(window.roster)
+    plot = MemoryPlot(source.roster)
+    timeline = KillTimeline(source.roster)
     try:
         for widget, (width, height) in ((plot, PLOT_SIZE_PX), (timeline, TIMELINE_SIZE_PX)):
             widget.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen, True)
             widget.resize(width, height)
             widget.show()
-        plot.set_metric(window.plot.shown_metric)
+        plot.set_metric(source.shown_metric)
         plot.trend_metric = None  # a forecast drawn from the last sample would point past the death
-        plot.alert_metric = window.plot.alert_metric  # the levels are drawn where they apply
+        plot.alert_metric = source.alert_metric  # the levels are drawn where they apply
         owner = w.override
-        plot.set_thresholds(owner.warn if owner else window.thresholds.warn,
-                            owner.crit if owner else window.thresholds.crit)
+        plot.set_thresholds(owner.warn if owner else source.thresholds.warn,
+                            owner.crit if owner else source.thresholds.crit)
         plot.selected = {w.id}
         plot.set_follow(False)
         plot.view_box.setXRange(x0, x1, padding=0.0)

@@ -1,299 +1,142 @@
-"""A recorded session in the main window, read-only, with a time slider to scrub through it.
+"""A recorded session, read-only, with a time slider to scrub through it.
 
-``oomscope open FILE.db`` and *File → Open session…* show the same window class as a live
-session, given recorded events instead of an engine: there is no engine at all, so nothing
-stored in the file (a command line) can ever be run, and every action that would start or
-signal a process is disabled.
+``oomscope open FILE.db`` and *File → Open session…* show a SessionView (the live window's
+table, plot, timeline and panes) fed recorded events instead of an engine's: there is no engine
+at all, and none of the controls that start or signal a process, so nothing stored in the file
+(a command line) can ever be run.
 
-Scrubbing: the session is read from the file once. Samples are kept as per-worker numpy
-columns; every other event (starts, level crossings, changed levels, exits, kernel lines…) as a
-list in the engine's order. The state at time T is rebuilt from scratch — the levels the session
-began with, the other events up to T re-fed through the window's own handlers, each worker's
-history filled from its columns with one numpy slice — when the slider is released (or a key
-moves it), not on every pixel of a drag. The cost of a rebuild is the number of non-sample events
-up to T plus one slice per worker: the samples, which are most of a big file, are never walked
-one by one.
+Scrubbing: the session is read from the file once (gui/session_data.py). Samples are kept as
+per-worker numpy columns; every other event (starts, level crossings, changed levels, exits,
+kernel lines…) as a list in the engine's order. The state at time T is rebuilt from scratch —
+the levels the session began with, the other events up to T re-fed through the view's own
+handlers, each worker's history filled from its columns with one numpy slice — when the slider
+is released (or a key moves it), not on every pixel of a drag. The cost of a rebuild is the
+number of non-sample events up to T plus one slice per worker: the samples, which are most of a
+big file, are never walked one by one.
 """
 
 from __future__ import annotations
 
-import bisect
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from oomscope.core.errors import BadInput
-from oomscope.core.events import (
-    CauseUpdated,
-    Event,
-    Sample,
-    WorkerAttached,
-    WorkerExited,
-    WorkerRef,
-    WorkerStarted,
-)
-from oomscope.core.recording import SessionFile, SessionInfo
-from oomscope.core.thresholds import ThresholdConfig, thresholds_from_json
+from oomscope.core.events import CauseUpdated, WorkerExited
+from oomscope.core.recording import SessionInfo
 
-from .bridge import NoEvents
-from .history import METRICS, history_columns, plotted_cgroup_usage
-from .kernel_pane import KernelLogPane
-from .qt import QItemSelectionModel, QSettings, Qt, QTimer, QtWidgets
+from .actions import add_view_actions, fill_menu, make_action
+from .bridge import EngineBridge, NoEvents
+from .file_actions import FileActions
+from .incident import IncidentSource, history_columns
+from .levels_bar import LevelsBar, RecordedLevels
+from .qt import QSettings, Qt, QTimer, QtGui, QtWidgets
 from .roster import Death, WorkerState
-from .window import MainWindow
+from .session_data import ChooseFn, SessionChoiceDialog, SessionData, choose_session, clock, read_chosen, \
+    session_label, thresholds_of
+from .session_events import SessionEvents
+from .session_view import DEFAULT_SIZE, SessionView
+
+__all__ = ["ReplayWindow", "SessionChoiceDialog", "open_replay"]
 
 # Slider steps per second of session: a tenth of a second is finer than any sampling interval
 # a user scrubs through, and an hour is 36,000 steps (a QSlider holds 2^31).
 STEPS_PER_S = 10
 _KEY_SETTLE_MS = 150  # a held arrow key moves the slider many times: rebuild once it rests
-COLUMNS = ("rss", "anon", "swap", "cgroup_usage", "cgroup_limit", "heap_used", "heap_total", "heap_limit",
-           "trend_bytes_per_s", "eta_limit_s", "eta_crit_s")
-_INT_COLUMNS = COLUMNS[:8]
-
-FloatArray = npt.NDArray[np.float64]
-
-
-# ------------------------------------------------------------------ the recorded data
-
-
-@dataclass
-class WorkerColumns:
-    """One worker's recorded samples as columns (float64, NaN where a sample did not know).
-
-    A column no sample knows (a worker without a cgroup, without a heap reporter) is not kept:
-    an hour of 200 workers is 7 million samples, and each kept column costs 8 bytes a sample."""
-
-    ref: WorkerRef
-    t: FloatArray
-    values: dict[str, FloatArray]
-
-    @classmethod
-    def from_arrays(cls, ref: WorkerRef, arrays: dict[str, Any]) -> WorkerColumns:
-        kept = {name: arrays[name] for name in COLUMNS if name in arrays and np.isfinite(arrays[name]).any()}
-        return cls(ref, arrays["t"], kept)
-
-    def column(self, name: str, i0: int = 0, i1: int | None = None) -> FloatArray:
-        """Rows ``i0:i1`` of a column (NaN throughout for one no sample knew)."""
-        stop = len(self) if i1 is None else i1
-        values = self.values.get(name)
-        return values[i0:stop] if values is not None else np.full(max(0, stop - i0), math.nan)
-
-    def __len__(self) -> int:
-        return int(self.t.size)
-
-    def sample(self, i: int) -> Sample:
-        """The ``Sample`` the engine emitted as the worker's ``i``-th."""
-        fields: dict[str, Any] = {}
-        for name in COLUMNS:
-            column = self.values.get(name)
-            v = float(column[i]) if column is not None else math.nan
-            if math.isnan(v):
-                fields[name] = None
-            else:
-                fields[name] = int(v) if name in _INT_COLUMNS else v
-        return Sample(self.ref, rss=fields.pop("rss") or 0, anon=fields.pop("anon") or 0, **fields)
-
-    def history_block(self, i0: int, i1: int) -> npt.NDArray[np.float32]:
-        """Rows ``i0:i1`` in the window history's layout (history.METRICS: a recorded cgroup
-        usage is plotted as a live one is)."""
-        columns: dict[str, npt.ArrayLike] = {m: self.column(m, i0, i1) for m in METRICS}
-        columns["cgroup_usage"] = plotted_cgroup_usage(columns["cgroup_usage"], self.column("cgroup_limit", i0, i1))
-        return history_columns(columns, len(self.t[i0:i1]))
-
-    def csv_columns(self) -> dict[str, Any]:
-        # Columns left out are empty cells, as write_samples_csv writes a column not given.
-        return {"worker": self.ref.id, "pid": self.ref.pid, "t": self.t, **self.values}
-
-
-@dataclass
-class SessionData:
-    """Everything a replay shows, read once: the non-sample events in order, samples as columns."""
-
-    events: list[Event]
-    times: FloatArray  # of ``events``
-    workers: dict[str, WorkerColumns]
-    t_start: float
-    t_end: float
-
-
-def load_session(file: SessionFile, session_id: int) -> SessionData:
-    """Read one session of an open session file: its events in the engine's order, without the
-    sampling ticks, and each worker's samples in bulk as columns."""
-    events = list(file.events(session_id, samples=False))
-    started = {ev.worker.id for ev in events if isinstance(ev, (WorkerStarted, WorkerAttached))}
-    workers: dict[str, WorkerColumns] = {}
-    late: list[Event] = []
-    for info in file.workers(session_id):
-        columns = WorkerColumns.from_arrays(info.ref, file.worker_samples(session_id, info.worker_id))
-        workers[info.ref.id] = columns
-        if info.ref.id not in started:
-            # Recorded from after its start (a recording begun mid-session by another program):
-            # it appears with its first sample, as what it is, launched or attached.
-            at = float(columns.t[0]) if len(columns) else (info.t if info.t is not None else None)
-            if at is None:
-                continue
-            if info.ref.launched:
-                late.append(WorkerStarted(at, info.ref, info.cgroup, info.cgroup_limit))
-            else:
-                late.append(WorkerAttached(at, info.ref, info.parent_pid, info.cgroup, info.cgroup_limit))
-    for ev in late:
-        event_times = [e.t for e in events]
-        events.insert(bisect.bisect_left(event_times, ev.t), ev)
-    t0, t1 = file.time_range(session_id)
-    times = np.fromiter((ev.t for ev in events), np.float64, len(events))
-    if len(times) and np.any(np.diff(times) < 0):
-        # The engine's order is the truth; times can step back by a clock adjustment. Searching
-        # by time needs them monotonic, and the order must stay the engine's.
-        times = np.maximum.accumulate(times)
-    return SessionData(events, times, workers, float(t0), float(t1))
-
-
-# ------------------------------------------------------------------ describing a session
-
-
-def _clock(t: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(t))
-
-
-def session_label(info: SessionInfo) -> str:
-    """``session 2 · host · 2026-11-29 10:42 – 10:47`` (or ``… ended by a crash``)."""
-    start = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.started))
-    end = f" – {time.strftime('%H:%M', time.localtime(info.ended))}" if info.ended is not None \
-        else " · ended by a crash"
-    command = f" · {info.command_line}" if getattr(info, "command_line", None) else ""
-    return f"session {info.id} · {info.host or 'unknown host'} · {start}{end}{command}"
-
-
-def thresholds_of(settings: Any) -> ThresholdConfig:
-    """The levels the session was recorded with (its settings' ``thresholds``), as far as they
-    can be read; defaults otherwise (a replay only draws them)."""
-    table = settings.get("thresholds") if isinstance(settings, dict) else None
-    if not isinstance(table, dict):
-        return ThresholdConfig()
-    try:
-        return thresholds_from_json(table)
-    except (BadInput, TypeError, ValueError):
-        return ThresholdConfig()
-
-
-class SessionChoiceDialog(QtWidgets.QDialog):
-    """The sessions of one file, newest selected: the user picks the one to replay."""
-
-    def __init__(self, path: Path, sessions: Sequence[SessionInfo], parent: QtWidgets.QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("session-choice")
-        self.setWindowTitle(f"Open session — {path.name}")
-        self.sessions = list(sessions)
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.addWidget(QtWidgets.QLabel(f"{path.name} holds {len(self.sessions)} sessions. Replay which one?"))
-        self.list = QtWidgets.QListWidget()
-        self.list.setObjectName("session-list")
-        for info in self.sessions:
-            self.list.addItem(session_label(info))
-        self.list.setCurrentRow(len(self.sessions) - 1)
-        self.list.itemDoubleClicked.connect(lambda *_: self.accept())
-        layout.addWidget(self.list)
-        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Open
-                                             | QtWidgets.QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
-        self.resize(620, 300)
-
-    def chosen(self) -> SessionInfo | None:
-        row = self.list.currentRow()
-        return self.sessions[row] if 0 <= row < len(self.sessions) else None
-
-
-def choose_session(path: Path, sessions: Sequence[SessionInfo],
-                   parent: QtWidgets.QWidget | None = None) -> SessionInfo | None:
-    if len(sessions) == 1:
-        return sessions[0]
-    dialog = SessionChoiceDialog(path, sessions, parent)
-    if dialog.exec() != QtWidgets.QDialog.DialogCode.Accepted:
-        return None
-    return dialog.chosen()
-
-
-ChooseFn = Callable[[Path, Sequence[SessionInfo], "QtWidgets.QWidget | None"], "SessionInfo | None"]
-
-
-def pick_session(path: Path, *, session_id: int | None = None, parent: QtWidgets.QWidget | None = None,
-                 choose: ChooseFn = choose_session) -> SessionInfo | None:
-    """The session of ``path`` to show: ``session_id``, the only one, or the user's choice (None:
-    cancelled). Raises ``BadInput`` (a clear message) for a file that is not a session file."""
-    with SessionFile.open(path) as file:
-        sessions = file.sessions()
-    if not sessions:
-        raise BadInput(f"{path} holds no recorded session yet")
-    if session_id is None:
-        return choose(path, sessions, parent)
-    info = next((s for s in sessions if s.id == session_id), None)
-    if info is None:
-        raise BadInput(f"{path} has no session {session_id}; it holds " + ", ".join(str(s.id) for s in sessions))
-    return info
-
-
-def read_session(path: Path, session_id: int) -> SessionData:
-    """Everything a replay of that session shows. Qt-free and with a connection of its own, so
-    a live window can have it read on another thread."""
-    with SessionFile.open(path) as file:
-        return load_session(file, session_id)
 
 
 def open_replay(path: Path, settings: QSettings, *, session_id: int | None = None,
                 parent: QtWidgets.QWidget | None = None, choose: ChooseFn = choose_session) -> ReplayWindow | None:
     """Read a session of ``path`` into a new replay window (not shown yet), on this thread; None
     when the user cancels the choice. Raises ``BadInput`` for a file that is not a session."""
-    info = pick_session(path, session_id=session_id, parent=parent, choose=choose)
-    if info is None:
+    chosen = read_chosen(path, session_id=session_id, parent=parent, choose=choose)
+    if chosen is None:
         return None
-    # An hour of a big fleet takes seconds to read: say so with the cursor.
-    QtWidgets.QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-    try:
-        return ReplayWindow(read_session(path, info.id), info, path, settings)
-    finally:
-        QtWidgets.QApplication.restoreOverrideCursor()
+    info, data = chosen
+    return ReplayWindow(data, info, path, settings)
 
 
 # ------------------------------------------------------------------ the window
 
 
-class ReplayWindow(MainWindow):
-    """The main window over a recorded session: read-only, with a time slider."""
+class ReplayWindow(QtWidgets.QMainWindow):
+    """A SessionView over a recorded session, with a time slider; read-only."""
 
     def __init__(self, data: SessionData, info: SessionInfo, path: Path, settings: QSettings) -> None:
-        self.data = data
-        self.info = info
-        self.session_path = path
-        self.shown_at = data.t_end
-        self._cursors: dict[str, int] = {}  # worker id -> samples of its columns in its history
-        # The levels the session began with; its ``levels`` events change them as the slider passes.
-        self.recorded_thresholds = thresholds_of(info.settings)
-        # No engine and a queue that stays empty; desktop notifications go nowhere (a replay
-        # tells of the past).
-        super().__init__(NoEvents(), settings, thresholds=self.recorded_thresholds,
-                         persist_thresholds=False, notify=lambda _title, _text: None)
+        super().__init__()
         self.setObjectName("oomscope-replay")
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.started))
         self.setWindowTitle(f"oomscope replay — {path.name} (session {info.id}, {info.host or 'unknown host'}, "
                             f"{when})")
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        self._kernel_source = "not recorded"
+        self.data = data
+        self.info = info
+        self.session_path = path
+        self.settings = settings
+        self.shown_at = data.t_end
+        self._cursors: dict[str, int] = {}  # worker id -> samples of its columns in its history
+        # The levels the session began with; its ``levels`` events change them as the slider passes.
+        self.recorded_thresholds = thresholds_of(info.settings)
+        self.view = view = SessionView(self.recorded_thresholds, self.statusBar(), self)
+        self.setCentralWidget(view)
+        self.resize(*DEFAULT_SIZE)
+        # A queue that stays empty: the recorded events are fed by show_at; the bridge answers
+        # the futures of File → Open session… read in the background.
+        self.bridge = EngineBridge(NoEvents(), self)
+        self.toolbar = bar = QtWidgets.QToolBar("Main")
+        bar.setObjectName("main-toolbar")
+        bar.setMovable(False)
+        self.levels_bar = LevelsBar(view, RecordedLevels(), bar)
+        self.levels_bar.display_only()
+        self.addToolBar(bar)
+        # Desktop notifications go nowhere: a replay tells of the past.
+        self.events = SessionEvents(view, self.levels_bar, lambda _title, _text: None)
+        self.bridge.event_dispatched.connect(self.events.handle_event)
+        self.files = FileActions(self, view, settings, self.bridge, self.incident_source, ReplayWindow)
+        add_view_actions(self, view)
+        quit_action = make_action(self, "Quit", "Close this replay", "Ctrl+Q", self.close, "quit")
+        self.file_menu = fill_menu(self.menuBar().addMenu("&File"), [*self.files.menu_actions(), None, quit_action])
+        for changed in (view.selection_changed, view.actions_stale):
+            changed.connect(self.files.update_actions)
+        mode = QtWidgets.QLabel("replay (read-only)")
+        mode.setObjectName("recording-status")
+        mode.setToolTip("A recorded session: nothing here starts or signals a process")
+        self.statusBar().addPermanentWidget(mode)
+        view.kernel_source = "not recorded"
         interval = info.settings.get("interval_s") if isinstance(info.settings, dict) else None
-        self.sampling_status.setText(f"recorded every {interval:g} s" if isinstance(interval, (int, float))
+        view.sampling_status.setText(f"recorded every {interval:g} s" if isinstance(interval, (int, float))
                                      else "recorded session")
-        self.sampling_status.setToolTip(f"{path}\n" + session_label(info))
-        self.plot.empty_label.setText("No workers at this time — move the slider later")
-        self.plot.set_window(None)  # the whole session up to the slider's time
+        view.sampling_status.setToolTip(f"{path}\n" + session_label(info))
+        # The user's layout as the live window saved it; a replay never saves one.
+        view.restore_window(self, settings)
+        view.open_on_alert_metric()
+        view.plot.empty_label.setText("No workers at this time — move the slider later")
+        view.plot.set_window(None)  # the whole session up to the slider's time
+        self.roster, self.plot, self.timeline, self.detail = view.roster, view.plot, view.timeline, view.detail
+        self.model, self.proxy, self.table, self.message_bar = view.model, view.proxy, view.table, view.message_bar
+        self.selected_workers, self.select_worker, self.open_death = (
+            view.selected_workers, view.select_worker, view.open_death)
+        self.table_menu, self.export_incident_action = view.table_menu, self.files.export_incident_action
+        self.export_incident = self.files.export_incident
+        self.alert_metric_box, self.warn_edit, self.crit_edit = (
+            self.levels_bar.alert_metric_box, self.levels_bar.warn_edit, self.levels_bar.crit_edit)
+        self.bridge.start()
         self._build_slider()
         self.show_at(data.t_end)
+
+    @property
+    def kernel_pane(self) -> Any:
+        return self.view.kernel_pane
+
+    @property
+    def thresholds(self) -> Any:
+        return self.view.thresholds
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.bridge.stop()
+        super().closeEvent(event)
 
     # ------------------------------------------------------------ the slider
 
@@ -323,13 +166,13 @@ class ReplayWindow(MainWindow):
         self.end_label = QtWidgets.QLabel("")
         self.end_label.setObjectName("replay-end")
         if self.info.ended is None:
-            self.end_label.setText(f" ended by a crash; recorded up to {_clock(self.data.t_end)} ")
+            self.end_label.setText(f" ended by a crash; recorded up to {clock(self.data.t_end)} ")
             self.end_label.setStyleSheet("background: rgb(255, 214, 140); color: rgb(110, 50, 0); "
                                          "font-weight: bold; padding: 2px 4px; border-radius: 3px")
             self.end_label.setToolTip("The recording has no end mark: oomscope did not stop normally (or is "
                                       "still recording). Everything up to its last written batch is here.")
         else:
-            self.end_label.setText(f" recorded {_clock(self.data.t_start)} – {_clock(self.data.t_end)} ")
+            self.end_label.setText(f" recorded {clock(self.data.t_start)} – {clock(self.data.t_end)} ")
         bar.addWidget(self.end_label)
         self.addToolBarBreak()
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
@@ -350,7 +193,7 @@ class ReplayWindow(MainWindow):
     def _show_time_label(self, t: float) -> None:
         into = t - self.data.t_start
         total = self.data.t_end - self.data.t_start
-        self.time_label.setText(f" at {_clock(t)} ({_span(into)} of {_span(total)}) ")
+        self.time_label.setText(f" at {clock(t)} ({_span(into)} of {_span(total)}) ")
 
     def _on_slider_moved(self, value: int) -> None:
         self._show_time_label(self.time_of(value))
@@ -385,12 +228,13 @@ class ReplayWindow(MainWindow):
             self.roster.clear()
             self.model.endResetModel()
             self.plot.forget(old_ids)
-            self.kernel_lines.clear()
-            self._replace_kernel_pane()
-            self._oom_notified.clear()
+            self.view.kernel_lines.clear()
+            self.view.replace_kernel_pane().set_source("not recorded", False,
+                                                       "the session holds no kernel log source state")
+            self.events.oom_notified.clear()
             self.table.setRootIsDecorated(False)
             self._cursors = {}
-            self.thresholds = self.recorded_thresholds
+            self.view.thresholds = self.recorded_thresholds
             n = int(np.searchsorted(self.data.times, t, side="right"))
             for ev in self.data.events[:n]:
                 if isinstance(ev, (WorkerExited, CauseUpdated)):
@@ -400,15 +244,15 @@ class ReplayWindow(MainWindow):
                 self._catch_up(wid, t)
         finally:
             self.message_bar.muted = False
-        self._show_thresholds()
+        self.levels_bar.show_thresholds()
         self.plot.update_metric_choices()
         self.model.refresh_values()
         self.timeline.refresh()
         self._restore_view(selected, shown, shown_death)
         self._end_view_at(t)
-        self._update_status()
-        self._update_actions()
-        self.statusBar().showMessage(f"replay at {_clock(t)}", 4000)
+        self.view.update_status()
+        self.files.update_actions()
+        self.statusBar().showMessage(f"replay at {clock(t)}", 4000)
 
     def _end_view_at(self, t: float) -> None:
         """The plot (and the timeline, linked to it) ends at ``t``: the window's span before it,
@@ -439,29 +283,8 @@ class ReplayWindow(MainWindow):
             if known.size:
                 w.heap_since = float(columns.t[known[0]])
 
-    def _replace_kernel_pane(self) -> None:
-        """A fresh kernel log pane (the lines up to T are fed again); the user's "All lines" stays."""
-        old = self.kernel_pane
-        pane = KernelLogPane()
-        pane.all_lines.setChecked(old.all_lines.isChecked())
-        pane.worker_clicked.connect(self.select_worker)
-        pane.set_source("not recorded", False, "the session holds no kernel log source state")
-        self.kernel_dock.setWidget(pane)
-        self.kernel_pane = pane
-        old.deleteLater()
-
-    def _restore_view(self, selected: Iterable[str], shown: str | None, shown_death: Death | None) -> None:
-        selection = self.table.selectionModel()
-        first = True
-        for wid in selected:
-            source = self.model.row_of(wid)
-            if not source.isValid():
-                continue
-            index = self.proxy.mapFromSource(source)
-            flags = QItemSelectionModel.SelectionFlag.Rows | (
-                QItemSelectionModel.SelectionFlag.ClearAndSelect if first else QItemSelectionModel.SelectionFlag.Select)
-            selection.select(index, flags)
-            first = False
+    def _restore_view(self, selected: list[str], shown: str | None, shown_death: Death | None) -> None:
+        self.view.select_workers(selected)
         w = self.roster.by_id.get(shown) if shown is not None else None
         if w is not None:
             self.detail.show_worker(w)
@@ -473,15 +296,19 @@ class ReplayWindow(MainWindow):
     # ------------------------------------------------------------ exports
 
     def incident_samples(self, w: WorkerState) -> dict[str, Any]:
+        """A worker's samples for an incident's CSV: every column, from the session file."""
         columns = self.data.workers.get(w.id)
         if columns is None:
-            return super().incident_samples(w)
+            return history_columns(w)
         return {"session_id": self.info.id, **columns.csv_columns()}
 
-    def incident_origin(self) -> dict[str, Any]:
-        return {"kind": "replay", "session_file": str(self.session_path), "session_id": self.info.id,
-                "host": self.info.host,
-                "text": f"session {self.info.id} of {self.session_path} (recorded on {self.info.host})"}
+    def incident_source(self) -> IncidentSource:
+        view = self.view
+        origin = {"kind": "replay", "session_file": str(self.session_path), "session_id": self.info.id,
+                  "host": self.info.host,
+                  "text": f"session {self.info.id} of {self.session_path} (recorded on {self.info.host})"}
+        return IncidentSource(view.roster, view.thresholds, view.kernel_lines, view.plot.shown_metric,
+                              view.plot.alert_metric, self.incident_samples, origin)
 
 
 def _span(seconds: float) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from oomscope.core.causes import EXIT, HEAP_OOM, KERNEL_OTHER, OOM_KILL, SIGNAL, TERMINATED, UNKNOWN
@@ -257,6 +258,13 @@ class Roster:
         self.slot_deaths.clear()
         self._slot_colors.clear()
         self._colors = 0
+
+    def replace_all(self, workers: Iterable[WorkerState], deaths: Iterable[Death]) -> None:
+        """Show these workers and deaths instead (the fleet window's every refresh, built from
+        another source's numbers): the workers keep the colours they bring."""
+        self.workers[:] = list(workers)
+        self.by_id = {w.id: w for w in self.workers}
+        self.deaths[:] = sorted(deaths, key=lambda d: d.t)
 
     def add(self, ev: WorkerStarted | WorkerAttached) -> WorkerState:
         existing = self.by_id.get(ev.worker.id)

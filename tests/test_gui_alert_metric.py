@@ -99,18 +99,29 @@ def test_the_plot_metric_leaves_the_alerts_alone_and_the_alert_box_moves_them(qt
 
 
 def test_a_read_only_window_shows_the_recorded_alert_metric_and_cannot_change_it(qtbot, tmp_path) -> None:
-    from oomscope.gui.bridge import NoEvents
-    from oomscope.gui.window import MainWindow
+    import time
 
-    window = MainWindow(NoEvents(), settings_at(tmp_path / "replay.ini"),
-                        thresholds=ThresholdConfig(crit=Level(bytes=64 * MIB), metric="heap"))
+    import numpy as np
+
+    from oomscope.core.recording import SessionInfo
+    from oomscope.core.thresholds import settings_to_json
+    from oomscope.gui.replay import ReplayWindow
+    from oomscope.gui.session_data import SessionData
+
+    now = time.time()
+    recorded = ThresholdConfig(crit=Level(bytes=64 * MIB), metric="heap")
+    info = SessionInfo(1, "host", None, now - 60, now, {"thresholds": settings_to_json(recorded)}, None)
+    window = ReplayWindow(SessionData([], np.zeros(0), {}, now - 60, now), info, tmp_path / "s.db",
+                          settings_at(tmp_path / "replay.ini"))
     qtbot.addWidget(window)
-    assert window.alert_metric_box.currentData() == "heap"
-    assert not window.alert_metric_box.isEnabled()
+    assert window.levels_bar.alert_metric_box.currentData() == "heap"
+    assert not window.levels_bar.alert_metric_box.isEnabled()
     assert window.plot.shown_metric == "heap_used"  # opened where the levels are drawn
-    window.set_alert_metric("rss")
-    assert window.thresholds.metric == "heap" and window.alert_metric_box.currentData() == "heap"
-    window.bridge.stop()
+    window.levels_bar.set_alert_metric("rss")
+    assert window.thresholds.metric == "heap" and window.levels_bar.alert_metric_box.currentData() == "heap"
+    window.levels_bar.set_levels(None, Level(bytes=8 * MIB))  # a replay's levels are the recording's
+    assert window.thresholds == recorded and window.levels_bar.crit_edit.text() == "64MiB"
+    window.close()
 
 
 @pytest.mark.skipif(not v1_memory_writable(), reason="needs a writable cgroup v1 memory controller (root)")

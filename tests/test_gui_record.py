@@ -27,6 +27,10 @@ EXIT_3 = "import sys, time\nheld = bytearray(12 << 20)\nheld[::4096] = b'x' * le
 LEVELS = ThresholdConfig(warn=parse_level("30MiB"), crit=parse_level("45MiB"))
 
 
+LIVE_ACTIONS = {"launch", "attach", "terminate", "kill", "terminate-critical", "worker-thresholds", "record",
+                "stop-recording"}
+
+
 def _rows(window: Any) -> dict[str, tuple[int, str, str]]:
     return {w.id: (w.ref.pid, w.ref.name, w.state_text()) for w in window.roster.workers}
 
@@ -64,7 +68,10 @@ def test_recorded_oom_kill_replays_as_the_live_window_showed_it(qtbot, make_wind
     replay = window.open_session(path)
     assert replay is not None
     close_replays.append(replay)
-    assert replay.engine is None and replay.read_only
+    # Nothing that reaches a process is part of a replay: no engine, no live controls, no recording.
+    assert not hasattr(replay, "engine") and not hasattr(replay, "controls") and not hasattr(replay, "recording")
+    assert not {a.objectName() for a in replay.actions()} & LIVE_ACTIONS
+    assert replay.findChild(type(replay.end_label), "recording-status").text() == "replay (read-only)"
     assert replay.windowTitle().startswith("oomscope replay — session.db (session 1, ")
     assert "ended by a crash" not in replay.end_label.text()
 
@@ -108,10 +115,10 @@ def test_recorded_oom_kill_replays_as_the_live_window_showed_it(qtbot, make_wind
     margin = 0.05 * max(replay.shown_at - replay.data.t_start, 1.0)
     assert replay.shown_at < replay.plot.view_box.viewRange()[0][1] <= replay.shown_at + margin + 1e-3
     replay.select_worker(leaker.id)
-    for action in (replay.terminate_action, replay.kill_action, replay.worker_thresholds_action,
-                   replay.terminate_critical_action, replay.launch_action, replay.attach_action,
-                   replay.record_action):
-        assert not action.isEnabled(), action.text()
+    # No action that would reach a process exists, whatever is selected (checked at the start too).
+    assert not {a.objectName() for a in replay.actions()} & LIVE_ACTIONS
+    assert [a.text() for a in replay.table_menu().actions() if not a.isSeparator()] == [
+        "Export incident…", "Copy command line"]
     assert not replay.export_incident_action.isEnabled()  # alive at this time: no incident yet
     replay.scrub_to(replay.data.t_end)
     assert not replay.roster.by_id[leaker.id].alive
@@ -154,7 +161,7 @@ def test_recorded_oom_kill_replays_as_the_live_window_showed_it(qtbot, make_wind
     assert window.plot.follow and window.plot.selected == set()
 
     # Plot and timeline as PNG from the File menu's functions.
-    for name, save in (("plot.png", replay.save_plot_png), ("timeline.png", replay.save_timeline_png)):
+    for name, save in (("plot.png", replay.files.save_plot_png), ("timeline.png", replay.files.save_timeline_png)):
         written = save(tmp_path / name)
         assert written == tmp_path / name
         assert_plausible_png(written, min_width=1200, min_height=100)
@@ -267,7 +274,7 @@ def test_a_session_opened_from_the_menu_is_read_on_another_thread(qtbot, make_wi
     its engine's events meanwhile), and the replay that opens equals one read on the spot."""
     import threading
 
-    from oomscope.gui import replay as replay_module
+    from oomscope.gui import file_actions as reading_module  # where File → Open session… reads
 
     window = make_window()
     path = tmp_path / "bg.db"
@@ -278,19 +285,19 @@ def test_a_session_opened_from_the_menu_is_read_on_another_thread(qtbot, make_wi
     window.stop_recording()
 
     readers: list[str] = []
-    real_read = replay_module.read_session
+    real_read = reading_module.read_session
 
     def read_elsewhere(p: Path, sid: int) -> Any:
         readers.append(threading.current_thread().name)
         return real_read(p, sid)
 
-    replay_module.read_session = read_elsewhere
+    reading_module.read_session = read_elsewhere
     try:
         future = window.open_session_in_background(path)
         assert future is not None
         qtbot.waitUntil(lambda: len(window.replay_windows) == 1, timeout=15_000)
     finally:
-        replay_module.read_session = real_read
+        reading_module.read_session = real_read
     replay = window.replay_windows[0]
     close_replays.append(replay)
     assert readers == ["session-reader"]  # not the GUI thread, which went on draining meanwhile

@@ -76,7 +76,7 @@ def test_refused_terminate_shows_the_engine_message(qtbot, make_window) -> None:
     window.engine.terminate(w.id, kill_now=True).result(5)
     qtbot.waitUntil(lambda: not w.alive, timeout=10_000)
     # The user's click raced with the exit: the engine refuses, the window says why.
-    window._terminate([w], False)
+    window.controls.terminate([w], False)
     qtbot.waitUntil(lambda: bool(window.message_bar.history), timeout=5_000)
     assert "has already exited" in window.message_bar.history[-1]
     assert window.message_bar.isVisible()

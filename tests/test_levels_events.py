@@ -296,7 +296,7 @@ def test_a_replay_shows_the_levels_in_force_at_the_sliders_time(qtbot, make_wind
     window.bridge.levels_changed.connect(seen.append)
 
     assert window.set_levels(parse_level("200MiB"), parse_level("400MiB"))
-    qtbot.waitUntil(lambda: len(seen) == 1 and window._levels_in_flight == 0, timeout=5_000)
+    qtbot.waitUntil(lambda: len(seen) == 1 and window.levels.in_flight == 0, timeout=5_000)
     _wait_samples(qtbot, w, 3)
     own = ThresholdConfig(warn=parse_level("50MiB"), crit=parse_level("100MiB"))
     window.set_worker_levels(w.id, own)
@@ -357,7 +357,7 @@ def test_the_live_window_never_fights_an_edit_and_shows_changes_made_elsewhere(q
     assert window.set_levels(parse_level("200MiB"), parse_level("600MiB"))
     assert window.set_levels(parse_level("250MiB"), parse_level("600MiB"))
     window.crit_edit.setText("7")
-    qtbot.waitUntil(lambda: len(seen) == 2 and window._levels_in_flight == 0, timeout=5_000)
+    qtbot.waitUntil(lambda: len(seen) == 2 and window.levels.in_flight == 0, timeout=5_000)
     assert window.crit_edit.text() == "7" and window.warn_edit.text() == "250MiB"
     assert window.plot.lines["warning"].value() == 250.0
     assert len(sent) == 2
