@@ -121,7 +121,8 @@ class KillRecord:
         return readable_line(self.lines[-1].strip()) if self.lines else f"{self.killer} killed PID {self.pid}"
 
     def key_lines(self) -> list[str]:
-        """The lines that say what happened: the trigger, the cgroup's usage against its limit,
+        """The lines that say what happened: the trigger, the cgroup's ``memory:`` usage against
+        its limit (its ``memory+swap:``/``kmem:``/``swap:`` siblings stay in ``lines`` only),
         ``oom-kill:``, ``Killed process``, the reaper, and the victim's task-table rows; raw, in
         the record's order."""
         rows = set(self.task_rows)
@@ -135,7 +136,7 @@ DETAIL_FIELDS: Final = ("extra", "history", "task_rows", "wall_time_text", "wall
 
 _KILL_MARKERS: Final = ("Killed process", "oom-kill:", "sending SIG", "Killing process", "Killed ", "killing")
 _KEY_MARKERS: Final = ("oom-kill:", "Killed process", "invoked oom-killer", "Memory cgroup out of memory",
-                       "Out of memory", "oom_reaper", "memory: usage", "swap: usage", "kmem: usage")
+                       "Out of memory", "oom_reaper", "memory: usage")
 
 
 def latest_revisions(records: list[KillRecord]) -> list[KillRecord]:
