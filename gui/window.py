@@ -54,6 +54,7 @@ from .notify import Notifier, ShowFn
 from .history import METRIC_LABELS
 from .keys import SearchKeys
 from .kill_report import context_lines
+from .levels_memory import LevelMemory
 from .plot import WINDOWS, MemoryPlot
 from .qt import QItemSelectionModel, QSettings, Qt, QTimer, QtCore, QtGui, QtWidgets, Signal
 from .recording import Recorder
@@ -97,6 +98,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
         self.settings = settings
         self.confirm = confirm
         self.persist_thresholds = persist_thresholds and not self.read_only
+        self.level_memory = LevelMemory(settings)  # oomscope's app replaces it for a run given levels
         self.persist_layout = not self.read_only  # a replay leaves the user's layout as the live window saved it
         if thresholds is None:
             thresholds = self.engine.config.thresholds if self.engine is not None else ThresholdConfig()
@@ -878,9 +880,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
 
         self.bridge.call(self.engine.set_thresholds(config), on_result=answered, on_error=failed)
         if self.persist_thresholds:
-            self.settings.setValue("thresholds/warn", level_text(config.warn))
-            self.settings.setValue("thresholds/crit", level_text(config.crit))
-            self.settings.setValue("thresholds/metric", config.metric)
+            self.level_memory.remember(config)  # gui/levels_memory.py: never a command line's levels
         self.statusBar().showMessage(f"thresholds: warning {config.warn or 'none'}, critical "
                                      f"{config.crit or 'none'} on {alert_metric_label(config.metric)}", 6000)
 
