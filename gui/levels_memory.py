@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from oomscope.core.errors import BadInput
-from oomscope.core.sizes import parse_level
+from oomscope.core.sizes import Level, parse_level
 from oomscope.core.thresholds import ThresholdConfig
 
 from .dialogs import level_text
@@ -60,11 +60,15 @@ def saved_thresholds(settings: QSettings, base: ThresholdConfig) -> ThresholdCon
     texts = {key: str(settings.value(f"thresholds/{key}", "") or "") for key in ("warn", "crit")}
     if not any(texts.values()):
         return None
-    try:
+
+    def level(key: str, default: Level | None) -> Level | None:
         # A level never set in the window keeps the default; one cleared there stays off.
-        levels = {key: (parse_level(text) if text else None) if settings.contains(f"thresholds/{key}")
-                  else getattr(base, key) for key, text in texts.items()}
-        return replace(base, **levels)
+        if not settings.contains(f"thresholds/{key}"):
+            return default
+        return parse_level(texts[key]) if texts[key] else None
+
+    try:
+        return replace(base, warn=level("warn", base.warn), crit=level("crit", base.crit))
     except BadInput:
         return None  # a hand-edited settings file must not stop the app from starting
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import PY, v1_memory_writable
-from oomscope.core.cgroup.limited import LimitedCgroup, create_limited_cgroup
+from conftest import PY, small_cgroup, v1_memory_writable
+from oomscope.core.cgroup.limited import LimitedCgroup
 from oomscope.core.launch import LaunchSpec
 
 pytestmark = [
@@ -39,20 +39,8 @@ NODE_HEAP_LEAKER = "const a = []; for (;;) a.push({x: Math.random(), y: 's' + Ma
 
 @pytest.fixture
 def own_cgroup() -> Iterator[LimitedCgroup]:
-    cg = create_limited_cgroup(96 << 20, "test-pool")
-    try:
+    with small_cgroup(96 << 20, "test-pool") as cg:
         yield cg
-    finally:
-        procs = os.path.join(cg.directory or "", "cgroup.procs")
-        if os.path.exists(procs):
-            with open(procs) as f:
-                pids = f.read().split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)  # only this test's processes are in there
-                except ProcessLookupError:
-                    pass
-        cg.remove()
 
 
 def _assert_oom_kill(exited, ref, comm: str) -> None:

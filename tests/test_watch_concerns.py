@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from conftest import PY, run_until, v1_memory_writable
-from oomscope.core.cgroup.limited import LimitedCgroup, create_limited_cgroup
+from conftest import PY, run_until, small_cgroup, v1_memory_writable
+from oomscope.core.cgroup.limited import LimitedCgroup
 
 pytestmark = [
     pytest.mark.cgroup,
@@ -35,19 +34,8 @@ PY_LEAKER = "import time\nchunks = []\nwhile True:\n    chunks.append(bytearray(
 @pytest.fixture
 def stranger_cgroup() -> Iterator[LimitedCgroup]:
     """A small cgroup no worker is in: what an unrelated host process's OOM kill stands for."""
-    cg = create_limited_cgroup(48 << 20, "test-stranger")
-    try:
+    with small_cgroup(48 << 20, "test-stranger") as cg:
         yield cg
-    finally:
-        procs = os.path.join(cg.directory or "", "cgroup.procs")
-        if os.path.exists(procs):
-            with open(procs) as f:
-                for pid in f.read().split():
-                    try:
-                        os.kill(int(pid), signal.SIGKILL)  # only this test's processes are in there
-                    except ProcessLookupError:
-                        pass
-        cg.remove()
 
 
 def test_a_workers_child_killed_in_its_cgroup_is_named_as_the_workers(gate: Any) -> None:
