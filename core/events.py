@@ -320,15 +320,23 @@ class KernelLineRead(Event):
 
 @dataclass(frozen=True, slots=True)
 class KernelOom(Event):
-    """A kill record (the ``oom-log --json`` contract) that matched no worker."""
+    """A kill record (the ``oom-log --json`` contract) that matched no worker.
+
+    ``concerns`` is the watched worker the victim belonged to, where one did: ``relation`` says
+    how (``child``/``descendant``: its parent was that worker or one of the worker's children;
+    ``cgroup``: it was in the worker's own cgroup, e.g. a test runner's forked test)."""
 
     kind: ClassVar[str] = "kernel_oom"
     record: KillRecord
     history: bool = False
+    concerns: WorkerRef | None = None
+    relation: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = Event.to_json(self)
-        d.update(oom=self.record.to_json(), history=self.history)
+        d.update(oom=self.record.to_json(), history=self.history,
+                 concerns=None if self.concerns is None else {"worker": self.concerns.to_json(),
+                                                              "relation": self.relation})
         return d
 
 

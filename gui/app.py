@@ -15,8 +15,7 @@ from oomscope.core.engine import Engine, EngineConfig
 from oomscope.core.options import engine_config_from
 from oomscope.core.errors import BadInput
 from oomscope.core.launch import LaunchSpec
-from oomscope.core.sizes import parse_level, parse_size
-from oomscope.core.thresholds import ThresholdConfig
+from oomscope.core.sizes import parse_size
 
 SETTINGS_ENV = "OOMSCOPE_SETTINGS"  # an .ini path: tests and screenshots keep the user's settings clean
 
@@ -68,22 +67,35 @@ def window_config(args: argparse.Namespace, notices: list[str]) -> tuple[EngineC
     return config, getattr(args, "warn", None) is not None or getattr(args, "crit", None) is not None
 
 
-def _run_window(args: argparse.Namespace, config: EngineConfig, typed: bool, mem_limit: int | None,
-                demo: bool, screenshot: str | None, notices: list[str]) -> int:
+def open_window(args: argparse.Namespace, config: EngineConfig, typed: bool, *, demo: bool = False,
+                screenshot: str | None = None) -> tuple[Any, Engine, tempfile.TemporaryDirectory[str] | None]:
+    """The window and its started engine, on the levels in force: the command line's for this
+    run only (see levels_memory.py), else those the user set in the window last time."""
+    from .levels_memory import LevelMemory, given_levels, saved_alert_metric, saved_thresholds
     from .window import MainWindow
 
-    app = _application()
+    _application()
     settings, scratch = _settings(screenshot)
     if not typed:
-        saved = _saved_thresholds(settings, config.thresholds)
+        saved = saved_thresholds(settings, config.thresholds)
         if saved is not None:
             config = replace(config, thresholds=saved)
-    if not demo and getattr(args, "metric", None) is None:
+    metric_typed = getattr(args, "metric", None) is not None
+    if not demo and not metric_typed:
         # The Alerts on box's last choice, made on purpose; --metric outranks it.
-        config = replace(config, thresholds=_saved_alert_metric(settings, config.thresholds))
+        config = replace(config, thresholds=saved_alert_metric(settings, config.thresholds))
     engine = Engine(config).start()
     window = MainWindow(engine, settings, thresholds=config.thresholds,
                         persist_thresholds=not demo and screenshot is None)
+    window.level_memory = LevelMemory(settings, given_levels(config.thresholds, levels_typed=typed,
+                                                             metric_typed=metric_typed))
+    return window, engine, scratch
+
+
+def _run_window(args: argparse.Namespace, config: EngineConfig, typed: bool, mem_limit: int | None,
+                demo: bool, screenshot: str | None, notices: list[str]) -> int:
+    app = _application()
+    window, engine, scratch = open_window(args, config, typed, demo=demo, screenshot=screenshot)
     window.show()
     for message in notices:
         window.message_bar.show_message(message, "warning")
@@ -206,25 +218,3 @@ def _run_replay(path: Path, screenshot: str | None, after_s: float) -> int:
     finally:
         if scratch is not None:
             scratch.cleanup()
-
-
-def _saved_alert_metric(settings: object, base: ThresholdConfig) -> ThresholdConfig:
-    metric = getattr(settings, "value")("thresholds/metric", "")
-    if not metric or metric == base.metric:
-        return base
-    try:
-        return replace(base, metric=str(metric))
-    except BadInput:
-        return base  # a hand-edited settings file must not stop the app from starting
-
-
-def _saved_thresholds(settings: object, base: ThresholdConfig) -> ThresholdConfig | None:
-    value = getattr(settings, "value")
-    try:
-        warn_text, crit_text = str(value("thresholds/warn", "") or ""), str(value("thresholds/crit", "") or "")
-        if not warn_text and not crit_text:
-            return None
-        return replace(base, warn=parse_level(warn_text) if warn_text else None,
-                       crit=parse_level(crit_text) if crit_text else None)
-    except BadInput:
-        return None  # a hand-edited settings file must not stop the app from starting

@@ -8,7 +8,7 @@ from typing import Protocol
 from oomscope.core.thresholds import ThresholdConfig
 
 from .bridge import EngineBridge
-from .dialogs import level_text
+from .levels_memory import LevelMemory
 from .qt import QObject, QSettings, Signal
 from .session_view import SessionView, alert_metric_label
 
@@ -35,6 +35,8 @@ class EngineLevels(QObject):
         self.view = view
         self.settings = settings
         self.persist = persist
+        # What of the levels is remembered: oomscope's app replaces it for a run given levels.
+        self.memory = LevelMemory(settings)
         # Global levels sent to the engine and not answered yet (see settled).
         self.in_flight = 0
 
@@ -51,9 +53,7 @@ class EngineLevels(QObject):
 
         self.bridge.call(self.engine.set_thresholds(config), on_result=answered, on_error=failed)
         if self.persist:
-            self.settings.setValue("thresholds/warn", level_text(config.warn))
-            self.settings.setValue("thresholds/crit", level_text(config.crit))
-            self.settings.setValue("thresholds/metric", config.metric)
+            self.memory.remember(config)  # gui/levels_memory.py: never a command line's levels
         self.view.say(f"thresholds: warning {config.warn or 'none'}, critical "
                       f"{config.crit or 'none'} on {alert_metric_label(config.metric)}", 6000)
         return True

@@ -12,9 +12,8 @@ from oomscope.core.oomlog.records import KillRecord
 
 from .qt import Qt, QtGui, QtWidgets
 
-# Lines the kernel prints inside an OOM report that the record's parser reads but does not keep
-# in ``lines`` (the cgroup's usage against its limit): the window finds them in the kernel lines
-# it read, next to the record.
+# The cgroup's usage against its limit: records parsed before these lines were kept in ``lines``
+# (replayed session files) lack them, so the window also finds them in the kernel lines it read.
 _CONTEXT_MARKERS = ("memory: usage", "memory+swap: usage", "kmem: usage")
 _STAMP = re.compile(r"^\[\s*(\d+\.\d+)\]")
 

@@ -17,6 +17,7 @@ from .engine_levels import EngineLevels
 from .file_actions import FileActions
 from .incident import IncidentSource, history_columns, live_origin
 from .levels_bar import LevelsBar
+from .levels_memory import LevelMemory
 from .live_controls import LiveControls
 from .notify import Notifier, ShowFn
 from .qt import QSettings, Qt, QTimer, QtGui, QtWidgets, Signal
@@ -152,6 +153,14 @@ class MainWindow(QtWidgets.QMainWindow):
     @persist_thresholds.setter
     def persist_thresholds(self, on: bool) -> None:
         self.levels.persist = on
+
+    @property
+    def level_memory(self) -> LevelMemory:
+        return self.levels.memory
+
+    @level_memory.setter
+    def level_memory(self, memory: LevelMemory) -> None:
+        self.levels.memory = memory
 
     def incident_source(self) -> IncidentSource:
         view = self.view

@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pytest
 # a module's Prometheus or agents would be left behind). `make test` sets it too.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from oomscope.core.cgroup.limited import LimitedCgroup, create_limited_cgroup
 from oomscope.core.engine import Engine, EngineConfig
 from oomscope.core.events import Event, Samples
 
@@ -149,6 +151,26 @@ def is_root() -> bool:
 
 def v1_memory_writable() -> bool:
     return is_root() and os.access("/sys/fs/cgroup/memory", os.W_OK)
+
+
+@contextmanager
+def small_cgroup(limit_bytes: int, name: str) -> Iterator[LimitedCgroup]:
+    """A small memory cgroup of the test's own; whatever is left in it is killed (only the
+    test's processes are in there) and the cgroup removed, also when the test fails."""
+    cg = create_limited_cgroup(limit_bytes, name)
+    try:
+        yield cg
+    finally:
+        procs = os.path.join(cg.directory or "", "cgroup.procs")
+        if os.path.exists(procs):
+            with open(procs) as f:
+                pids = f.read().split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        cg.remove()
 
 
 class Gate:

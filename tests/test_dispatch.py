@@ -133,7 +133,7 @@ def test_typed_records_and_sources_print_as_the_contract_has_them() -> None:
         '{"t":1.0,"event":"kernel_oom","oom":{"killer":"kernel-memcg","pid":77,"comm":"node","uid":null,'
         '"total_vm_kb":null,"anon_rss_kb":2048,"file_rss_kb":null,"shmem_rss_kb":null,"constraint":null,'
         '"oom_memcg":null,"task_memcg":"/x","kernel_time_s":null,"wall_time":null,'
-        '"lines":["Memory cgroup out of memory: Killed process 77 (node)"]},"history":false}\n'
+        '"lines":["Memory cgroup out of memory: Killed process 77 (node)"]},"history":false,"concerns":null}\n'
         '{"t":3.0,"event":"source","source":"kmsg","ok":false,"reason":"no access"}\n')
     assert watch.describe(KernelOom(1.0, rec)).endswith(
         "PID 77 (node), anon-rss 2.0 MiB, kernel-memcg in /x")

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import PY, v1_memory_writable
-from oomscope.core.cgroup.limited import LimitedCgroup, create_limited_cgroup
+from conftest import PY, small_cgroup, v1_memory_writable
+from oomscope.core.cgroup.limited import LimitedCgroup
 from oomscope.core.launch import LaunchSpec
 
 pytestmark = [
@@ -39,20 +39,8 @@ NODE_HEAP_LEAKER = "const a = []; for (;;) a.push({x: Math.random(), y: 's' + Ma
 
 @pytest.fixture
 def own_cgroup() -> Iterator[LimitedCgroup]:
-    cg = create_limited_cgroup(96 << 20, "test-pool")
-    try:
+    with small_cgroup(96 << 20, "test-pool") as cg:
         yield cg
-    finally:
-        procs = os.path.join(cg.directory or "", "cgroup.procs")
-        if os.path.exists(procs):
-            with open(procs) as f:
-                pids = f.read().split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)  # only this test's processes are in there
-                except ProcessLookupError:
-                    pass
-        cg.remove()
 
 
 def _assert_oom_kill(exited, ref, comm: str) -> None:
@@ -125,6 +113,9 @@ def test_kill_9_while_the_kernel_kills_another_pid_stays_signal(make_engine) -> 
     child = int(log.wait_for(lambda e: e.kind == "output" and e.worker.id == ref.id).line)
     kill = log.wait_for(lambda e: e.kind == "kernel_oom" and e.record.pid == child, timeout=60)
     assert kill.record.task_memcg.startswith("/oomscope/")
+    # No worker itself, but in A's own cgroup: the event says whose it was.
+    assert (kill.concerns, kill.relation) == (ref, "cgroup")
+    assert kill.to_json()["concerns"] == {"worker": ref.to_json(), "relation": "cgroup"}
     os.kill(ref.pid, signal.SIGKILL)  # "at the same moment": right after the kernel's kill
     exited = log.wait_exit(ref.id)
     assert (exited.cause, exited.signal, exited.oom) == ("signal", "SIGKILL", None), exited
@@ -168,6 +159,35 @@ def test_pool_child_leaking_in_a_cgroup_only_it_is_oom_kill(make_engine, own_cgr
     # The pool's replacement child, when there is one, takes the OOM-killed child's slot.
     assert attached.worker.slot is not None and attached.worker.life == 1
     parent.stdin.close()
+
+
+def test_an_attached_workers_child_killed_in_a_shared_cgroup_is_told_as_its_child(
+        make_engine, own_cgroup, children) -> None:
+    """An attached worker has no cgroup of its own; its child, OOM-killed and not yet reaped
+    (the parent waits for the test), is named as that worker's child, not as a stranger."""
+    eng, log = make_engine()
+    code = (
+        "import os, sys\n"
+        f"LEAK = {PY_LEAKER!r}\n"
+        "sys.stdin.readline()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    exec(LEAK)\n"
+        "print(pid, flush=True)\n"
+        "sys.stdin.readline()\n"  # the child stays a zombie until then
+        "os.waitpid(pid, 0)\n"
+    )
+    parent = children(own_cgroup.wrap_command([PY, "-u", "-c", code]), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert parent.stdout is not None and parent.stdin is not None
+    ref = eng.attach(parent.pid).result(10)
+    parent.stdin.write(b"go\n")
+    parent.stdin.flush()
+    child = int(parent.stdout.readline())
+    kill = log.wait_for(lambda e: e.kind == "kernel_oom" and e.record.pid == child, timeout=60)
+    assert kill.record.task_memcg == own_cgroup.path
+    assert (kill.concerns, kill.relation) == (ref, "child")
+    parent.stdin.close()
+    assert parent.wait(10) == 0
 
 
 def test_without_a_kernel_log_the_cgroup_counter_still_tells(children) -> None:

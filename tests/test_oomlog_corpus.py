@@ -119,9 +119,11 @@ def test_task_rows_are_kept_for_the_victim() -> None:
         "[  663.895546] [   6356]     0  6356   246244    24591    16192     8399         0   593920"
         "        0             0 node",
     )
-    # The GUI shows the oom-kill: and Killed lines and the row: all are in `lines`, in order.
+    # The GUI shows the oom-kill: and Killed lines and the row: all are in `lines`, in order,
+    # after the cgroup's usage lines (which say that its limit was hit).
     kinds = [ln.split("] ", 1)[1][:12] for ln in rec.lines]
-    assert kinds == ["node invoked", "[  pid  ]   ", "[   6356]   ", "oom-kill:con", "Memory cgrou"]
+    assert kinds == ["node invoked", "memory: usag", "memory+swap:", "kmem: usage ", "[  pid  ]   ",
+                     "[   6356]   ", "oom-kill:con", "Memory cgrou"]
 
 
 def test_journal_json_wall_time_is_the_event_time() -> None:

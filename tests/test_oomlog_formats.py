@@ -173,6 +173,61 @@ def test_memory_oom_group_kills_all_carry_the_group() -> None:
     assert recs[0].revision == 1 and recs[1].revision == 0
 
 
+# mm/memcontrol.c mem_cgroup_print_oom_meminfo() on the unified hierarchy (v2): ``memory:`` then
+# ``swap:`` (v1 prints ``memory+swap:`` and ``kmem:``), each "%s: usage %llukB, limit %llukB, failcnt %lu".
+KERNEL_6_1_V2 = """\
+[ 71.000001] node invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0
+[ 71.000002] CPU: 1 PID: 812 Comm: node Not tainted 6.1.0-18-amd64 #1 Debian 6.1.76-1
+[ 71.000003] memory: usage 262144kB, limit 262144kB, failcnt 0
+[ 71.000004] swap: usage 0kB, limit 9007199254740988kB, failcnt 0
+[ 71.000005] Memory cgroup stats for /system.slice/app.service:
+[ 71.000006] anon 266178560
+[ 71.000007] Tasks state (memory values in pages):
+[ 71.000008] [  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name
+[ 71.000009] [    812]  1000   812   300000    65000   700000        0             0 node
+[ 71.000010] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/system.slice/app.service,task_memcg=/system.slice/app.service,task=node,pid=812,uid=1000
+[ 71.000011] Memory cgroup out of memory: Killed process 812 (node) total-vm:1200000kB, anon-rss:259000kB, file-rss:1000kB, shmem-rss:0kB, UID:1000 pgtables:684kB oom_score_adj:0"""
+
+
+def test_the_cgroup_usage_lines_stay_in_the_kill_record() -> None:
+    """The ``memory: usage … limit … failcnt …`` line says the cgroup hit its limit: kept, parsed."""
+    v1 = parse(KERNEL_3_10)[0]
+    assert "[ 1234.000011] memory: usage 524288kB, limit 524288kB, failcnt 12" in v1.lines
+    assert (v1.extra["memory_usage_kb"], v1.extra["memory_limit_kb"], v1.extra["memory_failcnt"]) == (524288, 524288, 12)
+    v2 = one(KERNEL_6_1_V2)
+    usage = [x for x in v2.lines if ": usage " in x]
+    assert usage == ["[ 71.000003] memory: usage 262144kB, limit 262144kB, failcnt 0",
+                     "[ 71.000004] swap: usage 0kB, limit 9007199254740988kB, failcnt 0"]
+    assert (v2.extra["memory_usage_kb"], v2.extra["memory_limit_kb"], v2.extra["memory_failcnt"]) == (262144, 262144, 0)
+    # In the kernel's order, before the task table and the kill; and among the key lines.
+    assert v2.lines.index(usage[1]) < v2.lines.index("[ 71.000009] [    812]  1000   812   300000    65000   700000        0             0 node")
+    assert usage[0] in v2.key_lines() and usage[1] not in v2.key_lines()  # the limit that was hit
+    assert v2.to_json()["lines"] == list(v2.lines)
+
+
+def test_a_usage_line_whose_header_was_cut_still_opens_the_report() -> None:
+    rec = one("[ 5.0] memory: usage 1024kB, limit 1024kB, failcnt 3\n"
+              "[ 5.1] Killed process 9 (x) total-vm:1kB, anon-rss:1kB, file-rss:1kB, shmem-rss:0kB")
+    assert rec.killer == "kernel-memcg" and rec.extra["memory_failcnt"] == 3
+    assert rec.lines[0] == "[ 5.0] memory: usage 1024kB, limit 1024kB, failcnt 3"
+    # The counters after ``memory:`` belong to an open report; alone they are nobody's.
+    assert parse("[ 6.0] swap: usage 0kB, limit 10kB, failcnt 0\n[ 6.1] kmem: usage 1kB, limit 2kB, failcnt 0") == []
+
+
+def test_each_report_keeps_its_own_usage_line() -> None:
+    a, b = parse(
+        "[ 1.0] a invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0\n"
+        "[ 1.1] memory: usage 100kB, limit 100kB, failcnt 1\n"
+        "[ 1.2] Memory cgroup out of memory: Killed process 5 (a) total-vm:1kB, anon-rss:1kB, file-rss:1kB, shmem-rss:0kB\n"
+        "[ 1.3] b invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0\n"
+        "[ 1.4] memory: usage 200kB, limit 200kB, failcnt 2\n"
+        "[ 1.5] Memory cgroup out of memory: Killed process 6 (b) total-vm:1kB, anon-rss:1kB, file-rss:1kB, shmem-rss:0kB"
+    )
+    assert [x for x in a.lines if "usage" in x] == ["[ 1.1] memory: usage 100kB, limit 100kB, failcnt 1"]
+    assert [x for x in b.lines if "usage" in x] == ["[ 1.4] memory: usage 200kB, limit 200kB, failcnt 2"]
+    assert (a.extra["memory_limit_kb"], b.extra["memory_limit_kb"]) == (100, 200)
+
+
 def test_header_without_kill_is_no_record_and_suppressed_header_kill_is_one() -> None:
     assert parse(
         "[ 1.0] oom_kill_process: 70 callbacks suppressed\n"

@@ -285,9 +285,10 @@ def test_a_test_runners_child_oom_killed_fails_the_run(tmp_path: Path) -> None:
     assert (w["exit"]["cause"], w["exit"]["exit_code"]) == ("exit", 1)
     (kill,) = w["cgroup_kills"]
     assert kill["pid"] != w["worker"]["pid"] and "Killed process" in kill["kill_line"]
+    assert kill["relation"] == "cgroup"
     # A percent budget is of what the limit counts, as the levels: the cgroup's usage.
     assert sorted(f["kind"] for f in w["failures"]) == ["budget", "exit", "oom-kill"]
     assert any("peak cgroup usage" in f["message"] for f in w["failures"])
     assert {f.get("type") for f in run.failures()} == {"budget", "exit", "oom-kill"}
     assert "in its cgroup: " in run.stderr
-    assert run.summary["unwatched_kills"] == []
+    assert "does not watch" not in run.stderr

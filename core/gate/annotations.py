@@ -29,7 +29,9 @@ def workflow_commands(workers: Sequence[tuple[WorkerSummary, Sequence[Failure]]]
     for w, failures in workers:
         who = f"oomscope: {w.ref.id} {w.ref.name}"
         for f in failures:
-            out.append(annotation("error", f"{who} {f.kind}", "\n".join((f.message, *f.text[:6]))))
+            # Room for one kill's key lines: trigger, usage, table header and row, oom-kill:, the
+            # kill line, the reaper.
+            out.append(annotation("error", f"{who} {f.kind}", "\n".join((f.message, *f.text[:8]))))
         for a in w.advice:
             out.append(annotation("warning", f"{who} doctor", f"{a['advice']} ({a['reason']})"))
     return out

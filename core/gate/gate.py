@@ -20,7 +20,7 @@ from ..sizes import Level, format_size, parse_level
 from .annotations import workflow_commands
 from .compare import Baseline, compare, load_baseline
 from .junit import junit_xml
-from .summary import CRITICAL, WARNING, SummaryBuilder, WorkerSummary
+from .summary import CRITICAL, WARNING, SummaryBuilder, WorkerSummary, where
 from .verdict import (
     DEFAULT_FAIL_ON,
     FAIL_ON_CHOICES,
@@ -34,6 +34,7 @@ from .verdict import (
 )
 
 SUMMARY_FORMAT = "oomscope-watch-summary"
+
 
 
 def add_gate_arguments(p: argparse.ArgumentParser) -> None:
@@ -181,8 +182,8 @@ class Gate:
             if d.kill_line:
                 out.append(f"  kernel: {d.kill_line}")
             out.extend(f"  evidence: {e}" for e in d.evidence if not e.startswith("kernel: "))
-        out.extend(f"  kernel killed PID {k['pid']} ({k['comm']}) in its cgroup: {k['kill_line']}"
-                   for k in w.cgroup_kills)
+        out.extend(f"  kernel killed PID {k['pid']} ({k['comm']}) {where(k)}: "
+                   f"{k['kill_line']}" for k in w.cgroup_kills)
         out.extend(f"  thread {t['thread_id']} of PID {t['pid']} died: {t['cause']}"
                    + (f" ({t['message']})" if t["message"] else "") for t in w.thread_deaths)
         if w.crash_loop:
@@ -201,7 +202,9 @@ class Gate:
         for w, _ in judged:
             out.extend(lines[w.ref.id])
         if self.builder.unwatched_kills:
-            out.extend(f"kernel killed a process oomscope does not watch: {k}" for k in self.builder.unwatched_kills)
+            n = self.builder.unwatched_kills
+            out.append(f"({n} OOM kill{'s' if n > 1 else ''} of other processes on this host, none of them a "
+                       "watched worker's, its child or in its cgroup)")
         if self.builder.kernel_source is not None and ":" in self.builder.kernel_source:
             out.append(f"kernel log source {self.builder.kernel_source}")
         return out

@@ -100,8 +100,8 @@ class WorkerSummary:
     advice: list[dict[str, Any]] = field(default_factory=list)
     crash_loop: str | None = None
     cgroup: str | None = None
-    # OOM kills of other processes in the worker's own cgroup (what a test runner forks): the
-    # worker may live on, or exit with a status of its own, but its memory limit was hit.
+    # OOM kills of other processes in the worker's own cgroup (what a test runner forks) or among
+    # its children: the worker may live on, or exit with a status of its own, but it lost memory.
     cgroup_kills: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -144,6 +144,11 @@ class WorkerSummary:
         }
 
 
+def where(kill: dict[str, Any]) -> str:
+    """Where a process in ``cgroup_kills`` was, as seen from its worker: ``in its cgroup``..."""
+    return {"child": "a child of it", "descendant": "a descendant of it"}.get(kill["relation"], "in its cgroup")
+
+
 def _kernel_lines(record: KillRecord | None) -> tuple[str, ...]:
     if record is None:
         return ()
@@ -157,7 +162,8 @@ class SummaryBuilder:
         self.metric = metric
         self.workers: dict[str, WorkerSummary] = {}
         self.kernel_source: str | None = None
-        self.unwatched_kills: list[str] = []
+        # Kills of host processes that concern no worker: only counted, they are not this run's.
+        self.unwatched_kills = 0
         self.dispatch: Dispatcher[None] = Dispatcher({
             WorkerStarted: self._started,
             WorkerAttached: self._started,
@@ -249,13 +255,12 @@ class SummaryBuilder:
         if ev.history:
             return
         r = ev.record
-        # A launched worker's cgroup is its own: a kill there is a process it started.
-        owner = next((w for w in reversed(self.workers.values())
-                      if w.ref.launched and w.cgroup is not None and w.cgroup == r.task_memcg), None)
+        # The engine says whose it was: a worker's child, or a process in a worker's own cgroup.
+        owner = self.workers.get(ev.concerns.id) if ev.concerns is not None else None
         if owner is None:
-            self.unwatched_kills.append(r.kill_line())
+            self.unwatched_kills += 1
             return
-        owner.cgroup_kills.append({"pid": r.pid, "comm": r.comm, "kill_line": r.kill_line(),
+        owner.cgroup_kills.append({"pid": r.pid, "comm": r.comm, "relation": ev.relation, "kill_line": r.kill_line(),
                                    "kernel_lines": list(_kernel_lines(r))})
 
     def finish(self, t: float | None = None) -> list[WorkerSummary]:

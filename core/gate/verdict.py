@@ -14,7 +14,7 @@ from typing import Any
 from ..causes import EXIT, HEAP_OOM, OOM_KILL, TERMINATED, UNKNOWN
 from ..errors import BadInput
 from ..sizes import Level, format_size
-from .summary import CRITICAL, WARNING, WorkerSummary
+from .summary import CRITICAL, WARNING, WorkerSummary, where
 
 OK = 0
 FAILED = 1          # several workers watched, one of them failed by itself (no gate cause)
@@ -96,9 +96,11 @@ def worker_failures(w: WorkerSummary, fail_on: Sequence[str], budget: Level | No
             # An attached process's end is ``unknown`` (no status to read): not a failure.
             out.append(Failure("exit", message, text + _tail(d.stderr_tail)))
     if OOM_KILL in fail_on:
-        for k in w.cgroup_kills:
-            out.append(Failure(OOM_KILL, f"{w.ref.name} (PID {w.ref.pid}): PID {k['pid']} ({k['comm']}) in its "
-                               "cgroup was OOM-killed", tuple(k["kernel_lines"])))
+        # Only a kill in the worker's own cgroup is certain to be seen (a child elsewhere is
+        # recognised only while its parent has not reaped it): only that one decides the verdict.
+        for k in (k for k in w.cgroup_kills if k["relation"] == "cgroup"):
+            out.append(Failure(OOM_KILL, f"{w.ref.name} (PID {w.ref.pid}): PID {k['pid']} ({k['comm']}) {where(k)} "
+                               "was OOM-killed", tuple(k["kernel_lines"])))
     if HEAP_OOM in fail_on:
         for t in w.thread_deaths:
             if t["cause"] == HEAP_OOM:

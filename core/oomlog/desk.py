@@ -124,7 +124,31 @@ class KernelDesk:
                 if loop is not None:
                     self._emit(w.slot.crash_loop(time.time(), w.ref, loop))
             return
-        self._emit(KernelOom(time.time(), rec))
+        concerned = self._concerned(rec)
+        if concerned is None:
+            self._emit(KernelOom(time.time(), rec))
+        else:
+            self._emit(KernelOom(time.time(), rec, concerns=concerned[0].ref, relation=concerned[1]))
+
+    def _concerned(self, rec: KillRecord) -> tuple[Worker, str] | None:
+        """The watched worker a victim that is no worker belonged to, and how; None for a
+        stranger (a host process oomscope never watched)."""
+        # A cgroup oomscope made for one worker holds only what that worker started; this is
+        # known for certain, so it comes first.
+        paths = {p for p in (rec.task_memcg, rec.oom_memcg) if p}
+        for w in reversed(self._table.by_id.values()):
+            if w.limited is not None and w.cgroup is not None and w.cgroup.path in paths:
+                return w, "cgroup"
+        if rec.pid is not None:
+            # The victim stays a zombie until its parent reaps it, so its parent can often be
+            # read still (an attached worker's child, in a cgroup shared with the host).
+            fields = procfs.stat_fields(rec.pid)
+            if fields is not None and comm_matches(rec.comm, procfs.comm(rec.pid)):
+                parent = int(fields[1])
+                owner = self._table.owner_of(parent)
+                if owner is not None and owner.ref.pid != rec.pid:
+                    return owner, "child" if owner.ref.pid == parent else "descendant"
+        return None
 
 
 def kill_line(record: KillRecord) -> str:

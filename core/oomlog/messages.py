@@ -17,6 +17,8 @@ Kernel (mm/oom_kill.c, mm/memcontrol.c; tests/data/oom-corpus/FORMATS.md section
 * ``oom-kill:constraint=%s,nodemask=%*pbl,cpuset=%s,mems_allowed=%*pbl,oom_memcg=%s|global_oom,
   task_memcg=%s,task=%s,pid=%d,uid=%d`` (5.0+, built from pr_cont pieces; ``task=`` is an
   unescaped comm, so pid/uid are read from the end).
+* ``%s: usage %llukB, limit %llukB, failcnt %lu`` (mm/memcontrol.c, memcg reports: ``memory``
+  on v1 and v2, then ``memory+swap`` and ``kmem`` on v1 or ``swap`` on v2).
 * ``Task in %s killed as a result of limit of %s`` (memcg, <= 4.20),
   ``Tasks in %s are going to be killed due to memory.oom.group set``,
   ``oom_reaper: reaped process %d (%s), now anon-rss:%lukB, file-rss:%lukB, shmem-rss:%lukB``,
@@ -54,6 +56,9 @@ RE_STACK_HEADER: Final = re.compile(r"CPU: (\d+) (?:UID: (\d+) )?PID: (\d+) Comm
 RE_STACK_HEADER_OLD: Final = re.compile(r"Pid: (\d+), comm: (.*?) (?:Not tainted|Tainted: )")
 RE_KERNEL_VERSION: Final = re.compile(r"(\S+) #\S+")
 RE_CPUSET: Final = re.compile(r"(.*) cpuset=(\S*) mems_allowed=(\S+)\s*\Z")
+#: The memcg's page counters at the OOM; ``memory`` is the one whose limit was hit.
+USAGE_PREFIXES: Final = ("memory: usage ", "memory+swap: usage ", "kmem: usage ", "swap: usage ")
+RE_USAGE: Final = re.compile(r"(memory|memory\+swap|kmem|swap): usage (\d+)kB, limit (\d+)kB, failcnt (\d+)")
 RE_TASK_IN: Final = re.compile(r"Task in (.+?) killed as a result of limit of (.+?)\s*\Z")
 RE_OOM_GROUP: Final = re.compile(r"Tasks in (.+?) are going to be killed due to memory\.oom\.group set")
 RE_TABLE_HEADER: Final = re.compile(r"\[\s*pid\s*\]\s+uid\s+tgid\s+(.*?)\s*\bname\s*\Z")

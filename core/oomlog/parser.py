@@ -65,7 +65,9 @@ from .messages import (
     RE_UNIT_LINE,
     RE_UNIT_OOMD,
     RE_UNIT_RESULT,
+    RE_USAGE,
     UNIT_OOM_KILLED,
+    USAGE_PREFIXES,
     KilledLine,
     Summary,
     TaskRow,
@@ -231,7 +233,9 @@ class OomParser:
         if "invoked oom-killer" in msg:
             return self._invoked(line, msg, out)
         rep = self._report
-        if msg.startswith("memory: usage") or msg.startswith("Memory cgroup stats for"):
+        if msg.startswith(USAGE_PREFIXES):
+            return self._usage(line, msg, out)
+        if msg.startswith("Memory cgroup stats for"):
             if rep is None or not rep.table_open:
                 rep = self._open_report(line, out)
             rep.memcg_hint = True
@@ -256,6 +260,28 @@ class OomParser:
             rep = self._open_report(line, out)
         rep.task_in = (m.group(1), m.group(2))
         rep.memcg_hint = True
+        self._key(rep, line)
+        return True
+
+    def _usage(self, line: KernelLine, msg: str, out: list[KillRecord]) -> bool:
+        """``memory: usage …, limit …, failcnt …`` and its siblings: the cgroup was at its limit.
+
+        The lines are the report's evidence that a limit was hit (and which one), so every kill
+        of the report keeps them; the ``memory`` counter's numbers also go into ``extra``.
+        """
+        rep = self._report
+        if rep is None or not rep.table_open:
+            if not msg.startswith("memory: "):
+                return False  # the counters after ``memory:`` belong to a report already open
+            rep = self._open_report(line, out)
+        rep.memcg_hint = True
+        m = RE_USAGE.match(msg)
+        if m is None:
+            self._touch(rep, line)
+            return True
+        if m.group(1) == "memory":
+            rep.context.update(memory_usage_kb=int(m.group(2)), memory_limit_kb=int(m.group(3)),
+                               memory_failcnt=int(m.group(4)))
         self._key(rep, line)
         return True
 

@@ -16,7 +16,9 @@ Where things live
   ``invoker_comm``, ``oom_reaper`` (``{anon_rss_kb, file_rss_kb, shmem_rss_kb,
   kernel_time_s_reaper}`` or ``{unable_to_reap: True, ...}``), ``chosen_pid``/``chosen_comm``/
   ``chosen_score`` (<= 5.0: the process picked before a child was sacrificed), ``oom_group``,
-  ``printk_caller``, ``cpuset``, ``systemd_unit``/``unit_result``, daemon details
+  ``printk_caller``, ``cpuset``, ``memory_usage_kb``/``memory_limit_kb``/``memory_failcnt`` (the
+  memcg's ``memory: usage … limit … failcnt …`` line, whose raw text is in ``lines`` with its
+  ``memory+swap:``/``kmem:``/``swap:`` siblings), ``systemd_unit``/``unit_result``, daemon details
   (``signal``, ``badness``, ``vmrss_mib``, ``killed_cgroup``, ``pressure_pct``...), and
   provenance notes (``uid_source``, ``comm_source``, ``truncated_killed_line``...).
 * ``task_rows`` are the raw task-table rows of the victim pid (the GUI shows them next to the
@@ -119,8 +121,10 @@ class KillRecord:
         return readable_line(self.lines[-1].strip()) if self.lines else f"{self.killer} killed PID {self.pid}"
 
     def key_lines(self) -> list[str]:
-        """The lines that say what happened: the trigger, ``oom-kill:``, ``Killed process``, the
-        reaper, and the victim's task-table rows; raw, in the record's order."""
+        """The lines that say what happened: the trigger, the cgroup's ``memory:`` usage against
+        its limit (its ``memory+swap:``/``kmem:``/``swap:`` siblings stay in ``lines`` only),
+        ``oom-kill:``, ``Killed process``, the reaper, and the victim's task-table rows; raw, in
+        the record's order."""
         rows = set(self.task_rows)
         return [line for line in self.lines if line in rows or any(m in line for m in _KEY_MARKERS)]
 
@@ -132,7 +136,7 @@ DETAIL_FIELDS: Final = ("extra", "history", "task_rows", "wall_time_text", "wall
 
 _KILL_MARKERS: Final = ("Killed process", "oom-kill:", "sending SIG", "Killing process", "Killed ", "killing")
 _KEY_MARKERS: Final = ("oom-kill:", "Killed process", "invoked oom-killer", "Memory cgroup out of memory",
-                       "Out of memory", "oom_reaper")
+                       "Out of memory", "oom_reaper", "memory: usage")
 
 
 def latest_revisions(records: list[KillRecord]) -> list[KillRecord]:

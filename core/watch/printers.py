@@ -110,9 +110,13 @@ def _describe_kernel_oom(event: KernelOom) -> str | None:
     if event.history:
         return None
     r = event.record
-    return (f"{_stamp(event)} kernel OOM kill of a process oomscope does not watch: PID {r.pid} "
-            f"({r.comm}), anon-rss {format_size((r.anon_rss_kb or 0) * 1024)}, "
-            f"{r.killer}" + (f" in {r.task_memcg}" if r.task_memcg else ""))
+    detail = (f"anon-rss {format_size((r.anon_rss_kb or 0) * 1024)}, {r.killer}"
+              + (f" in {r.task_memcg}" if r.task_memcg else ""))
+    who = event.concerns
+    if who is None:
+        return f"{_stamp(event)} kernel OOM kill of a process oomscope does not watch: PID {r.pid} ({r.comm}), {detail}"
+    how = {"child": "a child of", "descendant": "a descendant of"}.get(event.relation or "", "in the cgroup of")
+    return f"{_stamp(event)} kernel OOM kill of PID {r.pid} ({r.comm}), {how} {_who(who)}: {detail}"
 
 
 def _describe_notice(event: Notice) -> str:
