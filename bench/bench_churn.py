@@ -27,6 +27,7 @@ import atexit
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -119,11 +120,17 @@ def go(parent: subprocess.Popen[str]) -> None:
     parent.stdin.close()
 
 
-def end(proc: subprocess.Popen[Any]) -> None:
-    """Our own process, by its Popen."""
+def end(proc: subprocess.Popen[Any], sentinel: int | None = None) -> None:
+    """Our own process, by its Popen; and the parent's sentinel child, by its PID (a killed
+    parent would leave it sleeping under PID 1)."""
     if proc.poll() is None:
         proc.kill()
     proc.wait()
+    if sentinel is not None:
+        try:
+            os.kill(sentinel, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 # ------------------------------------------------------------------------- watch
@@ -151,7 +158,7 @@ def bench_watch(workers: int, life_s: float, at_once: int, step: int) -> Reading
                     break
         return readings
     finally:
-        end(parent)
+        end(parent, sentinel)
         end(watch)
 
 
@@ -217,7 +224,7 @@ def bench_window(workers: int, life_s: float, at_once: int, step: int) -> tuple[
                  f"timeline {len(window.roster.deaths):,} deaths")
         return readings, tally
     finally:
-        end(parent)
+        end(parent, sentinel)
         engine.stop()
         window.close()
         app.processEvents()

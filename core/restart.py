@@ -129,27 +129,23 @@ class Slot:
 
 
 class Slots:
-    """Every slot the engine has numbered, and the slots pool children left free."""
+    """Numbers slots, and keeps the slots pool children left free (a slot in use is held by
+    its worker alone: a launch without restarts takes a slot, and churn must not keep them all)."""
 
     def __init__(self) -> None:
-        self._slots: dict[int, Slot] = {}
         self._slot_numbers = itertools.count(1)
         self._free_child_slots: dict[int, list[Slot]] = {}
 
     def new_slot(self, spec: LaunchSpec, policy: RestartPolicy) -> Slot:
         spec.argv()  # a bad command is refused before it takes a slot
-        slot = Slot(next(self._slot_numbers), spec, policy)
-        self._slots[slot.number] = slot
-        return slot
+        return Slot(next(self._slot_numbers), spec, policy)
 
     def child_slot(self, parent_pid: int) -> Slot:
         """The slot of a child the parent replaced (oldest first), else a new one."""
         free = self._free_child_slots.setdefault(parent_pid, [])
         if free:
             return free.pop(0)
-        slot = Slot(next(self._slot_numbers), None, RestartPolicy())
-        self._slots[slot.number] = slot
-        return slot
+        return Slot(next(self._slot_numbers), None, RestartPolicy())
 
     def child_died(self, parent_pid: int, slot: Slot, cause: str) -> None:
         """A pool child's slot waits for the child its parent starts in its place."""

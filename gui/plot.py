@@ -146,6 +146,7 @@ class MemoryPlot(QtWidgets.QWidget):
     def __init__(self, roster: Roster, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.roster = roster
+        roster.forget_listeners.append(self.forget)  # a worker's row let go of: its views too
         # Not "metric": that would shadow QPaintDevice.metric(), which Qt calls while painting.
         self.shown_metric = "rss"
         self.window_s: float | None = 300.0

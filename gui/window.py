@@ -628,10 +628,7 @@ class MainWindow(FileMenu, QtWidgets.QMainWindow):
             self._cpu_mark = (now, cpu)
             self.sampling_status.setText(f"every {self.engine.config.interval_s:g} s · engine {load:.1f} % CPU")
         self._check_recording()
-        alive = sum(1 for w in self.roster.workers if w.alive)
-        gone = len(self.roster.workers) - alive
-        self.workers_status.setText(f"{alive} worker{'s' if alive != 1 else ''}"
-                                    + (f", {gone} exited" if gone else ""))
+        self.workers_status.setText(self.roster.count_text())
 
     # -------------------------------------------------------------- selection
 
