@@ -57,6 +57,7 @@ def churn_parent() -> Iterator[Callable[[int, int, float], subprocess.Popen[str]
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append(p)
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        p.stdout.close()  # said all it has to: a descriptor of ours less to count
         return p
 
     yield start
@@ -64,9 +65,8 @@ def churn_parent() -> Iterator[Callable[[int, int, float], subprocess.Popen[str]
         if p.poll() is None:
             p.kill()  # our own child, by its Popen
         p.wait(timeout=10)
-        for pipe in (p.stdin, p.stdout):
-            if pipe is not None:
-                pipe.close()
+        if p.stdin is not None:
+            p.stdin.close()
 
 
 def test_churned_launched_workers_leave_the_latest_exits_and_no_descriptor(make_engine) -> None:
