@@ -8,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_churn  # noqa: E402
 import bench_engine  # noqa: E402
 import benchargs  # noqa: E402
 import bench_gui  # noqa: E402
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     bench_proctree.main(args)
     bench_gui_race.main(args)
     bench_trend.main(args)
+    bench_churn.main(args)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from .restart import RestartPolicy, Slots
 from .sampler import Sampler
 from .sizes import Level
 from .thresholds import ThresholdConfig
-from .worker import WorkerTable
+from .worker import EXITED_KEPT, WorkerTable
 
 __all__ = ["MIN_INTERVAL_S", "Engine", "EngineConfig", "kill_line"]
 
@@ -73,6 +73,8 @@ class EngineConfig:
     trend_bucket_s: float = 5.0
     # A process's first seconds are its runtime sizing itself, not a trend (core/forecast.py).
     trend_start_up_s: float = START_UP_S
+    # Exited workers kept in the engine (core/worker.py EXITED_KEPT says why there is a cap).
+    exited_kept: int = EXITED_KEPT
     # The settings file's [restart]: the delays and the guard a launch with a restart count
     # follows where the caller gives only the count (the GUI's launch dialog).
     restart: RestartPolicy = field(default_factory=RestartPolicy)
@@ -94,6 +96,8 @@ class EngineConfig:
             raise BadInput(
                 f"interval {self.interval_s:g} s is too short: the minimum is {MIN_INTERVAL_S} s"
             )
+        if self.exited_kept < 0:
+            raise BadInput(f"exited workers kept: {self.exited_kept} must not be negative")
         if not (self.grace_s >= 0):
             raise BadInput(f"grace period {self.grace_s:g} s must not be negative")
         if not (self.heap_interval_s >= MIN_INTERVAL_S):
@@ -117,7 +121,7 @@ class Engine:
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
-        self._table = WorkerTable()
+        self._table = WorkerTable(self.config.exited_kept)
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_seq = itertools.count()
         self._thread: threading.Thread | None = None
@@ -432,4 +436,7 @@ class Engine:
     def stats(self) -> dict[str, Any]:
         """Counters for benchmarks and the status bar (read from any thread; approximate)."""
         return {"worker_samples": self.worker_samples, "sampling_cpu_s": self.sampling_cpu_s,
-                "kernel_wakeups": self._sampler.kernel_wakeups}
+                "kernel_wakeups": self._sampler.kernel_wakeups,
+                # What the engine holds on to (issue #14: bounded under churn).
+                "workers_held": len(self._table.by_id), "workers_live": len(self._table.live),
+                "exited_held": len(self._table.exited), "exited_forgotten": self._table.forgotten}

@@ -202,7 +202,7 @@ class Exits:
         # shell's 137) stays open for a late record.
         if kernel_log_ok and verdict.cause in (SIGNAL, UNKNOWN, EXIT) and \
                 (returncode is None or returncode == -signal.SIGKILL or shell_137):
-            self._kernel.exits.add(ExitNote(w.ref.id, w.ref.pid, w.comm, w.ref.name, own_cgroup,
+            self._kernel.exits.add(ExitNote(w.ref, w.slot, w.comm, own_cgroup,
                                             exit_mono, verdict.cause, shell_137))
         w.exited = True
         tail = tuple(list(w.stderr_lines)[-20:])

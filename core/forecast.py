@@ -98,9 +98,11 @@ class Trend:
         self._window_s = float(window_s)
         self._slot_s = min(1.0, self._bucket_s / 5.0)
         self._cap = int(max(MAX_WINDOW_S, 2 * window_s) / self._slot_s) + 1
-        # Ring of closed slots: time of each slot's minimum and the minimum.
-        self._ts = array("d", bytes(8 * self._cap))
-        self._vs = array("q", bytes(8 * self._cap))
+        # Ring of closed slots: time of each slot's minimum and the minimum. It grows to its
+        # capacity as slots close: a worker that lives a second must not hold ten minutes of
+        # slots (10 KB each, thousands of short-lived workers under churn: issue #14).
+        self._ts = array("d")
+        self._vs = array("q")
         self._head = 0  # index of the oldest slot
         self._len = 0
         self._slot_idx: int | None = None
@@ -165,14 +167,16 @@ class Trend:
         self._min_t = t_mono
 
     def _push(self, t: float, v: int) -> None:
-        if self._len < self._cap:
-            pos = (self._head + self._len) % self._cap
+        v = max(-(2**63), min(2**63 - 1, v))
+        if self._len < self._cap:  # not full yet: the head is still at 0, the ring still growing
+            self._ts.append(t)
+            self._vs.append(v)
             self._len += 1
-        else:
-            pos = self._head
-            self._head = (self._head + 1) % self._cap
+            return
+        pos = self._head
+        self._head = (self._head + 1) % self._cap
         self._ts[pos] = t
-        self._vs[pos] = max(-(2**63), min(2**63 - 1, v))
+        self._vs[pos] = v
 
     def _slots(self, since: float) -> tuple[list[float], list[int]]:
         ts: list[float] = []

@@ -99,6 +99,7 @@ class Intake:
         # decided (and told, once) at the first --children-of or --match.
         self._events: ProcEvents | None = None
         self._discovery_chosen = False
+        self._discovery_told = False
         self._next_children_scan = 0.0
         self._newborns: dict[int, _Newborn] = {}
         slots.on_child_slot_freed = self._slot_freed
@@ -314,6 +315,7 @@ class Intake:
         self._emit(
             Notice(time.time(), "warning", f"parent PID {pid} has exited: no new children will be picked up")
         )
+        self._release_discovery_if_idle()
 
     def watch_matching(self, pattern: re.Pattern[str]) -> list[WorkerRef]:
         if not self._patterns:
@@ -358,25 +360,42 @@ class Intake:
     # ------------------------------------------------------ the kernel's process events
 
     def _choose_discovery(self) -> None:
-        """Open the kernel's process events at the first discovery watch; say once which way
-        new processes are found."""
+        """Open the kernel's process events at a discovery watch (again after they were let go
+        of); say once which way new processes are found."""
         if self._discovery_chosen:
             return
         self._discovery_chosen = True
         try:
             self._events = ProcEvents.open()
         except Unavailable as e:
-            self._emit(Notice(time.time(), "warning",
-                              f"process events are not available ({e}): new children and matching "
-                              f"processes are found by a rescan every {self.config.rescan_s:g} s, "
-                              "so a process living less than that may be missed"))
+            if not self._discovery_told:
+                self._discovery_told = True
+                self._emit(Notice(time.time(), "warning",
+                                  f"process events are not available ({e}): new children and matching "
+                                  f"processes are found by a rescan every {self.config.rescan_s:g} s, "
+                                  "so a process living less than that may be missed"))
             return
         self._selector.register(self._events.fileno(), selectors.EVENT_READ, self._on_proc_events)
         self._next_children_scan = time.monotonic() + SAFETY_RESCAN_S
+        if self._discovery_told:
+            return
+        self._discovery_told = True
         self._emit(Notice(time.time(), "info",
                           "new processes are found through the kernel's process events (proc "
                           "connector): a child is attached at its fork, a --match process when it "
                           "starts or execs"))
+
+    def _release_discovery_if_idle(self) -> None:
+        """Close the process events once nothing is left to discover (every parent gone, no
+        pattern, no child held): a long-lived engine holds no socket it does not use; the next
+        watch opens it again."""
+        if self._parents or self._patterns or self._newborns or not self._discovery_chosen:
+            return
+        self._discovery_chosen = False
+        if self._events is not None:
+            self._selector.unregister(self._events.fileno())
+            self._events.close()
+            self._events = None
 
     def _on_proc_events(self) -> None:
         assert self._events is not None
@@ -478,6 +497,7 @@ class Intake:
             self._take(nb.handle, nb.name, nb.cmd, nb.parent)
         except Error as e:
             self._cannot_watch(pid, e)
+        self._release_discovery_if_idle()
 
     def claim(self, pid: int) -> Worker | None:
         """The worker of a child still held, attached now: the kernel desk has a kill record

@@ -131,10 +131,10 @@ class Slot:
 
 
 class Slots:
-    """Every slot the engine has numbered, and the slots pool children left free."""
+    """Numbers slots, and keeps the slots pool children left free (a slot in use is held by
+    its worker alone: a launch without restarts takes a slot, and churn must not keep them all)."""
 
     def __init__(self) -> None:
-        self._slots: dict[int, Slot] = {}
         self._slot_numbers = itertools.count(1)
         self._free_child_slots: dict[int, list[Slot]] = {}
         # Told the parent PID whenever one of its children leaves a slot free: a replacement
@@ -143,9 +143,7 @@ class Slots:
 
     def new_slot(self, spec: LaunchSpec, policy: RestartPolicy) -> Slot:
         spec.argv()  # a bad command is refused before it takes a slot
-        slot = Slot(next(self._slot_numbers), spec, policy)
-        self._slots[slot.number] = slot
-        return slot
+        return Slot(next(self._slot_numbers), spec, policy)
 
     def child_slot(self, parent_pid: int) -> Slot:
         """The lowest slot a child of this parent left free, else a new one."""
@@ -154,9 +152,7 @@ class Slots:
             lowest = min(free, key=lambda s: s.number)
             free.remove(lowest)
             return lowest
-        slot = Slot(next(self._slot_numbers), None, RestartPolicy())
-        self._slots[slot.number] = slot
-        return slot
+        return Slot(next(self._slot_numbers), None, RestartPolicy())
 
     def has_free_child_slot(self, parent_pid: int) -> bool:
         return bool(self._free_child_slots.get(parent_pid))

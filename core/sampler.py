@@ -57,7 +57,6 @@ class Sampler:
         self.worker_samples = 0
         self.kernel_wakeups = 0
         self._watch_refused: str | None = None  # told once: why the kernel cannot notify
-        self._throttled: set[str] = set()  # workers already told to be over memory.high
 
     def sample(self, only: list[Worker] | None = None) -> None:
         """One sampling pass: every live worker, or ``only`` these (a kernel wake-up, the fast
@@ -287,8 +286,8 @@ class Sampler:
         w.fast_until = now + FAST_HOLD_S
         w.burst_until = now + BURST_S
         self.sample([w])
-        if crossing.events.get("high") and w.ref.id not in self._throttled:
-            self._throttled.add(w.ref.id)  # once a worker: the kernel counts every reclaim pass
+        if crossing.events.get("high") and not w.high_told:
+            w.high_told = True  # once a worker: the kernel counts every reclaim pass
             limited = w.limited
             high = f" {format_size(limited.high_bytes)}" if limited is not None and limited.high_bytes else ""
             self._emit(Notice(time.time(), "warning",

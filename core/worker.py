@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import itertools
 import os
 import time
 import subprocess
@@ -27,6 +26,14 @@ from .procfs import StatmReader
 from .thresholds import NORMAL, LevelTracker, ThresholdConfig
 
 _MAX_LINE_BYTES = 64 * 1024  # a worker printing one endless line must not grow us without bound
+# Exited workers the engine keeps (for a late kernel record, for "has already exited" rather than
+# "no such worker"): the latest ones. Under churn (a pool forking a child per request) the engine
+# would otherwise grow by every worker it ever saw (issue #14: 4 KB a child, 10,000 children).
+# Everything about the older ones is in the events: the recording, the window's own roster.
+EXITED_KEPT = 500
+# What an exited worker's output buffers become: a deque that keeps nothing, shared by all of
+# them (its tail went out with the exit event; a new deque each would cost half a KB a worker).
+_NO_LINES: deque[str] = deque(maxlen=0)
 
 
 class Worker:
@@ -35,6 +42,7 @@ class Worker:
         "oom_kills_at_start", "swap", "level", "warn_bytes", "crit_bytes", "terminating_by",
         "last_signal", "exited", "comm", "comm_checks_left", "oom_record", "heap", "node_options", "thresholds", "override", "tracker", "trend", "rate", "eta_limit_s",
         "eta_crit_s", "last_value", "pending", "velocity", "fast_until", "burst_until", "watch", "slot", "started_mono", "stdout_lines", "stderr_lines", "_partial", "_out_fds", "_out_files",
+        "high_told",
     )
 
     def __init__(
@@ -85,6 +93,7 @@ class Worker:
         self.slot: Slot | None = None
         self.started_mono = time.monotonic()
         self.node_options: str | None = None
+        self.high_told = False  # its memory.high notice was given: once a worker
         self.stdout_lines: deque[str] = deque(maxlen=output_lines)
         self.stderr_lines: deque[str] = deque(maxlen=output_lines)
         self._partial: dict[int, bytes] = {}
@@ -103,7 +112,7 @@ class Worker:
 
     @property
     def launched(self) -> bool:
-        return self.popen is not None
+        return self.ref.launched
 
     def open_readers(self, acquire_cgroup: Callable[[int], MemoryCgroup | None]) -> None:
         """Open the kept descriptors sampling reads from; a worker that already exited is fine.
@@ -208,6 +217,16 @@ class Worker:
         for fd in list(self._out_fds):
             self.close_output(fd)
 
+    def retire(self) -> None:
+        """Its exit is told and its descriptors closed: let go of what only a live worker needs
+        (output, trend, heap reports, the reaped Popen); the summary (ref, slot, cause inputs)
+        stays while the table keeps it."""
+        self.stdout_lines = self.stderr_lines = _NO_LINES
+        self.trend = Trend()
+        self.heap = HeapBook()
+        self.popen = None
+        self.oom_record = None
+
     def remove_cgroup(self) -> str | None:
         """Remove the worker's own cgroup; a message when it could not be removed."""
         if self.limited is None:
@@ -220,21 +239,31 @@ class Worker:
 
 
 class WorkerTable:
-    """Every worker the engine has had, by id; the live ones by PID and by (PID, start time)."""
+    """The live workers and the latest ``exited_kept`` exited ones, by id; the live ones by PID
+    and by (PID, start time)."""
 
-    def __init__(self) -> None:
+    def __init__(self, exited_kept: int = EXITED_KEPT) -> None:
         self.by_id: dict[str, Worker] = {}
         self.live: list[Worker] = []
         self.live_by_pid: dict[int, Worker] = {}
         self.by_identity: dict[tuple[int, int], Worker] = {}
-        self._ids = itertools.count(1)
+        self.exited: deque[Worker] = deque()  # oldest first
+        self.exited_kept = exited_kept
+        self.forgotten = 0  # exited workers let go of
+        self._last_id = 0
 
     def new_id(self) -> str:
-        return f"w{next(self._ids)}"
+        self._last_id += 1
+        return f"w{self._last_id}"
 
     def get(self, worker_id: str) -> Worker:
         w = self.by_id.get(worker_id)
         if w is None:
+            number = worker_id[1:] if worker_id.startswith("w") else ""
+            if number.isdigit() and 0 < int(number) <= self._last_id:
+                # Ids are never reused: one we gave out and no longer hold has exited.
+                raise WorkerGone(f"worker {worker_id} has exited; nothing was signalled (oomscope "
+                                 f"keeps the latest {self.exited_kept} exited workers)")
             raise BadInput(f"no worker with id {worker_id!r}")
         return w
 
@@ -245,17 +274,23 @@ class WorkerTable:
         self.by_identity[(w.ref.pid, w.handle.start_ticks)] = w
 
     def gone(self, w: Worker) -> None:
-        """An exited worker leaves the live views (its id stays, for late records)."""
+        """An exited worker leaves the live views; its id stays among the latest exited."""
         self.live.remove(w)
         if self.live_by_pid.get(w.ref.pid) is w:
             del self.live_by_pid[w.ref.pid]
         self.by_identity.pop((w.ref.pid, w.handle.start_ticks), None)
+        w.retire()
+        self.exited.append(w)
+        while len(self.exited) > self.exited_kept:
+            old = self.exited.popleft()
+            del self.by_id[old.ref.id]
+            self.forgotten += 1
 
     def known_pids(self) -> set[int]:
-        return {w.ref.pid for w in self.by_id.values() if not w.exited}
+        return set(self.live_by_pid)
 
     def launched_alive(self) -> bool:
-        return any(w.launched and not w.exited for w in self.by_id.values())
+        return any(w.launched for w in self.live)
 
     def owner_of(self, pid: int) -> Worker | None:
         """The live worker that is PID or its nearest ancestor (a shell worker's node)."""

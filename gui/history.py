@@ -78,7 +78,7 @@ class Series:
                cgroup_usage: float | None = None) -> None:
         if self._n == len(self._t):
             if self._n < self.capacity:
-                self._grow(min(self.capacity, 2 * self._n))
+                self._grow(min(self.capacity, max(16, 2 * self._n)))
             else:
                 self._compact()
         n = self._n
@@ -117,6 +117,12 @@ class Series:
         if len(values) and np.isfinite(values[:, _CGROUP]).any():
             self.has_cgroup_usage = True
         self.version += 1
+
+    def trim(self) -> None:
+        """Give back the rows not filled (a worker that exited gets no more samples): a worker
+        that lived a second keeps a few rows, not the 512 every series starts with."""
+        if len(self._t) > self._n:
+            self._grow(self._n)
 
     def _grow(self, rows: int) -> None:
         t = np.empty(rows, np.float64)

@@ -326,6 +326,13 @@ class WorkerTreeModel(QAbstractItemModel):
         known = self.roster.by_id.get(ev.worker.id)
         if known is not None:
             return known
+        # The roster keeps the latest exits only (gui/roster.py EXITED_ROWS_KEPT): a new worker
+        # is when the oldest rows beyond that go, so the rows stay bounded under churn.
+        for old in self.roster.overflow():
+            gone = self.roster.workers.index(old)
+            self.beginRemoveRows(QModelIndex(), gone, gone)
+            self.roster.forget(old)
+            self.endRemoveRows()
         row = len(self.roster.workers)
         self.beginInsertRows(QModelIndex(), row, row)
         w = self.roster.add(ev)

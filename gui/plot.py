@@ -168,6 +168,7 @@ class MemoryPlot(QtWidgets.QWidget):
         # Shared with the legend and the table (its check boxes, its filter): who is drawn.
         self.visibility = visibility if visibility is not None else CurveVisibility(self)
         self.visibility.changed.connect(self._on_visibility_changed)
+        roster.forget_listeners.append(self.forget)  # a worker's row let go of: its views too
         # Not "metric": that would shadow QPaintDevice.metric(), which Qt calls while painting.
         self.shown_metric = "rss"
         self.window_s: float | None = 300.0

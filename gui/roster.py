@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from oomscope.core.causes import EXIT, HEAP_OOM, KERNEL_OTHER, OOM_KILL, SIGNAL, TERMINATED, UNKNOWN
@@ -37,6 +37,13 @@ from oomscope.core.thresholds import CRITICAL, NORMAL, WARNING, ThresholdConfig
 
 from .history import Series
 
+# Under churn (a pool forking a child per request) every exited worker kept a row, a plot series
+# and a timeline marker for ever: 10,000 children, +64 KB each (issue #14). The window keeps the
+# latest exits; the rows let go of are counted in the status bar, and a recording keeps them all.
+# 500 rows is more than anyone scrolls through, and little memory (a few KB each once trimmed).
+EXITED_ROWS_KEPT = 500
+# Timeline markers: a death is small, but the timeline redraws every marker at each death.
+DEATHS_KEPT = 2_000
 KERNEL = KERNEL_OTHER  # timeline lane of kill records that matched no worker
 LANES = (OOM_KILL, HEAP_OOM, TERMINATED, SIGNAL, EXIT, KERNEL)
 LANE_LABELS = {
@@ -236,10 +243,18 @@ def lane_of(cause: str) -> str:
 class Roster:
     """Workers in the order the engine reported them, and every death in time order."""
 
-    def __init__(self, history_capacity: int | None = None) -> None:
+    def __init__(self, history_capacity: int | None = None, *, exited_kept: int = EXITED_ROWS_KEPT,
+                 deaths_kept: int = DEATHS_KEPT) -> None:
         self.workers: list[WorkerState] = []
         self.by_id: dict[str, WorkerState] = {}
         self.deaths: list[Death] = []
+        self.exited_kept = exited_kept
+        self.deaths_kept = deaths_kept
+        self._exited: deque[WorkerState] = deque()  # rows of exited workers, oldest exit first
+        self.forgotten = 0  # exited workers whose rows were let go of
+        self.deaths_forgotten = 0
+        # Told the ids of workers let go of (the plot drops its cached views of them).
+        self.forget_listeners: list[Callable[[list[str]], None]] = []
         # Deaths per slot and cause, counted from exit events: the engine's Slot keeps the same
         # numbers but lives on the engine thread, and the window only hears events.
         self.slot_deaths: dict[int, dict[str, int]] = {}
@@ -258,6 +273,31 @@ class Roster:
         self.slot_deaths.clear()
         self._slot_colors.clear()
         self._colors = 0
+        self._exited.clear()
+        self.forgotten = self.deaths_forgotten = 0
+
+    def overflow(self) -> list[WorkerState]:
+        """The exited workers beyond ``exited_kept``, oldest exit first: the ones to let go of
+        (through :meth:`forget`, which the table model wraps in its row removal)."""
+        return [self._exited[i] for i in range(len(self._exited) - self.exited_kept)]
+
+    def forget(self, w: WorkerState) -> None:
+        """Let go of an exited worker's row, series and everything else about it."""
+        self.workers.remove(w)
+        del self.by_id[w.id]
+        self._exited.remove(w)
+        self.forgotten += 1
+        for listener in self.forget_listeners:
+            listener([w.id])
+
+    def count_text(self) -> str:
+        """``3 workers, 500 exited, 9,500 older exits not shown …`` for the status bar."""
+        alive = sum(1 for w in self.workers if w.alive)
+        gone = len(self.workers) - alive
+        text = f"{alive} worker{'s' if alive != 1 else ''}" + (f", {gone} exited" if gone else "")
+        if self.forgotten:
+            text += f", {self.forgotten:,} older exits not shown (a recording keeps them all)"
+        return text
 
     def replace_all(self, workers: Iterable[WorkerState], deaths: Iterable[Death]) -> None:
         """Show these workers and deaths instead (the fleet window's every refresh, built from
@@ -265,6 +305,7 @@ class Roster:
         self.workers[:] = list(workers)
         self.by_id = {w.id: w for w in self.workers}
         self.deaths[:] = sorted(deaths, key=lambda d: d.t)
+        self._exited.clear()  # the source bounds what it brings; nothing here to let go of
 
     def add(self, ev: WorkerStarted | WorkerAttached) -> WorkerState:
         existing = self.by_id.get(ev.worker.id)
@@ -323,6 +364,11 @@ class Roster:
         if ev.worker.slot is not None:
             self._count_slot_death(ev.worker.slot, ev.cause, +1)
         if w is not None:
+            if w.exit is None:
+                self._exited.append(w)
+                w.series.trim()
+                for series in w.heap_threads.values():
+                    series.trim()
             w.exit = ev
             w.cause = ev.cause
             w.oom = ev.oom
@@ -336,7 +382,16 @@ class Roster:
                       by=ev.by, signal=ev.signal, exit_code=ev.exit_code,
                       anon_rss_bytes=_anon_at_kill(ev.oom, w), record=ev.oom)
         self.deaths.append(death)
+        self._cap_deaths()
         return w, death
+
+    def _cap_deaths(self) -> None:
+        """Past ``deaths_kept`` markers, the oldest plain exit goes first (it explains the least),
+        else the oldest death."""
+        while len(self.deaths) > self.deaths_kept:
+            plain = next((i for i, d in enumerate(self.deaths) if d.lane == EXIT), 0)
+            del self.deaths[plain]
+            self.deaths_forgotten += 1
 
     def on_cause_updated(self, ev: CauseUpdated) -> tuple[WorkerState | None, Death | None]:
         w = self.by_id.get(ev.worker.id)
@@ -404,6 +459,7 @@ class Roster:
                       anon_rss_bytes=_anon_at_kill(rec, None), record=rec)
         self.deaths.append(death)
         self.deaths.sort(key=lambda d: d.t)
+        self._cap_deaths()
         return death
 
     def on_heap(self, ev: Heap) -> tuple[WorkerState | None, int | None]:
@@ -443,6 +499,7 @@ class Roster:
                       thread_id=ev.thread_id, message=ev.message)
         self.deaths.append(death)
         self.deaths.sort(key=lambda d: d.t)
+        self._cap_deaths()
         if w is not None:
             w.thread_deaths.append(death)
         return w, death

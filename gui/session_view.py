@@ -179,10 +179,7 @@ class SessionView(QtWidgets.QMainWindow):
 
     def update_status(self) -> None:
         self.source_status.setText(f"kernel log: {self.kernel_source}")
-        alive = sum(1 for w in self.roster.workers if w.alive)
-        gone = len(self.roster.workers) - alive
-        self.workers_status.setText(f"{alive} worker{'s' if alive != 1 else ''}"
-                                    + (f", {gone} exited" if gone else ""))
+        self.workers_status.setText(self.roster.count_text())
 
     def say(self, text: str, timeout_ms: int = 0) -> None:
         """A passing line in the window's status bar."""

@@ -87,6 +87,21 @@ def test_bench_engine(runs: dict[str, Run]) -> None:
     assert 0 < med <= p99 and 0 < rmed <= rp99
 
 
+def test_bench_churn(runs: dict[str, Run]) -> None:
+    out = runs["bench_churn"].output()
+    for what in (r"watch --children-of, 200 workers", r"window, 200 workers"):
+        start, peak, end, low, high, _slope, fds0, fds1 = figures(
+            out, rf"^churn, {what} .*: RSS start {NUM} MiB, peak {NUM} MiB, end {NUM} MiB, after warm-up "
+                 rf"{NUM}-{NUM} MiB, slope ([-+]{NUM[1:-1]}) MiB per 100 workers; fds start {NUM}, end {NUM}")
+        assert 0 < start <= peak and end <= peak and low <= high <= peak and fds0 > 0 and fds1 > 0
+    for what in ("watch", "window"):
+        readings = figures(out, rf"^churn, {what}: RSS MiB at every 100 workers: {NUM} {NUM} {NUM}$")
+        assert all(r > 0 for r in readings)  # 0, 100 and 200 workers gone
+    live, exited, _older, deaths = figures(out, rf"roster {NUM} live \+ {NUM} exited rows, {NUM} older exits "
+                                                rf"not shown, timeline {NUM} deaths")
+    assert exited <= 500 and deaths <= 2000
+
+
 def test_bench_gui(runs: dict[str, Run]) -> None:
     out = runs["bench_gui"].output()
     median, p95 = figures(out, rf"^gui: plot redraw, 5 workers x 60 s at 10 Hz .*: median {NUM} ms, p95 {NUM} ms")

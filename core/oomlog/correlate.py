@@ -16,8 +16,13 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import KillRecord
+
+if TYPE_CHECKING:
+    from ..events import WorkerRef
+    from ..restart import Slot
 
 # The kernel prints the kill line and sends SIGKILL in the same call; the exit follows within
 # milliseconds, or a few seconds when the oom_reaper has to step in (tests/data/oom-corpus/FORMATS.md 2.9). Journal
@@ -49,12 +54,15 @@ def record_time_s(record: KillRecord, arrival_mono: float) -> float:
 
 @dataclass(slots=True)
 class ExitNote:
-    """An exit that a late record may still upgrade."""
+    """An exit that a late record may still upgrade.
 
-    worker_id: str
-    pid: int
+    It carries what the upgrade tells (the worker, its slot) itself: the engine keeps only the
+    latest exited workers (core/worker.py EXITED_KEPT), and a churn of short-lived workers can
+    push one out of the table well within LATE_RECORD_KEEP_S."""
+
+    ref: WorkerRef
+    slot: Slot | None
     comm: str | None
-    name: str
     own_cgroup: str | None
     exit_mono: float
     cause: str
@@ -110,7 +118,7 @@ class RecentExits:
         for note in self._notes:
             if abs(when - note.exit_mono) > MATCH_WINDOW_S:
                 continue
-            by_pid = record.pid == note.pid and comm_matches(record.comm, note.comm, note.name)
+            by_pid = record.pid == note.ref.pid and comm_matches(record.comm, note.comm, note.ref.name)
             by_cgroup = note.shell_137 and note.own_cgroup is not None and record.task_memcg == note.own_cgroup
             if by_pid or by_cgroup:
                 self._notes.remove(note)

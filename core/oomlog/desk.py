@@ -115,14 +115,13 @@ class KernelDesk:
                 return
         note = self.exits.match(rec, arrival)
         if note is not None:
-            w = self._table.by_id[note.worker_id]
-            self._emit(CauseUpdated(time.time(), w.ref, OOM_KILL, note.cause, rec,
+            self._emit(CauseUpdated(time.time(), note.ref, OOM_KILL, note.cause, rec,
                                     ("kernel: " + kill_line(rec),)))
-            if w.slot is not None:
+            if note.slot is not None:
                 # The guard counts what the worker died of, also when that was learnt late.
-                loop = w.slot.cause_changed(note.cause, OOM_KILL, note.exit_mono)
+                loop = note.slot.cause_changed(note.cause, OOM_KILL, note.exit_mono)
                 if loop is not None:
-                    self._emit(w.slot.crash_loop(time.time(), w.ref, loop))
+                    self._emit(note.slot.crash_loop(time.time(), note.ref, loop))
             return
         concerned = self._concerned(rec)
         if concerned is None:

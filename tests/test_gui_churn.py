@@ -1,0 +1,86 @@
+"""Churn in the window: the roster keeps the latest exited rows and timeline deaths, not every
+worker ever seen (issue #14, "Bounded memory"). Counts of rows and deaths, not RSS (the
+benchmark, bench/bench_churn.py, measures RSS)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gui_helpers import GUI_MARKS, confirmer, make_window  # noqa: F401 (fixtures)
+from oomscope.core.events import Sample, Samples, WorkerAttached, WorkerExited, WorkerRef
+
+pytestmark = GUI_MARKS
+
+
+def _ref(n: int) -> WorkerRef:
+    return WorkerRef(f"w{n}", 50_000 + n, 1.0, f"child{n}", ("child",), False, slot=None)
+
+
+def _attached(n: int) -> WorkerAttached:
+    return WorkerAttached(time.time(), _ref(n), parent_pid=1234)
+
+
+def _exited(n: int, cause: str = "exit") -> WorkerExited:
+    return WorkerExited(time.time(), _ref(n), cause=cause, exit_code=0 if cause == "exit" else None,
+                        signal="SIGKILL" if cause == "oom-kill" else None)
+
+
+def test_model_lets_go_of_the_oldest_exited_rows_within_qts_contract(qapp, qtmodeltester) -> None:
+    from oomscope.gui.models import WorkerTreeModel
+    from oomscope.gui.roster import Roster
+
+    roster = Roster(exited_kept=3)
+    model = WorkerTreeModel(roster)
+    forgotten: list[str] = []
+    roster.forget_listeners.append(forgotten.extend)
+    qtmodeltester.check(model, force_py=True)  # from here on it checks every change signalled
+    model.add_worker(_attached(0))  # a long-lived worker among the churn
+    for n in range(1, 11):
+        model.add_worker(_attached(n))
+        roster.on_samples(Samples(time.time(), (Sample(_ref(n), 10 << 20, 8 << 20, 0, None, None),)))
+        roster.on_exit(_exited(n))
+    model.add_worker(_attached(11))  # a new worker is when the rows beyond the cap go
+    qtmodeltester.check(model, force_py=True)
+    assert [w.id for w in roster.workers] == ["w0", "w8", "w9", "w10", "w11"]
+    assert model.rowCount() == 5
+    assert forgotten == [f"w{n}" for n in range(1, 8)] and roster.forgotten == 7
+    assert "w1" not in roster.by_id
+    # The kept exits give back the history rows they never filled.
+    assert len(roster.by_id["w9"].series._t) == 1
+    assert roster.count_text() == "2 workers, 3 exited, 7 older exits not shown (a recording keeps them all)"
+
+
+def test_timeline_keeps_the_latest_deaths_plain_exits_going_first(qapp) -> None:
+    from oomscope.gui.roster import Roster
+
+    roster = Roster(deaths_kept=4)
+    for n, cause in enumerate(("oom-kill", "exit", "exit", "oom-kill", "exit", "exit")):
+        roster.add(_attached(n))
+        roster.on_exit(_exited(n, cause))
+    assert [(d.worker_id, d.cause) for d in roster.deaths] == [
+        ("w0", "oom-kill"), ("w3", "oom-kill"), ("w4", "exit"), ("w5", "exit")]
+    assert roster.deaths_forgotten == 2
+
+
+def test_window_under_churn_keeps_the_cap_and_says_how_many_it_let_go(make_window, qtbot: Any) -> None:
+    from oomscope.gui.roster import EXITED_ROWS_KEPT
+
+    window = make_window()
+    assert window.roster.exited_kept == EXITED_ROWS_KEPT
+    kept = window.roster.exited_kept = 20  # the same rule, fewer events to wait for
+    extra = 40
+    total = kept + extra
+    # Through the engine's own queue, as the bridge reads every event.
+    for n in range(1, total + 1):
+        window.engine.events.put(_attached(n))
+        window.engine.events.put(_exited(n))
+    window.engine.events.put(_attached(total + 1))
+    qtbot.waitUntil(lambda: f"w{total + 1}" in window.roster.by_id, timeout=60_000)
+    assert window.model.rowCount() == kept + 1
+    assert window.proxy.rowCount() == kept + 1
+    assert window.roster.forgotten == extra
+    assert "w1" not in window.roster.by_id and f"w{total}" in window.roster.by_id
+    window._update_status()
+    assert window.view.workers_status.text() == (f"1 worker, {kept} exited, {extra} older exits not shown "
+                                            "(a recording keeps them all)")
