@@ -1,7 +1,7 @@
 """Engine benchmarks: sampling cost per worker-sample, and exit-detection latency.
 
 Run with ``make bench`` (or ``.venv/bin/python bench/bench_engine.py``). Prints figures; the
-README's performance section quotes them with this command.
+docs/performance.md quotes them with this command.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Events: immutable records of what the engine learned, in the order it learned them.
 
 Each event knows its JSON form (the ``oomscope watch --json`` contract in docs/DESIGN.md and
-README.md): ``{"t": <unix seconds>, "event": <name>, "worker": {...}, ...}``.
+docs/events.md): ``{"t": <unix seconds>, "event": <name>, "worker": {...}, ...}``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The gate's decision: which workers failed and why, and the one exit status ``watch`` returns.
 
-The statuses (README "Exit statuses") stay clear of 1 (a failed worker among several), 2 (bad
+The statuses (docs/watch.md "Exit statuses") stay clear of 1 (a failed worker among several), 2 (bad
 input), 126/127 (a shell's "cannot run"/"not found") and 128+N (a signal): a CI step can tell a
 memory death from its tests failing.
 """

@@ -180,7 +180,7 @@ class MetricsBook(Collector):
             Threshold: self._on_threshold,
             WorkerExited: self._on_exit,
             # Counters only go up: a cause corrected by a late kernel record counts again,
-            # under the new cause (README: "Prometheus metrics").
+            # under the new cause (docs/prometheus.md, "Metrics").
             CauseUpdated: self._on_exit,
             KernelOom: self._on_kernel_oom,
             SourceChanged: self._on_source,

@@ -19,7 +19,7 @@ the row overhead once per ten samples. Inside the blob the values are stored by 
   runs of idle workers and the repeats of once-a-second values (swap, trend) shrink to little.
 
 Lossless for every integer field; the floats come back as the tenths the contract prints.
-``bench/bench_record.py`` measures the result on disk (README "Recording and replay").
+``bench/bench_record.py`` measures the result on disk (docs/recording.md, "Recording cost").
 
 The same form serves other kinds of rows: a :class:`Layout` names a kind's columns and which
 of them are tenths or times. Heap reports (``heappack``) use it with their own layout; their

@@ -1,4 +1,4 @@
-"""What ``oomscope watch`` prints: the ``--json`` lines (the README's contract) or one readable
+"""What ``oomscope watch`` prints: the ``--json`` lines (the contract in docs/events.md) or one readable
 line per state change, and which events it prints at all."""
 
 from __future__ import annotations
