@@ -115,9 +115,12 @@ def _run_window(args: argparse.Namespace, config: EngineConfig, typed: bool, mem
     result = {"rc": 0}
     if screenshot:
         _schedule_screenshot(app, window, screenshot, args.after, result)
+    from .quit_signals import QuitOnSignals
+    quit_signals = QuitOnSignals(app)
     try:
         app.exec()
     finally:
+        quit_signals.close()
         if screenshot is None:
             window.save_settings()
         window.end_session()  # also when the app quits without closing the window
@@ -213,7 +216,12 @@ def _run_replay(path: Path, screenshot: str | None, after_s: float) -> int:
         result = {"rc": 0}
         if screenshot:
             _schedule_screenshot(app, window, screenshot, after_s, result)
-        app.exec()
+        from .quit_signals import QuitOnSignals
+        quit_signals = QuitOnSignals(app)
+        try:
+            app.exec()
+        finally:
+            quit_signals.close()
         return result["rc"]
     finally:
         if scratch is not None:

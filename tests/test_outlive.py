@@ -97,3 +97,51 @@ def test_a_left_process_is_reported_and_not_signalled(children, make_engine) -> 
     eng2, log2 = make_engine()
     log2.wait_for(lambda e: isinstance(e, Notice) and e.message.startswith("removed what oomscope"))
     assert not os.path.exists(cgroup)
+
+
+def _child_running(parent: int, marker: str) -> int | None:
+    """The child of ``parent`` whose command line holds ``marker`` once it runs the program
+    (the launch wrappers exec into it under the same PID), else None."""
+    for task in os.listdir(f"/proc/{parent}/task"):
+        try:
+            with open(f"/proc/{parent}/task/{task}/children") as f:
+                pids = [int(p) for p in f.read().split()]
+        except FileNotFoundError:
+            continue
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if marker.encode() in f.read() and "/oomscope/" in _cgroup_of(pid):
+                        return pid
+            except (FileNotFoundError, ProcessLookupError, StopIteration):
+                continue
+    return None
+
+
+@needs_v1
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_the_window_ends_on_a_signal_as_on_quit_and_leaves_nothing(children, tmp_path, sig: int) -> None:
+    """``kill PID`` of the window (or Ctrl-C in its terminal, or the terminal closing) quits it as
+    its Quit does: the worker is stopped and its cgroup and heap folder go. Before, Python's
+    default action ended the process there and then and left both for the next start."""
+    marker = f"gui-signal-{os.getpid()}-{sig}"
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", OOMSCOPE_SETTINGS=str(tmp_path / "s.ini"))
+    gui = children([PY, "-m", "oomscope", "--run", f"{PY} -c 'import time; time.sleep(120)' {marker}",
+                    "--mem-limit", "64MiB"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    worker = None
+    fd = os.pidfd_open(gui.pid)
+    try:
+        # Await the worker's exec: poll /proc for it, waking early should the window die.
+        while worker is None:
+            assert not select.select([fd], [], [], 0.05)[0], gui.communicate()[1].decode(errors="replace")[-2000:]
+            worker = _child_running(gui.pid, marker)
+    finally:
+        os.close(fd)
+    cgroup = _cgroup_of(worker)
+    heap_dirs = glob.glob(f"/tmp/oomscope-heap-{gui.pid}-*")
+    assert os.path.isdir(cgroup) and len(heap_dirs) == 1
+    gui.send_signal(sig)
+    _out, err = gui.communicate(timeout=30)
+    assert gui.returncode == 0, err.decode(errors="replace")[-2000:]
+    assert _dies_within(worker, 5)
+    assert not os.path.exists(cgroup) and not os.path.exists(heap_dirs[0])
