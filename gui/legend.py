@@ -53,7 +53,7 @@ class PlotLegend(QtWidgets.QWidget):
         layout.addWidget(self.list, 1)
         self.setFixedWidth(LEGEND_WIDTH_PX)
         self._key: tuple[object, ...] = ()
-        self._icons: dict[int, QtGui.QIcon] = {}
+        self._icons: dict[tuple[int, int, int], QtGui.QIcon] = {}
 
     def refresh(self, workers: Sequence[WorkerState]) -> None:
         """Entries for ``workers`` (those the filter lets through), rebuilt only when a name, a
@@ -99,7 +99,8 @@ class PlotLegend(QtWidgets.QWidget):
         self.visibility.toggle(str(item.data(WORKER_ID_ROLE)))
 
     def _icon(self, color_index: int) -> QtGui.QIcon:
-        icon = self._icons.get(color_index)
+        rgb = worker_rgb(color_index)  # by colour: the index grows with every worker ever seen
+        icon = self._icons.get(rgb)
         if icon is None:
-            icon = self._icons[color_index] = QtGui.QIcon(swatch_pixmap(worker_rgb(color_index)))
+            icon = self._icons[rgb] = QtGui.QIcon(swatch_pixmap(rgb))
         return icon

@@ -13,7 +13,7 @@ from oomscope.core.forecast import describe_rate
 from oomscope.core.sizes import format_size
 from oomscope.core.thresholds import CRITICAL, WARNING
 
-from .palette import CRITICAL_RGB, CRITICAL_ROW_RGB, EXITED_TEXT_RGB, WARNING_RGB, WARNING_ROW_RGB, worker_color
+from .palette import CRITICAL_RGB, CRITICAL_ROW_RGB, EXITED_TEXT_RGB, WARNING_RGB, WARNING_ROW_RGB, worker_rgb
 from .qt import QAbstractItemModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, QtGui
 from .roster import Death, Roster, ThreadState, WorkerState
 from .visibility import CurveVisibility
@@ -50,7 +50,7 @@ class WorkerTreeModel(QAbstractItemModel):
         super().__init__(parent)
         self.roster = roster
         self.metric = "rss"
-        self._swatches: dict[int, QtGui.QIcon] = {}
+        self._swatches: dict[tuple[int, int, int], QtGui.QIcon] = {}
         self._levels_icon: QtGui.QIcon | None = None
         self._exited_brush = QtGui.QBrush(QtGui.QColor(*EXITED_TEXT_RGB))
         self._warn_brush = QtGui.QBrush(QtGui.QColor(*WARNING_ROW_RGB))
@@ -311,11 +311,13 @@ class WorkerTreeModel(QAbstractItemModel):
         return self._levels_icon
 
     def _swatch(self, color_index: int) -> QtGui.QIcon:
-        icon = self._swatches.get(color_index)
+        # By colour, not index: the index grows with every worker ever seen, the colours do not.
+        rgb = worker_rgb(color_index)
+        icon = self._swatches.get(rgb)
         if icon is None:
             pm = QtGui.QPixmap(12, 12)
-            pm.fill(worker_color(color_index))
-            icon = self._swatches[color_index] = QtGui.QIcon(pm)
+            pm.fill(QtGui.QColor(*rgb))
+            icon = self._swatches[rgb] = QtGui.QIcon(pm)
         return icon
 
     # --------------------------------------------------------------- updates

@@ -30,6 +30,8 @@ from .roster import Roster, WorkerState
 from .throttle import Throttle
 from .visibility import CurveVisibility
 
+RGB = tuple[int, int, int]
+
 MIB = float(1 << 20)
 AXIS_WIDTH_PX = 92  # the plot's and the timeline's left axes: equal, so their time axes line up
 REDRAW_MIN_INTERVAL_S = 0.05  # at most 20 redraws a second, whatever the sampling rate
@@ -178,8 +180,10 @@ class MemoryPlot(QtWidgets.QWidget):
         self._room_until = 0.0
         self._views: dict[tuple[str, str], PeakView] = {}
         self._thread_views: dict[tuple[str, int, int], PeakView] = {}
-        self._pens: dict[tuple[int, bool], QtGui.QPen] = {}
-        self._thread_pens: dict[tuple[int, bool, int], QtGui.QPen] = {}
+        # Pens are cached by colour, not by worker: the colour index grows with every worker
+        # ever seen (10,000 churned workers made 10,000 pens), the colours it gives do not.
+        self._pens: dict[tuple[RGB, bool], QtGui.QPen] = {}
+        self._thread_pens: dict[tuple[RGB, bool, int], QtGui.QPen] = {}
         # Worker id -> (curve name, points) of every curve the last redraw drew for it.
         self.drawn_curves: dict[str, list[tuple[str, int]]] = {}
         self._levels: dict[str, Level | None] = {"warning": None, "critical": None}
@@ -191,7 +195,7 @@ class MemoryPlot(QtWidgets.QWidget):
         # Heap metric: worker id -> the V8 heap limit (bytes) its dashed line was drawn at.
         self.heap_limit_lines: dict[str, int] = {}
         self.cgroup_limit_lines: dict[str, int] = {}  # worker id -> the limit drawn
-        self._limit_pens: dict[int, QtGui.QPen] = {}
+        self._limit_pens: dict[RGB, QtGui.QPen] = {}
         # The plot metric the engine's levels are on (the window's "Alerts on" box): the warning
         # and critical lines are drawn on that metric only, since a level on RSS says nothing
         # about where heap or cgroup usage stands. None: the levels' metric is not plotted.
@@ -201,7 +205,7 @@ class MemoryPlot(QtWidgets.QWidget):
         self.trend_metric: str | None = None
         # Worker id -> (x0, y0, x1, y1), y in MiB: the dashed forecast the last redraw drew.
         self.trend_extensions: dict[str, tuple[float, float, float, float]] = {}
-        self._trend_pens: dict[int, QtGui.QPen] = {}
+        self._trend_pens: dict[RGB, QtGui.QPen] = {}
         # What the last redraw put beside the curves instead of stretching the axis: limits and
         # levels far above the data ((label, MiB)), and why a percent level is drawn for nobody.
         self.off_scale: list[tuple[str, float]] = []
@@ -670,10 +674,11 @@ class MemoryPlot(QtWidgets.QWidget):
         """Style 0 is the main thread (the worker's own pen); 1, 2, … its worker threads."""
         if style == 0:
             return self._pen(w, chosen)
-        key = (w.color_index, chosen, style)
+        rgb = worker_rgb(w.color_index)
+        key = (rgb, chosen, style)
         pen = self._thread_pens.get(key)
         if pen is None:
-            r, g, b = worker_rgb(w.color_index)
+            r, g, b = rgb
             mix = _THREAD_LIGHTEN[(style - 1) % len(_THREAD_LIGHTEN)]
             color = QtGui.QColor(int(r + (255 - r) * mix), int(g + (255 - g) * mix), int(b + (255 - b) * mix),
                                  255 if chosen or not self.selected else 150)
@@ -746,15 +751,16 @@ class MemoryPlot(QtWidgets.QWidget):
         return self._dashed_pen(w, 120, self._limit_pens)
 
     @staticmethod
-    def _dashed_pen(w: WorkerState, alpha: int, cache: dict[int, QtGui.QPen]) -> QtGui.QPen:
+    def _dashed_pen(w: WorkerState, alpha: int, cache: dict[RGB, QtGui.QPen]) -> QtGui.QPen:
         """A thin dashed pen in the worker's colour, made once per colour (pens are per redraw)."""
-        pen = cache.get(w.color_index)
+        rgb = worker_rgb(w.color_index)
+        pen = cache.get(rgb)
         if pen is None:
-            r, g, b = worker_rgb(w.color_index)
+            r, g, b = rgb
             pen = QtGui.QPen(QtGui.QColor(r, g, b, alpha), 1.0)
             pen.setStyle(Qt.PenStyle.DashLine)
             pen.setCosmetic(True)
-            cache[w.color_index] = pen
+            cache[rgb] = pen
         return pen
 
     def _set_ranges(self, t0: float, t1: float, top: float) -> None:
@@ -770,10 +776,11 @@ class MemoryPlot(QtWidgets.QWidget):
             self.view_box.setYRange(0.0, self._y_top, padding=0.0)
 
     def _pen(self, w: WorkerState, chosen: bool) -> QtGui.QPen:
-        key = (w.color_index, chosen)
+        rgb = worker_rgb(w.color_index)
+        key = (rgb, chosen)
         pen = self._pens.get(key)
         if pen is None:
-            r, g, b = worker_rgb(w.color_index)
+            r, g, b = rgb
             color = QtGui.QColor(r, g, b, 255 if chosen or not self.selected else 150)
             pen = QtGui.QPen(color, 2.5 if chosen else 1.0)
             pen.setCosmetic(True)

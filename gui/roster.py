@@ -287,6 +287,13 @@ class Roster:
         del self.by_id[w.id]
         self._exited.remove(w)
         self.forgotten += 1
+        slot = w.ref.slot
+        if slot is not None and not any(o.ref.slot == slot for o in self.workers):
+            # No life of that slot left in view: its colour and death counts go too (every
+            # launched worker without restarts has a slot of its own; 10,000 of them made
+            # 10,000 entries). A later life of it starts them again; a recording keeps all.
+            self.slot_deaths.pop(slot, None)
+            self._slot_colors.pop(slot, None)
         for listener in self.forget_listeners:
             listener([w.id])
 

@@ -84,3 +84,38 @@ def test_window_under_churn_keeps_the_cap_and_says_how_many_it_let_go(make_windo
     window._update_status()
     assert window.view.workers_status.text() == (f"1 worker, {kept} exited, {extra} older exits not shown "
                                             "(a recording keeps them all)")
+
+
+def test_colours_pens_and_slot_counts_stay_bounded_under_churn(make_window, qtbot: Any) -> None:
+    """Every worker ever seen got a new colour index, and pens, swatches and legend icons were
+    cached by it, as were each slot's colour and death counts: ~2 KB a worker that never went
+    (bench_churn: the window grew 146 → 205 MiB over 2,000 workers). Now caches hold one entry
+    per colour the palette has, and a forgotten slot's entries go with its last row."""
+    from oomscope.gui.palette import worker_rgb
+
+    palette = len({worker_rgb(i) for i in range(10_000)})
+    assert palette < 1000  # a finite palette: the bound below means something
+    window = make_window()
+    kept = window.roster.exited_kept = 10
+    total = palette + 60  # past the palette's length: colours come round again
+
+    def ref(n: int) -> WorkerRef:
+        return WorkerRef(f"w{n}", 60_000 + n, 1.0, f"slotted{n}", ("slotted",), True, slot=n)
+
+    for n in range(1, total + 1):
+        window.engine.events.put(WorkerAttached(time.time(), ref(n), parent_pid=None))
+        window.engine.events.put(Samples(time.time(), (Sample(ref(n), 10 << 20, 8 << 20, 0, None, None),)))
+        window.engine.events.put(WorkerExited(time.time(), ref(n), cause="exit", exit_code=3, signal=None))
+    window.engine.events.put(WorkerAttached(time.time(), ref(total + 1), parent_pid=None))
+    qtbot.waitUntil(lambda: f"w{total + 1}" in window.roster.by_id, timeout=60_000)
+    window.plot.redraw()
+    roster = window.roster
+    assert roster.forgotten == total - kept
+    # Slots: only those of rows still shown.
+    shown = {w.ref.slot for w in roster.workers}
+    assert set(roster.slot_deaths) <= shown and set(roster._slot_colors) <= shown
+    # Pens, swatches and legend icons: at most one per colour, whatever the index reached.
+    assert max(w.color_index for w in roster.workers) >= palette
+    assert len(window.model._swatches) <= palette
+    assert len(window.plot._pens) <= 2 * palette
+    assert len(window.plot.legend._icons) <= palette
