@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -333,3 +334,41 @@ def test_many_workers_keep_every_failure_and_add_up_the_passing_rest(tmp_path: P
     assert aggregate.find("failure") is None
     assert f"== oomscope watch summary: {total} worker(s), {failing} failed;" in run.stderr
     assert f"{others['workers']} other worker(s) passed, not listed ({others['workers']} exit)" in run.stderr
+
+
+def test_the_summary_stays_bounded_while_workers_churn(make_engine: Any) -> None:
+    """Issue #14: while workers come and go (a real engine's events, fed as watch feeds them),
+    the summary never holds more than the failed, the kept passing and those awaiting a late
+    record; a late kernel record that fails a worker already added up lists it again."""
+    from oomscope.core.causes import OOM_KILL
+    from oomscope.core.events import CauseUpdated
+    from oomscope.core.gate.summary import SummaryBuilder
+    from oomscope.core.launch import LaunchSpec
+
+    engine, log = make_engine(interval_s=0.05)
+    def failed(w: Any) -> bool:
+        return w.death is not None and (w.death.cause == OOM_KILL or w.death.exit_code not in (0, None))
+
+    builder = SummaryBuilder("rss", failed=failed, keep=3, late_window=4)
+    n, failing = 30, {7, 19}
+    held: list[int] = []
+    exits: list[Any] = []
+    for i in range(n):
+        ref = engine.launch(LaunchSpec(f"exit {5 if i in failing else 0}", name=f"c{i}")).result()
+        exit_ev = log.wait_exit(ref.id)
+        exits.append(exit_ev)
+        for ev in log.events:
+            builder(ev)
+        log.events.clear()
+        held.append(len(builder.workers))
+    assert max(held) <= len(failing) + 3 + 4 + 1  # failed, kept passing, awaiting, the live one
+    workers = builder.finish()
+    assert sorted(w.death.exit_code for w in workers if w.death and w.death.exit_code) == [5, 5]
+    assert len(workers) == len(failing) + 3 and builder.others.workers == n - len(workers)
+    assert builder.others.causes == {"exit": n - len(workers)}
+    # The kernel's record of the first worker comes late: it is listed again, as a failure.
+    first = exits[0].worker
+    assert first.id not in builder.workers
+    builder(CauseUpdated(time.time(), first, cause=OOM_KILL, previous="exit", evidence=("late record",)))
+    assert builder.workers[first.id].death.cause == OOM_KILL  # type: ignore[union-attr]
+    assert builder.others.workers == n - len(workers) - 1
