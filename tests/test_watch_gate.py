@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -292,3 +293,81 @@ def test_a_test_runners_child_oom_killed_fails_the_run(tmp_path: Path) -> None:
     assert {f.get("type") for f in run.failures()} == {"budget", "exit", "oom-kill"}
     assert "in its cgroup: " in run.stderr
     assert "does not watch" not in run.stderr
+
+
+def test_many_workers_keep_every_failure_and_add_up_the_passing_rest(tmp_path: Path) -> None:
+    """Issue #14: the summary of a churned fleet is bounded. Of 121 workers (more than the 50
+    passing ones kept), every failure is listed, the 50 highest passing peaks too (a big one
+    among them), and the other passing workers are only counted, in the JSON and in JUnit."""
+    from oomscope.core.gate.summary import KEPT_PASSING
+
+    passing, failing = 110, 10
+    runs = [arg for _ in range(passing) for arg in ("--run", "sleep 0.4")]
+    runs += [arg for i in range(failing) for arg in ("--run", f"sleep 0.4; exit {3 + i}")]
+    runs += ["--run", f"{PY} -c \"import time; b = bytearray(48 << 20); b[::4096] = b'x' * len(b[::4096]); "
+             "time.sleep(1)\""]
+    run = gated(tmp_path, *runs, github=False)
+    assert run.status == 1, run.stderr  # several workers, failed by themselves: exit codes
+    total = passing + failing + 1
+    s = run.summary
+    listed = s["workers"]
+    failed = [w for w in listed if w["failures"]]
+    kept_passing = [w for w in listed if not w["failures"]]
+    assert sorted(w["exit"]["exit_code"] for w in failed) == list(range(3, 3 + failing))
+    assert len(kept_passing) == KEPT_PASSING == s["kept_passing"]
+    others = s["others"]
+    assert others["workers"] == total - failing - KEPT_PASSING == s["workers_total"] - len(listed)
+    assert s["workers_total"] == total and others["failed"] == 0 and others["causes"] == {"exit": others["workers"]}
+    # The highest passing peaks are the ones listed: the big worker's first of all.
+    big = max(kept_passing, key=lambda w: w["alert_peak"] or -1)
+    assert "bytearray" in " ".join(big["worker"]["cmd"]) and big["alert_peak"] >= 48 << 20
+    assert others["alert_peak_max"] is not None
+    assert min(w["alert_peak"] or -1 for w in kept_passing) >= others["alert_peak_max"]
+    assert 0 < others["measured"] <= others["workers"]
+    assert others["alert_peak_total"] <= others["alert_peak_max"] * others["measured"]
+    # JUnit: the listed workers and one test case for the rest; every failure there.
+    root = run.junit.getroot()
+    assert root.get("tests") == str(len(listed) + 1) and root.get("failures") == str(failing)
+    assert len(run.failures()) == failing
+    (aggregate,) = [c for c in run.cases if c.get("classname") == "oomscope.others"]
+    assert aggregate.get("name") == f"{others['workers']} other workers: all passed"
+    assert aggregate.find("failure") is None
+    assert f"== oomscope watch summary: {total} worker(s), {failing} failed;" in run.stderr
+    assert f"{others['workers']} other worker(s) passed, not listed ({others['workers']} exit)" in run.stderr
+
+
+def test_the_summary_stays_bounded_while_workers_churn(make_engine: Any) -> None:
+    """Issue #14: while workers come and go (a real engine's events, fed as watch feeds them),
+    the summary never holds more than the failed, the kept passing and those awaiting a late
+    record; a late kernel record that fails a worker already added up lists it again."""
+    from oomscope.core.causes import OOM_KILL
+    from oomscope.core.events import CauseUpdated
+    from oomscope.core.gate.summary import SummaryBuilder
+    from oomscope.core.launch import LaunchSpec
+
+    engine, log = make_engine(interval_s=0.05)
+    def failed(w: Any) -> bool:
+        return w.death is not None and (w.death.cause == OOM_KILL or w.death.exit_code not in (0, None))
+
+    builder = SummaryBuilder("rss", failed=failed, keep=3, late_window=4)
+    n, failing = 30, {7, 19}
+    held: list[int] = []
+    exits: list[Any] = []
+    for i in range(n):
+        ref = engine.launch(LaunchSpec(f"exit {5 if i in failing else 0}", name=f"c{i}")).result()
+        exit_ev = log.wait_exit(ref.id)
+        exits.append(exit_ev)
+        for ev in log.events:
+            builder(ev)
+        log.events.clear()
+        held.append(len(builder.workers))
+    assert max(held) <= len(failing) + 3 + 4 + 1  # failed, kept passing, awaiting, the live one
+    workers = builder.finish()
+    assert sorted(w.death.exit_code for w in workers if w.death and w.death.exit_code) == [5, 5]
+    assert len(workers) == len(failing) + 3 and builder.others.workers == n - len(workers)
+    assert builder.others.causes == {"exit": n - len(workers)}
+    # The kernel's record of a worker added up comes late: it is listed again, as a failure.
+    first = next(e.worker for e in exits if e.worker.id not in builder.workers)
+    builder(CauseUpdated(time.time(), first, cause=OOM_KILL, previous="exit", evidence=("late record",)))
+    assert builder.workers[first.id].death.cause == OOM_KILL  # type: ignore[union-attr]
+    assert builder.others.workers == n - len(workers) - 1

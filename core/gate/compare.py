@@ -7,7 +7,6 @@ else the alert metric."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,33 +47,41 @@ def load_baseline(path: Path) -> Baseline:
     return Baseline(str(path), str(doc.get("metric", "rss")), peaks)
 
 
-def _peak_by_key(workers: Sequence[WorkerSummary], metric: str) -> dict[str, tuple[str, int]]:
-    out: dict[str, tuple[str, int]] = {}
-    for w in workers:
-        measure, v = w.limit_peak(metric)
-        if v is not None and v > out.get(w.key, ("", -1))[1]:
-            out[w.key] = (measure, v)
-    return out
+def _row(key: str, measure: str, now: int, baseline: Baseline, max_growth: float,
+         ) -> tuple[dict[str, Any], Failure | None]:
+    before = baseline.peaks.get(key, {}).get(measure)
+    row: dict[str, Any] = {"key": key, "measure": measure, "peak": now, "baseline": before,
+                           "growth": None, "failed": False}
+    if before is None or before <= 0:
+        return row, None
+    growth = (now - before) / before
+    row["growth"] = round(growth, 4)
+    if growth <= max_growth:
+        return row, None
+    row["failed"] = True
+    return row, Failure("growth", (
+        f"{key}: peak {measure} {format_size(now)} grew {growth:.1%} over the baseline "
+        f"{format_size(before)} (allowed {max_growth:.0%})"))
 
 
-def compare(workers: Sequence[WorkerSummary], baseline: Baseline, metric: str, max_growth: float,
+def grew(w: WorkerSummary, baseline: Baseline, metric: str, max_growth: float) -> bool:
+    """Whether this one life's own peak grew too much: such a life is never added up with the
+    passing ones (its key's failure needs it listed)."""
+    measure, v = w.limit_peak(metric)
+    return v is not None and _row(w.key, measure, v, baseline, max_growth)[1] is not None
+
+
+def compare(peak_by_key: dict[str, tuple[str, int]], baseline: Baseline, max_growth: float,
             ) -> tuple[list[dict[str, Any]], dict[str, Failure]]:
-    """Per worker key: the comparison (for the summary) and, where it grew too much, the failure.
+    """Per worker key (its highest peak, ``SummaryBuilder.peak_by_key``): the comparison (for
+    the summary) and, where it grew too much, the failure.
 
     Lives of one slot compare as one (their highest peak): a restart is not a new worker."""
     rows: list[dict[str, Any]] = []
     failures: dict[str, Failure] = {}
-    for key, (measure, now) in _peak_by_key(workers, metric).items():
-        before = baseline.peaks.get(key, {}).get(measure)
-        row: dict[str, Any] = {"key": key, "measure": measure, "peak": now, "baseline": before,
-                               "growth": None, "failed": False}
-        if before is not None and before > 0:
-            growth = (now - before) / before
-            row["growth"] = round(growth, 4)
-            if growth > max_growth:
-                row["failed"] = True
-                failures[key] = Failure("growth", (
-                    f"{key}: peak {measure} {format_size(now)} grew {growth:.1%} over the baseline "
-                    f"{format_size(before)} (allowed {max_growth:.0%})"))
+    for key, (measure, now) in peak_by_key.items():
+        row, failure = _row(key, measure, now, baseline, max_growth)
         rows.append(row)
+        if failure is not None:
+            failures[key] = failure
     return rows, failures

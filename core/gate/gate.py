@@ -18,9 +18,9 @@ from ..options import hysteresis_arg
 from ..printable import printable
 from ..sizes import Level, format_size, parse_level
 from .annotations import workflow_commands
-from .compare import Baseline, compare, load_baseline
+from .compare import Baseline, compare, grew, load_baseline
 from .junit import junit_xml
-from .summary import CRITICAL, WARNING, SummaryBuilder, WorkerSummary, where
+from .summary import CRITICAL, KEPT_PASSING, WARNING, SummaryBuilder, WorkerSummary, where
 from .verdict import (
     DEFAULT_FAIL_ON,
     FAIL_ON_CHOICES,
@@ -101,7 +101,8 @@ class Gate:
 
     def __init__(self, options: GateOptions) -> None:
         self.options = options
-        self.builder = SummaryBuilder(options.metric)
+        self.builder = SummaryBuilder(options.metric, failed=self._fails,
+                                      peaks_by_key=options.baseline is not None)
         self.started = time.time()
 
     def __call__(self, event: Event) -> None:
@@ -110,25 +111,31 @@ class Gate:
     def close(self) -> None:
         pass
 
+    def _fails(self, w: WorkerSummary) -> bool:
+        """Whether the gate fails this worker: such a one is always listed, never added up."""
+        o = self.options
+        return bool(worker_failures(w, o.fail_on, o.budget, o.metric)) or (
+            o.baseline is not None and grew(w, o.baseline, o.metric, o.max_growth))
+
     def finish(self, err: TextIO, out: TextIO) -> int:
         """``out`` takes the GitHub annotations (stdout, or stderr with ``--json``)."""
         o = self.options
         ended = time.time()
         workers = self.builder.finish(ended)
-        rows, grew = (compare(workers, o.baseline, o.metric, o.max_growth) if o.baseline is not None
-                      else ([], {}))
+        peaks = self.builder.peak_by_key
+        rows, growth = (compare(peaks, o.baseline, o.max_growth) if o.baseline is not None and peaks is not None
+                        else ([], {}))
         judged: list[tuple[WorkerSummary, list[Failure]]] = []
         for w in workers:
             failures = worker_failures(w, o.fail_on, o.budget, o.metric)
-            if w.key in grew and w is _last_life(workers, w.key):
-                failures.append(grew.pop(w.key))
+            # The last life listed: the one that grew is never added up, a later one may be.
+            if w.key in growth and w is _last_life(workers, w.key):
+                failures.append(growth.pop(w.key))
             judged.append((w, failures))
         own = None
-        if o.one_command:
-            deaths = [w.death for w in workers if w.ref.launched and w.death is not None]
-            if deaths:
-                last = deaths[-1]
-                own = 0 if last.by_oomscope_exit else last.shell_status()
+        last = self.builder.last_launched
+        if o.one_command and last is not None:
+            own = 0 if last.by_oomscope_exit else last.shell_status()
         status = exit_status([f for _, fs in judged for f in fs], own)
         lines = {w.ref.id: self._worker_lines(w, fs) for w, fs in judged}
         if o.print_summary:
@@ -144,7 +151,8 @@ class Gate:
             doc = self._json(judged, rows, status, ended)
             problems += _write(o.summary, (json.dumps(doc, indent=2) + "\n").encode(), "--summary")
         if o.junit is not None:
-            problems += _write(o.junit, junit_xml(judged, self.started, ended, lines), "--junit")
+            problems += _write(o.junit, junit_xml(judged, self.started, ended, lines, self.builder.others),
+                               "--junit")
         for p in problems:
             err.write(f"oomscope watch: {p}\n")
         return status
@@ -196,11 +204,14 @@ class Gate:
               status: int) -> list[str]:
         failed = sum(1 for _, f in judged if f)
         verdict = STATUS_TEXT.get(status, "the command's own exit status")
-        head = (f"== oomscope watch summary: {len(judged)} worker(s), {failed} failed; exit status "
+        others = self.builder.others
+        head = (f"== oomscope watch summary: {len(judged) + others.workers} worker(s), {failed} failed; exit status "
                 f"{status} ({verdict}) ==")
         out = ["", head]
         for w, _ in judged:
             out.extend(lines[w.ref.id])
+        if others.workers:
+            out.append(others.line())
         if self.builder.unwatched_kills:
             n = self.builder.unwatched_kills
             out.append(f"({n} OOM kill{'s' if n > 1 else ''} of other processes on this host, none of them a "
@@ -226,6 +237,9 @@ class Gate:
                                                          "workers": rows},
             "kernel_source": self.builder.kernel_source,
             "unwatched_kills": self.builder.unwatched_kills,
+            "workers_total": len(judged) + self.builder.others.workers,
+            "kept_passing": KEPT_PASSING,
+            "others": self.builder.others.to_json(),
             "workers": [{**w.to_json(), "failures": [f.to_json() for f in fs]} for w, fs in judged],
         }
 

@@ -9,7 +9,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
-from .summary import WorkerSummary
+from .summary import Others, WorkerSummary
 from .verdict import Failure
 
 # XML 1.0 has no way to carry most control characters: a worker's stderr may hold any byte.
@@ -21,11 +21,13 @@ def _clean(text: str) -> str:
 
 
 def junit_xml(workers: Sequence[tuple[WorkerSummary, Sequence[Failure]]], started: float, ended: float,
-              lines_of: dict[str, list[str]]) -> bytes:
-    """``lines_of``: each worker's summary lines (by id), as its ``system-out``."""
+              lines_of: dict[str, list[str]], others: Others | None = None) -> bytes:
+    """``lines_of``: each worker's summary lines (by id), as its ``system-out``; ``others``: the
+    passing workers added up, one test case for all of them."""
     failed = sum(1 for _, f in workers if f)
     elapsed = f"{max(0.0, ended - started):.3f}"
-    counts = {"tests": str(len(workers)), "failures": str(failed), "errors": "0", "time": elapsed}
+    aggregate = others is not None and others.workers > 0
+    counts = {"tests": str(len(workers) + aggregate), "failures": str(failed), "errors": "0", "time": elapsed}
     root = ET.Element("testsuites", {"name": "oomscope watch", **counts})
     suite = ET.SubElement(root, "testsuite", {
         "name": "oomscope watch", **counts, "skipped": "0",
@@ -48,6 +50,10 @@ def junit_xml(workers: Sequence[tuple[WorkerSummary, Sequence[Failure]]], starte
         if w.death is not None and w.death.stderr_tail:
             err = ET.SubElement(case, "system-err")
             err.text = _clean("\n".join(w.death.stderr_tail))
+    if others is not None and aggregate:
+        case = ET.SubElement(suite, "testcase", {"classname": "oomscope.others", "time": "0.000",
+                                                 "name": f"{others.workers} other workers: all passed"})
+        ET.SubElement(case, "system-out").text = _clean(others.line())
     ET.indent(root)
     data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return data + b"\n"

@@ -3,8 +3,11 @@ again): peaks against limits, time above the levels, the death and its kernel li
 
 from __future__ import annotations
 
+import heapq
 import signal as signals
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,9 +38,21 @@ from ..events import (
 )
 from ..oomlog.lines import readable_line
 from ..oomlog.records import KillRecord
+from ..sizes import format_size
 
 PEAK_KEYS = ("rss", "anon", "heap", "cgroup")
 WARNING, CRITICAL = "warning", "critical"
+
+# Under churn (a pool forking a child per request) a summary of every worker ever seen grows
+# without end (issue #14). Kept in full: every live worker, every failed one, and the KEPT_PASSING
+# passing ones with the highest peaks (those with a note — advice, a crash loop, a thread's or a
+# child's death — first): the ones a reader of a CI report looks at, and the ones a baseline
+# compares. 50 is a page of text summary and a JUnit file that still opens at a glance; a fleet
+# of up to 50 workers is listed whole, as before. The other passing ones are added up in
+# ``Others``. A worker's verdict is settled only LATE_WINDOW exits after its own: a kernel record
+# arriving late (``cause_updated``) may still turn an exit into an OOM kill meanwhile.
+KEPT_PASSING = 50
+LATE_WINDOW = 500
 
 
 @dataclass(slots=True)
@@ -155,12 +170,85 @@ def _kernel_lines(record: KillRecord | None) -> tuple[str, ...]:
     return tuple(readable_line(line.strip()) for line in (record.key_lines() or record.lines))
 
 
-class SummaryBuilder:
-    """Consumes every engine event; ``workers`` is the summary so far, in order of appearance."""
+@dataclass(slots=True)
+class Others:
+    """The passing exited workers beyond the kept ones, added up: how many, how they ended, the
+    highest of each peak, the total and highest alert peak, the time above the levels."""
 
-    def __init__(self, metric: str) -> None:
+    workers: int = 0
+    causes: dict[str, int] = field(default_factory=dict)
+    peaks: dict[str, int] = field(default_factory=dict)
+    alert_peak_max: int | None = None
+    alert_peak_total: int = 0
+    measured: int = 0  # how many of them have an alert peak (the total's count)
+    above_s: dict[str, float] = field(default_factory=lambda: {WARNING: 0.0, CRITICAL: 0.0})
+    doctor: int = 0  # pieces of the doctor's advice among them (not listed)
+
+    def add(self, w: WorkerSummary) -> None:
+        self.workers += 1
+        cause = w.death.cause if w.death is not None else "running"
+        self.causes[cause] = self.causes.get(cause, 0) + 1
+        for k, v in w.peaks.items():
+            self.peaks[k] = max(v, self.peaks.get(k, v))
+        if w.alert_peak is not None:
+            self.alert_peak_total += w.alert_peak
+            self.measured += 1
+            self.alert_peak_max = max(w.alert_peak, self.alert_peak_max or w.alert_peak)
+        for level in (WARNING, CRITICAL):
+            self.above_s[level] += w.above_s[level]
+        self.doctor += len(w.advice)
+
+    def take_back(self, cause: str) -> None:
+        """One of them is listed again (a late kernel record failed it): its count goes; its
+        peaks stay in the maxima and the total, which cannot be taken apart again."""
+        self.workers -= 1
+        if self.causes.get(cause, 0) > 0:
+            self.causes[cause] -= 1
+            if not self.causes[cause]:
+                del self.causes[cause]
+
+    def line(self) -> str:
+        """One line of the text summary, and the JUnit report's aggregate test case."""
+        peak = self.alert_peak_max
+        causes = ", ".join(f"{n} {cause}" for cause, n in sorted(self.causes.items()))
+        mean = format_size(self.alert_peak_total // self.measured) if self.measured else None
+        return (f"{self.workers} other worker(s) passed, not listed ({causes}): highest alert peak "
+                f"{format_size(peak) if peak is not None else 'not measured'}"
+                + (f", mean {mean}" if mean else "")
+                + f"; only every failure and the {KEPT_PASSING} highest passing peaks are listed")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"workers": self.workers, "failed": 0, "causes": dict(sorted(self.causes.items())),
+                "peak": {k: self.peaks.get(k) for k in PEAK_KEYS}, "alert_peak_max": self.alert_peak_max,
+                "alert_peak_total": self.alert_peak_total, "measured": self.measured,
+                "time_above_s": {k: round(v, 3) for k, v in self.above_s.items()}, "doctor": self.doctor}
+
+
+def _rank(w: WorkerSummary) -> tuple[bool, int]:
+    noted = bool(w.advice or w.crash_loop or w.thread_deaths or w.cgroup_kills)
+    return noted, (w.alert_peak if w.alert_peak is not None else -1)
+
+
+class SummaryBuilder:
+    """Consumes every engine event; ``workers`` is the summary so far, in order of appearance:
+    the kept workers (see KEPT_PASSING); ``others`` adds up the rest. ``failed`` judges a worker
+    as the gate will (a failed one is never added up); ``peak_by_key`` (when asked for, for a
+    baseline) keeps the highest limit peak of every key, added-up workers' included."""
+
+    def __init__(self, metric: str, failed: Callable[[WorkerSummary], bool] | None = None,
+                 keep: int = KEPT_PASSING, late_window: int = LATE_WINDOW, peaks_by_key: bool = False) -> None:
         self.metric = metric
         self.workers: dict[str, WorkerSummary] = {}
+        self.others = Others()
+        self._failed = failed or (lambda w: False)
+        self._keep = keep
+        self._late_window = late_window
+        self._settling: OrderedDict[str, WorkerSummary] = OrderedDict()  # exited, verdict not final
+        self._passing: list[tuple[tuple[bool, int], int, str]] = []  # min-heap of kept passing ones
+        self._order = 0
+        self.peak_by_key: dict[str, tuple[str, int]] | None = {} if peaks_by_key else None
+        # The latest launched worker's end (the one command's own status), kept or added up.
+        self.last_launched: Death | None = None
         self.kernel_source: str | None = None
         # Kills of host processes that concern no worker: only counted, they are not this run's.
         self.unwatched_kills = 0
@@ -226,9 +314,46 @@ class SummaryBuilder:
         w.death = Death(ev.cause, ev.exit_code, ev.signal, ev.by, ev.evidence,
                         ev.oom.kill_line() if ev.oom is not None else None,
                         _kernel_lines(ev.oom), ev.stderr_tail, ev.t)
+        if ev.worker.launched:
+            self.last_launched = w.death
+        self._settling[w.ref.id] = w
+        while len(self._settling) > self._late_window:
+            self._settle(self._settling.popitem(last=False)[1])
+
+    def _settle(self, w: WorkerSummary) -> None:
+        """Its verdict is final: kept if failed or among the highest passing peaks, else added up."""
+        self._note_peak(w)
+        if self._failed(w):
+            return
+        self._order += 1
+        heapq.heappush(self._passing, (_rank(w), self._order, w.ref.id))
+        if len(self._passing) > self._keep:
+            gone = self.workers.pop(heapq.heappop(self._passing)[2])
+            self.others.add(gone)
+
+    def _note_peak(self, w: WorkerSummary) -> None:
+        if self.peak_by_key is not None:
+            measure, v = w.limit_peak(self.metric)
+            if v is not None and v > self.peak_by_key.get(w.key, ("", -1))[1]:
+                self.peak_by_key[w.key] = (measure, v)
 
     def _cause_updated(self, ev: CauseUpdated) -> None:
-        w = self._worker(ev.worker, ev.t)
+        w = self.workers.get(ev.worker.id)
+        if w is None:
+            # Added up already (its exit was more than LATE_WINDOW exits ago): listed again
+            # when the finding fails it, so that no failure goes unlisted; its peaks are lost.
+            w = WorkerSummary(ev.worker, started=ev.t, level_since=ev.t)
+            w.death = Death(ev.previous, None, None, None, (), None, (), (), ev.t)
+            self.workers[w.ref.id] = w
+            self._update_death(w, ev)
+            if self._failed(w):
+                self.others.take_back(ev.previous)
+            else:
+                del self.workers[w.ref.id]
+            return
+        self._update_death(w, ev)
+
+    def _update_death(self, w: WorkerSummary, ev: CauseUpdated) -> None:
         if w.death is None:
             return
         w.death.cause = ev.cause
@@ -264,9 +389,15 @@ class SummaryBuilder:
                                    "kernel_lines": list(_kernel_lines(r))})
 
     def finish(self, t: float | None = None) -> list[WorkerSummary]:
-        """Closes the level time of workers still running (watch stopped before them)."""
+        """Closes the level time of workers still running (watch stopped before them) and
+        settles the verdict of every exited one; returns the kept workers."""
         end = time.time() if t is None else t
         for w in self.workers.values():
             if w.death is None:
                 w.close_level(end)
+        while self._settling:
+            self._settle(self._settling.popitem(last=False)[1])
+        for w in self.workers.values():
+            if w.death is None:
+                self._note_peak(w)
         return list(self.workers.values())
