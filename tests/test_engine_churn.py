@@ -39,9 +39,12 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def workers_reachable() -> list[Worker]:
+def workers_reachable(log: EventLog) -> list[Worker]:
+    """This engine's workers still held anywhere: those whose process this test's log saw start
+    (a worker of another test, kept by a traceback it left, is not this engine's doing)."""
+    ours = {(e.worker.pid, e.worker.start_time) for e in log.of("worker_started") + log.of("worker_attached")}
     gc.collect()
-    return [o for o in gc.get_objects() if isinstance(o, Worker)]
+    return [o for o in gc.get_objects() if isinstance(o, Worker) and (o.ref.pid, o.ref.start_time) in ours]
 
 
 def drain_exits(log: EventLog, count: int, timeout: float = 120.0) -> None:
@@ -91,7 +94,7 @@ def test_churned_launched_workers_leave_the_latest_exits_and_no_descriptor(make_
     stats = eng.stats()
     assert (stats["workers_live"], stats["exited_held"], stats["exited_forgotten"]) == (0, EXITED_KEPT, extra)
     assert stats["workers_held"] == EXITED_KEPT
-    reachable = workers_reachable()
+    reachable = workers_reachable(log)
     assert len(reachable) == EXITED_KEPT
     # The kept ones are summaries: their output went out in the events.
     assert sum(len(w.stdout_lines) + len(w.stderr_lines) for w in reachable) == 0
@@ -127,7 +130,7 @@ def test_churned_children_of_a_parent_are_let_go_of_past_the_cap(make_engine, ch
     stats = eng.stats()
     assert (stats["workers_held"], stats["exited_held"]) == (kept, kept)
     assert stats["exited_forgotten"] == attached - kept
-    assert len(workers_reachable()) == kept
+    assert len(workers_reachable(log)) == kept
     assert eng.watched_parents().result(5) == []
     assert open_fds() == fds_before
 
