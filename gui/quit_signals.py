@@ -20,7 +20,8 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class QuitOnSignals(QObject):
-    """While it lives, SIGTERM, SIGINT and SIGHUP quit ``app``'s event loop."""
+    """While it lives, SIGTERM, SIGINT and SIGHUP quit ``app``'s event loop (those of them not
+    ignored when it starts)."""
 
     def __init__(self, app: QtWidgets.QApplication) -> None:
         super().__init__(app)
@@ -29,7 +30,10 @@ class QuitOnSignals(QObject):
         for end in (self._read, self._write):
             end.setblocking(False)
         self._old_fd = signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
-        self._old_handlers = {sig: signal.signal(sig, _noted) for sig in SIGNALS}
+        # A signal the parent chose to ignore stays ignored: `nohup oomscope &` must outlive
+        # its terminal (SIGHUP), a background job Ctrl-C (SIGINT).
+        self._old_handlers = {sig: signal.signal(sig, _noted) for sig in SIGNALS
+                              if signal.getsignal(sig) is not signal.SIG_IGN}
         self._notifier = QSocketNotifier(self._read.fileno(), QSocketNotifier.Type.Read, self)
         self._notifier.activated.connect(self._on_signal)
         self.received: list[int] = []

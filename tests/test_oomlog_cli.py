@@ -155,8 +155,11 @@ LEAKER = "import sys\nb = []\nwhile True:\n    b.append(bytearray(1 << 20))\n"
 
 @pytest.mark.cgroup
 def test_follow_prints_a_real_kill_as_it_happens(small_memcg: Path) -> None:
+    # SIGINT as from a terminal: a suite run in the background (nohup … &) has it ignored,
+    # and a child inherits that (this test failed so, the follower deaf to its Ctrl-C).
     follower = subprocess.Popen([sys.executable, "-m", MODULE, "--follow", "--json"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     leaker: subprocess.Popen[bytes] | None = None
     try:
         assert follower.stderr is not None and follower.stdout is not None
@@ -199,7 +202,6 @@ def test_follow_prints_a_real_kill_as_it_happens(small_memcg: Path) -> None:
         try:
             # Drain both pipes while it exits: a follower blocked writing to a full pipe (every
             # kill of a busy machine's other jobs goes to its stdout) cannot act on Ctrl-C.
-            # It failed once here, under four test suites at once, with the pipes not drained.
             os.set_blocking(follower.stdout.fileno(), True)
             _out, err = follower.communicate(timeout=10)
             assert follower.returncode == 0, err.decode(errors="replace")[-2000:]

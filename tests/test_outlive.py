@@ -99,6 +99,13 @@ def test_a_left_process_is_reported_and_not_signalled(children, make_engine) -> 
     assert not os.path.exists(cgroup)
 
 
+def _default_signals() -> None:
+    """As from a terminal: a suite run in the background (``nohup make test &``) has SIGINT and
+    SIGHUP ignored, which its children inherit, and oomscope rightly leaves ignored."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _child_running(parent: int, marker: str) -> int | None:
     """The child of ``parent`` whose command line holds ``marker`` once it runs the program
     (the launch wrappers exec into it under the same PID), else None."""
@@ -127,7 +134,8 @@ def test_the_window_ends_on_a_signal_as_on_quit_and_leaves_nothing(children, tmp
     marker = f"gui-signal-{os.getpid()}-{sig}"
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", OOMSCOPE_SETTINGS=str(tmp_path / "s.ini"))
     gui = children([PY, "-m", "oomscope", "--run", f"{PY} -c 'import time; time.sleep(120)' {marker}",
-                    "--mem-limit", "64MiB"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                    "--mem-limit", "64MiB"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                   preexec_fn=_default_signals)
     worker = None
     fd = os.pidfd_open(gui.pid)
     try:
@@ -145,3 +153,30 @@ def test_the_window_ends_on_a_signal_as_on_quit_and_leaves_nothing(children, tmp
     assert gui.returncode == 0, err.decode(errors="replace")[-2000:]
     assert _dies_within(worker, 5)
     assert not os.path.exists(cgroup) and not os.path.exists(heap_dirs[0])
+
+
+@needs_v1
+def test_a_window_started_with_sighup_ignored_keeps_it_ignored(children, tmp_path) -> None:
+    """``nohup oomscope &``: the terminal closing must not end the window."""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", OOMSCOPE_SETTINGS=str(tmp_path / "s.ini"))
+
+    def ignore_hup() -> None:
+        _default_signals()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    marker = f"gui-nohup-{os.getpid()}"
+    gui = children([PY, "-m", "oomscope", "--run", f"{PY} -c 'import time; time.sleep(120)' {marker}",
+                    "--mem-limit", "64MiB"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                   preexec_fn=ignore_hup)
+    fd = os.pidfd_open(gui.pid)
+    try:
+        while _child_running(gui.pid, marker) is None:  # the window is up and running its worker
+            assert not select.select([fd], [], [], 0.05)[0], "the window ended before its worker ran"
+        gui.send_signal(signal.SIGHUP)
+        # Still there: a SIGTERM afterwards is what ends it, cleanly.
+        assert not select.select([fd], [], [], 1.0)[0], "SIGHUP ended a window started with it ignored"
+    finally:
+        os.close(fd)
+    gui.send_signal(signal.SIGTERM)
+    _out, err = gui.communicate(timeout=30)
+    assert gui.returncode == 0, err.decode(errors="replace")[-2000:]
