@@ -27,7 +27,7 @@ from oomscope.core.sizes import Level, format_size
 from oomscope.core.thresholds import ThresholdConfig
 
 from .history import Series, history_columns
-from .models import COL_NAME, COL_PID, COL_STATE, COLUMNS, SORT_ROLE, WORKER_ID_ROLE, ModelIndex, WorkerTreeModel
+from .models import COL_NAME, COL_PID, COL_STATE, COL_TREND, COLUMNS, SORT_ROLE, WORKER_ID_ROLE, ModelIndex, WorkerTreeModel
 from .qt import QModelIndex, QSettings, Qt, QTimer, QtGui, QtWidgets, Signal
 from .roster import Death, Roster, WorkerState, lane_of
 from .session_view import SessionView
@@ -327,6 +327,9 @@ class FleetWindow(QtWidgets.QMainWindow):
         table.setRootIsDecorated(True)  # hosts fold their workers
         table.sortByColumn(COL_NAME, Qt.SortOrder.AscendingOrder)
         table.header().resizeSection(COL_DEATHS, 56)
+        # The agents export no growth figure: the Trend column would be "–" on every row.
+        table.header().setSectionHidden(COL_TREND, True)
+        table.header().moveSection(COL_DEATHS, COL_STATE + 1)  # in sight beside the state at 1024 px
         # A host that matches the filter shows its workers.
         view.proxy.setAutoAcceptChildRows(True)
         view.filter_edit.setToolTip("Show only hosts and workers whose name, PID or state contains this text")
