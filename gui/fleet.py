@@ -27,7 +27,7 @@ from oomscope.core.sizes import Level, format_size
 from oomscope.core.thresholds import ThresholdConfig
 
 from .history import Series, history_columns
-from .models import COL_NAME, COL_PID, COL_STATE, COL_TREND, COLUMNS, SORT_ROLE, WORKER_ID_ROLE, ModelIndex, WorkerTreeModel
+from .models import COL_NAME, COL_PID, COL_STATE, COL_TREND, COLUMNS, SORT_ROLE, ModelIndex, WorkerTreeModel
 from .qt import QModelIndex, QSettings, Qt, QTimer, QtGui, QtWidgets, Signal
 from .roster import Death, Roster, WorkerState, lane_of
 from .session_view import SessionView
@@ -199,6 +199,8 @@ class FleetModel(WorkerTreeModel):
                 return str(deaths) if deaths else ""
             if role == SORT_ROLE:
                 return deaths
+            if role == Qt.ItemDataRole.TextAlignmentRole:
+                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if rw is not None and role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
             if col == COL_NAME:
                 return rw.worker
@@ -222,9 +224,7 @@ class FleetModel(WorkerTreeModel):
             return font
         if role == Qt.ItemDataRole.TextAlignmentRole and col == COL_DEATHS:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == WORKER_ID_ROLE:
-            return None
-        return None
+        return None  # no worker id: the filter counts a host by the workers under it
 
     # --------------------------------------------------------------- updates
 
