@@ -2,7 +2,8 @@
 
 Hosts and their workers (oomscope agents, and Kubernetes containers where cAdvisor and
 kube-state-metrics report them) in a tree; their memory on the same plot, and their deaths on the
-same kill timeline, as the main window's (one Roster feeds both, rebuilt at every refresh).
+same kill timeline, as the main window's: the main window's SessionView over a Roster rebuilt at
+every refresh, its table grouped by host.
 
 Nothing here can signal anything: the workers belong to other machines. Queries run on a worker
 thread (core/prometheus, Qt-free); the GUI thread polls the future on a timer, as the engine
@@ -23,13 +24,13 @@ from oomscope.core.events import Sample, WorkerExited, WorkerRef
 from oomscope.core.prometheus import Fleet, PrometheusClient, RemoteWorker, read_fleet
 from oomscope.core.prometheus.client import DEFAULT_TIMEOUT_S
 from oomscope.core.sizes import Level, format_size
+from oomscope.core.thresholds import ThresholdConfig
 
 from .history import Series, history_columns
-from .palette import CRITICAL_ROW_RGB, EXITED_TEXT_RGB, WARNING_ROW_RGB, worker_color
-from .plot import MemoryPlot
-from .qt import QSettings, Qt, QTimer, QtGui, QtWidgets, Signal
+from .models import COL_NAME, COL_PID, COL_STATE, COL_TREND, COLUMNS, SORT_ROLE, ModelIndex, WorkerTreeModel
+from .qt import QModelIndex, QSettings, Qt, QTimer, QtGui, QtWidgets, Signal
 from .roster import Death, Roster, WorkerState, lane_of
-from .timeline import KillTimeline, stacked_with_timeline
+from .session_view import SessionView
 
 DEFAULT_URL = "http://localhost:9090"
 SETTINGS_URL = "fleet/url"
@@ -43,9 +44,9 @@ WINDOW_CHOICES: tuple[tuple[str, float], ...] = (
 _POLL_MS = 50
 # The plot's metric names and the agents' ``metric`` label of their levels.
 _LEVEL_METRIC = {"rss": "rss", "anon": "anon", "heap_used": "heap"}
-COLUMNS = ("Host / worker", "PID", "State", "Memory", "Limit", "Deaths")
-(COL_NAME, COL_PID, COL_STATE, COL_MEMORY, COL_LIMIT, COL_DEATHS) = range(len(COLUMNS))
-KEY_ROLE = int(Qt.ItemDataRole.UserRole) + 1
+# The fleet's table: the main window's columns, and the deaths the agents counted in the window.
+COL_DEATHS = len(COLUMNS)
+_DEATHS_TIP = "Deaths in the time range shown: exits the agents counted, and Kubernetes OOM kills"
 
 
 def ask_url(parent: QtWidgets.QWidget | None, settings: QSettings) -> str | None:
@@ -78,6 +79,169 @@ def open_fleet_window(parent: QtWidgets.QWidget, url: str | None = None,
     return window
 
 
+class _Host:
+    """One top row of the fleet's table: a host and its workers' rows under it."""
+
+    def __init__(self, name: str, kind: str, tip: str, state: str, deaths: int) -> None:
+        self.name, self.kind, self.tip, self.state, self.deaths = name, kind, tip, state, deaths
+        self.workers: list[WorkerState] = []
+
+
+class FleetModel(WorkerTreeModel):
+    """The worker table grouped by host: hosts are the top rows, each worker's row (as the main
+    window shows it: check box, swatch, state, memory, limit) under its host, and a Deaths column.
+
+    It keeps the base model's index scheme (a child's internal id is its parent's row + 1), so
+    rows of workers are what a thread's rows are there."""
+
+    def __init__(self, roster: Roster, parent: Any = None) -> None:
+        super().__init__(roster, parent)
+        self._hosts: list[_Host] = []
+        self._where: dict[str, tuple[int, int]] = {}  # worker id -> (host row, row under it)
+        self._remote: dict[str, RemoteWorker] = {}
+        self._deaths: dict[str, int] = {}
+
+    def show_fleet(self, fleet: Fleet, workers: list[WorkerState], deaths: list[Death]) -> None:
+        """The roster and the rows become this refresh's (one reset: every row is new)."""
+        self.beginResetModel()
+        self.roster.replace_all(workers, deaths)
+        self._remote = {rw.key: rw for rw in fleet.workers}
+        self._deaths = {}
+        host_deaths: dict[str, int] = {}
+        for d in fleet.deaths:
+            host_deaths[d.host] = host_deaths.get(d.host, 0) + 1
+            if d.key is not None:
+                self._deaths[d.key] = self._deaths.get(d.key, 0) + 1
+        self._hosts = []
+        self._where = {}
+        for host in fleet.hosts:
+            members = fleet.workers_of(host.name)
+            noun = "container" if host.kind == "kubernetes" else "worker"
+            state = f"{len(members)} {noun}{'s' * (len(members) != 1)}"
+            if any(not ok for ok in host.sources.values()) and not any(host.sources.values()):
+                state += " · no kernel log"
+            row = _Host(host.name, host.kind, _host_tip(host.name, host.kind, host.sources, host.kernel_kills),
+                        state, host_deaths.get(host.name, 0))
+            for rw in members:
+                w = self.roster.by_id.get(rw.key)
+                if w is not None:
+                    self._where[w.id] = (len(self._hosts), len(row.workers))
+                    row.workers.append(w)
+            self._hosts.append(row)
+        self.endResetModel()
+
+    def host_names(self) -> list[str]:
+        return [h.name for h in self._hosts]
+
+    # ------------------------------------------------------------- structure
+
+    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: N802
+        if not parent.isValid():
+            return len(self._hosts)
+        if parent.column() != 0 or parent.parent().isValid():
+            return 0
+        return len(self._hosts[parent.row()].workers)
+
+    def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: N802
+        return len(COLUMNS) + 1
+
+    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and section == COL_DEATHS:
+            return {Qt.ItemDataRole.DisplayRole: "Deaths", Qt.ItemDataRole.ToolTipRole: _DEATHS_TIP}.get(
+                Qt.ItemDataRole(role))
+        if orientation == Qt.Orientation.Horizontal and section == COL_NAME and role == Qt.ItemDataRole.DisplayRole:
+            return "Host / worker"
+        return super().headerData(section, orientation, role)
+
+    def flags(self, index: ModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        if self.visibility is not None and index.column() == COL_NAME and index.parent().isValid():
+            flags |= Qt.ItemFlag.ItemIsUserCheckable
+        return flags
+
+    def setData(self, index: ModelIndex, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:  # noqa: N802
+        w = self.worker_at(index)
+        if role != Qt.ItemDataRole.CheckStateRole or self.visibility is None or w is None or index.column() != COL_NAME:
+            return False
+        checked = Qt.CheckState(value) == Qt.CheckState.Checked if not isinstance(value, bool) else value
+        self.visibility.set_hidden(w.id, not checked)
+        return True
+
+    def worker_at(self, index: ModelIndex) -> WorkerState | None:
+        if not index.isValid() or not index.parent().isValid():
+            return None  # a host's row
+        workers = self._hosts[index.parent().row()].workers
+        return workers[index.row()] if 0 <= index.row() < len(workers) else None
+
+    def row_of(self, worker_id: str) -> QModelIndex:
+        where = self._where.get(worker_id)
+        if where is None:
+            return QModelIndex()
+        return self.index(where[1], 0, self.index(where[0], 0))
+
+    # ------------------------------------------------------------------ data
+
+    def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        w = self.worker_at(index)
+        if w is None:
+            return self._host_data(self._hosts[index.row()], index.column(), role) if not index.parent().isValid() \
+                else None
+        col = index.column()
+        rw = self._remote.get(w.id)
+        if col == COL_DEATHS:
+            deaths = self._deaths.get(w.id, 0)
+            if role == Qt.ItemDataRole.DisplayRole:
+                return str(deaths) if deaths else ""
+            if role == SORT_ROLE:
+                return deaths
+            if role == Qt.ItemDataRole.TextAlignmentRole:
+                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if rw is not None and role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
+            if col == COL_NAME:
+                return rw.worker
+            if col == COL_PID and rw.pid is None:
+                return "" if role == Qt.ItemDataRole.DisplayRole else -1
+        if rw is not None and role == Qt.ItemDataRole.ToolTipRole:
+            return _worker_tip(rw)
+        return self.worker_data(w, col, role)
+
+    @staticmethod
+    def _host_data(host: _Host, col: int, role: int) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole:
+            return {COL_NAME: host.name, COL_DEATHS: str(host.deaths)}.get(col, host.state if col == COL_STATE else "")
+        if role == SORT_ROLE:
+            return host.deaths if col == COL_DEATHS else host.name  # hosts stay in name order otherwise
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return host.tip
+        if role == Qt.ItemDataRole.FontRole and col == COL_NAME:
+            font = QtGui.QFont()
+            font.setBold(True)
+            return font
+        if role == Qt.ItemDataRole.TextAlignmentRole and col == COL_DEATHS:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None  # no worker id: the filter counts a host by the workers under it
+
+    # --------------------------------------------------------------- updates
+
+    def _each_host_block(self, first_col: int, last_col: int, roles: list[int] | None = None) -> None:
+        for row, host in enumerate(self._hosts):
+            if host.workers:
+                parent = self.index(row, 0)
+                self.dataChanged.emit(self.index(0, first_col, parent),
+                                      self.index(len(host.workers) - 1, last_col, parent), roles or [])
+
+    def _on_visibility_changed(self) -> None:
+        self._each_host_block(COL_NAME, COL_NAME, [Qt.ItemDataRole.CheckStateRole])
+
+    def refresh_values(self) -> None:
+        self._each_host_block(0, COL_DEATHS)
+
+
 class FleetWindow(QtWidgets.QMainWindow):
     refreshed = Signal(bool)  # after every fetch: True when it brought data, False on a failure
 
@@ -90,7 +254,6 @@ class FleetWindow(QtWidgets.QMainWindow):
         self.timeout_s = timeout_s
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.settings = settings
-        self.roster = Roster()
         self.fleet: Fleet | None = None
         self.problem: str | None = None
         self.fetches = 0
@@ -111,6 +274,7 @@ class FleetWindow(QtWidgets.QMainWindow):
         self._refresh_timer.timeout.connect(self.refresh)
         self._restore_choices()
         self.resize(1300, 820)
+        self.view.fit_screen(self)
         self.connect_to(url)
 
     # ---------------------------------------------------------------- layout
@@ -146,54 +310,50 @@ class FleetWindow(QtWidgets.QMainWindow):
         bar.addAction(self.refresh_action)
         self.addToolBar(bar)
 
+        self.status = QtWidgets.QLabel("connecting…")
+        self.status.setObjectName("fleet-status")
+        self.statusBar().addWidget(self.status, 1)
+        # The main window's views, over the fleet: no levels of this window's own (the agents'
+        # are shown per worker) and no kernel log (the agents read theirs; their kills are counted).
+        view = SessionView(ThresholdConfig(), self.statusBar(), self, model_class=FleetModel, kernel_log=False)
+        model = view.model
+        assert isinstance(model, FleetModel)
+        self.view, self.model = view, model
+        self.roster, self.plot, self.timeline = view.roster, view.plot, view.timeline
+        for unused in (view.source_status, view.sampling_status):
+            unused.hide()  # no kernel log read and nothing sampled here
+        self.setCentralWidget(view)
+        table = view.table
+        table.setRootIsDecorated(True)  # hosts fold their workers
+        table.sortByColumn(COL_NAME, Qt.SortOrder.AscendingOrder)
+        table.header().resizeSection(COL_DEATHS, 56)
+        # The agents export no growth figure: the Trend column would be "–" on every row.
+        table.header().setSectionHidden(COL_TREND, True)
+        table.header().moveSection(COL_DEATHS, COL_STATE + 1)  # in sight beside the state at 1024 px
+        # A host that matches the filter shows its workers.
+        view.proxy.setAutoAcceptChildRows(True)
+        view.filter_edit.setToolTip("Show only hosts and workers whose name, PID or state contains this text")
+        view.selection_changed.connect(self._show_levels)
+
         self.problem_label = QtWidgets.QLabel()
         self.problem_label.setObjectName("fleet-problem")
         self.problem_label.setWordWrap(True)
         self.problem_label.setStyleSheet("background: rgb(250, 220, 220); padding: 4px; border-radius: 3px")
         self.problem_label.setVisible(False)
+        table_box = view.workers_dock.widget()
+        box_layout = table_box.layout() if table_box is not None else None
+        if isinstance(box_layout, QtWidgets.QBoxLayout):
+            box_layout.insertWidget(0, self.problem_label)
 
-        self.tree = QtWidgets.QTreeWidget()
-        self.tree.setObjectName("fleet-tree")
-        self.tree.setColumnCount(len(COLUMNS))
-        self.tree.setHeaderLabels(list(COLUMNS))
-        self.tree.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.tree.setUniformRowHeights(True)
-        self.tree.setSortingEnabled(True)
-        self.tree.sortByColumn(COL_NAME, Qt.SortOrder.AscendingOrder)
-        self.tree.itemSelectionChanged.connect(self._on_selection_changed)
-        header = self.tree.header()
-        for col, width in ((COL_NAME, 184), (COL_PID, 52), (COL_STATE, 118), (COL_MEMORY, 74),
-                           (COL_LIMIT, 68), (COL_DEATHS, 48)):
-            header.resizeSection(col, width)
-        left = QtWidgets.QWidget()
-        left_layout = QtWidgets.QVBoxLayout(left)
-        left_layout.setContentsMargins(4, 4, 4, 4)
-        left_layout.addWidget(self.problem_label)
-        left_layout.addWidget(self.tree, 1)
-
-        self.plot = MemoryPlot(self.roster)
         # Read-only: levels come from the agents, and a line here would change nothing anywhere.
         for line in self.plot.lines.values():
             line.setMovable(False)
         self.plot.empty_label.setText("Nothing yet: no oomscope or Kubernetes memory series in this window")
         self.plot.metric_changed.connect(lambda _m: self._show_levels())
         self._use_window_choices()
-        self.timeline = KillTimeline(self.roster)
-        self.timeline.link_x(self.plot.plot_item)
         self.timeline.death_clicked.connect(self._on_death_clicked)
-        right = stacked_with_timeline(self.plot, self.timeline,
-                                      "Kill timeline (exits counted by the agents; Kubernetes OOM kills)",
-                                      "One marker per death the agents counted, and per Kubernetes OOM kill",
-                                      (520, 200))
-        split = QtWidgets.QSplitter(Qt.Orientation.Horizontal)
-        split.setObjectName("fleet-splitter")
-        split.addWidget(left)
-        split.addWidget(right)
-        split.setSizes([560, 740])
-        self.setCentralWidget(split)
-        self.status = QtWidgets.QLabel("connecting…")
-        self.status.setObjectName("fleet-status")
-        self.statusBar().addWidget(self.status, 1)
+        self.view.timeline_title.setText("  Kill timeline (exits counted by the agents; Kubernetes OOM kills)")
+        self.view.timeline_title.setToolTip("One marker per death the agents counted, and per Kubernetes OOM kill")
 
     def _use_window_choices(self) -> None:
         """The plot's Window box is this window's time range: each choice is also what is asked."""
@@ -299,7 +459,6 @@ class FleetWindow(QtWidgets.QMainWindow):
         self.problem = None
         self.problem_label.setVisible(False)
         self._fill_roster(fleet)
-        self._fill_tree(fleet)
         self.plot.update_metric_choices()
         self.plot.set_follow(True)
         self.plot.redraw()
@@ -316,11 +475,24 @@ class FleetWindow(QtWidgets.QMainWindow):
     # ----------------------------------------------------------- showing it
 
     def _fill_roster(self, fleet: Fleet) -> None:
-        """One WorkerState per remote worker, so the plot and the timeline draw them as they
-        draw local ones (same colours per slot, same lanes)."""
-        self.plot.forget([w.id for w in self.roster.workers])
+        """One WorkerState per remote worker, so the view draws and lists them as it does local
+        ones (same colours per slot, same lanes); the selection, folded hosts and curves hidden
+        stay across refreshes."""
+        view = self.view
+        chosen = self.selected_keys()
+        collapsed = {name for row, name in enumerate(self.model.host_names())
+                     if not view.table.isExpanded(view.proxy.mapFromSource(self.model.index(row, 0)))}
+        hidden = set(self.plot.visibility.hidden)
+        shown_in_detail = view.detail.worker.id if view.detail.worker is not None else None
+        self.plot.forget([w.id for w in self.roster.workers])  # their series are replaced
         workers: list[WorkerState] = []
         causes = {d.key: d.cause for d in fleet.deaths if d.key is not None}
+        # What the pane tells of a worker's deaths: a container the kubelet restarted runs on.
+        told: dict[str, list[str]] = {}
+        for d in fleet.deaths:
+            if d.key is not None:
+                told.setdefault(d.key, []).append(
+                    f"{time.strftime('%H:%M:%S', time.localtime(d.t))} {d.cause} (counted by {d.source})")
         for rw in fleet.workers:
             color = self._colors.setdefault((rw.host, rw.worker), len(self._colors))
             ref = WorkerRef(rw.key, rw.pid or 0, float(rw.times[0]), f"{rw.worker} @ {rw.host}", (), False,
@@ -330,6 +502,7 @@ class FleetWindow(QtWidgets.QMainWindow):
             series.extend(rw.times, history_columns({"rss": rw.rss, "anon": rw.anon, "heap_used": rw.heap_used},
                                                     len(rw.times)))
             w = WorkerState(ref, color, series, cgroup_limit=rw.cgroup_limit, level=rw.level)
+            w.evidence = tuple(told.get(rw.key, ()))
             w.last = Sample(ref, _last_int(rw.rss), _last_int(rw.anon), None, None, rw.cgroup_limit,
                             _last_int_or_none(rw.heap_used), None, rw.heap_limit)
             if not rw.running:
@@ -337,102 +510,30 @@ class FleetWindow(QtWidgets.QMainWindow):
                 w.exit = WorkerExited(rw.last_time, ref, cause=cause, exit_code=None, signal=None)
                 w.cause = cause
             workers.append(w)
-        self.roster.replace_all(workers, (Death(d.t, lane_of(d.cause), d.cause, d.key, f"{d.worker} @ {d.host}", d.pid)
-                                          for d in fleet.deaths))
-
-    def _fill_tree(self, fleet: Fleet) -> None:
-        chosen = set(self.selected_keys())
-        collapsed = {host.text(COL_NAME) for host in self._host_items() if not host.isExpanded()}
-        self.tree.blockSignals(True)
-        self.tree.setSortingEnabled(False)
-        self.tree.clear()
-        deaths_of: dict[str, int] = {}
-        host_deaths: dict[str, int] = {}
-        for d in fleet.deaths:
-            host_deaths[d.host] = host_deaths.get(d.host, 0) + 1
-            if d.key is not None:
-                deaths_of[d.key] = deaths_of.get(d.key, 0) + 1
-        for host in fleet.hosts:
-            item = QtWidgets.QTreeWidgetItem(self.tree)
-            workers = fleet.workers_of(host.name)
-            item.setText(COL_NAME, host.name)
-            noun = "container" if host.kind == "kubernetes" else "worker"
-            item.setText(COL_STATE, f"{len(workers)} {noun}{'s' * (len(workers) != 1)}")
-            item.setText(COL_DEATHS, str(host_deaths.get(host.name, 0)))
-            item.setToolTip(COL_NAME, _host_tip(host.name, host.kind, host.sources, host.kernel_kills))
-            item.setToolTip(COL_STATE, item.toolTip(COL_NAME))
-            font = item.font(COL_NAME)
-            font.setBold(True)
-            item.setFont(COL_NAME, font)
-            if any(not ok for ok in host.sources.values()) and not any(host.sources.values()):
-                item.setText(COL_STATE, item.text(COL_STATE) + " · no kernel log")
-            for rw in workers:
-                self._worker_item(item, rw, deaths_of.get(rw.key, 0))
-            item.setExpanded(host.name not in collapsed)
-        self.tree.setSortingEnabled(True)
-        self.tree.blockSignals(False)
-        for item in self._worker_items():
-            if item.data(COL_NAME, KEY_ROLE) in chosen:
-                item.setSelected(True)
-        self._on_selection_changed()
-
-    def _worker_item(self, parent: QtWidgets.QTreeWidgetItem, rw: RemoteWorker, deaths: int) -> None:
-        w = self.roster.by_id[rw.key]
-        item = QtWidgets.QTreeWidgetItem(parent)
-        item.setData(COL_NAME, KEY_ROLE, rw.key)
-        item.setText(COL_NAME, rw.worker)
-        item.setIcon(COL_NAME, _swatch(w.color_index))
-        item.setText(COL_PID, str(rw.pid) if rw.pid is not None else "")
-        item.setText(COL_STATE, w.state_text())
-        memory = w.last.rss if w.last is not None else None
-        item.setText(COL_MEMORY, format_size(memory))
-        item.setText(COL_LIMIT, format_size(rw.cgroup_limit) if rw.cgroup_limit else "")
-        item.setText(COL_DEATHS, str(deaths) if deaths else "")
-        for col in (COL_PID, COL_MEMORY, COL_LIMIT, COL_DEATHS):
-            item.setTextAlignment(col, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        tip = (f"{rw.worker} on {rw.host}" + (f", PID {rw.pid}" if rw.pid is not None else "")
-               + (f", life {rw.life}" if rw.life and rw.life > 1 else ""))
-        if rw.kind == "kubernetes":
-            tip += "\nKubernetes container (cAdvisor): Memory is its working set"
-        if rw.levels:
-            tip += "\nlevels: " + ", ".join(f"{k} {format_size(v)}" for k, v in sorted(rw.levels.items()))
-            tip += f" on {rw.levels_metric or '?'}"
-        for col in range(len(COLUMNS)):
-            item.setToolTip(col, tip)
-        if not rw.running:
-            for col in range(len(COLUMNS)):
-                item.setForeground(col, QtGui.QBrush(QtGui.QColor(*EXITED_TEXT_RGB)))
-        elif rw.level in ("warning", "critical"):
-            rgb = CRITICAL_ROW_RGB if rw.level == "critical" else WARNING_ROW_RGB
-            for col in range(len(COLUMNS)):
-                item.setBackground(col, QtGui.QBrush(QtGui.QColor(*rgb)))
-
-    def _host_items(self) -> list[QtWidgets.QTreeWidgetItem]:
-        hosts = (self.tree.topLevelItem(i) for i in range(self.tree.topLevelItemCount()))
-        return [h for h in hosts if h is not None]
-
-    def _worker_items(self) -> list[QtWidgets.QTreeWidgetItem]:
-        out: list[QtWidgets.QTreeWidgetItem] = []
-        for host in self._host_items():
-            children = (host.child(j) for j in range(host.childCount()))
-            out.extend(c for c in children if c is not None)
-        return out
+        self.plot.visibility.hidden |= hidden & {w.id for w in workers}
+        self.model.show_fleet(fleet, workers, [Death(d.t, lane_of(d.cause), d.cause, d.key,
+                                                     f"{d.worker} @ {d.host}", d.pid) for d in fleet.deaths])
+        for row, name in enumerate(self.model.host_names()):
+            view.table.setExpanded(view.proxy.mapFromSource(self.model.index(row, 0)), name not in collapsed)
+        view.select_workers(chosen)
+        if not chosen and shown_in_detail is not None:
+            # The pane showed a worker no longer selected: the same worker's new numbers, or nothing.
+            again = self.roster.by_id.get(shown_in_detail)
+            if again is not None:
+                view.detail.show_worker(again)
+            else:
+                view.detail.clear()
+        view.update_status()
 
     def selected_keys(self) -> list[str]:
-        return [str(k) for item in self.tree.selectedItems() if (k := item.data(COL_NAME, KEY_ROLE))]
+        return [w.id for w in self.view.selected_workers()]
 
     def select_worker(self, key: str) -> bool:
-        for item in self._worker_items():
-            if item.data(COL_NAME, KEY_ROLE) == key:
-                self.tree.clearSelection()
-                item.setSelected(True)
-                self.tree.scrollToItem(item)
-                return True
-        return False
-
-    def _on_selection_changed(self) -> None:
-        self.plot.set_selected(self.selected_keys())
-        self._show_levels()
+        """Select the worker ``key`` (its host unfolded); False when the fleet has none such."""
+        if key not in self.roster.by_id:
+            return False
+        self.view.select_worker(key)
+        return self.selected_keys() == [key]
 
     def _show_levels(self) -> None:
         """The lines show one selected worker's levels, as its agent reports them, on the metric
@@ -454,10 +555,9 @@ class FleetWindow(QtWidgets.QMainWindow):
         return next((w for w in self.fleet.workers if w.key == key), None)
 
     def _on_death_clicked(self, death: Death) -> None:
+        """The view selects the worker and tells its story; the status bar says when it died."""
         stamp = time.strftime("%H:%M:%S", time.localtime(death.t))
         self.statusBar().showMessage(f"{stamp} {death.summary()}", 10000)
-        if death.worker_id is not None:
-            self.select_worker(death.worker_id)
 
     # -------------------------------------------------------------- choices
 
@@ -499,10 +599,15 @@ def _host_tip(name: str, kind: str, sources: dict[str, bool], kills: dict[str, i
     return "\n".join(lines)
 
 
-def _swatch(color_index: int) -> QtGui.QIcon:
-    pm = QtGui.QPixmap(12, 12)
-    pm.fill(worker_color(color_index))
-    return QtGui.QIcon(pm)
+def _worker_tip(rw: RemoteWorker) -> str:
+    tip = (f"{rw.worker} on {rw.host}" + (f", PID {rw.pid}" if rw.pid is not None else "")
+           + (f", life {rw.life}" if rw.life and rw.life > 1 else ""))
+    if rw.kind == "kubernetes":
+        tip += "\nKubernetes container (cAdvisor): RSS is its working set"
+    if rw.levels:
+        tip += "\nlevels: " + ", ".join(f"{k} {format_size(v)}" for k, v in sorted(rw.levels.items()))
+        tip += f" on {rw.levels_metric or '?'}"
+    return tip
 
 
 def _last_int(values: Any) -> int:

@@ -266,6 +266,8 @@ def _render_pictures(source: IncidentSource, w: WorkerState, died_at: float, fol
             widget.resize(width, height)
             widget.show()
         plot.set_metric(source.shown_metric)
+        # The picture draws its own legend under the curves: the widget's would narrow the curves.
+        plot.show_legend = False
         plot.trend_metric = None  # a forecast drawn from the last sample would point past the death
         plot.alert_metric = source.alert_metric  # the levels are drawn where they apply
         owner = w.override

@@ -150,8 +150,10 @@ class WorkerTreeModel(QAbstractItemModel):
             if w is None or index.row() >= len(w.threads):
                 return None
             return self._thread_data(w.threads[index.row()], index.column(), role)
-        w = self.roster.workers[index.row()]
-        col = index.column()
+        return self.worker_data(self.roster.workers[index.row()], index.column(), role)
+
+    def worker_data(self, w: WorkerState, col: int, role: int) -> Any:
+        """A worker's row, wherever it sits in the tree (the fleet's are under their host)."""
         if role == Qt.ItemDataRole.DisplayRole:
             return self._text(w, col)
         if role == SORT_ROLE:
@@ -422,10 +424,24 @@ class WorkerFilterProxy(QSortFilterProxyModel):
             if self.visibility.passes_filter is not None:
                 self.visibility.set_filter(None)
             return
-        passing = {str(self.index(row, 0).data(WORKER_ID_ROLE)) for row in range(self.rowCount())}
+        passing = self._ids_under(QModelIndex())
         if passing != self._passing or self.visibility.passes_filter is None:
             self._passing = passing
             self.visibility.set_filter(passing.__contains__)
+
+
+    def _ids_under(self, parent: QModelIndex) -> set[str]:
+        """The workers among the rows passing under ``parent``: a row without a worker id (the
+        fleet's host) stands for the workers under it."""
+        out: set[str] = set()
+        for row in range(self.rowCount(parent)):
+            index = self.index(row, 0, parent)
+            wid = index.data(WORKER_ID_ROLE)
+            if wid is not None:
+                out.add(str(wid))
+            elif self.hasChildren(index):
+                out |= self._ids_under(index)
+        return out
 
 
 def heap_text(used: int, limit: int | None) -> str:

@@ -52,14 +52,17 @@ class SessionView(QtWidgets.QMainWindow):
     actions_stale = Signal()
 
     def __init__(self, thresholds: ThresholdConfig, status_bar: QtWidgets.QStatusBar,
-                 parent: QtWidgets.QWidget | None = None) -> None:
+                 parent: QtWidgets.QWidget | None = None, *,
+                 model_class: type[WorkerTreeModel] = WorkerTreeModel, kernel_log: bool = True) -> None:
+        """``model_class``: the table's rows over the roster (the fleet's groups them by host);
+        ``kernel_log`` False: no Kernel log pane (a window with no kernel log to show)."""
         super().__init__(parent)
         self.setObjectName("session-view")
         self.setWindowFlags(Qt.WindowType.Widget)
         self.thresholds = thresholds  # the global levels the plot's lines show
         self.status_bar = status_bar
         self.roster = Roster()
-        self.model = WorkerTreeModel(self.roster, self)
+        self.model = model_class(self.roster, self)
         self.proxy = WorkerFilterProxy(self)
         self.proxy.setSourceModel(self.model)
         # Kept for incident exports (the kernel pane keeps its own copy for display).
@@ -70,7 +73,7 @@ class SessionView(QtWidgets.QMainWindow):
         self.selection_menu_actions: list[QtGui.QAction] = []
         self._build_plot()
         self._build_table()
-        self._build_panes()
+        self._build_panes(kernel_log)
         self._build_status()
 
     # ---------------------------------------------------------------- layout
@@ -91,6 +94,11 @@ class SessionView(QtWidgets.QMainWindow):
         # table or a marker of the timeline, and hides no row the user is about to click.
         self.message_bar = MessageBar(self.plot)
         split.setObjectName("plot-splitter")
+        # The timeline's bold title: a window over other data (the fleet) says what its deaths are.
+        box = split.widget(1)
+        title = box.findChild(QtWidgets.QLabel) if box is not None else None
+        assert title is not None
+        self.timeline_title: QtWidgets.QLabel = title
         self.plot_splitter = split
         self.setCentralWidget(split)
 
@@ -134,7 +142,7 @@ class SessionView(QtWidgets.QMainWindow):
         self.filter_keys = SearchKeys(self.filter_edit, self.table)
         self.workers_dock = self._dock("Workers", "workers-dock", table_box)
 
-    def _build_panes(self) -> None:
+    def _build_panes(self, kernel_log: bool) -> None:
         self.detail = DetailPane(roster=self.roster)
         self.detail.context_for = lambda record: context_lines(record, self.kernel_lines)
         # Scrolled: a dead worker's story (wrapped header, doctor's advice, samples) at a third of a
@@ -151,6 +159,9 @@ class SessionView(QtWidgets.QMainWindow):
         self.kernel_dock = self._dock("Kernel log", "kernel-dock", self.kernel_pane)
         self.splitDockWidget(self.workers_dock, self.detail_dock, Qt.Orientation.Horizontal)
         self.tabifyDockWidget(self.detail_dock, self.kernel_dock)
+        if not kernel_log:
+            # Kept as an object (nothing feeds it) so the view's attributes are the same everywhere.
+            self.removeDockWidget(self.kernel_dock)
         self.detail_dock.raise_()
         self.resize(DEFAULT_SIZE[0], DEFAULT_SIZE[1] - _CHROME_PX)
         self.resizeDocks([self.workers_dock], [345], Qt.Orientation.Vertical)

@@ -25,8 +25,20 @@ DIES = ("import sys\nheld = bytearray(16 << 20)\nheld[::4096] = b'x' * len(held[
         "print('about to give up', file=sys.stderr, flush=True)\n{wait}\nsys.exit(3)\n")
 
 
-def test_incident_of_a_worker_that_exited(qtbot, make_window, tmp_path, gate) -> None:
+def test_incident_of_a_worker_that_exited(qtbot, make_window, tmp_path, gate, monkeypatch) -> None:
     from oomscope.core.recording.export import SAMPLE_COLUMNS
+    from oomscope.gui import incident
+    from oomscope.gui.palette import worker_rgb
+    from oomscope.gui.qt import QtGui
+
+    framed: list[tuple[bool, int]] = []  # the incident's own plot as framed: (legend widget shown, width)
+    real_framed_picture = incident.framed_picture
+
+    def framing(plot, title=None):
+        framed.append((plot.legend.isVisible(), plot.plot_widget.width()))
+        return real_framed_picture(plot, title)
+
+    monkeypatch.setattr(incident, "framed_picture", framing)
 
     held = gate()
     window = make_window(thresholds=ThresholdConfig(warn=parse_level("8MiB"), crit=parse_level("1GiB")))
@@ -87,6 +99,14 @@ def test_incident_of_a_worker_that_exited(qtbot, make_window, tmp_path, gate) ->
     for name in ("cause.json", "samples.csv", "kernel.log", "plot.png", "timeline.png"):
         assert name in readme
     assert_plausible_png(folder / "plot.png", min_width=1200, min_height=500)
+    # The curves take the plot's whole width (no legend widget beside them); the legend is the
+    # picture's own, under the curves: both workers' colours in its bottom strip.
+    [(legend_widget, curves_width)] = framed
+    assert not legend_widget and curves_width > incident.PLOT_SIZE_PX[0] - 40, framed
+    picture = QtGui.QImage(str(folder / "plot.png"))
+    strip = {picture.pixelColor(x, y).getRgb()[:3] for y in range(picture.height() - 48, picture.height())
+             for x in range(0, picture.width(), 2)}
+    assert {worker_rgb(dies.color_index), worker_rgb(holder.color_index)} <= strip
     assert_plausible_png(folder / "timeline.png", min_width=1200, min_height=200)
 
     again = window.export_incident(dies.id, tmp_path)

@@ -236,6 +236,21 @@ def test_bad_promql_carries_prometheus_own_error(rig: FleetRig) -> None:
 
 # ------------------------------------------------------------- the fleet window on this rig
 
+def table_rows(window: Any) -> dict[str, list[dict[str, str]]]:
+    """The fleet window's table as the user reads it: host -> its workers' rows (column title ->
+    text), in the table's order."""
+    from oomscope.gui.qt import Qt
+
+    model = window.view.table.model()
+    titles = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]
+    out: dict[str, list[dict[str, str]]] = {}
+    for h in range(model.rowCount()):
+        host = model.index(h, 0)
+        out[str(host.data())] = [{title: str(model.index(r, c, host).data() or "") for c, title in enumerate(titles)}
+                                 for r in range(model.rowCount(host))]
+    return out
+
+
 @pytest.mark.gui
 @pytest.mark.qt_log_ignore(r"This plugin does not support propagateSizeHints")
 def test_fleet_window_lists_hosts_plots_memory_and_times_the_oom_kill(
@@ -252,18 +267,17 @@ def test_fleet_window_lists_hosts_plots_memory_and_times_the_oom_kill(
         pass
     assert blocker.args == [True], window.problem
     assert not window.problem_label.isVisible()
-    # The tree: every host, every worker under its host.
-    tree = window.tree
-    hosts = {tree.topLevelItem(i).text(0): tree.topLevelItem(i) for i in range(tree.topLevelItemCount())}
+    # The table: every host, every worker under its host.
+    hosts = table_rows(window)
     assert set(hosts) >= {"a", "b", "node-1"}
     leaker = rig.a_exit["worker"]
     label = f"{leaker['name']}#{leaker['slot']}"
-    a_rows = {hosts["a"].child(j).text(0): hosts["a"].child(j) for j in range(hosts["a"].childCount())}
+    a_rows = {row["Host / worker"]: row for row in hosts["a"]}
     assert set(a_rows) == set(rig.started(rig.a))
-    assert a_rows[label].text(1) == str(leaker["pid"]) and a_rows[label].text(2) == "exited: oom-kill"
-    assert a_rows[label].text(5) == "1"
-    k8s = hosts["node-1"].child(0)
-    assert k8s.text(0) == "shop/api-7d9f/api" and k8s.text(5) == "1"
+    assert a_rows[label]["PID"] == str(leaker["pid"]) and a_rows[label]["State"] == "exited: oom-kill"
+    assert a_rows[label]["Deaths"] == "1"
+    k8s = hosts["node-1"][0]
+    assert k8s["Host / worker"] == "shop/api-7d9f/api" and k8s["Deaths"] == "1"
     # The plot drew every worker with points, the timeline holds both OOM kills.
     assert set(window.plot.drawn_curves) == {w.key for w in window.fleet.workers}
     assert all(points >= 1 for curves in window.plot.drawn_curves.values() for _name, points in curves)
@@ -300,7 +314,7 @@ def test_fleet_window_lists_hosts_plots_memory_and_times_the_oom_kill(
         window.connect_to(f"http://127.0.0.1:{free_port()}")
     assert blocker.args == [False] and window.problem_label.isVisible()
     assert "connection refused" in window.problem and "last successful refresh" in window.problem
-    assert window.tree.topLevelItemCount() == len(hosts) and window.timeline.markers()
+    assert len(table_rows(window)) == len(hosts) and window.timeline.markers()
 
 
 # ------------------------------------------------------------------- last: an agent goes away
