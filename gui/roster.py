@@ -204,6 +204,9 @@ class Death:
     # their resourceLimits): the marker is the thread's, the worker is still running.
     thread_id: int | None = None
     message: str | None = None
+    # A kill record of an unwatched process that belonged to a watched worker: how
+    # ("in the cgroup of worker w1 (sh)"); None for a stranger's.
+    concerns: str | None = None
 
     def summary(self) -> str:
         if self.thread_id is not None:
@@ -462,8 +465,12 @@ class Roster:
             if rec.wall_time_unix is None:
                 return None
             t = rec.wall_time_unix
+        concerns = None
+        if ev.concerns is not None:
+            how = {"cgroup": "in the cgroup of", "child": "a child of"}.get(ev.relation or "", "a descendant of")
+            concerns = f"{how} worker {ev.concerns.id} ({ev.concerns.name})"
         death = Death(t, KERNEL, KERNEL, None, rec.comm or "?", rec.pid, signal="SIGKILL",
-                      anon_rss_bytes=_anon_at_kill(rec, None), record=rec)
+                      anon_rss_bytes=_anon_at_kill(rec, None), record=rec, concerns=concerns)
         self.deaths.append(death)
         self.deaths.sort(key=lambda d: d.t)
         self._cap_deaths()

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from oomscope.core.causes import EXIT, HEAP_OOM, TERMINATED, UNKNOWN
+from oomscope.core.printable import printable
 
 from .palette import CAUSE_STYLE, THREAD_PEN_RGB
 from .plot import AXIS_WIDTH_PX, ClockAxis
@@ -32,6 +33,8 @@ def tip_text(death: Death) -> str:
         lines.append(f"worker {death.worker_id} ({death.name}) lives on — click for details")
     elif death.worker_id is not None:
         lines.append(f"worker {death.worker_id} — click for details")
+    elif death.record is not None and death.concerns is not None:
+        lines.append(f"kernel kill of a process {printable(death.concerns)} — click for its lines")
     elif death.record is not None:
         lines.append("kernel kill record of a process oomscope does not watch — click for its lines")
     return "\n".join(lines)

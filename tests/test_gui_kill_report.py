@@ -39,3 +39,21 @@ def test_each_kill_gets_its_own_reports_usage_line() -> None:
     usage = next(i for i, x in enumerate(lines) if "memory: usage" in x)
     kill = next(i for i, x in enumerate(lines) if "oom-kill:" in x)
     assert 0 < usage < kill
+
+
+def test_a_kernel_kill_of_a_workers_child_names_the_worker_on_the_timeline(qapp) -> None:
+    """The kill of a process oomscope does not watch but that belongs to a worker (its child,
+    or a process in its own cgroup) says whose it was, not "a process oomscope does not watch"."""
+    from oomscope.core.events import KernelOom, WorkerRef
+    from oomscope.core.oomlog.parser import KillRecord
+    from oomscope.gui.roster import Roster
+    from oomscope.gui.timeline import tip_text
+
+    roster = Roster()
+    worker = WorkerRef("w3", 4242, 1.0, "pytest-runner", ("npm", "test"), True, slot=1)
+    child = roster.on_kernel_oom(KernelOom(10.0, KillRecord("kernel-memcg", pid=4250, comm="node"),
+                                           concerns=worker, relation="cgroup"))
+    stranger = roster.on_kernel_oom(KernelOom(11.0, KillRecord("kernel-memcg", pid=999, comm="java")))
+    assert child is not None and stranger is not None
+    assert "kernel kill of a process in the cgroup of worker w3 (pytest-runner)" in tip_text(child)
+    assert "does not watch" in tip_text(stranger) and "w3" not in tip_text(stranger)
