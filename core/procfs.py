@@ -91,6 +91,16 @@ def start_mono(start_ticks: int) -> float:
     return time.monotonic() - max(0.0, age)
 
 
+_PF_EXITING = 0x4  # include/linux/sched.h: set when the task starts do_exit()
+
+
+def exiting(pid: int) -> bool:
+    """True once the process has begun to exit (or is gone). A process leaves its cgroups early
+    in its exit, before it is a zombie: /proc/PID/cgroup then names the root."""
+    fields = stat_fields(pid)
+    return fields is None or fields[0] in ("Z", "X") or bool(int(fields[6]) & _PF_EXITING)
+
+
 def state_of(pid: int) -> str | None:
     """One-letter state (``R``, ``S``, ``Z`` …); None if gone."""
     fields = stat_fields(pid)

@@ -38,8 +38,8 @@ PARENT = (
 
 def open_fds() -> int:
     # Other tests' garbage (a Popen's pipes, a closed engine's files) is closed when collected:
-    # collected first, so the count is this engine's (it read 20 == 22 when a collection in
-    # between closed two of theirs).
+    # collected first. Descriptors of others can still close during the test (it read 20 == 22
+    # under load), so the checks are "no more than before": a leak adds one per worker or more.
     gc.collect()
     return len(os.listdir("/proc/self/fd"))
 
@@ -108,7 +108,7 @@ def test_churned_launched_workers_leave_the_latest_exits_and_no_descriptor(make_
     # The kept ones are summaries: their output went out in the events.
     assert sum(len(w.stdout_lines) + len(w.stderr_lines) for w in reachable) == 0
     assert all(w.popen is None for w in reachable)
-    assert open_fds() == fds_before
+    assert open_fds() <= fds_before  # none left behind (others' may have closed meanwhile)
 
     # The oldest exit is let go of, yet it is told apart from an id that never was.
     oldest, newest = exits[0].worker.id, exits[-1].worker.id
@@ -141,7 +141,7 @@ def test_churned_children_of_a_parent_are_let_go_of_past_the_cap(make_engine, ch
     assert stats["exited_forgotten"] == attached - kept
     assert len(workers_reachable(log)) == kept
     assert eng.watched_parents().result(5) == []
-    assert open_fds() == fds_before
+    assert open_fds() <= fds_before  # none left behind (others' may have closed meanwhile)
 
 
 def test_exited_kept_must_not_be_negative() -> None:

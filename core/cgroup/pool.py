@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 
 from .limited import MemoryCgroup, cgroup_of
 from .read import memory_cgroup_paths
+from .. import procfs
 from ..events import Event, Notice
 from ..sizes import format_size
 from ..thresholds import ThresholdConfig
@@ -83,8 +84,10 @@ class CgroupPool:
             if w.limited is not None:
                 continue  # its own cgroup, which oomscope made for it (followed above)
             paths = memory_cgroup_paths(w.ref.pid)
-            if paths is None:
-                continue  # gone: its exit is on its way
+            if paths is None or procfs.exiting(w.ref.pid):
+                # Gone, or on its way out: an exiting process is taken out of its cgroups (it
+                # reads as moved to the root, which told a dying worker's move first).
+                continue
             old = w.cgroup
             key = (w.ref.pid, w.handle.start_ticks)
             if old is not None:
