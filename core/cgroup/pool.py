@@ -84,10 +84,8 @@ class CgroupPool:
             if w.limited is not None:
                 continue  # its own cgroup, which oomscope made for it (followed above)
             paths = memory_cgroup_paths(w.ref.pid)
-            if paths is None or procfs.exiting(w.ref.pid):
-                # Gone, or on its way out: an exiting process is taken out of its cgroups (it
-                # reads as moved to the root, which told a dying worker's move first).
-                continue
+            if paths is None:
+                continue  # gone: its exit is on its way
             old = w.cgroup
             key = (w.ref.pid, w.handle.start_ticks)
             if old is not None:
@@ -95,6 +93,11 @@ class CgroupPool:
                     continue
             elif self._unreadable.get(key) == paths:
                 unreadable[key] = paths
+                continue
+            if procfs.exiting(w.ref.pid):
+                # Looked at only when it seems to have moved (one stat read, not one a worker a
+                # second): an exiting process is taken out of its cgroups early and reads as
+                # moved to the root, which told a dying worker's move first.
                 continue
             new = self.acquire(w.ref.pid)
             if new is None:
