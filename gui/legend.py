@@ -52,32 +52,57 @@ class PlotLegend(QtWidgets.QWidget):
         self.list.itemActivated.connect(self._on_clicked)  # Enter or Space on the keyboard
         layout.addWidget(self.list, 1)
         self.setFixedWidth(LEGEND_WIDTH_PX)
-        self._key: tuple[object, ...] = ()
+        self._keys: list[tuple[object, ...]] = []  # one per entry, top to bottom
         self._icons: dict[tuple[int, int, int], QtGui.QIcon] = {}
 
     def refresh(self, workers: Sequence[WorkerState]) -> None:
-        """Entries for ``workers`` (those the filter lets through), rebuilt only when a name, a
-        colour or a hidden state changed: a redraw 20 times a second must not rebuild a list."""
+        """Entries for ``workers`` (those the filter lets through). A redraw 20 times a second
+        must not rebuild a list, nor must one exit among hundreds of rows: only entries whose
+        name, colour or state changed are touched, and rows are moved only when the order did."""
         listed = [w for w in workers if not self.visibility.filtered_out(w.id)]
-        key = tuple((w.id, legend_text(w), w.color_index, self.visibility.is_hidden(w.id), w.alive)
-                    for w in listed)
-        if key == self._key:
+        keys = [self._entry_key(w) for w in listed]
+        if keys == self._keys:
             return
-        self._key = key
-        self.list.clear()
-        for w in listed:
-            hidden = self.visibility.is_hidden(w.id)
-            item = QtWidgets.QListWidgetItem(self._icon(w.color_index), legend_text(w))
-            item.setData(WORKER_ID_ROLE, w.id)
-            # Not user-checkable: a click anywhere on the entry toggles (below), once.
-            item.setFlags(Qt.ItemFlag.ItemIsEnabled)
-            item.setData(Qt.ItemDataRole.CheckStateRole,
-                         Qt.CheckState.Unchecked if hidden else Qt.CheckState.Checked)
-            state = "hidden — click to show" if hidden else "click to hide"
-            item.setToolTip(f"{w.ref.name}, worker {w.id}, PID {w.ref.pid}: {w.state_text()} ({state})")
-            if hidden or not w.alive:
-                item.setForeground(QtGui.QBrush(QtGui.QColor(140, 140, 140)))
-            self.list.addItem(item)
+        before = {key[0]: key for key in self._keys}
+        wanted = {w.id for w in listed}
+        for row in range(self.list.count() - 1, -1, -1):
+            if self.list.item(row).data(WORKER_ID_ROLE) not in wanted:
+                self.list.takeItem(row)
+        for row, (w, key) in enumerate(zip(listed, keys)):
+            item = self.list.item(row) if row < self.list.count() else None
+            if item is None or item.data(WORKER_ID_ROLE) != w.id:
+                item = self._take(w.id, row) or QtWidgets.QListWidgetItem()
+                item.setData(WORKER_ID_ROLE, w.id)
+                # Not user-checkable: a click anywhere on the entry toggles (below), once.
+                item.setFlags(Qt.ItemFlag.ItemIsEnabled)
+                self.list.insertItem(row, item)
+            elif before.get(w.id) == key:
+                continue
+            self._fill(item, w)
+        self._keys = keys
+
+    def _entry_key(self, w: WorkerState) -> tuple[object, ...]:
+        return (w.id, legend_text(w), w.color_index, self.visibility.is_hidden(w.id), w.alive)
+
+    def _take(self, worker_id: str, after: int) -> QtWidgets.QListWidgetItem | None:
+        """The entry of ``worker_id`` out of the list, if it is further down than ``after``."""
+        for row in range(after + 1, self.list.count()):
+            if self.list.item(row).data(WORKER_ID_ROLE) == worker_id:
+                return self.list.takeItem(row)
+        return None
+
+    def _fill(self, item: QtWidgets.QListWidgetItem, w: WorkerState) -> None:
+        hidden = self.visibility.is_hidden(w.id)
+        item.setIcon(self._icon(w.color_index))
+        item.setText(legend_text(w))
+        item.setData(Qt.ItemDataRole.CheckStateRole,
+                     Qt.CheckState.Unchecked if hidden else Qt.CheckState.Checked)
+        state = "hidden — click to show" if hidden else "click to hide"
+        item.setToolTip(f"{w.ref.name}, worker {w.id}, PID {w.ref.pid}: {w.state_text()} ({state})")
+        if hidden or not w.alive:
+            item.setForeground(QtGui.QBrush(QtGui.QColor(140, 140, 140)))
+        else:
+            item.setData(Qt.ItemDataRole.ForegroundRole, None)  # the style's own text colour
 
     def entries(self) -> list[tuple[str, str, bool]]:
         """(worker id, text, shown) of every entry, top to bottom."""

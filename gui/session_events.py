@@ -153,7 +153,7 @@ class SessionEvents(QObject):
         w, _death = view.roster.on_exit(ev)
         if w is not None:
             view.model.worker_changed(w)
-        view.timeline.refresh()
+        view.timeline.request_refresh()
         view.kernel_pane.tie_record(ev.oom, ev.worker.id)
         if view.detail.worker is w and w is not None:
             view.detail.refresh()
@@ -172,7 +172,7 @@ class SessionEvents(QObject):
         # is announced then.
         self._notify_memory_death(ev.worker, ev.cause, None)
         self.view.show_worker_changed(w)
-        self.view.timeline.refresh()
+        self.view.timeline.request_refresh()
         self.view.kernel_pane.tie_record(ev.oom, ev.worker.id)
 
     def _notify_memory_death(self, ref: WorkerRef, cause: str, restart_in_s: float | None) -> None:
@@ -201,7 +201,7 @@ class SessionEvents(QObject):
         if w is not None and w.threads and not view.table.rootIsDecorated():
             view.table.setRootIsDecorated(True)
         if death is not None:
-            view.timeline.refresh()
+            view.timeline.request_refresh()
             view.plot.request_redraw()  # the x range reaches every marker
         if w is not None and view.detail.worker is w:
             view.detail.refresh()
@@ -247,7 +247,7 @@ class SessionEvents(QObject):
 
     def _on_kernel_oom_received(self, ev: KernelOom) -> None:
         self.view.roster.on_kernel_oom(ev)
-        self.view.timeline.refresh()
+        self.view.timeline.request_refresh()
 
     def _on_source_changed(self, ev: SourceChanged) -> None:
         self.last_source = ev

@@ -12,6 +12,11 @@ from .palette import CAUSE_STYLE, THREAD_PEN_RGB
 from .plot import AXIS_WIDTH_PX, ClockAxis
 from .qt import Qt, QtGui, QtWidgets, Signal, pg
 from .roster import LANE_LABELS, LANES, Death, Roster
+from .throttle import Throttle
+
+# Deaths come in bursts (a pool recycling its workers): live events ask for a refresh through a
+# throttle, so a burst of exits is drawn once, not once per exit.
+REFRESH_MIN_INTERVAL_S = 0.2
 
 
 def marker_style(death: Death) -> tuple[str, tuple[int, int, int], int]:
@@ -84,6 +89,12 @@ class KillTimeline(QtWidgets.QWidget):
         self.scatter.sigClicked.connect(self._on_clicked)
         item.addItem(self.scatter)
         layout.addWidget(self.plot_widget)
+        # pyqtgraph renders a marker's symbol once per pen and brush *object* (its atlas keys
+        # them by identity): one object per style, or every refresh renders every marker anew.
+        self._brushes: dict[tuple[int, int, int], QtGui.QBrush] = {}
+        self._thread_pen = pg.mkPen(*THREAD_PEN_RGB, width=1.5)
+        self._pen = pg.mkPen(40, 40, 40, width=1)
+        self.request_refresh = Throttle(self.refresh, REFRESH_MIN_INTERVAL_S, "timeline-refresh", self)
 
     def link_x(self, plot_item: Any) -> None:
         self.plot_item.setXLink(plot_item)
@@ -96,12 +107,17 @@ class KillTimeline(QtWidgets.QWidget):
                 "pos": (death.t, _lane_y(death.lane)),
                 "symbol": symbol,
                 "size": size,
-                "brush": pg.mkBrush(*rgb),
-                "pen": pg.mkPen(*THREAD_PEN_RGB, width=1.5) if death.thread_id is not None
-                else pg.mkPen(40, 40, 40, width=1),
+                "brush": self._brush(rgb),
+                "pen": self._thread_pen if death.thread_id is not None else self._pen,
                 "data": index,
             })
         self.scatter.setData(spots)
+
+    def _brush(self, rgb: tuple[int, int, int]) -> QtGui.QBrush:
+        brush = self._brushes.get(rgb)
+        if brush is None:
+            brush = self._brushes[rgb] = pg.mkBrush(*rgb)
+        return brush
 
     def _tip(self, x: float, y: float, data: Any) -> str:
         if isinstance(data, int) and 0 <= data < len(self.roster.deaths):

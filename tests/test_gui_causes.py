@@ -62,7 +62,8 @@ def test_late_record_moves_the_marker_to_the_oom_lane_and_fills_the_detail_pane(
     with qtbot.waitSignal(window.bridge.cause_updated, timeout=5_000):
         queue.put(CauseUpdated(now, ref, cause=OOM_KILL, previous=SIGNAL, oom=RECORD,
                                evidence=(f"kernel: {RECORD.lines[3]}",)))
-    assert worker_markers() == {"thread": HEAP_OOM, "worker": OOM_KILL}
+    # The timeline redraws through a throttle (a burst of deaths is drawn once).
+    qtbot.waitUntil(lambda: worker_markers() == {"thread": HEAP_OOM, "worker": OOM_KILL}, timeout=2_000)
     w = window.roster.by_id[ref.id]
     assert window.model.data(window.model.row_of(ref.id).siblingAtColumn(COL_STATE)) == "exited: oom-kill (SIGKILL)"
     # The pane showing the worker took the record: its key lines, verbatim.

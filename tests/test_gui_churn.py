@@ -119,3 +119,44 @@ def test_colours_pens_and_slot_counts_stay_bounded_under_churn(make_window, qtbo
     assert len(window.model._swatches) <= palette
     assert len(window.plot._pens) <= 2 * palette
     assert len(window.plot.legend._icons) <= palette
+
+
+def test_timeline_renders_each_marker_style_once_not_once_per_refresh(make_window, qtbot: Any) -> None:
+    """pyqtgraph's scatter keeps a picture of each (symbol, size, pen, brush) it drew, keyed by
+    the pen and brush *objects*. A new pen per marker per refresh rendered every marker again at
+    every death and grew that atlas to four times the markers before it was rebuilt (the window
+    handled 8 churned workers a second and swung 20 MiB). One pen and brush per style keep it
+    at the number of styles."""
+    from oomscope.gui.palette import CAUSE_STYLE
+
+    window = make_window()
+    causes = ("exit", "oom-kill", "signal", "unknown")
+    for n in range(1, 201):
+        window.engine.events.put(_attached(n))
+        window.engine.events.put(_exited(n, causes[n % len(causes)]))
+    qtbot.waitUntil(lambda: len([d for d in window.roster.deaths if d.worker_id]) == 200, timeout=60_000)
+    for _ in range(5):
+        window.timeline.refresh()
+    drawn = [m for m in window.timeline.marker_deaths() if m[2].worker_id]
+    assert len(drawn) == 200
+    assert len(window.timeline.scatter.fragmentAtlas) <= len(CAUSE_STYLE)
+
+
+def test_one_exit_touches_one_legend_entry(make_window, qtbot: Any) -> None:
+    """The legend was cleared and refilled whenever any entry changed: every exit among hundreds
+    of rows rebuilt hundreds of entries. Now the other entries stay the very same items, in order."""
+    window = make_window()
+    legend = window.plot.legend
+    for n in range(1, 41):
+        window.engine.events.put(_attached(n))
+    qtbot.waitUntil(lambda: len(window.roster.workers) == 40, timeout=10_000)
+    legend.refresh(window.roster.workers)
+    before = [legend.list.item(row) for row in range(legend.list.count())]
+    assert [e[0] for e in legend.entries()] == [f"w{n}" for n in range(1, 41)]
+    window.engine.events.put(_exited(7))
+    qtbot.waitUntil(lambda: not window.roster.by_id["w7"].alive, timeout=10_000)
+    legend.refresh(window.roster.workers)
+    after = [legend.list.item(row) for row in range(legend.list.count())]
+    assert [e[0] for e in legend.entries()] == [f"w{n}" for n in range(1, 41)]
+    assert all(a is b for a, b in zip(before, after)) and len(after) == 40
+    assert "exited" in after[6].toolTip() and "exited" not in after[5].toolTip()

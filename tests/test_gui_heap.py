@@ -32,7 +32,12 @@ def test_thread_heap_oom_is_a_thread_marker_on_the_heap_oom_lane(qtbot, make_win
     ev = ended[0]
     assert ev.cause == HEAP_OOM
     # (Other markers may be there: the kernel log replays earlier kills of other processes.)
-    [(t, lane, death)] = [m for m in window.timeline.marker_deaths() if m[2].worker_id == w.id]
+    # The timeline redraws through a throttle: the marker may come a moment after the event.
+    def mine() -> list[Any]:
+        return [m for m in window.timeline.marker_deaths() if m[2].worker_id == w.id]
+
+    qtbot.waitUntil(lambda: bool(mine()), timeout=2_000)
+    [(t, lane, death)] = mine()
     assert lane == HEAP_OOM and t == pytest.approx(ev.t)
     assert (death.thread_id, death.pid, death.worker_id) == (ev.thread_id, w.ref.pid, w.id)
     assert f"thread {ev.thread_id} of PID {w.ref.pid}: heap-oom" in tip_text(death)
