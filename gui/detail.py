@@ -150,7 +150,7 @@ class DetailPane(QtWidgets.QWidget):
             return
         parts: list[str] = []
         if w is not None:
-            parts.append(f"<b>{html.escape(w.ref.name)}</b> — worker {w.id}, PID {w.ref.pid}"
+            parts.append(f"<b>{html.escape(w.ref.name)}</b> — worker {w.id}{w.pid_text()}"
                          f" — <b>{html.escape(w.state_text())}</b>")
             parts.append("<code>" + html.escape(" ".join(w.ref.cmd))[:400] + "</code>")
             limits = [f"cgroup limit {format_size(w.cgroup_limit)}" if w.cgroup_limit else "no memory limit"]

@@ -182,7 +182,7 @@ def framed_picture(plot: MemoryPlot, title: str | None = None) -> QtGui.QImage:
             p.fillRect(QRectF(x, y + 8, 22, 4), QtGui.QColor(*(worker_rgb(w.color_index) if not hidden
                                                                  else (200, 200, 200))))
             p.setPen(QtGui.QColor(150, 150, 150) if hidden else QtGui.QColor(40, 40, 40))
-            text = (f"{w.ref.name} ({w.id}) PID {w.ref.pid}" + ("" if w.alive else f" — {w.state_text()}")
+            text = (f"{w.ref.name} ({w.id}){w.pid_text(' ')}" + ("" if w.alive else f" — {w.state_text()}")
                     + (" (hidden)" if hidden else ""))
             p.drawText(QRectF(x + 28, y, _LEGEND_COLUMN_PX - 36, _LEGEND_ROW_PX),
                        Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,

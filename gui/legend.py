@@ -16,7 +16,7 @@ WORKER_ID_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 
 def legend_text(w: WorkerState) -> str:
     """Short, for a narrow column: the name and PID; the id is in the entry's tip."""
-    return f"{w.ref.name} · {w.ref.pid}"
+    return w.ref.name + w.pid_text(" · ").replace("PID ", "")
 
 
 def swatch_pixmap(rgb: tuple[int, int, int], width: int = 18, height: int = 10) -> QtGui.QPixmap:
@@ -98,7 +98,7 @@ class PlotLegend(QtWidgets.QWidget):
         item.setData(Qt.ItemDataRole.CheckStateRole,
                      Qt.CheckState.Unchecked if hidden else Qt.CheckState.Checked)
         state = "hidden — click to show" if hidden else "click to hide"
-        item.setToolTip(f"{w.ref.name}, worker {w.id}, PID {w.ref.pid}: {w.state_text()} ({state})")
+        item.setToolTip(f"{w.ref.name}, worker {w.id}{w.pid_text()}: {w.state_text()} ({state})")
         if hidden or not w.alive:
             item.setForeground(QtGui.QBrush(QtGui.QColor(140, 140, 140)))
         else:

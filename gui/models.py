@@ -257,7 +257,7 @@ class WorkerTreeModel(QAbstractItemModel):
         return None
 
     def _tooltip(self, w: WorkerState) -> str:
-        lines = [f"{w.ref.name} — worker {w.id}, PID {w.ref.pid}",
+        lines = [f"{w.ref.name} — worker {w.id}{w.pid_text()}",
                  "command: " + " ".join(w.ref.cmd)]
         if w.cgroup:
             lines.append(f"cgroup: {w.cgroup}")

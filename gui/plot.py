@@ -822,7 +822,7 @@ class MemoryPlot(QtWidgets.QWidget):
         if best is not None:
             r, g, b = worker_rgb(best[1].color_index)
             text += (f" &nbsp; <span style='color: rgb({r},{g},{b})'>■</span> "
-                     f"{best[1].ref.name} ({best[3]}, PID {best[1].ref.pid}) "
+                     f"{best[1].ref.name} ({best[3]}{best[1].pid_text()}) "
                      f"{METRIC_LABELS[self.shown_metric]} <b>{format_size(best[2])}</b>")
         self.readout.setText(text)
 

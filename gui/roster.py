@@ -102,6 +102,11 @@ class WorkerState:
     def alive(self) -> bool:
         return self.exit is None
 
+    def pid_text(self, sep: str = ", ") -> str:
+        """``sep`` + "PID N", or nothing for a worker whose PID nobody knows (a fleet's container:
+        its exporter publishes none, and "PID 0" would name the kernel's idle task)."""
+        return f"{sep}PID {self.ref.pid}" if self.ref.pid > 0 else ""
+
     def state_text(self) -> str:
         if self.exit is not None:
             text = f"exited: {self.cause}"

@@ -158,5 +158,8 @@ def test_selecting_a_killed_container_shows_its_story_and_a_death_marker_selects
     # Restarted by the kubelet, it runs on: the pane says what the exporters counted.
     told = view.detail.text()
     assert "evidence: " in told and "oom-kill (counted by cadvisor+kube-state-metrics)" in told
+    # The exporters publish no PID: none is made up ("PID 0" named the kernel's idle task).
+    assert "PID" not in told.split("\n")[0], told
+    assert all(not text.endswith(" · 0") and "PID" not in text for _id, text, _shown in window.plot.legend.entries())
     assert "shop/api-7d9f/api @ node-1: killed by the OOM killer" in window.statusBar().currentMessage()
     assert not window.select_worker("k8s/no/such/thing")
