@@ -162,6 +162,10 @@ class MemoryPlot(QtWidgets.QWidget):
 
     threshold_moved = Signal(str, int)  # level ("warning" | "critical"), bytes
     metric_changed = Signal(str)
+    # The width the legend takes from the plot's right edge (0 while it is hidden): whatever
+    # shares the plot's time axis below it (the kill timeline) keeps the same width, so a
+    # marker sits under the moment of the curve it belongs to.
+    legend_width_changed = Signal(int)
 
     def __init__(self, roster: Roster, parent: QtWidgets.QWidget | None = None,
                  visibility: CurveVisibility | None = None) -> None:
@@ -333,6 +337,8 @@ class MemoryPlot(QtWidgets.QWidget):
         row.addWidget(self.plot_widget, 1)
         row.addWidget(self.legend)
         layout.addLayout(row, 1)
+        self._legend_row = row
+        self._legend_taken = 0
         self.empty_label = EmptyPlotHint(self.plot_widget, "No workers yet. Watch a process's memory by "
                                          "launching it here or attaching to it, or see oomscope at work:")
         self.empty_label.set_buttons(set())  # the window that can start things offers them
@@ -588,6 +594,10 @@ class MemoryPlot(QtWidgets.QWidget):
         self.curves.set_curves(thin, bold, rect, limits, trends)
         self.legend.setVisible(self.show_legend and bool(self.roster.workers))
         self.legend.refresh(self.roster.workers)
+        taken = self.legend.width() + self._legend_row.spacing() if self.legend.isVisibleTo(self) else 0
+        if taken != self._legend_taken:
+            self._legend_taken = taken
+            self.legend_width_changed.emit(taken)
 
     def _place_notes(self, t0: float, t1: float, far: list[tuple[float, str, str]]) -> None:
         """Far-off limits and levels ((MiB, worker id or "", what)) as one marker at the top right

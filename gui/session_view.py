@@ -86,6 +86,7 @@ class SessionView(QtWidgets.QMainWindow):
         self.plot.metric_changed.connect(self.model.set_metric)
         self.timeline = KillTimeline(self.roster)
         self.timeline.link_x(self.plot.plot_item)
+        self.plot.legend_width_changed.connect(self.timeline.set_right_margin)
         self.timeline.death_clicked.connect(self.open_death)
         split = stacked_with_timeline(self.plot, self.timeline, "Kill timeline",
                                       "One marker per worker death; shapes and colours tell the cause",

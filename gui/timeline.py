@@ -99,6 +99,11 @@ class KillTimeline(QtWidgets.QWidget):
     def link_x(self, plot_item: Any) -> None:
         self.plot_item.setXLink(plot_item)
 
+    def set_right_margin(self, px: int) -> None:
+        """Room at the right for what stands beside the linked plot (its legend): both time
+        axes then have the same width, and a marker is under its moment of the curve."""
+        self.layout().setContentsMargins(0, 0, px, 0)
+
     def refresh(self) -> None:
         spots = []
         for index, death in enumerate(self.roster.deaths):

@@ -213,3 +213,37 @@ def test_percent_level_without_a_limit_says_why_nothing_is_drawn(qtbot, make_win
     window.plot.visibility.set_hidden(w.id, True)
     window.plot.redraw()
     assert window.plot.level_notes == [] and not window.plot.notes_text.isVisible()
+
+
+def test_the_kill_timeline_keeps_the_plots_width_beside_the_legend(qtbot, make_window) -> None:
+    """The timeline shares the plot's time axis; with the legend beside the plot it was 180 px
+    wider, so a death's marker stood right of the moment its curve ended."""
+    import time
+
+    from oomscope.core.events import Sample, Samples, WorkerAttached, WorkerRef
+    from oomscope.gui.qt import QtCore
+
+    window = make_window()
+
+    def right_edges() -> tuple[int, int]:
+        out = []
+        for widget, box in ((window.plot.plot_widget, window.plot.view_box),
+                            (window.timeline.plot_widget, window.timeline.view_box)):
+            scene_right = box.sceneBoundingRect().right()
+            out.append(widget.mapToGlobal(widget.mapFromScene(QtCore.QPointF(scene_right, 0))).x())
+        return out[0], out[1]
+
+    window.plot.redraw()
+    assert not window.plot.legend.isVisible()
+    plot_right, timeline_right = right_edges()
+    assert abs(plot_right - timeline_right) <= 2
+    ref = WorkerRef("w1", 70_001, 1.0, "shown", ("shown",), False)
+    window.engine.events.put(WorkerAttached(time.time(), ref, parent_pid=None))
+    window.engine.events.put(Samples(time.time(), (Sample(ref, 10 << 20, 8 << 20, 0, None, None),)))
+    qtbot.waitUntil(lambda: window.plot.legend.isVisible(), timeout=5_000)
+    qtbot.waitUntil(lambda: abs(right_edges()[0] - right_edges()[1]) <= 2, timeout=2_000)
+    plot_right, timeline_right = right_edges()
+    assert plot_right < window.plot.legend.mapToGlobal(QtCore.QPoint(0, 0)).x()
+    # Both axes map the same moment to the same column of pixels.
+    (x0, x1), _ = window.plot.view_box.viewRange()
+    assert window.timeline.view_box.viewRange()[0] == pytest.approx([x0, x1])
