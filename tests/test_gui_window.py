@@ -239,8 +239,9 @@ def test_a_limited_worker_shows_its_limit_line_and_percent_of_usage(qtbot, make_
         pytest.skip("needs a writable cgroup v1 memory controller (root)")
     window = make_window()
     window.launch(LaunchSpec((PY, "-c", HOLDER.format(mib=24)), name="limited", mem_limit_bytes=128 << 20))
+    # Two samples: the limit line spans the time the worker was drawn, nothing with one.
     qtbot.waitUntil(lambda: any(w.ref.name == "limited" and w.last is not None and w.last.cgroup_usage
-                                for w in window.roster.workers), timeout=10_000)
+                                and len(w.series) >= 2 for w in window.roster.workers), timeout=10_000)
     w = next(w for w in window.roster.workers if w.ref.name == "limited")
     window.plot.redraw()
     assert window.plot.cgroup_limit_lines == {w.id: 128 << 20}
