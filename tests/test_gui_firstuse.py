@@ -76,6 +76,34 @@ def test_a_message_never_moves_the_worker_rows(qtbot, make_window) -> None:
     assert _row_center(window, b.id) == before[1]
 
 
+def test_a_long_message_takes_one_line_until_the_mouse_is_over_it(qtbot, make_window) -> None:
+    """Three wrapped lines at rest hid a third of a 1024x700 window's curves for 15 s."""
+    from oomscope.gui.qt import QtCore, QtWidgets
+
+    QApplication = QtWidgets.QApplication
+    window = make_window()
+    window.resize(1024, 700)
+    bar = window.message_bar
+    text = ("fast-leak (w5): Off-heap (Buffer) growth: a heap limit will not help. 29.4 MiB lives outside "
+            "V8's heap (28.0 MiB of it in Buffers and ArrayBuffers), against 3.9 MiB on it, under a 96.0 MiB "
+            "memory limit; --max-old-space-size bounds only the heap, so bound the Buffers instead.")
+    bar.show_message(text, "warning")
+    one_line = bar.fontMetrics().lineSpacing()
+    assert bar.isVisible() and bar.height() < 2 * one_line + 16
+    assert bar.text().endswith("…") and bar.text()[:-1] in text and text in bar.toolTip()
+    host = bar.parentWidget()
+    bottom = bar.geometry().bottom()
+    QApplication.sendEvent(bar, QtCore.QEvent(QtCore.QEvent.Type.Enter))
+    assert bar.text() == text and bar.height() >= 2 * one_line
+    assert bar.geometry().bottom() == bottom  # grows upwards: the clock labels below stay readable
+    assert bar.geometry().top() >= 0 and bar.geometry().bottom() < host.height()
+    QApplication.sendEvent(bar, QtCore.QEvent(QtCore.QEvent.Type.Leave))
+    assert bar.height() < 2 * one_line + 16 and bar.text().endswith("…")
+    # A short message is whole on its line.
+    bar.show_message("Cannot attach to PID 1: permission denied")
+    assert bar.text() == "Cannot attach to PID 1: permission denied"
+
+
 def test_doctor_advice_reads_as_sentences_with_or_without_a_flag(qtbot, make_window) -> None:
     import time
 
