@@ -189,11 +189,30 @@ def bench_window(workers: int, life_s: float, at_once: int, step: int) -> tuple[
     spec = LaunchSpec("echo hi; exit 3", name="churn")
     readings = Readings(os.getpid(), step)
 
+    pending: list[Any] = []  # launches not yet known to have started
+    failures: dict[str, int] = {}  # a launch the engine refused, by its message: never exits
+
     def launch_more() -> None:
         while in_flight[0] < LAUNCHED_AT_ONCE and launched[0] < launched_n:
             launched[0] += 1
             in_flight[0] += 1
-            engine.launch(spec)
+            pending.append(engine.launch(spec))
+
+    def settle_launches() -> bool:
+        """Count failed launches (they bring no exit) and launch others in their place."""
+        still = []
+        for future in pending:
+            if not future.done():
+                still.append(future)
+            elif future.exception() is not None:
+                text = str(future.exception())
+                failures[text] = failures.get(text, 0) + 1
+                in_flight[0] -= 1
+                launched[0] -= 1
+        pending[:] = still
+        if readings.rss:
+            launch_more()
+        return gone[0] >= workers
 
     def on_exit(ev: Any) -> None:
         if ev.worker.pid == sentinel:
@@ -216,12 +235,14 @@ def bench_window(workers: int, life_s: float, at_once: int, step: int) -> tuple[
         readings.take()
         go(parent)
         launch_more()
-        _spin(app, lambda: gone[0] >= workers)
+        _spin(app, settle_launches, progress=lambda: gone[0])
         rows = window.roster.workers
         exited = sum(1 for w in rows if not w.alive)
         forgotten = getattr(window.roster, "forgotten", 0)
         tally = (f"roster {len(rows) - exited} live + {exited} exited rows, {forgotten:,} older exits not shown, "
                  f"timeline {len(window.roster.deaths):,} deaths")
+        if failures:
+            tally += "; launches refused (tried again): " + "; ".join(f"{n} × {text}" for text, n in failures.items())
         return readings, tally
     finally:
         end(parent, sentinel)
@@ -230,11 +251,21 @@ def bench_window(workers: int, life_s: float, at_once: int, step: int) -> tuple[
         app.processEvents()
 
 
-def _spin(app: Any, done: Callable[[], bool], timeout_s: float = 1800.0) -> None:
+def _spin(app: Any, done: Callable[[], bool], timeout_s: float = 1800.0,
+          progress: Callable[[], int] | None = None, stall_s: float = 120.0) -> None:
+    """Qt's events until ``done``; a run whose ``progress`` stands still for ``stall_s`` is stuck,
+    and says so rather than waiting out the whole timeout."""
     deadline = time.monotonic() + timeout_s
+    last, moved = (progress() if progress else 0), time.monotonic()
     while not done():
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise TimeoutError("the churn did not finish in time")
+        if progress is not None:
+            if progress() != last:
+                last, moved = progress(), now
+            elif now - moved > stall_s:
+                raise TimeoutError(f"the churn stopped at {last:,} workers gone: nothing for {stall_s:g} s")
         app.processEvents()
         time.sleep(0.002)
 

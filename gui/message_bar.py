@@ -26,6 +26,7 @@ class MessageBar(QtWidgets.QLabel):
         self.setWordWrap(False)
         self.setVisible(False)
         self.full_text = ""
+        self._hint = "click to dismiss; it also disappears by itself"
         self.expanded = False
         self.setToolTip("The last problem oomscope ran into; click to dismiss, it also disappears by itself")
         self.setCursor(Qt.CursorShape.PointingHandCursor)
@@ -49,7 +50,6 @@ class MessageBar(QtWidgets.QLabel):
         self.setStyleSheet(f"background: {color}; border: 1px solid {border}; padding: {_PADDING}px; border-radius: 3px")
         self.full_text = text
         self.expanded = self.underMouse()
-        self.setToolTip(f"{text}\n\n(click to dismiss; it also disappears by itself)")
         self._place()
         self.setVisible(True)
         self.raise_()
@@ -65,13 +65,16 @@ class MessageBar(QtWidgets.QLabel):
             # Three lines at most over the rows; the whole text is in the tooltip and the history.
             self.setText(self.full_text)
             lines = 3 * self.fontMetrics().lineSpacing() + 12
-            height = min(self.heightForWidth(width) if self.hasHeightForWidth() else self.sizeHint().height(),
-                         lines, max(24, host.height() // 2))
+            whole = self.heightForWidth(width) if self.hasHeightForWidth() else self.sizeHint().height()
+            height = min(whole, lines, max(24, host.height() // 2))
+            # The tip repeats the text only when the bar cannot show all of it.
+            self.setToolTip(self._hint if whole <= height else f"{self.full_text}\n\n({self._hint})")
         else:
             room = width - 2 * _PADDING - 4
             self.setText(self.fontMetrics().elidedText(" ".join(self.full_text.split()),
                                                       Qt.TextElideMode.ElideRight, room))
             height = self.fontMetrics().lineSpacing() + 2 * _PADDING + 4
+            self.setToolTip(f"{self.full_text}\n\n({self._hint})")
         self.setGeometry(_MARGIN, max(0, host.height() - height - _BOTTOM_CLEAR), width, height)
 
     def enterEvent(self, event: QtCore.QEvent) -> None:
