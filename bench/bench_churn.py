@@ -144,13 +144,17 @@ def bench_watch(workers: int, life_s: float, at_once: int, step: int) -> Reading
         assert watch.stdout is not None
         readings = Readings(watch.pid, step)
         gone = 0
+        # The sentinel by its worker id, not its PID: pid_max may be 32,768, and 10,000 churned
+        # workers then wrap the PIDs round, so a later child can have the sentinel's.
+        sentinel_id = None
         for line in watch.stdout:
             event = json.loads(line)
             kind = event.get("event")
             if kind == "worker_attached" and event["worker"]["pid"] == sentinel and not readings.rss:
+                sentinel_id = event["worker"]["id"]
                 readings.take()
                 go(parent)
-            elif kind == "worker_exited" and event["worker"]["pid"] != sentinel and readings.rss:
+            elif kind == "worker_exited" and event["worker"]["id"] != sentinel_id and readings.rss:
                 gone += 1
                 if readings.due(gone):
                     readings.take()
@@ -214,8 +218,10 @@ def bench_window(workers: int, life_s: float, at_once: int, step: int) -> tuple[
             launch_more()
         return gone[0] >= workers
 
+    sentinel_id: list[str] = []  # by id, not PID: a churn can wrap the PIDs round (pid_max 32,768)
+
     def on_exit(ev: Any) -> None:
-        if ev.worker.pid == sentinel:
+        if ev.worker.id in sentinel_id:
             return
         if ev.worker.launched:
             in_flight[0] -= 1
@@ -232,6 +238,7 @@ def bench_window(workers: int, life_s: float, at_once: int, step: int) -> tuple[
     try:
         engine.watch_children(parent.pid).result(10)
         _spin(app, lambda: any(w.ref.pid == sentinel for w in window.roster.workers))
+        sentinel_id.extend(w.id for w in window.roster.workers if w.ref.pid == sentinel)
         readings.take()
         go(parent)
         launch_more()
