@@ -43,6 +43,9 @@ PATTERNS: dict[str, str] = {
     # A promise loop: a microtask turn every thousand objects.
     "promises": "const keep = []; (async () => { for (let i = 0; ; i++) { keep.push({ i, s: 'y' + i }); "
                 "if (i % 1000 === 0) await null; } })();",
+    # Slower: a thousand small objects a millisecond, so the thread lives a few report intervals.
+    "slow": "const keep = []; setInterval(() => { for (let i = 0; i < 1000; i++) "
+            "keep.push({ i, s: 'w' + i }); }, 1);",
     # Flat 256 KiB strings (large-object space) from a 1 ms timer. ('z'.repeat(n) would be a
     # tree of a few shared pieces, hardly growing the heap.)
     "strings": "const keep = []; let n = 0; setInterval(() => { for (let i = 0; i < 8; i++) "
@@ -120,10 +123,10 @@ def run_once(argv: list[str], env: dict[str, str], timeout_s: float) -> tuple[st
     return kind, detail, p.pid
 
 
-def measure(node: str, runs: int, patterns: list[str], timeout_s: float = 30.0
-            ) -> tuple[dict[tuple[str, str], Tally], int, int]:
-    """Per (pattern, way) tallies, and with the reporter: abort-free runs, and of those how many
-    reached oomscope as a heap-oom end."""
+def measure(node: str, runs: int, patterns: list[str], interval_s: float, timeout_s: float = 30.0,
+            ways: tuple[str, ...] = ("without", "with")) -> tuple[dict[tuple[str, str], Tally], int, int]:
+    """Per (pattern, way) tallies, and with the reporter: thread-error runs, and of those how
+    many reached oomscope as a heap-oom end."""
     server = HeapServer(is_allowed=lambda pid, uid: uid == os.geteuid())
     pump = Pump(server)
     pump.start()
@@ -134,10 +137,11 @@ def measure(node: str, runs: int, patterns: list[str], timeout_s: float = 30.0
         for i in range(runs):
             for pattern in patterns:
                 plain = [node, "-e", PROGRAM, PATTERNS[pattern]]
-                injected, injected_env = inject_node(list(plain), env, server.socket_path, 1.0)
-                ways = [("without", plain, env), ("with", injected, injected_env)]
+                injected, injected_env = inject_node(list(plain), env, server.socket_path, interval_s)
+                both = [(w, a, e) for w, a, e in [("without", plain, env), ("with", injected, injected_env)]
+                        if w in ways]
                 # Interleaved, and the order alternates, so neither way always runs first.
-                for way, argv, e in (ways if i % 2 == 0 else ways[::-1]):
+                for way, argv, e in (both if i % 2 == 0 else both[::-1]):
                     t = tallies.setdefault((pattern, way), Tally())
                     t0 = time.monotonic()
                     kind, detail, pid = run_once(argv, e, timeout_s)
@@ -165,11 +169,13 @@ def measure(node: str, runs: int, patterns: list[str], timeout_s: float = 30.0
 def main(argv: list[str] | None = None) -> None:
     p = benchargs.parser(__doc__, "2 runs of one pattern")
     p.add_argument("--runs", type=int, default=60, help="runs per pattern and way (default 60)")
+    p.add_argument("--interval", type=float, default=1.0,
+                   help="the reporter's interval in seconds (default 1, oomscope's default)")
     p.add_argument("--pattern", choices=sorted(PATTERNS), action="append",
                    help="leak pattern (repeatable; default all)")
     args: argparse.Namespace = p.parse_args(argv)
-    if args.runs <= 0:
-        p.error("--runs must be positive")
+    if args.runs <= 0 or not args.interval > 0:
+        p.error("--runs and --interval must be positive")
     node = shutil.which("node")
     if node is None:
         print("node worker heap OOM: node is not installed, skipped")
@@ -178,8 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     patterns = args.pattern or (["chunks"] if args.quick else list(PATTERNS))
     version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
     print(f"node worker heap OOM, node {version}, {runs} runs per pattern and way, interleaved, "
-          f"worker maxOldGenerationSizeMb {LIMIT_MB}", flush=True)
-    tallies, clean, reached = measure(node, runs, patterns)
+          f"worker maxOldGenerationSizeMb {LIMIT_MB}, reporter interval {args.interval:g} s", flush=True)
+    tallies, clean, reached = measure(node, runs, patterns, args.interval)
     for pattern in patterns:
         parts = []
         for way in ("without", "with"):
