@@ -16,6 +16,7 @@ import bench_gui_race  # noqa: E402
 import bench_heap  # noqa: E402
 import bench_inspect  # noqa: E402
 import bench_metrics  # noqa: E402
+import bench_node_worker_oom  # noqa: E402
 import bench_oom_latency  # noqa: E402
 import bench_parse  # noqa: E402
 import bench_policy_race  # noqa: E402
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     bench_gui.main(args)
     bench_oom_latency.main(args)
     bench_heap.main(args)
+    bench_node_worker_oom.main(args)
     bench_inspect.main(args)
     bench_record.main(args)
     bench_replay.main(args)

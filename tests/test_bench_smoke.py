@@ -121,6 +121,16 @@ def test_bench_heap(runs: dict[str, Run]) -> None:
 
 
 @needs_node
+def test_bench_node_worker_oom(runs: dict[str, Run]) -> None:
+    out = runs["bench_node_worker_oom"].output()
+    counts = figures(out, rf"^\s+chunks\s+without: {NUM} thread-error, {NUM} abort, {NUM} other \({NUM} s a run\); "
+                          rf"with: {NUM} thread-error, {NUM} abort, {NUM} other \({NUM} s a run\)$")
+    assert counts[0] + counts[1] + counts[2] == 2 and counts[4] + counts[5] + counts[6] == 2
+    reached, of = figures(out, rf"heap-oom reached oomscope: {NUM} of {NUM} thread-error runs")
+    assert of == counts[4] and reached <= of
+
+
+@needs_node
 def test_bench_inspect(runs: dict[str, Run]) -> None:
     out = runs["bench_inspect"].output()
     assert "main + 2 workers, 10 queries each" in out, out

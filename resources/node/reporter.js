@@ -123,6 +123,10 @@
     } catch (_) {
       // Workers created with `env: {}` will not report; everything else still does.
     }
+    // In a worker thread these two load 16 modules and bindings and keep ~140 KB of its heap; a
+    // sample allocates a few small objects. Node gives a worker that reaches its resourceLimits 16 MiB
+    // of leeway to end cleanly, so the reporter cannot be what turns ERR_WORKER_OUT_OF_MEMORY
+    // into a process abort, and measured, it does not (docs/heap.md, bench_node_worker_oom.py).
     const net = require('net');
     const v8 = require('v8');
 
