@@ -335,15 +335,9 @@ class FleetWindow(QtWidgets.QMainWindow):
         view.filter_edit.setToolTip("Show only hosts and workers whose name, PID or state contains this text")
         view.selection_changed.connect(self._show_levels)
 
-        self.problem_label = QtWidgets.QLabel()
-        self.problem_label.setObjectName("fleet-problem")
-        self.problem_label.setWordWrap(True)
-        self.problem_label.setStyleSheet("background: rgb(250, 220, 220); padding: 4px; border-radius: 3px")
-        self.problem_label.setVisible(False)
-        table_box = view.workers_dock.widget()
-        box_layout = table_box.layout() if table_box is not None else None
-        if isinstance(box_layout, QtWidgets.QBoxLayout):
-            box_layout.insertWidget(0, self.problem_label)
+        # A problem (no answer, a bad URL) stands over the plot's foot until a refresh succeeds:
+        # an overlay, so its coming moves no row of the table under the mouse.
+        self.message_bar = view.message_bar
 
         # Read-only: levels come from the agents, and a line here would change nothing anywhere.
         for line in self.plot.lines.values():
@@ -451,13 +445,12 @@ class FleetWindow(QtWidgets.QMainWindow):
 
     def _show_problem(self, text: str) -> None:
         self.problem = text
-        self.problem_label.setText(text)
-        self.problem_label.setVisible(True)
+        self.message_bar.show_message(text, "error", standing=True)
 
     def _on_fetched(self, fleet: Fleet, took_s: float) -> None:
         self.fleet = fleet
         self.problem = None
-        self.problem_label.setVisible(False)
+        self.message_bar.end_standing()
         self._fill_roster(fleet)
         self.plot.update_metric_choices()
         self.plot.set_follow(True)

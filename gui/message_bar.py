@@ -12,6 +12,7 @@ from .qt import QObject, QTimer, QtCore, QtGui, QtWidgets, Qt
 _MESSAGE_MS = 15000
 _MARGIN = 6
 _PADDING = 4
+_HISTORY_KEPT = 200
 _BOTTOM_CLEAR = 40  # px kept clear above the host's bottom edge: the plot's clock labels stay readable
 
 
@@ -37,14 +38,40 @@ class MessageBar(QtWidgets.QLabel):
         self._timer = QTimer(self)
         self._timer.setObjectName("message-bar-hide")
         self._timer.setSingleShot(True)
-        self._timer.timeout.connect(lambda: self.setVisible(False))
+        self._timer.timeout.connect(self._expire)
+        # A standing problem (the fleet's Prometheus not answering): shown until it is over,
+        # and again when a passing message over it fades.
+        self._standing: tuple[str, str] | None = None
+        self.fade_ms = _MESSAGE_MS
         if host is not None:
             host.installEventFilter(self)
 
-    def show_message(self, text: str, level: str = "error") -> None:
+    def show_message(self, text: str, level: str = "error", standing: bool = False) -> None:
+        """``standing``: the message stays (no fading) until ``end_standing`` or a click."""
         self.history.append(text)
+        if len(self.history) > _HISTORY_KEPT:
+            del self.history[:-_HISTORY_KEPT]  # a standing problem is said again at every retry
+        if standing:
+            self._standing = (text, level)
         if self.muted:
             return
+        self._show(text, level, fades=not standing)
+
+    def end_standing(self) -> None:
+        """The standing problem is over: it goes, unless a passing message shows."""
+        if self._standing is not None and not self._timer.isActive():
+            self.setVisible(False)
+        self._standing = None
+
+    def _expire(self) -> None:
+        if self._standing is not None:
+            self._show(*self._standing, fades=False)
+        else:
+            self.setVisible(False)
+
+    def _show(self, text: str, level: str, fades: bool) -> None:
+        self._hint = "click to dismiss; it also disappears by itself" if fades else \
+            "click to dismiss; it stays while the problem lasts"
         color = "rgb(250, 220, 220)" if level == "error" else "rgb(255, 243, 205)"
         border = "rgb(200, 120, 120)" if level == "error" else "rgb(210, 170, 80)"
         self.setStyleSheet(f"background: {color}; border: 1px solid {border}; padding: {_PADDING}px; border-radius: 3px")
@@ -53,7 +80,10 @@ class MessageBar(QtWidgets.QLabel):
         self._place()
         self.setVisible(True)
         self.raise_()
-        self._timer.start(_MESSAGE_MS)
+        if fades:
+            self._timer.start(self.fade_ms)
+        else:
+            self._timer.stop()
 
     def _place(self) -> None:
         host = self.parentWidget()
@@ -97,5 +127,6 @@ class MessageBar(QtWidgets.QLabel):
 
     def mousePressEvent(self, event: QtGui.QMouseEvent) -> None:
         self._timer.stop()
+        self._standing = None  # seen: a click is the user's "I know"
         self.setVisible(False)
         event.accept()

@@ -104,6 +104,27 @@ def test_a_long_message_takes_one_line_until_the_mouse_is_over_it(qtbot, make_wi
     assert bar.text() == "Cannot attach to PID 1: permission denied"
 
 
+def test_a_standing_problem_stays_and_comes_back_after_a_passing_message(qtbot, make_window) -> None:
+    window = make_window()
+    bar = window.message_bar
+    bar.fade_ms = 100
+    bar.show_message("cannot reach Prometheus", "error", standing=True)
+    qtbot.wait(300)
+    assert bar.isVisible() and bar.full_text == "cannot reach Prometheus"  # no fading
+    bar.show_message("worker w3 exited", "warning")
+    assert bar.full_text == "worker w3 exited"
+    qtbot.waitUntil(lambda: bar.full_text == "cannot reach Prometheus", timeout=2_000)
+    assert bar.isVisible()
+    bar.end_standing()
+    assert not bar.isVisible()
+    # A passing message fades as before.
+    bar.show_message("worker w4 exited", "warning")
+    qtbot.waitUntil(lambda: not bar.isVisible(), timeout=2_000)
+    for n in range(300):
+        bar.show_message(f"retry {n}", "error", standing=True)
+    assert len(bar.history) <= 200 and bar.history[-1] == "retry 299"
+
+
 def test_doctor_advice_reads_as_sentences_with_or_without_a_flag(qtbot, make_window) -> None:
     import time
 

@@ -58,7 +58,13 @@ def test_unreachable_server_says_so_in_the_window(qtbot: Any, open_window: Any) 
     url = f"http://127.0.0.1:{free_port()}"
     window = open_window(url)
     assert _first_answer(qtbot, window) is False
-    assert window.problem_label.isVisible()
+    assert window.message_bar.isVisible() and window.message_bar.full_text == window.problem
+    # Over the plot, not above the table: the problem's going moves no row.
+    viewport = window.view.table.viewport()
+    where = viewport.mapTo(window, viewport.rect().topLeft())
+    window.message_bar.end_standing()
+    assert not window.message_bar.isVisible()
+    assert viewport.mapTo(window, viewport.rect().topLeft()) == where
     assert window.problem.startswith(f"cannot reach Prometheus at {url}: connection refused — is it running? "
                                      "check the URL — trying again every 15 s.")
     assert window.roster.workers == [] and window.plot.empty_label.isVisible()
@@ -66,7 +72,7 @@ def test_unreachable_server_says_so_in_the_window(qtbot: Any, open_window: Any) 
 
 def test_a_bad_url_is_said_and_nothing_is_asked(open_window: Any) -> None:
     window = open_window("ftp://somewhere")
-    assert window.problem_label.isVisible() and "must start with http:// or https://" in window.problem
+    assert window.message_bar.isVisible() and "must start with http:// or https://" in window.problem
     assert window.client is None and not window.fetching
     url = f"http://127.0.0.1:{free_port()}"
     window.connect_to(url)

@@ -266,7 +266,7 @@ def test_fleet_window_lists_hosts_plots_memory_and_times_the_oom_kill(
     with qtbot.waitSignal(window.refreshed, timeout=20000) as blocker:
         pass
     assert blocker.args == [True], window.problem
-    assert not window.problem_label.isVisible()
+    assert not window.message_bar.isVisible()
     # The table: every host, every worker under its host.
     hosts = table_rows(window)
     assert set(hosts) >= {"a", "b", "node-1"}
@@ -312,7 +312,8 @@ def test_fleet_window_lists_hosts_plots_memory_and_times_the_oom_kill(
     # A server gone: said in the window, and what was shown stays.
     with qtbot.waitSignal(window.refreshed, timeout=20000) as blocker:
         window.connect_to(f"http://127.0.0.1:{free_port()}")
-    assert blocker.args == [False] and window.problem_label.isVisible()
+    assert blocker.args == [False] and window.message_bar.isVisible()
+    assert window.message_bar.full_text == window.problem
     assert "connection refused" in window.problem and "last successful refresh" in window.problem
     assert len(table_rows(window)) == len(hosts) and window.timeline.markers()
 
