@@ -160,3 +160,44 @@ def test_one_exit_touches_one_legend_entry(make_window, qtbot: Any) -> None:
     assert [e[0] for e in legend.entries()] == [f"w{n}" for n in range(1, 41)]
     assert all(a is b for a, b in zip(before, after)) and len(after) == 40
     assert "exited" in after[6].toolTip() and "exited" not in after[5].toolTip()
+
+
+def test_the_legend_updated_in_place_always_equals_one_built_afresh(qapp) -> None:
+    """Random rounds of workers coming, going, reordering, exiting, hidden and filtered: the
+    legend that moves, inserts and refills entries shows exactly what a new legend shows."""
+    import random
+
+    from oomscope.gui.history import Series
+    from oomscope.gui.legend import PlotLegend
+    from oomscope.gui.roster import WorkerState
+    from oomscope.gui.visibility import CurveVisibility
+
+    rng = random.Random(14)
+    states = {n: WorkerState(_ref(n), n, Series()) for n in range(40)}
+    visibility = CurveVisibility()
+    legend = PlotLegend(visibility)
+    order = list(range(40))
+    for _round in range(300):
+        move = rng.random()
+        if move < 0.3:
+            order = [n for n in order if rng.random() > 0.1] + [n for n in range(40) if n not in order and rng.random() < 0.2]
+        elif move < 0.4:
+            rng.shuffle(order)
+        elif move < 0.6:
+            n = rng.choice(range(40))
+            states[n].exit = _exited(n)
+        elif move < 0.8:
+            visibility.hidden ^= {f"w{rng.choice(range(40))}"}
+        else:
+            allowed = {f"w{n}" for n in range(40) if rng.random() < 0.7}
+            visibility.passes_filter = None if rng.random() < 0.3 else allowed.__contains__
+        shown = [states[n] for n in order]
+        legend.refresh(shown)
+        fresh = PlotLegend(visibility)
+        fresh.refresh(shown)
+        got = [(e, legend.list.item(i).toolTip(), legend.list.item(i).foreground().color().name())
+               for i, e in enumerate(legend.entries())]
+        want = [(e, fresh.list.item(i).toolTip(), fresh.list.item(i).foreground().color().name())
+                for i, e in enumerate(fresh.entries())]
+        assert got == want
+        fresh.deleteLater()
