@@ -163,8 +163,8 @@ class MemoryPlot(QtWidgets.QWidget):
     threshold_moved = Signal(str, int)  # level ("warning" | "critical"), bytes
     metric_changed = Signal(str)
     # The width the legend takes from the plot's right edge (0 while it is hidden): whatever
-    # shares the plot's time axis below it (the kill timeline) keeps the same width, so a
-    # marker sits under the moment of the curve it belongs to.
+    # shares the plot's time axis below it (the kill timeline) keeps the same width, so both
+    # end at the same moment (an x link keeps only the scale and the left edge).
     legend_width_changed = Signal(int)
 
     def __init__(self, roster: Roster, parent: QtWidgets.QWidget | None = None,

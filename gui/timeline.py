@@ -101,7 +101,7 @@ class KillTimeline(QtWidgets.QWidget):
 
     def set_right_margin(self, px: int) -> None:
         """Room at the right for what stands beside the linked plot (its legend): both time
-        axes then have the same width, and a marker is under its moment of the curve."""
+        axes then have the same width and end at the same moment."""
         self.layout().setContentsMargins(0, 0, px, 0)
 
     def refresh(self) -> None:

@@ -216,8 +216,9 @@ def test_percent_level_without_a_limit_says_why_nothing_is_drawn(qtbot, make_win
 
 
 def test_the_kill_timeline_keeps_the_plots_width_beside_the_legend(qtbot, make_window) -> None:
-    """The timeline shares the plot's time axis; with the legend beside the plot it was 180 px
-    wider, so a death's marker stood right of the moment its curve ended."""
+    """The timeline shares the plot's time axis; with the legend beside the plot it ran 180 px
+    further right than the plot, into time the plot did not show (pyqtgraph's x link keeps the
+    scale and the left edge, so the two axes ended at different times)."""
     import time
 
     from oomscope.core.events import Sample, Samples, WorkerAttached, WorkerRef
