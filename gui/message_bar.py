@@ -107,7 +107,7 @@ class MessageBar(QtWidgets.QLabel):
             self.setToolTip(f"{self.full_text}\n\n({self._hint})")
         self.setGeometry(_MARGIN, max(0, host.height() - height - _BOTTOM_CLEAR), width, height)
 
-    def enterEvent(self, event: QtCore.QEvent) -> None:
+    def enterEvent(self, event: QtGui.QEnterEvent) -> None:
         self._set_expanded(True)
         super().enterEvent(event)
 

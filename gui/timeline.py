@@ -56,7 +56,7 @@ class KillTimeline(QtWidgets.QWidget):
     def __init__(self, roster: Roster, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.roster = roster
-        layout = QtWidgets.QVBoxLayout(self)
+        layout = self._layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.plot_widget = pg.PlotWidget(axisItems={"bottom": ClockAxis()})
         self.plot_widget.setObjectName("kill-timeline")
@@ -102,7 +102,7 @@ class KillTimeline(QtWidgets.QWidget):
     def set_right_margin(self, px: int) -> None:
         """Room at the right for what stands beside the linked plot (its legend): both time
         axes then have the same width and end at the same moment."""
-        self.layout().setContentsMargins(0, 0, px, 0)
+        self._layout.setContentsMargins(0, 0, px, 0)
 
     def refresh(self) -> None:
         spots = []
