@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Final, TypeVar, cast
 
 from .cgroup.high import AUTO_HIGH_FRACTION, parse_mem_high
+from .engine_config import MIN_INTERVAL_S
 from .errors import BadInput
 from .restart import RestartPolicy
 from .sizes import Level, parse_level
@@ -39,9 +40,6 @@ from .thresholds import (
     named,
 )
 
-# Same floor as engine.MIN_INTERVAL_S (a test keeps them equal); not imported so that the
-# engine can one day read this module without an import cycle.
-MIN_INTERVAL_S: Final = 0.05
 
 T = TypeVar("T")
 

@@ -14,12 +14,12 @@ import selectors
 import signal
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from . import procfs
 from .causes import EXIT, OOM_KILL, SIGNAL, UNKNOWN, Verdict, classify, command_not_found
 from .cgroup.pool import CgroupPool
 from .oomlog.correlate import ExitNote
+from .engine_config import EngineConfig
 from .errors import Error, Refused, WorkerGone
 from .events import CrashLoop, Event, Notice, Output, RestartCancelled, Terminate, WorkerExited
 from .heap.desk import HeapDesk
@@ -34,9 +34,6 @@ from .worker import Worker, WorkerTable
 # kernel hand its status to pidfd holders), and how often it looks meanwhile.
 REAP_WAIT_S = 1.0
 _REAP_LOOK_S = 0.01
-
-if TYPE_CHECKING:
-    from .engine import EngineConfig
 
 
 class Exits:

@@ -14,10 +14,10 @@ import selectors
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from . import procfs, processes
 from .cgroup.pool import CgroupPool
+from .engine_config import EngineConfig
 from .errors import Error, Refused, WorkerGone
 from .events import Event, Notice, Output, WorkerAttached, WorkerRef, WorkerStarted
 from .forecast import Trend
@@ -31,9 +31,6 @@ from .procevents import ProcEvent, ProcEvents, Unavailable
 from .restart import Slot, Slots
 from .sampler import Sampler
 from .worker import Worker, WorkerTable
-
-if TYPE_CHECKING:
-    from .engine import EngineConfig
 
 # A child seen at its fork is attached once it has exec'd (so its name and command line are
 # its program's, not its parent's copy), or after this long if it never does (a pool's fork).

@@ -433,10 +433,3 @@ def test_dataclasses_validate_programmatic_values() -> None:
         RestartSettings(backoff_initial_s=5, backoff_cap_s=1)
     with pytest.raises(BadInput, match="interval_s"):
         SamplingSettings(interval_s=0)
-
-
-def test_min_interval_matches_the_engine() -> None:
-    from oomscope.core.config import MIN_INTERVAL_S
-    from oomscope.core.engine import MIN_INTERVAL_S as ENGINE_MIN
-
-    assert MIN_INTERVAL_S == ENGINE_MIN
