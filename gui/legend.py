@@ -1,5 +1,5 @@
-"""The plot's legend: one entry per worker (its colour, name, id and PID); clicking an entry
-hides or shows that worker's curve. It lists what the table's filter lets through."""
+"""The plot's legend: one entry per worker with a curve (its colour, name, id and PID); clicking
+an entry hides or shows that worker's curve. It lists what the table's filter lets through."""
 
 from __future__ import annotations
 
@@ -59,7 +59,9 @@ class PlotLegend(QtWidgets.QWidget):
         """Entries for ``workers`` (those the filter lets through). A redraw 20 times a second
         must not rebuild a list, nor must one exit among hundreds of rows: only entries whose
         name, colour or state changed are touched, and rows are moved only when the order did."""
-        listed = [w for w in workers if not self.visibility.filtered_out(w.id)]
+        # A worker with no sample has no curve to name (a pool recycling its workers after one
+        # request each brings hundreds of those): its table row and death marker tell of it.
+        listed = [w for w in workers if len(w.series) and not self.visibility.filtered_out(w.id)]
         keys = [self._entry_key(w) for w in listed]
         if keys == self._keys:
             return

@@ -306,13 +306,21 @@ class Roster:
             listener([w.id])
 
     def count_text(self) -> str:
-        """``3 workers, 500 exited, 9,500 older exits not shown …`` for the status bar."""
+        """``3 workers, 500 exited (+9,500 older)`` for the status bar: short, so a passing
+        message beside it in the bar still reads at 1024 px (``count_tip`` says the rest)."""
         alive = sum(1 for w in self.workers if w.alive)
         gone = len(self.workers) - alive
         text = f"{alive} worker{'s' if alive != 1 else ''}" + (f", {gone} exited" if gone else "")
         if self.forgotten:
-            text += f", {self.forgotten:,} older exits not shown (a recording keeps them all)"
+            text += f" (+{self.forgotten:,} older)"
         return text
+
+    def count_tip(self) -> str:
+        tip = "Workers watched now, and how many have exited"
+        if self.forgotten:
+            tip += (f"; {self.forgotten:,} older exits are not shown (the window keeps the latest "
+                    f"{self.exited_kept:,}), a recording keeps them all")
+        return tip
 
     def replace_all(self, workers: Iterable[WorkerState], deaths: Iterable[Death]) -> None:
         """Show these workers and deaths instead (the fleet window's every refresh, built from

@@ -192,6 +192,7 @@ class SessionView(QtWidgets.QMainWindow):
     def update_status(self) -> None:
         self.source_status.setText(f"kernel log: {self.kernel_source}")
         self.workers_status.setText(self.roster.count_text())
+        self.workers_status.setToolTip(self.roster.count_tip())
 
     def say(self, text: str, timeout_ms: int = 0) -> None:
         """A passing line in the window's status bar."""

@@ -48,7 +48,8 @@ def test_model_lets_go_of_the_oldest_exited_rows_within_qts_contract(qapp, qtmod
     assert "w1" not in roster.by_id
     # The kept exits give back the history rows they never filled.
     assert len(roster.by_id["w9"].series._t) == 1
-    assert roster.count_text() == "2 workers, 3 exited, 7 older exits not shown (a recording keeps them all)"
+    assert roster.count_text() == "2 workers, 3 exited (+7 older)"
+    assert "7 older exits are not shown (the window keeps the latest 3), a recording keeps them all" in roster.count_tip()
 
 
 def test_timeline_keeps_the_latest_deaths_plain_exits_going_first(qapp) -> None:
@@ -82,8 +83,8 @@ def test_window_under_churn_keeps_the_cap_and_says_how_many_it_let_go(make_windo
     assert window.roster.forgotten == extra
     assert "w1" not in window.roster.by_id and f"w{total}" in window.roster.by_id
     window._update_status()
-    assert window.view.workers_status.text() == (f"1 worker, {kept} exited, {extra} older exits not shown "
-                                            "(a recording keeps them all)")
+    assert window.view.workers_status.text() == f"1 worker, {kept} exited (+{extra} older)"
+    assert f"{extra} older exits are not shown" in window.view.workers_status.toolTip()
 
 
 def test_colours_pens_and_slot_counts_stay_bounded_under_churn(make_window, qtbot: Any) -> None:
@@ -149,7 +150,11 @@ def test_one_exit_touches_one_legend_entry(make_window, qtbot: Any) -> None:
     legend = window.plot.legend
     for n in range(1, 41):
         window.engine.events.put(_attached(n))
-    qtbot.waitUntil(lambda: len(window.roster.workers) == 40, timeout=10_000)
+        window.engine.events.put(Samples(time.time(), (Sample(_ref(n), 10 << 20, 8 << 20, 0, None, None),)))
+    # One worker without a sample: no curve, so no entry.
+    window.engine.events.put(_attached(41))
+    qtbot.waitUntil(lambda: len(window.roster.workers) == 41 and all(
+        len(w.series) for w in window.roster.workers if w.id != "w41"), timeout=10_000)
     legend.refresh(window.roster.workers)
     before = [legend.list.item(row) for row in range(legend.list.count())]
     assert [e[0] for e in legend.entries()] == [f"w{n}" for n in range(1, 41)]
@@ -167,13 +172,18 @@ def test_the_legend_updated_in_place_always_equals_one_built_afresh(qapp) -> Non
     legend that moves, inserts and refills entries shows exactly what a new legend shows."""
     import random
 
-    from oomscope.gui.history import Series
+    import numpy as np
+
+    from oomscope.gui.history import Series, history_columns
     from oomscope.gui.legend import PlotLegend
     from oomscope.gui.roster import WorkerState
     from oomscope.gui.visibility import CurveVisibility
 
     rng = random.Random(14)
     states = {n: WorkerState(_ref(n), n, Series()) for n in range(40)}
+    for n, w in states.items():
+        if n % 7:  # every seventh never sampled: no curve, never an entry
+            w.series.extend(np.array([1.0]), history_columns({"rss": [10 << 20]}, 1))
     visibility = CurveVisibility()
     legend = PlotLegend(visibility)
     order = list(range(40))
@@ -200,4 +210,5 @@ def test_the_legend_updated_in_place_always_equals_one_built_afresh(qapp) -> Non
         want = [(e, fresh.list.item(i).toolTip(), fresh.list.item(i).foreground().color().name())
                 for i, e in enumerate(fresh.entries())]
         assert got == want
+        assert not any(e[0] in {f"w{n}" for n in range(0, 40, 7)} for e, _tip, _colour in got)
         fresh.deleteLater()
