@@ -624,6 +624,10 @@ class MemoryPlot(QtWidgets.QWidget):
         self.notes_text.setHtml("<br>".join(f"<span style='color: rgb(120, 90, 0)'>{html.escape(n)}</span>"
                                             for n in self.level_notes))
         self.notes_text.setVisible(bool(self.level_notes))
+        # Wrapped within the plot (a pool's four PIDs ran past its right edge at 1024 px), and
+        # clear of the far-off marker at the top right.
+        room = self.view_box.width() - (self.off_scale_text.boundingRect().width() if lines else 0) - 16
+        self.notes_text.setTextWidth(max(160.0, room))
         self.notes_text.setPos(t0, self._y_top)
 
     def _percent_notes(self) -> list[str]:

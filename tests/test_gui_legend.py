@@ -248,3 +248,29 @@ def test_the_kill_timeline_keeps_the_plots_width_beside_the_legend(qtbot, make_w
     # Both axes map the same moment to the same column of pixels.
     (x0, x1), _ = window.plot.view_box.viewRange()
     assert window.timeline.view_box.viewRange()[0] == pytest.approx([x0, x1])
+
+
+def test_the_percent_note_wraps_within_the_plot(qtbot, make_window) -> None:
+    """Four PIDs made the note longer than a 1024 px window's plot: its end was cut off."""
+    import time
+
+    from oomscope.core.events import Sample, Samples, WorkerAttached, WorkerRef
+
+    window = make_window(thresholds=ThresholdConfig(warn=parse_level("75%"), crit=parse_level("90%")))
+    window.resize(1024, 700)
+    refs = [WorkerRef(f"w{n}", 4_100_000 + n, 1.0, "gunicorn", ("gunicorn",), False) for n in range(1, 6)]
+    for ref in refs:
+        window.engine.events.put(WorkerAttached(time.time(), ref, parent_pid=None))
+        window.engine.events.put(Samples(time.time(), (Sample(ref, 20 << 20, 16 << 20, 0, None, None),)))
+    qtbot.waitUntil(lambda: len(window.roster.workers) == 5, timeout=5_000)
+    window.plot.redraw()
+    [note] = window.plot.level_notes
+    assert "and 1 more" in note and note.endswith("nothing drawn or alerted for them")
+    text = window.plot.notes_text
+    view = window.plot.view_box
+    # The view applies its new range at its next layout pass: the note's anchor comes inside then.
+    qtbot.waitUntil(lambda: view.sceneBoundingRect().contains(text.scenePos()), timeout=2_000)
+    # The text is drawn unscaled (in pixels) from its anchor, the plot's top left corner.
+    right = text.scenePos().x() + text.textItem.boundingRect().width()
+    assert right <= view.sceneBoundingRect().right() + 1, (right, text.scenePos(), text.textItem.boundingRect(), text.textItem.textWidth(), view.width())
+    assert "alerted for them" in text.toPlainText()
