@@ -42,7 +42,7 @@ class PlotLegend(QtWidgets.QWidget):
         layout.addWidget(title)
         self.list = QtWidgets.QListWidget()
         self.list.setObjectName("legend-list")
-        self.list.setToolTip("One entry per worker the table lists; click one to hide or show its curve "
+        self.list.setToolTip("One entry per worker the table lists that has a curve; click one to hide or show it "
                              "(the Workers table's check boxes do the same)")
         self.list.setUniformItemSizes(True)
         self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
