@@ -16,7 +16,7 @@ WORKER_ID_ROLE = int(Qt.ItemDataRole.UserRole) + 1
 
 def legend_text(w: WorkerState) -> str:
     """Short, for a narrow column: the name and PID; the id is in the entry's tip."""
-    return f"{w.ref.name} · {w.ref.pid}" if w.ref.pid > 0 else w.ref.name  # a fleet's container: no PID
+    return w.ref.name + w.pid_text(" · ", label="")
 
 
 def swatch_pixmap(rgb: tuple[int, int, int], width: int = 18, height: int = 10) -> QtGui.QPixmap:

@@ -13,6 +13,8 @@ _MESSAGE_MS = 15000
 _MARGIN = 6
 _PADDING = 4
 _HISTORY_KEPT = 200
+_FADING_HINT = "click to dismiss; it also disappears by itself"
+_STANDING_HINT = "click to dismiss; it stays while the problem lasts"
 _BOTTOM_CLEAR = 40  # px kept clear above the host's bottom edge: the plot's clock labels stay readable
 
 
@@ -24,10 +26,9 @@ class MessageBar(QtWidgets.QLabel):
     def __init__(self, host: QtWidgets.QWidget | None = None) -> None:
         super().__init__(host)
         self.setObjectName("message-bar")
-        self.setWordWrap(False)
         self.setVisible(False)
         self.full_text = ""
-        self._hint = "click to dismiss; it also disappears by itself"
+        self._hint = _FADING_HINT
         self.expanded = False
         self.setToolTip("The last problem oomscope ran into; click to dismiss, it also disappears by itself")
         self.setCursor(Qt.CursorShape.PointingHandCursor)
@@ -70,8 +71,7 @@ class MessageBar(QtWidgets.QLabel):
             self.setVisible(False)
 
     def _show(self, text: str, level: str, fades: bool) -> None:
-        self._hint = "click to dismiss; it also disappears by itself" if fades else \
-            "click to dismiss; it stays while the problem lasts"
+        self._hint = _FADING_HINT if fades else _STANDING_HINT
         color = "rgb(250, 220, 220)" if level == "error" else "rgb(255, 243, 205)"
         border = "rgb(200, 120, 120)" if level == "error" else "rgb(210, 170, 80)"
         self.setStyleSheet(f"background: {color}; border: 1px solid {border}; padding: {_PADDING}px; border-radius: 3px")

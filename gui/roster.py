@@ -102,10 +102,10 @@ class WorkerState:
     def alive(self) -> bool:
         return self.exit is None
 
-    def pid_text(self, sep: str = ", ") -> str:
+    def pid_text(self, sep: str = ", ", label: str = "PID ") -> str:
         """``sep`` + "PID N", or nothing for a worker whose PID nobody knows (a fleet's container:
         its exporter publishes none, and "PID 0" would name the kernel's idle task)."""
-        return f"{sep}PID {self.ref.pid}" if self.ref.pid > 0 else ""
+        return f"{sep}{label}{self.ref.pid}" if self.ref.pid > 0 else ""
 
     def state_text(self) -> str:
         if self.exit is not None:
